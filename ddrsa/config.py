@@ -1,0 +1,92 @@
+"""Typed, validated experiment configuration (one boundary, unknown keys are errors)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DATASETS = ("turbofan", "azure_pm")
+SUBSETS = ("FD001", "FD002", "FD003", "FD004")
+DEFAULT_MODELS = ("lstm_basic", "lstm_deep", "gru_basic", "gru_deep", "transformer_basic", "transformer_deep")
+MODEL_NAMES = DEFAULT_MODELS + ("probsparse_basic", "probsparse_deep", "paper")
+
+
+class DataConfig(BaseModel):
+    """What to load and how to window it; part of the cache key through `ExperimentConfig`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: Literal["turbofan", "azure_pm"] = "turbofan"
+    subset: Literal["FD001", "FD002", "FD003", "FD004"] = "FD001"
+    lookback_window: int = Field(128, ge=1, le=4096, description="K, covariate steps the encoder reads")
+    pred_horizon: int = Field(64, ge=2, le=1024, description="L_max, future steps with a hazard each")
+    split_seed: int = Field(0, description="seed of the unit/machine split (kept fixed across repeats)")
+    test_fraction: float = Field(0.3, gt=0, lt=1)
+    val_fraction: float = Field(0.3, gt=0, lt=1, description="fraction of the training units for validation")
+    downsample_hours: int = Field(15, ge=1, le=24 * 30, description="Azure PM: hours per step")
+    window_stride: int = Field(1, ge=1, description="take every n-th window (tests and quick runs)")
+    max_units: int | None = Field(None, ge=3, description="use only this many units/machines (tests)")
+    data_source: Literal["auto", "real", "synthetic"] | None = Field(
+        None, description="override DDRSA_DATA_SOURCE for this experiment")
+
+
+class ExperimentConfig(DataConfig):
+    """One training run. `python -m ddrsa.train` flags map 1:1 onto these fields."""
+
+    model: str = "lstm_basic"
+    batch_size: int = Field(128, ge=1, le=1_000_000)
+    learning_rate: float = Field(1e-3, gt=0, le=10)
+    lambda_param: float = Field(0.75, ge=0, le=1)
+    nasa_weight: float = Field(0.1, ge=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    num_epochs: int = Field(100, ge=1, le=100_000)
+    patience: int = Field(10, ge=1, description="early stopping: epochs without validation improvement")
+    seed: int = Field(42, description="torch/numpy/random seed of the run")
+    grad_clip: float = Field(1.0, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    amp: bool = Field(True, description="bf16/fp16 autocast on CUDA (ignored on CPU)")
+    deterministic: bool = False
+    compile: bool = Field(False, description="torch.compile the model")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value not in MODEL_NAMES:
+            raise ValueError(f"unknown model {value!r}; choose from {', '.join(MODEL_NAMES)}")
+        return value
+
+    def data_config(self) -> DataConfig:
+        return DataConfig(**{k: getattr(self, k) for k in DataConfig.model_fields})
+
+    def experiment_id(self) -> str:
+        """Stable 12-hex id of everything that changes the result."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+    def short_name(self) -> str:
+        """`bs128_lr0.001_lam0.75_nasa0.1_drop0.1_s42`: the human-readable part of a task name."""
+        return (f"bs{self.batch_size}_lr{self.learning_rate:g}_lam{self.lambda_param:g}"
+                f"_nasa{self.nasa_weight:g}_drop{self.dropout:g}_s{self.seed}")
+
+    def display_name(self) -> str:
+        return f"{self.dataset}/{self.model}/{self.short_name()}"
+
+    def run_dir_name(self, index: int) -> str:
+        """Relative run folder: logs/<dataset>/<model>/bs.._lr.._lam.._nasa.._drop.._id<i>."""
+        leaf = (f"bs{self.batch_size}_lr{self.learning_rate:g}_lam{self.lambda_param:g}"
+                f"_nasa{self.nasa_weight:g}_drop{self.dropout:g}_id{index}")
+        return f"logs/{self.dataset}/{self.model}/{leaf}"
+
+
+def format_validation_error(exc) -> str:
+    """One line naming each bad field, for pydantic.ValidationError."""
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err.get("loc", ())) or "config"
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{field}: {msg} (got {err.get('input')!r})")
+    return "invalid config: " + "; ".join(parts)
