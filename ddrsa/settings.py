@@ -26,6 +26,7 @@ class Settings(BaseSettings):
                            description="folder holding cmapss/ and azure_pm/ (files plain or .gz)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data_source: Literal["auto", "real", "synthetic"] = "auto"
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: torch default)")
 
 
 def get_settings() -> Settings:

@@ -1,0 +1,1 @@
+"""Sweep bookkeeping without orchestration: spec, grid expansion, results store, lock."""

@@ -1,0 +1,131 @@
+"""The sweep's output folder: manifest, all_results.json (atomic), result records, lock."""
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+from pathlib import Path
+
+from ddrsa.atomic import read_json, write_json
+from ddrsa.errors import DDRSAError
+
+MANIFEST = "experiment_manifest.json"
+RESULTS = "all_results.json"
+LOCK = ".sweep.lock"
+HYPERPARAMETERS = ("dataset", "subset", "model", "batch_size", "learning_rate", "lambda_param",
+                   "nasa_weight", "dropout", "seed", "num_epochs")
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def check_output_dir(path: Path) -> Path:
+    """The output folder must be a folder (created if missing) that we can write."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DDRSAError(f"output folder {path} is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DDRSAError(f"cannot create output folder {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise DDRSAError(f"output folder {path} is not writable")
+    return path
+
+
+def safe_run_dir(output_dir: Path, relative: str) -> Path:
+    """Resolve a run folder and refuse one that escapes the output folder."""
+    root = Path(output_dir).resolve()
+    target = (root / relative).resolve()
+    if root != target and root not in target.parents:
+        raise DDRSAError(f"run folder {relative!r} escapes the output folder")
+    return target
+
+
+def make_record(planned: dict, *, status: str, result: dict | None = None, worker: str | None = None,
+                attempts: int = 1, error: str | None = None, started_at: str | None = None) -> dict:
+    """A result record as in docs/CONTRACTS.md from a planned experiment and a TrainResult dict."""
+    result = result or {}
+    config = planned["config"]
+    record = {"experiment_id": planned["experiment_id"], "index": planned["index"],
+              "name": planned["name"]}
+    record.update({key: config[key] for key in HYPERPARAMETERS})
+    record.update({
+        "status": status,
+        "metrics": result.get("metrics", {}) if status == "completed" else {},
+        "train_seconds": result.get("train_seconds", 0.0),
+        "epochs_trained": result.get("epochs_trained", 0),
+        "best_epoch": result.get("best_epoch"),
+        "diverged_epoch": result.get("diverged_epoch"),
+        "resumed_from_epoch": result.get("resumed_from_epoch", 0),
+        "worker": worker,
+        "device": result.get("device", "unknown"),
+        "attempts": attempts,
+        "error": error,
+        "run_dir": planned["run_dir"],
+        "data_source": result.get("data_source"),
+        "peak_rss_mb": result.get("peak_rss_mb"),
+        "peak_gpu_mb": result.get("peak_gpu_mb"),
+        "started_at": started_at,
+        "finished_at": now_iso(),
+    })
+    return record
+
+
+class ResultsStore:
+    """all_results.json as a list of records keyed by experiment_id; every write is atomic."""
+
+    def __init__(self, output_dir: Path):
+        self.path = Path(output_dir) / RESULTS
+        loaded = read_json(self.path, [])
+        self._records = {r["experiment_id"]: r for r in loaded if isinstance(r, dict)}
+
+    def upsert(self, record: dict) -> None:
+        self._records[record["experiment_id"]] = record
+        write_json(self.path, sorted(self._records.values(), key=lambda r: r.get("index", 0)))
+
+    def get(self, experiment_id: str) -> dict | None:
+        return self._records.get(experiment_id)
+
+    def records(self) -> list[dict]:
+        return list(self._records.values())
+
+
+def write_manifest(output_dir: Path, *, grid: dict, planned: list[dict], code_version: str,
+                   data_versions: dict, started_at: str, finished_at: str | None = None,
+                   extra: dict | None = None) -> None:
+    write_json(Path(output_dir) / MANIFEST, {
+        "created_at": started_at, "started_at": started_at, "finished_at": finished_at,
+        "grid": grid, "code_version": code_version, "data_versions": data_versions,
+        "n_experiments": len(planned), "seeds": grid.get("seeds"), **(extra or {}),
+        "experiments": planned})
+
+
+class SweepLock:
+    """An exclusive flock on OUTPUT_DIR/.sweep.lock; the kernel drops it when the holder dies."""
+
+    def __init__(self, output_dir: Path):
+        self.path = Path(output_dir) / LOCK
+        self._fh = None
+
+    def __enter__(self) -> "SweepLock":
+        self._fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "another process"
+            self._fh.close()
+            raise DDRSAError(f"another sweep ({holder}) is writing to {self.path.parent}; "
+                             "wait for it or use another --output-dir") from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(f"pid {os.getpid()} since {now_iso()}")
+        self._fh.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()

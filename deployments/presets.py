@@ -1,0 +1,69 @@
+"""The named studies, defined once: used by `flows/sweep.py --preset`, prefect.yaml and the launcher.
+
+A preset is a partial `SweepSpec`: the fields it sets; everything else keeps the spec defaults.
+"""
+from __future__ import annotations
+
+from ddrsa.config import DEFAULT_MODELS, MODEL_NAMES
+from ddrsa.errors import DDRSAError
+from ddrsa.sweep.spec import SweepSpec
+
+_STUDY = dict(learning_rates=[0.001], lambda_params=[0.75], nasa_weights=[0.1], dropout_rates=[0.1])
+
+PRESETS: dict[str, dict] = {
+    "default": {
+        "description": "What `python flows/sweep.py` runs with no flags: every default model on both "
+                       "datasets, 3 epochs on every 4th window; a few minutes on a 2-core laptop.",
+        "spec": dict(batch_sizes=[128], num_epochs=3, window_stride=4, **_STUDY),
+    },
+    "quick-comparison": {
+        "description": "Every default model on both datasets, one configuration.",
+        "spec": dict(batch_sizes=[128], num_epochs=30, **_STUDY),
+    },
+    "batch-study": {
+        "description": "Batch size 32-512 at lr 0.001, lambda 0.75, NASA weight 0.1, dropout 0.1.",
+        "spec": dict(batch_sizes=[32, 64, 128, 256, 512], num_epochs=100, **_STUDY),
+    },
+    "lr-sweep": {
+        "description": "Learning rate 1e-5 to 1e-2 at batch 128, the rest at the batch-study values.",
+        "spec": dict(_STUDY, batch_sizes=[128], learning_rates=[0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01],
+                     num_epochs=100),
+    },
+    "nasa-tuning": {
+        "description": "NASA auxiliary-loss weight 0 to 0.5 at batch 128.",
+        "spec": dict(_STUDY, batch_sizes=[128], nasa_weights=[0.0, 0.05, 0.1, 0.2, 0.3, 0.5], num_epochs=100),
+    },
+    "dropout-sensitivity": {
+        "description": "Dropout 0 to 0.5 at batch 128.",
+        "spec": dict(_STUDY, batch_sizes=[128], dropout_rates=[0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5],
+                     num_epochs=100),
+    },
+    "full-grid": {
+        "description": "All nine models x batch 64/128/256 x lr 5e-4/1e-3/5e-3 x lambda 0.5/0.75 x "
+                       "NASA 0/0.1 x dropout 0.1/0.2 on both datasets.",
+        "spec": dict(models=list(MODEL_NAMES), batch_sizes=[64, 128, 256], learning_rates=[0.0005, 0.001, 0.005],
+                     lambda_params=[0.5, 0.75], nasa_weights=[0.0, 0.1], dropout_rates=[0.1, 0.2],
+                     num_epochs=100),
+    },
+    "nightly": {
+        "description": "Scheduled nightly run: quick-comparison with 3 seeds, appended to the history.",
+        "spec": dict(batch_sizes=[128], num_epochs=30, seeds=[42, 43, 44], **_STUDY),
+    },
+}
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def preset_spec(name: str, overrides: dict | None = None) -> SweepSpec:
+    """The preset's SweepSpec with `overrides` (flags given next to the preset) on top."""
+    if name not in PRESETS:
+        raise DDRSAError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    fields = {"models": list(DEFAULT_MODELS), **PRESETS[name]["spec"]}
+    fields.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return SweepSpec(**fields)
+
+
+def preset_size(name: str) -> int:
+    return preset_spec(name).size()

@@ -1,0 +1,296 @@
+"""`ddrsa-sweep`: train every grid point on a Dask cluster, resumably, then analyse.
+
+    python flows/sweep.py                      # small default sweep (see --help)
+    python flows/sweep.py --preset batch-study --num-epochs 20
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python flows/sweep.py` from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import os
+import shutil
+import time
+
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # worker start-up chatter off the terminal
+
+import dask
+import distributed
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, PREFECT_RESULTS_PERSIST_BY_DEFAULT, temporary_settings
+
+from ddrsa.config import ExperimentConfig
+from ddrsa.data import load_dataset
+from ddrsa.errors import DDRSAError
+from ddrsa.settings import get_settings
+from ddrsa.sweep.results import (ResultsStore, SweepLock, check_output_dir, make_record, now_iso,
+                                 safe_run_dir, write_manifest)
+from ddrsa.sweep.spec import GRID_AXES, PlannedExperiment, SweepSpec, expand
+from ddrsa.trainer import train
+from ddrsa.version import code_version
+from deployments.presets import preset_spec
+from flows.cluster import plan_cluster
+
+RESULTS_CACHE = ".prefect-results"
+SPEC_FIELDS = tuple(GRID_AXES) + ("num_epochs", "patience", "subset", "lookback_window", "pred_horizon",
+                                  "max_units", "window_stride", "data_source", "amp")
+
+
+def cache_key(_context, parameters: dict) -> str:
+    """Experiment config + code version + data version; never the flow run."""
+    return (f"ddrsa-{parameters['planned']['experiment_id']}-{parameters['code_version']}"
+            f"-{parameters['data_version']}")
+
+
+def _worker_name() -> str | None:
+    try:
+        return str(distributed.get_worker().name)
+    except ValueError:  # not inside a Dask worker
+        return None
+
+
+@task(name="train-experiment", task_run_name="{name}", retries=2, retry_delay_seconds=5,
+      cache_key_fn=cache_key, persist_result=True)
+def train_experiment(name: str, planned: dict, output_dir: str, code_version: str,
+                     data_version: str) -> dict:
+    """Train one experiment (resuming its checkpoint) and return its result record.
+
+    Exceptions are retried by Prefect; a diverged run returns status `diverged` (no retry).
+    """
+    from prefect.runtime import task_run
+
+    config = ExperimentConfig(**planned["config"])
+    run_dir = safe_run_dir(Path(output_dir), planned["run_dir"])
+    started = now_iso()
+    result = train(config, run_dir)
+    return make_record(planned, status=result.status, result=result.to_dict(), worker=_worker_name(),
+                       attempts=task_run.run_count or 1, started_at=started)
+
+
+def build_spec(preset: str | None, overrides: dict) -> SweepSpec:
+    """Preset (or defaults) with the explicitly given fields on top; validated here, once."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return preset_spec(preset or "default", given)
+
+
+def prepare(spec: SweepSpec) -> tuple[list[PlannedExperiment], dict[str, str]]:
+    """Expand and validate the grid, load each distinct data set once (fails fast on bad data)."""
+    planned = expand(spec)
+    settings = get_settings()
+    versions: dict[str, str] = {}
+    for item in planned:
+        key = _data_key(item.config)
+        if key not in versions:
+            versions[key] = load_dataset(item.config.data_config(), settings).data_version
+    return planned, versions
+
+
+def _data_key(config: ExperimentConfig) -> str:
+    return config.dataset if config.dataset == "azure_pm" else f"{config.dataset}-{config.subset}"
+
+
+def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger, loop) -> dict:
+    """Record each experiment as it finishes; a failure never stops the others."""
+    counts = {"completed": 0, "failed": 0, "diverged": 0}
+    wrapped = {f.wrapped_future: (f, planned) for f, planned in futures.items()}
+    for dask_future in distributed.as_completed(list(wrapped), loop=loop):
+        _, planned = wrapped[dask_future]
+        try:
+            state = dask_future.result()
+        except Exception as exc:  # KilledWorker and friends: this experiment only
+            record = make_record(planned, status="failed", error=f"{type(exc).__name__}: {exc}")
+        else:
+            if state.is_completed():
+                record = state.result(raise_on_failure=False)
+            else:
+                record = make_record(planned, status="failed", attempts=3,
+                                     error=(state.message or state.name)[:2000])
+        store.upsert(record)
+        counts[record["status"]] = counts.get(record["status"], 0) + 1
+        done = sum(counts.values())
+        metrics = record.get("metrics") or {}
+        detail = (f"rmse {metrics.get('rul_rmse', float('nan')):.2f} c-index "
+                  f"{metrics.get('concordance_index', float('nan')):.3f}"
+                  if record["status"] == "completed" else (record.get("error") or "")[:200])
+        logger.info("[%d/%d] %s %s (%.0f s) %s", done, total, record["status"], record["name"],
+                    record.get("train_seconds") or 0.0, detail)
+        if progress_id is not None:
+            update_progress_artifact(progress_id, 100.0 * done / total,
+                                     description=f"{counts['completed']} completed, {counts['failed']} failed, "
+                                                 f"{counts['diverged']} diverged of {total}")
+    return counts
+
+
+@flow(name="ddrsa-sweep", log_prints=True)
+def ddrsa_sweep(
+    datasets: list[str] | None = None,
+    models: list[str] | None = None,
+    batch_sizes: list[int] | None = None,
+    learning_rates: list[float] | None = None,
+    lambda_params: list[float] | None = None,
+    nasa_weights: list[float] | None = None,
+    dropout_rates: list[float] | None = None,
+    seeds: list[int] | None = None,
+    num_epochs: int | None = None,
+    patience: int | None = None,
+    subset: str | None = None,
+    lookback_window: int | None = None,
+    pred_horizon: int | None = None,
+    max_units: int | None = None,
+    window_stride: int | None = None,
+    data_source: str | None = None,
+    amp: bool | None = None,
+    preset: str | None = None,
+    output_dir: str = "parallel_experiments",
+    gpus_per_experiment: float = 1.0,
+    scheduler_address: str | None = None,
+    n_workers: int | None = None,
+    fresh: bool = False,
+    run_analysis: bool = True,
+    append_to_history: bool = False,
+) -> dict:
+    """Expand the grid (preset + overrides), train every experiment on Dask, write results, analyse."""
+    logger = get_run_logger()
+    overrides = {k: v for k, v in locals().items() if k in SPEC_FIELDS}
+    spec = build_spec(preset, overrides)
+    planned, data_versions = prepare(spec)
+    out = check_output_dir(Path(output_dir)).resolve()
+    with SweepLock(out):
+        return _run(spec, planned, data_versions, out, logger, gpus_per_experiment=gpus_per_experiment,
+                    scheduler_address=scheduler_address, n_workers=n_workers, fresh=fresh,
+                    run_analysis=run_analysis, append_to_history=append_to_history, preset=preset)
+
+
+def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment, scheduler_address,
+         n_workers, fresh, run_analysis, append_to_history, preset) -> dict:
+    version = code_version()
+    plan = plan_cluster(gpus_per_experiment, scheduler_address, n_workers)
+    if fresh:
+        for item in planned:
+            shutil.rmtree(safe_run_dir(out, item.run_dir), ignore_errors=True)
+        (out / "all_results.json").unlink(missing_ok=True)
+    store = ResultsStore(out)
+    started = now_iso()
+    manifest = dict(grid=spec.grid(), planned=[p.as_dict() for p in planned], code_version=version,
+                    data_versions=data_versions, started_at=started,
+                    extra={"preset": preset, "spec": spec.model_dump(mode="json"),
+                           "cluster": plan.description})
+    write_manifest(out, **manifest)
+    logger.info("ddrsa-sweep: %d experiments on %s; output %s", len(planned), plan.description, out)
+    progress_id = create_progress_artifact(progress=0.0, key="ddrsa-sweep-progress",
+                                           description=f"0 of {len(planned)} experiments done")
+    t0 = time.monotonic()
+    task_fn = train_experiment.with_options(refresh_cache=True) if fresh else train_experiment
+    storage = {PREFECT_LOCAL_STORAGE_PATH: str(out / RESULTS_CACHE), PREFECT_RESULTS_PERSIST_BY_DEFAULT: True}
+    with temporary_settings(updates=storage), plan.task_runner as runner:
+        with dask.annotate(resources={plan.resource: plan.per_experiment}):
+            futures = {runner.submit(task_fn, parameters=dict(
+                name=item.name, planned=item.as_dict(), output_dir=str(out), code_version=version,
+                data_version=data_versions[_data_key(item.config)])): item.as_dict() for item in planned}
+        counts = _collect(futures, store, len(planned), progress_id, logger, runner.client.loop)
+    wall = time.monotonic() - t0
+    write_manifest(out, **manifest, finished_at=now_iso())
+    logger.info("ddrsa-sweep finished in %.0f s: %s", wall, counts)
+    summary = {"output_dir": str(out), "n_experiments": len(planned), "wall_seconds": wall, **counts}
+    if run_analysis:
+        from flows.analysis import analysis_flow
+
+        summary["analysis"] = analysis_flow(output_dir=str(out), append_to_history=append_to_history,
+                                            run_label=preset)
+    return summary
+
+
+# --------------------------------------------------------------------------- command line
+
+def build_parser():
+    from ddrsa.cli import OneLineParser
+
+    p = OneLineParser(prog="python flows/sweep.py",
+                      description="Run a DDRSA hyperparameter sweep (Prefect flow `ddrsa-sweep`) on a "
+                                  "Dask cluster. Each grid flag takes one or more values; the grid is "
+                                  "their Cartesian product. Flags next to --preset override it.")
+    grid = p.add_argument_group("grid (defaults: the `default` preset, or the chosen --preset)")
+    grid.add_argument("--datasets", nargs="+", help="turbofan and/or azure_pm")
+    grid.add_argument("--models", nargs="+", help="lstm_basic lstm_deep gru_basic gru_deep transformer_basic "
+                                                  "transformer_deep probsparse_basic probsparse_deep paper")
+    grid.add_argument("--batch-sizes", nargs="+", type=int)
+    grid.add_argument("--learning-rates", nargs="+", type=float)
+    grid.add_argument("--lambda-params", nargs="+", type=float, help="DDRSA loss lambda, each in [0, 1]")
+    grid.add_argument("--nasa-weights", nargs="+", type=float, help="NASA auxiliary loss weights (>= 0)")
+    grid.add_argument("--dropout-rates", nargs="+", type=float, help="each in [0, 1)")
+    grid.add_argument("--seeds", nargs="+", type=int, help="repeats of every configuration")
+    run = p.add_argument_group("every experiment")
+    run.add_argument("--num-epochs", type=int)
+    run.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
+    run.add_argument("--subset", help="C-MAPSS subset FD001-FD004")
+    run.add_argument("--lookback-window", type=int, help="K, history steps")
+    run.add_argument("--pred-horizon", type=int, help="L_max, future steps")
+    run.add_argument("--max-units", type=int, help="use only this many units/machines (quick looks)")
+    run.add_argument("--window-stride", type=int, help="keep every n-th window")
+    run.add_argument("--data-source", choices=["auto", "real", "synthetic"])
+    run.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on GPU")
+    where = p.add_argument_group("where and how")
+    where.add_argument("--preset", help="named study (see deployments/presets.py or the launcher)")
+    where.add_argument("--output-dir", default="parallel_experiments")
+    where.add_argument("--gpus-per-experiment", type=float, default=1.0,
+                       help="share of a GPU (or CPU worker) per experiment; 0.25 packs four")
+    where.add_argument("--scheduler-address", help="run on an existing Dask cluster (tcp://host:8786)")
+    where.add_argument("--n-workers", type=int, help="local workers (default: one per GPU, else per core pair)")
+    where.add_argument("--dry-run", action="store_true", help="print the expanded grid and its size; train nothing")
+    where.add_argument("--fresh", action="store_true", help="ignore earlier results in --output-dir")
+    where.add_argument("--no-analysis", dest="run_analysis", action="store_false",
+                       help="skip the analysis subflow at the end")
+    return p
+
+
+def _print_grid(spec: SweepSpec, planned: list[PlannedExperiment]) -> None:
+    for axis, values in spec.grid().items():
+        print(f"  {axis:15s} {' '.join(str(v) for v in values)}")
+    print(f"  {'epochs':15s} {spec.num_epochs}")
+    for item in planned:
+        print(f"  {item.index:5d}  {item.name}")
+    print(f"{len(planned)} experiments")
+
+
+def main(argv=None) -> int:
+    import logging
+
+    from flows.cluster import check_scheduler_address
+    from flows.server import api_server
+
+    args = build_parser().parse_args(argv)
+    params = vars(args)
+    dry_run = params.pop("dry_run")
+    spec = build_spec(params["preset"], {k: params[k] for k in SPEC_FIELDS})
+    planned = expand(spec)
+    if dry_run:
+        _print_grid(spec, planned)
+        return 0
+    if args.n_workers is not None and args.n_workers < 1:
+        raise DDRSAError("--n-workers must be at least 1")
+    if not 0 < args.gpus_per_experiment <= 1:
+        raise DDRSAError(f"--gpus-per-experiment must be in (0, 1], got {args.gpus_per_experiment}")
+    out = check_output_dir(Path(args.output_dir))
+    with SweepLock(out):  # refuse now, before a server starts, if another sweep holds the folder
+        pass
+    if args.scheduler_address:
+        check_scheduler_address(args.scheduler_address)
+    prepare(spec)  # bad data files fail here, before anything starts
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    with api_server(log_path=out / "prefect-server.log"):
+        summary = ddrsa_sweep(**{k: v for k, v in params.items() if k in SPEC_FIELDS or k in (
+            "preset", "output_dir", "gpus_per_experiment", "scheduler_address", "n_workers", "fresh",
+            "run_analysis")})
+    print(f"{summary['completed']} completed, {summary['failed']} failed, {summary['diverged']} diverged "
+          f"of {summary['n_experiments']} in {summary['wall_seconds']:.0f} s; results in {summary['output_dir']}")
+    return 0 if summary["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    from ddrsa.cli import run_cli
+
+    sys.exit(run_cli("python flows/sweep.py", main))

@@ -1,0 +1,73 @@
+"""Charts of one training run (`python -m ddrsa.train --create-visualization`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from ddrsa.atomic import read_json
+from ddrsa.metrics import expected_time
+
+
+def _save(chart: alt.Chart, folder: Path, name: str) -> None:
+    chart.save(str(folder / f"{name}.html"))
+    chart.save(str(folder / f"{name}.png"), scale_factor=2)
+
+
+def loss_curves(log: dict) -> alt.Chart:
+    df = pd.DataFrame(log.get("epochs", []))
+    long = df.melt(id_vars="epoch", value_vars=["train_loss", "val_loss"], var_name="split", value_name="loss")
+    return alt.Chart(long, title="Training and validation loss").mark_line(point=True).encode(
+        x=alt.X("epoch:Q", title="epoch"), y=alt.Y("loss:Q", title="DDRSA loss (nats per window)"),
+        color=alt.Color("split:N", title=None)).properties(width=420, height=260)
+
+
+def predicted_vs_true(predictions: dict) -> alt.Chart:
+    obs = ~predictions["test_censored"]
+    df = pd.DataFrame({"true": predictions["test_event_index"][obs],
+                       "predicted": expected_time(predictions["test_survival"])[obs]})
+    top = float(max(df["true"].max(), df["predicted"].max(), 1)) if len(df) else 1.0
+    points = alt.Chart(df, title="Predicted vs true time to event (uncensored test windows)").mark_circle(
+        size=12, opacity=0.4).encode(x=alt.X("true:Q", title="true time to event (steps)"),
+                                     y=alt.Y("predicted:Q", title="predicted E[min(T, L)] (steps)"))
+    diagonal = alt.Chart(pd.DataFrame({"true": [0, top], "predicted": [0, top]})).mark_line(
+        color="gray", strokeDash=[4, 4]).encode(x="true:Q", y="predicted:Q")
+    return (points + diagonal).properties(width=380, height=380)
+
+
+def hazard_and_survival(predictions: dict, n_units: int = 4) -> alt.Chart:
+    """Hazard h(k) and survival S(k) of the last window of a few test units."""
+    surv, units = predictions["test_survival"], predictions["test_unit"]
+    rows = []
+    for unit in list(dict.fromkeys(units.tolist()))[:n_units]:
+        i = int(np.flatnonzero(units == unit)[-1])
+        s = surv[i]
+        prev = np.concatenate([[1.0], s[:-1]])
+        hazard = 1.0 - s / np.maximum(prev, 1e-12)
+        label = f"unit {unit} (true {int(predictions['test_event_index'][i])}" + (
+            "+, censored)" if predictions["test_censored"][i] else ")")
+        for k in range(len(s)):
+            rows.append({"k": k, "unit": label, "hazard": hazard[k], "survival": s[k]})
+    df = pd.DataFrame(rows)
+    base = alt.Chart(df).mark_line().encode(x=alt.X("k:Q", title="steps ahead k"),
+                                            color=alt.Color("unit:N", title="test unit"))
+    return alt.hconcat(
+        base.encode(y=alt.Y("hazard:Q", title="hazard h(k)")).properties(title="Hazard", width=300, height=240),
+        base.encode(y=alt.Y("survival:Q", title="survival S(k)", scale=alt.Scale(domain=[0, 1]))).properties(
+            title="Survival", width=300, height=240))
+
+
+def write_run_charts(run_dir: Path, predictions: dict | None, config) -> list[Path]:
+    """Write loss_curves, predicted_vs_true, hazard_survival (.html + .png) into run_dir/plots."""
+    folder = Path(run_dir) / "plots"
+    folder.mkdir(parents=True, exist_ok=True)
+    log = read_json(Path(run_dir) / "training_log.json", {})
+    charts = {"loss_curves": loss_curves(log)}
+    if predictions is not None:
+        charts["predicted_vs_true"] = predicted_vs_true(predictions)
+        charts["hazard_survival"] = hazard_and_survival(predictions)
+    for name, chart in charts.items():
+        _save(chart, folder, name)
+    return [folder / f"{n}.png" for n in charts]

@@ -1,0 +1,134 @@
+"""DDRSA loss and NASA auxiliary loss against brute-force and hand computations."""
+import math
+
+import numpy as np
+import torch
+from hypothesis import given, settings, strategies as st
+
+from ddrsa.losses import DDRSALoss, ddrsa_loss, nasa_expected_loss, nasa_score_terms
+
+
+def brute_force_ddrsa(logits, event_index, censored, lam):
+    """Direct products of hazards, one sample at a time (float64, no log tricks)."""
+    total = 0.0
+    for x, l, c in zip(logits, event_index, censored):
+        h = [1.0 / (1.0 + math.exp(-v)) for v in x]
+        horizon = len(h)
+        surv = []
+        acc = 1.0
+        for hk in h:
+            acc *= 1.0 - hk
+            surv.append(acc)
+        if c:
+            total += -(1 - lam) * math.log(surv[min(l, horizon - 1)])
+        else:
+            prev = surv[l - 1] if l > 0 else 1.0
+            lz = h[l] * prev
+            lu = 1.0 - surv[-1]
+            total += -lam * math.log(lz) - (1 - lam) * math.log(lu)
+    return total / len(logits)
+
+
+def test_matches_brute_force_reference():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(-1.5, 1.0, size=(32, 10))
+    event_index = rng.integers(0, 14, size=32)
+    censored = event_index >= 10
+    for lam in (0.0, 0.25, 0.75, 1.0):
+        got = ddrsa_loss(torch.tensor(logits), torch.tensor(event_index), torch.tensor(censored), lam)
+        want = brute_force_ddrsa(logits, event_index, censored, lam)
+        assert abs(got.item() - want) < 1e-5
+
+
+def test_hand_computed_case():
+    # h = (0.5, 0.5): event at lag 1 -> l_z = 0.5 * 0.5, l_u = 1 - 0.25 = 0.75
+    logits = torch.zeros(1, 2)
+    got = ddrsa_loss(logits, torch.tensor([1]), torch.tensor([False]), 0.75).item()
+    assert abs(got - (-0.75 * math.log(0.25) - 0.25 * math.log(0.75))) < 1e-6
+    # censored beyond the horizon -> l_c = S(1) = 0.25
+    got = ddrsa_loss(logits, torch.tensor([5]), torch.tensor([True]), 0.75).item()
+    assert abs(got - (-0.25 * math.log(0.25))) < 1e-6
+
+
+def test_extreme_logits_are_finite_with_finite_gradients():
+    logits = torch.tensor([[-200.0, 200.0, -200.0, 0.0], [200.0] * 4, [-200.0] * 4], requires_grad=True)
+    loss = DDRSALoss(0.75, 0.1)(logits, torch.tensor([0, 3, 2]), torch.tensor([False, True, False]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(logits.grad).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(-60, 60, allow_nan=False), min_size=6, max_size=6),
+    st.integers(0, 9),
+    st.booleans(),
+    st.floats(0, 1),
+)
+def test_loss_finite_for_any_logits(values, index, is_censored, lam):
+    logits = torch.tensor([values], dtype=torch.float32, requires_grad=True)
+    loss = DDRSALoss(lam, 0.5)(logits, torch.tensor([index]), torch.tensor([is_censored or index >= 6]))
+    loss.backward()
+    assert torch.isfinite(loss) and loss.item() >= -1e-5
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_loss_decreases_when_mass_moves_to_true_lag():
+    horizon = 8
+    base = torch.full((1, horizon), -3.0)
+    sharp = base.clone()
+    sharp[0, 4] = 4.0
+    idx, cens = torch.tensor([4]), torch.tensor([False])
+    assert ddrsa_loss(sharp, idx, cens, 0.75) < ddrsa_loss(base, idx, cens, 0.75)
+
+
+def test_nasa_score_terms_punish_late_more_than_early():
+    d = torch.tensor([-10.0, 10.0, -30.0, 30.0, 0.0])
+    s = nasa_score_terms(d)
+    assert s[1] > s[0] and s[3] > s[2]
+    assert abs(s[0].item() - (math.exp(10 / 13) - 1)) < 1e-5
+    assert abs(s[1].item() - (math.exp(1.0) - 1)) < 1e-5
+    assert s[4].item() == 0.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 20), st.integers(1, 12))
+def test_expected_nasa_loss_is_asymmetric(true_lag, offset):
+    """A distribution `offset` steps late costs more than one `offset` steps early."""
+    horizon = 40
+    def peaked_at(k):
+        logits = torch.full((1, horizon), -30.0)
+        logits[0, k] = 30.0
+        return logits
+    idx, cens = torch.tensor([true_lag]), torch.tensor([False])
+    late = nasa_expected_loss(peaked_at(true_lag + offset), idx, cens)
+    early_lag = max(true_lag - offset, 0)
+    early = nasa_expected_loss(peaked_at(early_lag), idx, cens)
+    assert late > early
+    exact = nasa_expected_loss(peaked_at(true_lag), idx, cens)
+    assert exact.item() < 1e-6
+
+
+def test_expected_nasa_loss_matches_enumeration():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(-2, 1, size=(3, 6))
+    idx = np.array([1, 4, 2])
+    got = nasa_expected_loss(torch.tensor(logits), torch.tensor(idx), torch.tensor([False, False, True])).item()
+    total = 0.0
+    for x, l in zip(logits[:2], idx[:2]):
+        h = 1 / (1 + np.exp(-x))
+        surv, p = 1.0, []
+        for hk in h:
+            p.append(surv * hk)
+            surv *= 1 - hk
+        p.append(surv)
+        for k, pk in enumerate(p):
+            d = k - l
+            total += pk * (math.exp(-d / 13) - 1 if d < 0 else math.exp(d / 10) - 1)
+    assert abs(got - total / 2) < 1e-6
+
+
+def test_nasa_weight_zero_disables_auxiliary_loss():
+    logits = torch.randn(5, 7)
+    idx, cens = torch.tensor([0, 1, 2, 3, 9]), torch.tensor([False] * 4 + [True])
+    assert torch.allclose(DDRSALoss(0.6, 0.0)(logits, idx, cens), ddrsa_loss(logits, idx, cens, 0.6))
