@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from lifelines.utils import concordance_index as lifelines_concordance_index
 
 BENCHMARK_RUL_CAP = 125.0
 
@@ -28,6 +27,8 @@ def concordance(event_times: np.ndarray, predicted_times: np.ndarray, observed: 
     """Harrell's C-index via lifelines (higher predicted time = longer survival)."""
     if len(event_times) < 2 or not np.any(observed):
         return float("nan")
+    from lifelines.utils import concordance_index as lifelines_concordance_index  # slow import
+
     try:
         return float(lifelines_concordance_index(event_times, predicted_times, observed))
     except ZeroDivisionError:  # lifelines: no admissible pair

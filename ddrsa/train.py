@@ -10,9 +10,15 @@ from pathlib import Path
 from ddrsa.cli import OneLineParser, run_cli
 from ddrsa.config import ExperimentConfig
 from ddrsa.errors import DDRSAError
-from ddrsa.trainer import TrainResult, train
 
-__all__ = ["train", "TrainResult", "main", "build_parser"]
+__all__ = ["train", "main", "build_parser"]
+
+
+def train(config, run_dir, **kwargs):
+    """`ddrsa.trainer.train` (imported lazily so that `--help` and input errors answer at once)."""
+    from ddrsa.trainer import train as _train
+
+    return _train(config, run_dir, **kwargs)
 
 
 def build_parser() -> OneLineParser:

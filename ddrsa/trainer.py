@@ -5,6 +5,8 @@ host-device synchronisation (losses are summed on the device and read once per e
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import math
 import random
@@ -173,22 +175,49 @@ def _peak_gpu_mb(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
+@contextlib.contextmanager
+def _run_lock(run_dir: Path, timeout_s: float = 300.0):
+    """Exclusive flock on run_dir/.run.lock: a half-dead worker of a killed sweep may still be
+    training this run; wait for it to die (the kernel drops its lock) before resuming."""
+    with open(run_dir / ".run.lock", "a+") as fh:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DDRSAError(f"{run_dir} is locked by another training process") from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def train(config: ExperimentConfig, run_dir: str | Path, settings: Settings | None = None,
-          return_predictions: bool = False) -> TrainResult:
+          return_predictions: bool = False, inject_nan: bool = False) -> TrainResult:
     """Train one configuration into `run_dir`, resuming from `checkpoint_last.pt` when present.
 
     Data problems raise `DataError` before `run_dir` is created. A non-finite training or
     validation loss ends the run with status `diverged` (not an exception: retrying won't help).
+    `inject_nan` poisons the first epoch's loss (fault drills, see flows/faults.py).
     """
     settings = settings or get_settings()
     run_dir = Path(run_dir)
-    device = resolve_device(settings)
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
     data = load_dataset(config.data_config(), settings)  # before any folder is created
     if run_dir.exists():
         _check_run_dir(run_dir, config)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with _run_lock(run_dir):
+        return _train_locked(config, run_dir, settings, data, return_predictions, inject_nan)
+
+
+def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, data,
+                  return_predictions: bool, inject_nan: bool) -> TrainResult:
+    device = resolve_device(settings)
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
     write_json(run_dir / "config.json", config.model_dump(mode="json"))
 
     seed_everything(config.seed, config.deterministic)
@@ -264,6 +293,8 @@ def train(config: ExperimentConfig, run_dir: str | Path, settings: Settings | No
             if per_step_schedule:
                 scheduler.step()
             total += loss.detach() * len(idx)
+        if inject_nan and epoch == start_epoch + 1:
+            total = total * float("nan")
         train_loss = float(total) / len(train_split)
         val_loss = _validation_loss(model, loss_fn, val_split, device, config.amp)
         lr = optimizer.param_groups[0]["lr"]

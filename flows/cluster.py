@@ -63,7 +63,7 @@ def plan_cluster(gpus_per_experiment: float = 1.0, scheduler_address: str | None
     n_gpus = visible_gpu_count()
     # dashboard on a free loopback port (the default ":8787" listens on every interface)
     scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}}
-    common = {"nthreads": slots, "host": "127.0.0.1", "dashboard": False, "death_timeout": 30}
+    common = {"nthreads": slots, "host": "127.0.0.1", "dashboard": False, "death_timeout": 10}
     if n_gpus:
         n = min(n_workers or n_gpus, n_gpus)
         threads = max(1, (os.cpu_count() or 2) // (n * slots))

@@ -34,6 +34,7 @@ from ddrsa.trainer import train
 from ddrsa.version import code_version
 from deployments.presets import preset_spec
 from flows.cluster import plan_cluster
+from flows.faults import fault_mode, maybe_inject
 
 RESULTS_CACHE = ".prefect-results"
 SPEC_FIELDS = tuple(GRID_AXES) + ("num_epochs", "patience", "subset", "lookback_window", "pred_horizon",
@@ -63,12 +64,14 @@ def train_experiment(name: str, planned: dict, output_dir: str, code_version: st
     """
     from prefect.runtime import task_run
 
+    attempt = task_run.run_count or 1
+    maybe_inject(name, attempt)
     config = ExperimentConfig(**planned["config"])
     run_dir = safe_run_dir(Path(output_dir), planned["run_dir"])
     started = now_iso()
-    result = train(config, run_dir)
+    result = train(config, run_dir, inject_nan=fault_mode(name, attempt) == "nan")
     return make_record(planned, status=result.status, result=result.to_dict(), worker=_worker_name(),
-                       attempts=task_run.run_count or 1, started_at=started)
+                       attempts=attempt, started_at=started)
 
 
 def build_spec(preset: str | None, overrides: dict) -> SweepSpec:
@@ -96,6 +99,7 @@ def _data_key(config: ExperimentConfig) -> str:
 def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger, loop) -> dict:
     """Record each experiment as it finishes; a failure never stops the others."""
     counts = {"completed": 0, "failed": 0, "diverged": 0}
+    cached = 0
     wrapped = {f.wrapped_future: (f, planned) for f, planned in futures.items()}
     for dask_future in distributed.as_completed(list(wrapped), loop=loop):
         _, planned = wrapped[dask_future]
@@ -106,6 +110,7 @@ def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger
         else:
             if state.is_completed():
                 record = state.result(raise_on_failure=False)
+                cached += state.name == "Cached"
             else:
                 record = make_record(planned, status="failed", attempts=3,
                                      error=(state.message or state.name)[:2000])
@@ -116,13 +121,21 @@ def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger
         detail = (f"rmse {metrics.get('rul_rmse', float('nan')):.2f} c-index "
                   f"{metrics.get('concordance_index', float('nan')):.3f}"
                   if record["status"] == "completed" else (record.get("error") or "")[:200])
-        logger.info("[%d/%d] %s %s (%.0f s) %s", done, total, record["status"], record["name"],
+        logger.info("[%d/%d] %s%s %s (%.0f s) %s", done, total, record["status"],
+                    " (cached)" if state_name(dask_future) == "Cached" else "", record["name"],
                     record.get("train_seconds") or 0.0, detail)
         if progress_id is not None:
             update_progress_artifact(progress_id, 100.0 * done / total,
                                      description=f"{counts['completed']} completed, {counts['failed']} failed, "
                                                  f"{counts['diverged']} diverged of {total}")
-    return counts
+    return {**counts, "cached": cached}
+
+
+def state_name(dask_future) -> str | None:
+    try:
+        return dask_future.result().name
+    except Exception:
+        return None
 
 
 @flow(name="ddrsa-sweep", log_prints=True)
@@ -285,8 +298,9 @@ def main(argv=None) -> int:
         summary = ddrsa_sweep(**{k: v for k, v in params.items() if k in SPEC_FIELDS or k in (
             "preset", "output_dir", "gpus_per_experiment", "scheduler_address", "n_workers", "fresh",
             "run_analysis")})
-    print(f"{summary['completed']} completed, {summary['failed']} failed, {summary['diverged']} diverged "
-          f"of {summary['n_experiments']} in {summary['wall_seconds']:.0f} s; results in {summary['output_dir']}")
+    print(f"{summary['completed']} completed ({summary['cached']} cached), {summary['failed']} failed, "
+          f"{summary['diverged']} diverged of {summary['n_experiments']} in {summary['wall_seconds']:.0f} s; "
+          f"results in {summary['output_dir']}")
     return 0 if summary["failed"] == 0 else 1
 
 

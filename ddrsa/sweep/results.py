@@ -17,7 +17,7 @@ HYPERPARAMETERS = ("dataset", "subset", "model", "batch_size", "learning_rate", 
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 def check_output_dir(path: Path) -> Path:

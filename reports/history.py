@@ -1,0 +1,82 @@
+"""Nightly history: one JSON line per dataset/model best, appended after each analysed sweep.
+
+`OUTPUT_DIR/sweep_history.jsonl` lines: timestamp (ISO 8601 UTC), run_label, dataset, model,
+best_rul_rmse (steps: cycles or down-sampled rows), best_concordance_index (unitless),
+n_completed (completed experiments of that dataset/model in the run).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from reports.tables import completed, records_frame, write_atomic
+
+HISTORY_FILE = "sweep_history.jsonl"
+HISTORY_COLUMNS = ("timestamp", "run_label", "dataset", "model", "best_rul_rmse",
+                   "best_concordance_index", "n_completed")
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def history_rows(records: list[dict], run_label: str, timestamp: str | None = None) -> list[dict]:
+    """The lines `append_history` would add (best = min RMSE / max C-index over completed runs)."""
+    done = completed(records_frame(records))
+    if not len(done):
+        return []
+    stamp = timestamp or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    rows = []
+    for (dataset, model), g in done.groupby(["dataset", "model"], sort=True):
+        rows.append({"timestamp": stamp, "run_label": run_label, "dataset": dataset, "model": model,
+                     "best_rul_rmse": _finite(g["rul_rmse"].min()),
+                     "best_concordance_index": _finite(g["concordance_index"].max()),
+                     "n_completed": int(len(g))})
+    return rows
+
+
+def append_history(output_root: str | os.PathLike, records: list[dict], run_label: str | None = None,
+                   timestamp: str | None = None) -> int:
+    """Append this run's dataset/model bests to `output_root/sweep_history.jsonl`; returns lines added.
+
+    The whole file is rewritten through a temporary file (atomic); an unreadable last line left by
+    a crash is dropped. `run_label` defaults to the UTC timestamp.
+    """
+    stamp = timestamp or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    rows = history_rows(records, run_label or stamp, stamp)
+    if not rows:
+        return 0
+    path = Path(output_root) / HISTORY_FILE
+    old = [json.dumps(r) for r in _read_lines(path)]
+    write_atomic(path, "\n".join(old + [json.dumps(r) for r in rows]) + "\n")
+    return len(rows)
+
+
+def _read_lines(path: Path) -> list[dict]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            out.append(row)
+    return out
+
+
+def read_history(output_root: str | os.PathLike) -> pd.DataFrame:
+    """All history lines as a DataFrame (HISTORY_COLUMNS; empty when the file is absent)."""
+    rows = _read_lines(Path(output_root) / HISTORY_FILE)
+    df = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+    for col in ("best_rul_rmse", "best_concordance_index"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df

@@ -1,0 +1,133 @@
+"""The `ddrsa-sweep` flow on real Prefect + real Dask: grid, resources, caching, faults."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ddrsa.sweep.spec import SweepSpec, expand
+from deployments.presets import preset_spec
+from tests.conftest import ROOT, TINY, read_results, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def max_concurrency(records: list[dict]) -> int:
+    """Most experiments whose [started_at, finished_at] intervals overlap at one instant."""
+    events = []
+    for r in records:
+        events.append((dt.datetime.fromisoformat(r["started_at"]), 1))
+        events.append((dt.datetime.fromisoformat(r["finished_at"]), -1))
+    running = peak = 0
+    for _, step in sorted(events, key=lambda e: (e[0], e[1])):
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def test_grid_expansion_counts():
+    assert len(expand(preset_spec("batch-study"))) == 60
+    assert len(expand(preset_spec("full-grid"))) == 1296
+    spec = SweepSpec(datasets=["turbofan", "azure_pm"], batch_sizes=[32, 64, 128, 256, 512], seeds=[1, 2])
+    planned = expand(spec)
+    assert len(planned) == 2 * 6 * 5 * 2
+    assert len({p.experiment_id for p in planned}) == len(planned)
+    assert len({p.run_dir for p in planned}) == len(planned)
+    assert planned[0].name == "turbofan/lstm_basic/bs32_lr0.001_lam0.75_nasa0.1_drop0.1_s1"
+
+
+def test_dry_run_prints_grid_and_trains_nothing(tmp_path):
+    proc = run_cli(["flows/sweep.py", "--preset", "batch-study", "--dry-run", "--output-dir", str(tmp_path / "o")],
+                   check=True)
+    assert proc.stdout.strip().endswith("60 experiments")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(prefect_server, tmp_path_factory):
+    """`dask scheduler` + two `dask worker --resources GPU=1 --nthreads 2` on 127.0.0.1."""
+    from distributed import Client
+
+    from flows.server import free_port
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DDRSA_TORCH_THREADS": "1",
+           "DASK_LOGGING__DISTRIBUTED": "warning"}
+    bindir = os.path.dirname(sys.executable)
+    procs = [subprocess.Popen([f"{bindir}/dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", "127.0.0.1:0"], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    time.sleep(2)
+    for i in range(2):
+        procs.append(subprocess.Popen([f"{bindir}/dask", "worker", address, "--resources", "GPU=1",
+                                       "--nthreads", "2", "--host", "127.0.0.1", "--no-dashboard",
+                                       "--name", f"ext{i}"], env=env, cwd=ROOT,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    with Client(address, timeout=60) as client:
+        client.wait_for_workers(2, timeout=120)
+    yield address
+    for proc in reversed(procs):
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_external_cluster_resource_limits_and_rerun(tmp_path, dask_cluster):
+    """2 workers x GPU=1: asking 1 GPU runs at most 2 at once, asking 0.5 runs up to 4;
+    a finished sweep re-run retrains nothing."""
+    out = tmp_path / "whole"
+    grid = ["--datasets", "turbofan", "--models", "paper", "gru_basic", "--batch-sizes", "32", "64", *TINY,
+            "--no-analysis", "--scheduler-address", dask_cluster]
+    run_cli(["flows/sweep.py", *grid, "--output-dir", str(out)], check=True)
+    first = {r["experiment_id"]: r for r in read_results(out)}
+    assert len(first) == 4 and all(r["status"] == "completed" for r in first.values())
+    assert {r["worker"] for r in first.values()} <= {"ext0", "ext1"}
+    assert max_concurrency(list(first.values())) <= 2
+    metric_files = {p: p.stat().st_mtime_ns for p in out.glob("logs/**/test_metrics.json")}
+    assert len(metric_files) == 4
+
+    t0 = time.monotonic()
+    rerun = run_cli(["flows/sweep.py", *grid, "--output-dir", str(out)], check=True)
+    rerun_seconds = time.monotonic() - t0
+    again = {r["experiment_id"]: r for r in read_results(out)}
+    assert again == first, "a finished experiment was retrained or its record changed"
+    assert {p: p.stat().st_mtime_ns for p in out.glob("logs/**/test_metrics.json")} == metric_files
+    assert "4 completed (4 cached)" in rerun.stdout
+    print(f"re-run of a finished 4-experiment sweep: {rerun_seconds:.1f} s")
+
+    packed = tmp_path / "packed"
+    run_cli(["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "gru_basic", "lstm_basic",
+             "--batch-sizes", "32", "64", *TINY, "--num-epochs", "4", "--no-analysis",
+             "--scheduler-address", dask_cluster, "--gpus-per-experiment", "0.5", "--output-dir", str(packed)],
+            check=True)
+    records = read_results(packed)
+    assert len(records) == 6 and all(r["status"] == "completed" for r in records)
+    assert 2 < max_concurrency(records) <= 4
+
+
+def test_retry_failure_and_divergence_are_recorded(tmp_path):
+    """Injected: gru_basic raises on attempt 1 (retried, completes); lstm_basic raises always
+    (failed after 3 attempts); paper's loss turns NaN (diverged, not retried)."""
+    out = tmp_path / "faults"
+    proc = run_cli(["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "gru_basic", "lstm_basic",
+                    *TINY, "--n-workers", "1", "--gpus-per-experiment", "0.5", "--output-dir", str(out)],
+                   env={"DDRSA_INJECT_FAULT": "raise:gru_basic:1,raise:lstm_basic:*,nan:paper:*"})
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    records = {r["model"]: r for r in read_results(out)}
+    assert records["gru_basic"]["status"] == "completed" and records["gru_basic"]["attempts"] == 2
+    assert records["lstm_basic"]["status"] == "failed" and "injected failure" in records["lstm_basic"]["error"]
+    assert records["paper"]["status"] == "diverged" and records["paper"]["diverged_epoch"] == 1
+    assert records["paper"]["attempts"] == 1
+    assert "1 completed (0 cached), 1 failed, 1 diverged of 3" in proc.stdout
+    # the analysis subflow ran on the result and lists the failure
+    report = (out / "report.html").read_text()
+    assert "injected failure" in report and "diverged" in report
