@@ -24,10 +24,14 @@ def fail(prog: str, message: str) -> None:
     raise SystemExit(EXIT_USAGE)
 
 
-def run_cli(prog: str, main, argv=None) -> int:
-    """Call `main(argv)`; user errors become one line on stderr and exit code 2."""
+def run_cli(prog: str, main, argv=None, passthrough: bool = False):
+    """Call `main(argv)`; user errors become one line on stderr and exit code 2.
+
+    With `passthrough` the return value of `main` is returned as is (not an exit code).
+    """
     try:
-        return main(argv) or 0
+        result = main(argv)
+        return result if passthrough else (result or 0)
     except ValidationError as exc:
         fail(prog, format_validation_error(exc))
     except DDRSAError as exc:

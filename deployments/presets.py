@@ -67,3 +67,37 @@ def preset_spec(name: str, overrides: dict | None = None) -> SweepSpec:
 
 def preset_size(name: str) -> int:
     return preset_spec(name).size()
+
+
+# --------------------------------------------------------------------------- used by deployments/*
+
+NIGHTLY_CRON = "0 2 * * *"  # 02:00 every day, in the deployment's timezone
+DEFAULT_OUTPUT_ROOT = "parallel_experiments"
+
+
+def preset_output_dir(name: str, root: str = DEFAULT_OUTPUT_ROOT) -> str:
+    """Where a preset's deployment writes: one folder per preset under the output root."""
+    return f"{root}/{name}"
+
+
+def preset_parameters(name: str) -> dict:
+    """The flow parameters a preset's deployment sets (the grid itself comes from `preset`)."""
+    preset_spec(name)  # unknown name -> DDRSAError
+    params = {"preset": name, "output_dir": preset_output_dir(name)}
+    if name == "nightly":
+        params["append_to_history"] = True
+    return params
+
+
+def preset_schedule(name: str) -> str | None:
+    """Cron string of a preset's deployment, or None (run on demand)."""
+    return NIGHTLY_CRON if name == "nightly" else None
+
+
+def preset_grid_summary(name: str) -> str:
+    """`datasets turbofan azure_pm; models ...; batch_sizes 128; ...; 30 epochs` (what the preset trains)."""
+    spec = preset_spec(name)
+    axes = "; ".join(f"{axis} {' '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in values)}"
+                     for axis, values in spec.grid().items())
+    extra = f", every {spec.window_stride}th window" if spec.window_stride > 1 else ""
+    return f"{axes}; {spec.num_epochs} epochs (early stopping after {spec.patience}){extra}"

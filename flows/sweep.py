@@ -10,6 +10,13 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # `python flows/sweep.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __name__ == "__main__":  # check the command line before the slow imports below
+    from ddrsa.cli import run_cli
+    from flows.sweep_cli import preflight
+
+    PARAMS = run_cli("python flows/sweep.py", preflight, sys.argv[1:], passthrough=True)
+    if PARAMS is None:
+        sys.exit(0)
 
 import os
 import shutil
@@ -24,21 +31,17 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, PREFECT_RESULTS_PERSIST_BY_DEFAULT, temporary_settings
 
 from ddrsa.config import ExperimentConfig
-from ddrsa.data import load_dataset
-from ddrsa.errors import DDRSAError
-from ddrsa.settings import get_settings
 from ddrsa.sweep.results import (ResultsStore, SweepLock, check_output_dir, make_record, now_iso,
                                  safe_run_dir, write_manifest)
-from ddrsa.sweep.spec import GRID_AXES, PlannedExperiment, SweepSpec, expand
 from ddrsa.trainer import train
 from ddrsa.version import code_version
-from deployments.presets import preset_spec
 from flows.cluster import plan_cluster
 from flows.faults import fault_mode, maybe_inject
+from flows.gpu_monitor import GpuMonitor
+from flows.prepare import data_key, prepare
+from flows.sweep_cli import SPEC_FIELDS, build_spec
 
 RESULTS_CACHE = ".prefect-results"
-SPEC_FIELDS = tuple(GRID_AXES) + ("num_epochs", "patience", "subset", "lookback_window", "pred_horizon",
-                                  "max_units", "window_stride", "data_source", "amp")
 
 
 def cache_key(_context, parameters: dict) -> str:
@@ -72,28 +75,6 @@ def train_experiment(name: str, planned: dict, output_dir: str, code_version: st
     result = train(config, run_dir, inject_nan=fault_mode(name, attempt) == "nan")
     return make_record(planned, status=result.status, result=result.to_dict(), worker=_worker_name(),
                        attempts=attempt, started_at=started)
-
-
-def build_spec(preset: str | None, overrides: dict) -> SweepSpec:
-    """Preset (or defaults) with the explicitly given fields on top; validated here, once."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return preset_spec(preset or "default", given)
-
-
-def prepare(spec: SweepSpec) -> tuple[list[PlannedExperiment], dict[str, str]]:
-    """Expand and validate the grid, load each distinct data set once (fails fast on bad data)."""
-    planned = expand(spec)
-    settings = get_settings()
-    versions: dict[str, str] = {}
-    for item in planned:
-        key = _data_key(item.config)
-        if key not in versions:
-            versions[key] = load_dataset(item.config.data_config(), settings).data_version
-    return planned, versions
-
-
-def _data_key(config: ExperimentConfig) -> str:
-    return config.dataset if config.dataset == "azure_pm" else f"{config.dataset}-{config.subset}"
 
 
 def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger, loop) -> dict:
@@ -199,11 +180,11 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
     t0 = time.monotonic()
     task_fn = train_experiment.with_options(refresh_cache=True) if fresh else train_experiment
     storage = {PREFECT_LOCAL_STORAGE_PATH: str(out / RESULTS_CACHE), PREFECT_RESULTS_PERSIST_BY_DEFAULT: True}
-    with temporary_settings(updates=storage), plan.task_runner as runner:
+    with temporary_settings(updates=storage), GpuMonitor(out), plan.task_runner as runner:
         with dask.annotate(resources={plan.resource: plan.per_experiment}):
             futures = {runner.submit(task_fn, parameters=dict(
                 name=item.name, planned=item.as_dict(), output_dir=str(out), code_version=version,
-                data_version=data_versions[_data_key(item.config)])): item.as_dict() for item in planned}
+                data_version=data_versions[data_key(item.config)])): item.as_dict() for item in planned}
         counts = _collect(futures, store, len(planned), progress_id, logger, runner.client.loop)
     wall = time.monotonic() - t0
     write_manifest(out, **manifest, finished_at=now_iso())
@@ -217,87 +198,15 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
     return summary
 
 
-# --------------------------------------------------------------------------- command line
-
-def build_parser():
-    from ddrsa.cli import OneLineParser
-
-    p = OneLineParser(prog="python flows/sweep.py",
-                      description="Run a DDRSA hyperparameter sweep (Prefect flow `ddrsa-sweep`) on a "
-                                  "Dask cluster. Each grid flag takes one or more values; the grid is "
-                                  "their Cartesian product. Flags next to --preset override it.")
-    grid = p.add_argument_group("grid (defaults: the `default` preset, or the chosen --preset)")
-    grid.add_argument("--datasets", nargs="+", help="turbofan and/or azure_pm")
-    grid.add_argument("--models", nargs="+", help="lstm_basic lstm_deep gru_basic gru_deep transformer_basic "
-                                                  "transformer_deep probsparse_basic probsparse_deep paper")
-    grid.add_argument("--batch-sizes", nargs="+", type=int)
-    grid.add_argument("--learning-rates", nargs="+", type=float)
-    grid.add_argument("--lambda-params", nargs="+", type=float, help="DDRSA loss lambda, each in [0, 1]")
-    grid.add_argument("--nasa-weights", nargs="+", type=float, help="NASA auxiliary loss weights (>= 0)")
-    grid.add_argument("--dropout-rates", nargs="+", type=float, help="each in [0, 1)")
-    grid.add_argument("--seeds", nargs="+", type=int, help="repeats of every configuration")
-    run = p.add_argument_group("every experiment")
-    run.add_argument("--num-epochs", type=int)
-    run.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
-    run.add_argument("--subset", help="C-MAPSS subset FD001-FD004")
-    run.add_argument("--lookback-window", type=int, help="K, history steps")
-    run.add_argument("--pred-horizon", type=int, help="L_max, future steps")
-    run.add_argument("--max-units", type=int, help="use only this many units/machines (quick looks)")
-    run.add_argument("--window-stride", type=int, help="keep every n-th window")
-    run.add_argument("--data-source", choices=["auto", "real", "synthetic"])
-    run.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on GPU")
-    where = p.add_argument_group("where and how")
-    where.add_argument("--preset", help="named study (see deployments/presets.py or the launcher)")
-    where.add_argument("--output-dir", default="parallel_experiments")
-    where.add_argument("--gpus-per-experiment", type=float, default=1.0,
-                       help="share of a GPU (or CPU worker) per experiment; 0.25 packs four")
-    where.add_argument("--scheduler-address", help="run on an existing Dask cluster (tcp://host:8786)")
-    where.add_argument("--n-workers", type=int, help="local workers (default: one per GPU, else per core pair)")
-    where.add_argument("--dry-run", action="store_true", help="print the expanded grid and its size; train nothing")
-    where.add_argument("--fresh", action="store_true", help="ignore earlier results in --output-dir")
-    where.add_argument("--no-analysis", dest="run_analysis", action="store_false",
-                       help="skip the analysis subflow at the end")
-    return p
-
-
-def _print_grid(spec: SweepSpec, planned: list[PlannedExperiment]) -> None:
-    for axis, values in spec.grid().items():
-        print(f"  {axis:15s} {' '.join(str(v) for v in values)}")
-    print(f"  {'epochs':15s} {spec.num_epochs}")
-    for item in planned:
-        print(f"  {item.index:5d}  {item.name}")
-    print(f"{len(planned)} experiments")
-
-
-def main(argv=None) -> int:
+def main(params: dict) -> int:
+    """Run the flow with checked parameters (see flows/sweep_cli.py) under one API server."""
     import logging
 
-    from flows.cluster import check_scheduler_address
     from flows.server import api_server
 
-    args = build_parser().parse_args(argv)
-    params = vars(args)
-    dry_run = params.pop("dry_run")
-    spec = build_spec(params["preset"], {k: params[k] for k in SPEC_FIELDS})
-    planned = expand(spec)
-    if dry_run:
-        _print_grid(spec, planned)
-        return 0
-    if args.n_workers is not None and args.n_workers < 1:
-        raise DDRSAError("--n-workers must be at least 1")
-    if not 0 < args.gpus_per_experiment <= 1:
-        raise DDRSAError(f"--gpus-per-experiment must be in (0, 1], got {args.gpus_per_experiment}")
-    out = check_output_dir(Path(args.output_dir))
-    with SweepLock(out):  # refuse now, before a server starts, if another sweep holds the folder
-        pass
-    if args.scheduler_address:
-        check_scheduler_address(args.scheduler_address)
-    prepare(spec)  # bad data files fail here, before anything starts
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    with api_server(log_path=out / "prefect-server.log"):
-        summary = ddrsa_sweep(**{k: v for k, v in params.items() if k in SPEC_FIELDS or k in (
-            "preset", "output_dir", "gpus_per_experiment", "scheduler_address", "n_workers", "fresh",
-            "run_analysis")})
+    with api_server(log_path=Path(params["output_dir"]) / "prefect-server.log"):
+        summary = ddrsa_sweep(**params)
     print(f"{summary['completed']} completed ({summary['cached']} cached), {summary['failed']} failed, "
           f"{summary['diverged']} diverged of {summary['n_experiments']} in {summary['wall_seconds']:.0f} s; "
           f"results in {summary['output_dir']}")
@@ -305,6 +214,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ddrsa.cli import run_cli
-
-    sys.exit(run_cli("python flows/sweep.py", main))
+    sys.exit(run_cli("python flows/sweep.py", main, PARAMS))

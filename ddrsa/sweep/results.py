@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import os
+import tempfile
 from pathlib import Path
 
 from ddrsa.atomic import read_json, write_json
@@ -29,8 +30,11 @@ def check_output_dir(path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DDRSAError(f"cannot create output folder {path}: {exc.strerror}") from None
-    if not os.access(path, os.W_OK):
-        raise DDRSAError(f"output folder {path} is not writable")
+    try:  # a real write: os.access says yes to root even on a read-only or immutable folder
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise DDRSAError(f"output folder {path} is not writable ({exc.strerror})") from None
     return path
 
 

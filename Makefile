@@ -1,0 +1,32 @@
+# One command to set up and run the main job, one to set up and run the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+ARGS   ?=
+
+.PHONY: setup run test test-fast analysis clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@# CPU wheel where no NVIDIA GPU is present (a CUDA build otherwise comes from the range in pyproject)
+	@if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install --quiet torch==2.13.0; fi
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup            ## the main job: a sweep with the default grid (override: make run ARGS="--preset batch-study")
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(PY) flows/sweep.py $(ARGS)
+
+test: setup           ## the whole test suite
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(PY) -m pytest -q $(ARGS)
+
+test-fast: setup      ## everything but the slow end-to-end tests
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+analysis: setup
+	$(PY) flows/analysis.py --output-dir parallel_experiments
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
