@@ -42,7 +42,8 @@ def start_server(port: int | None = None, log_path: Path | None = None) -> tuple
     import prefect
 
     port = port or free_port()
-    env = {**os.environ, "PREFECT__SERVER_WEBSERVER_ONLY": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # full server (not webserver-only): its services record the task runs that Dask workers report
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
     env.pop("PREFECT_API_URL", None)
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL

@@ -13,7 +13,7 @@ from ddrsa.sweep.spec import GRID_AXES, PlannedExperiment, SweepSpec, expand
 SPEC_FIELDS = tuple(GRID_AXES) + ("num_epochs", "patience", "subset", "lookback_window", "pred_horizon",
                                   "max_units", "window_stride", "data_source", "amp")
 FLOW_FIELDS = ("preset", "output_dir", "gpus_per_experiment", "scheduler_address", "n_workers", "fresh",
-               "run_analysis")
+               "run_analysis", "append_to_history")
 
 
 def build_spec(preset: str | None, overrides: dict) -> SweepSpec:
@@ -60,6 +60,8 @@ def build_parser():
     where.add_argument("--n-workers", type=int, help="local workers (default: one per GPU, else per core pair)")
     where.add_argument("--dry-run", action="store_true", help="print the expanded grid and its size; train nothing")
     where.add_argument("--fresh", action="store_true", help="ignore earlier results in --output-dir")
+    where.add_argument("--append-to-history", action="store_true",
+                       help="append this sweep's best results to OUTPUT_DIR/sweep_history.jsonl (nightly trend)")
     where.add_argument("--no-analysis", dest="run_analysis", action="store_false",
                        help="skip the analysis subflow at the end")
     return p

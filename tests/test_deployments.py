@@ -182,27 +182,28 @@ def test_prefect_deploy_worker_and_deployment_run(full_server, tmp_path):
     env = {**full_server, "DDRSA_PROJECT_DIR": str(ROOT), "PREFECT_WORKER_QUERY_SECONDS": "2",
            "DDRSA_TORCH_THREADS": "1", "PYTHONPATH": str(ROOT)}
     _prefect(["work-pool", "create", "ddrsa-local", "--type", "process"], env)
-    _prefect(["--no-prompt", "deploy", "--all"], env, timeout=240)
-
-    with get_client(sync_client=True) as client:
-        deployments = {d.name: d for d in client.read_deployments()}
-        assert set(deployments) == set(PRESETS)
-        for name, dep in deployments.items():
-            assert dep.parameters == preset_parameters(name)
-            assert dep.work_pool_name == "ddrsa-local"
-            assert dep.pull_steps == [{"prefect.deployments.steps.set_working_directory":
-                                       {"directory": str(ROOT)}}]
-        nightly = deployments["nightly"]
-        assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in nightly.schedules] == [
-            ("0 2 * * *", "UTC", True)]
-        assert not deployments["quick-comparison"].schedules
-
+    # the worker starts (and idles) while `prefect deploy` registers prefect.yaml
     worker_log = open(tmp_path / "worker.log", "wb")
     bindir = os.path.dirname(sys.executable)
     worker = subprocess.Popen([f"{bindir}/prefect", "worker", "start", "--pool", "ddrsa-local"], cwd=tmp_path,
                               env=env, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True)
     out = tmp_path / "results"
     try:
+        _prefect(["--no-prompt", "deploy", "--all"], env, timeout=240)
+
+        with get_client(sync_client=True) as client:
+            deployments = {d.name: d for d in client.read_deployments()}
+            assert set(deployments) == set(PRESETS)
+            for name, dep in deployments.items():
+                assert dep.parameters == preset_parameters(name)
+                assert dep.work_pool_name == "ddrsa-local"
+                assert dep.pull_steps == [{"prefect.deployments.steps.set_working_directory":
+                                           {"directory": str(ROOT)}}]
+            nightly = deployments["nightly"]
+            assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in nightly.schedules] == [
+                ("0 2 * * *", "UTC", True)]
+            assert not deployments["quick-comparison"].schedules
+
         params = {**TINY_PARAMS, "output_dir": str(out)}
         started = _prefect(["deployment", "run", "ddrsa-sweep/quick-comparison", "--params", json.dumps(params)],
                            env)

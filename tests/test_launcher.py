@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -55,8 +56,8 @@ def test_custom_grid_with_bad_values_as_a_deployment_run(tmp_path):
     assert "lambda_param" in out and "less than or equal to 1" in out
     assert "num_epochs" in out
     assert "custom grid: 8 experiments, 4 epochs each" in out
-    line = next(x for x in out.splitlines() if x.startswith("equivalent: prefect deployment run ddrsa-sweep/default"))
-    params = json.loads(line.split("--params ", 1)[1].strip("'"))
+    match = re.search(r"equivalent: prefect deployment run ddrsa-sweep/default --params '(\{.*\})'", out)
+    params = json.loads(match.group(1))
     assert params == {"preset": "default", "output_dir": str(tmp_path / "custom"), "datasets": ["turbofan"],
                       "models": ["paper", "gru_basic"], "batch_sizes": [32, 64], "learning_rates": [0.001],
                       "lambda_params": [0.5], "nasa_weights": [0.1], "dropout_rates": [0.1], "seeds": [7, 8],
