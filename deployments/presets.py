@@ -13,8 +13,8 @@ _STUDY = dict(learning_rates=[0.001], lambda_params=[0.75], nasa_weights=[0.1], 
 PRESETS: dict[str, dict] = {
     "default": {
         "description": "What `python flows/sweep.py` runs with no flags: every default model on both "
-                       "datasets, 2 epochs on every 16th window; minutes on a 2-core laptop.",
-        "spec": dict(batch_sizes=[128], num_epochs=2, window_stride=16, **_STUDY),
+                       "datasets, 2 epochs on every 32nd window; minutes on a 2-core laptop.",
+        "spec": dict(batch_sizes=[128], num_epochs=2, window_stride=32, **_STUDY),
     },
     "quick-comparison": {
         "description": "Every default model on both datasets, one configuration.",

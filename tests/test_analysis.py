@@ -213,13 +213,12 @@ def test_cli_rejects_bad_output_dir(tmp_path, target):
 
 # ------------------------------------------------------------------ Prefect (real ephemeral server)
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory):
+def harness(prefect_server, tmp_path_factory):
+    """The session's real Prefect server (tests/conftest.py) with result storage in a temp folder."""
     from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
-        with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: str(tmp_path_factory.mktemp("storage"))}):
-            yield
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: str(tmp_path_factory.mktemp("storage"))}):
+        yield
 
 
 @pytest.mark.slow
