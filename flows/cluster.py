@@ -43,6 +43,14 @@ def check_scheduler_address(address: str, timeout: float = CONNECT_TIMEOUT_S) ->
         raise DDRSAError(f"no Dask scheduler answers at {address} ({exc.strerror or exc})") from None
 
 
+def _torch_threads(concurrent: int) -> int:
+    """Torch threads per experiment: DDRSA_TORCH_THREADS when set (use 1 on a shared, busy
+    machine: oversubscribed OpenMP threads spin), else the cores split between experiments."""
+    if os.environ.get("DDRSA_TORCH_THREADS"):
+        return max(1, int(os.environ["DDRSA_TORCH_THREADS"]))
+    return max(1, (os.cpu_count() or 2) // concurrent)
+
+
 def _slots(per_experiment: float) -> int:
     if not 0 < per_experiment <= 1:
         raise DDRSAError(f"--gpus-per-experiment must be in (0, 1], got {per_experiment}")
@@ -63,10 +71,10 @@ def plan_cluster(gpus_per_experiment: float = 1.0, scheduler_address: str | None
     n_gpus = visible_gpu_count()
     # dashboard on a free loopback port (the default ":8787" listens on every interface)
     scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}}
-    common = {"nthreads": slots, "host": "127.0.0.1", "dashboard": False, "death_timeout": 10}
+    common = {"nthreads": slots, "host": "127.0.0.1", "dashboard": False, "death_timeout": 120}
     if n_gpus:
         n = min(n_workers or n_gpus, n_gpus)
-        threads = max(1, (os.cpu_count() or 2) // (n * slots))
+        threads = _torch_threads(n * slots)
         workers = {f"gpu{i}": {"cls": Nanny, "options": {
             **common, "name": f"gpu{i}", "resources": {"GPU": 1},
             "env": {"CUDA_VISIBLE_DEVICES": str(i), "DDRSA_TORCH_THREADS": str(threads),
@@ -75,7 +83,7 @@ def plan_cluster(gpus_per_experiment: float = 1.0, scheduler_address: str | None
     else:
         cores = os.cpu_count() or 2
         n = n_workers or max(1, cores // 2)
-        threads = max(1, cores // (n * slots))
+        threads = _torch_threads(n * slots)
         workers = {f"cpu{i}": {"cls": Nanny, "options": {
             **common, "name": f"cpu{i}", "resources": {"CPU": 1},
             "env": {"CUDA_VISIBLE_DEVICES": "", "DDRSA_TORCH_THREADS": str(threads),

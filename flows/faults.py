@@ -10,6 +10,7 @@ reliability tests and by operators who want to watch a sweep survive faults.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -38,23 +39,44 @@ def fault_mode(name: str, attempt: int) -> str | None:
     return None
 
 
-def _first_time(name: str) -> bool:
+def _marker(name: str, suffix: str = "") -> Path:
     folder = Path(os.environ.get("DDRSA_FAULT_MARKER_DIR", tempfile.gettempdir()))
-    marker = folder / f".ddrsa-fault-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+    return folder / f".ddrsa-fault-{hashlib.sha256(name.encode()).hexdigest()[:12]}{suffix}"
+
+
+def _first_time(name: str) -> bool:
     try:
-        marker.touch(exist_ok=False)
+        _marker(name).touch(exist_ok=False)
         return True
     except FileExistsError:
         return False
 
 
-def maybe_inject(name: str, attempt: int) -> None:
-    """Raise or die now when a fault is configured for this experiment and attempt."""
+def _kill_self(name: str) -> None:
+    _marker(name, "-fired").touch()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def injected_faults(name: str, attempt: int):
+    """Around one attempt of an experiment: raise or die when a fault is configured for it.
+
+    `killonce` arms a timer that kills the worker DDRSA_FAULT_DELAY_S into the attempt, and
+    disarms it when the attempt ends first, so it never hits another experiment.
+    """
     mode = fault_mode(name, attempt)
     if mode == "raise":
         raise InjectedFault(f"injected failure in {name} (attempt {attempt})")
     if mode == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    if mode == "killonce" and _first_time(name):  # die mid-training, DDRSA_FAULT_DELAY_S from now
+        _kill_self(name)
+    timer = None
+    if mode == "killonce" and _first_time(name):
         delay = float(os.environ.get("DDRSA_FAULT_DELAY_S", "1.0"))
-        threading.Timer(delay, os.kill, args=(os.getpid(), signal.SIGKILL)).start()
+        timer = threading.Timer(delay, _kill_self, args=(name,))
+        timer.daemon = True
+        timer.start()
+    try:
+        yield mode
+    finally:
+        if timer is not None:
+            timer.cancel()

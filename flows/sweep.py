@@ -18,6 +18,7 @@ if __name__ == "__main__":  # check the command line before the slow imports bel
     if PARAMS is None:
         sys.exit(0)
 
+import hashlib
 import os
 import shutil
 import time
@@ -28,7 +29,7 @@ import dask
 import distributed
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, PREFECT_RESULTS_PERSIST_BY_DEFAULT, temporary_settings
+from prefect.filesystems import LocalFileSystem
 
 from ddrsa.config import ExperimentConfig
 from ddrsa.sweep.results import (ResultsStore, SweepLock, check_output_dir, make_record, now_iso,
@@ -36,7 +37,7 @@ from ddrsa.sweep.results import (ResultsStore, SweepLock, check_output_dir, make
 from ddrsa.trainer import train
 from ddrsa.version import code_version
 from flows.cluster import plan_cluster
-from flows.faults import fault_mode, maybe_inject
+from flows.faults import injected_faults
 from flows.gpu_monitor import GpuMonitor
 from flows.prepare import data_key, prepare
 from flows.sweep_cli import SPEC_FIELDS, build_spec
@@ -45,9 +46,19 @@ RESULTS_CACHE = ".prefect-results"
 
 
 def cache_key(_context, parameters: dict) -> str:
-    """Experiment config + code version + data version; never the flow run."""
+    """Experiment config + code version + data version + output folder; never the flow run."""
+    folder = hashlib.sha256(str(parameters["output_dir"]).encode()).hexdigest()[:8]
     return (f"ddrsa-{parameters['planned']['experiment_id']}-{parameters['code_version']}"
-            f"-{parameters['data_version']}")
+            f"-{parameters['data_version']}-{folder}")
+
+
+def result_storage(out: Path) -> LocalFileSystem:
+    """Cached task results live in OUTPUT_DIR/.prefect-results on every worker (a saved block:
+    workers in other processes resolve storage by block id, not from this process's settings)."""
+    fs = LocalFileSystem(basepath=str(out / RESULTS_CACHE))
+    name = "ddrsa-results-" + hashlib.sha256(str(out).encode()).hexdigest()[:12]
+    fs.save(name, overwrite=True)
+    return fs
 
 
 def _worker_name() -> str | None:
@@ -68,11 +79,11 @@ def train_experiment(name: str, planned: dict, output_dir: str, code_version: st
     from prefect.runtime import task_run
 
     attempt = task_run.run_count or 1
-    maybe_inject(name, attempt)
     config = ExperimentConfig(**planned["config"])
     run_dir = safe_run_dir(Path(output_dir), planned["run_dir"])
     started = now_iso()
-    result = train(config, run_dir, inject_nan=fault_mode(name, attempt) == "nan")
+    with injected_faults(name, attempt) as fault:
+        result = train(config, run_dir, inject_nan=fault == "nan")
     return make_record(planned, status=result.status, result=result.to_dict(), worker=_worker_name(),
                        attempts=attempt, started_at=started)
 
@@ -178,9 +189,8 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
     progress_id = create_progress_artifact(progress=0.0, key="ddrsa-sweep-progress",
                                            description=f"0 of {len(planned)} experiments done")
     t0 = time.monotonic()
-    task_fn = train_experiment.with_options(refresh_cache=True) if fresh else train_experiment
-    storage = {PREFECT_LOCAL_STORAGE_PATH: str(out / RESULTS_CACHE), PREFECT_RESULTS_PERSIST_BY_DEFAULT: True}
-    with temporary_settings(updates=storage), GpuMonitor(out), plan.task_runner as runner:
+    task_fn = train_experiment.with_options(result_storage=result_storage(out), refresh_cache=fresh)
+    with GpuMonitor(out), plan.task_runner as runner:
         with dask.annotate(resources={plan.resource: plan.per_experiment}):
             futures = {runner.submit(task_fn, parameters=dict(
                 name=item.name, planned=item.as_dict(), output_dir=str(out), code_version=version,

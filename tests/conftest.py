@@ -12,6 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DDRSA_DATA_SOURCE", "auto")
+# One torch thread per process: tests run servers, workers and trainers side by side on 2 cores,
+# and oversubscribed OpenMP threads spin (measured 8-45x slower per step, see BENCHMARKS.md).
+os.environ.setdefault("DDRSA_TORCH_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Tiny experiments: synthetic data, short windows, few units, two epochs.
 TINY = ["--data-source", "synthetic", "--max-units", "12", "--window-stride", "8",

@@ -76,15 +76,16 @@ def test_dead_workers_fail_only_their_experiment(tmp_path, prefect_server):
     worker every time: KilledWorker, recorded as failed; the flow and paper complete."""
     out = tmp_path / "workers"
     proc = run_cli([*SWEEP, "--datasets", "turbofan", "--models", "paper", "gru_basic", "lstm_basic", *TINY,
-                    "--window-stride", "2", "--num-epochs", "3", "--n-workers", "1", "--no-analysis",
+                    "--window-stride", "1", "--num-epochs", "3", "--n-workers", "1", "--no-analysis",
                     "--output-dir", str(out)],
                    env={"DDRSA_INJECT_FAULT": "killonce:gru_basic:*,kill:lstm_basic:*",
-                        "DDRSA_FAULT_MARKER_DIR": str(tmp_path), "DDRSA_FAULT_DELAY_S": "1.0",
+                        "DDRSA_FAULT_MARKER_DIR": str(tmp_path), "DDRSA_FAULT_DELAY_S": "0.5",
                         "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"}, timeout=600)
     assert (out / "all_results.json").exists(), proc.stdout[-3000:] + proc.stderr[-5000:]
     records = {r["model"]: r for r in read_results(out)}
     assert records["paper"]["status"] == "completed"
-    assert records["gru_basic"]["status"] == "completed", records["gru_basic"]
+    assert list(tmp_path.glob(".ddrsa-fault-*-fired")), "gru_basic finished before its worker could be killed"
+    assert records["gru_basic"]["status"] == "completed", records["gru_basic"]["error"]
     assert records["lstm_basic"]["status"] == "failed"
     assert "KilledWorker" in records["lstm_basic"]["error"]
     assert proc.returncode == 1
