@@ -90,11 +90,12 @@ def train_experiment(name: str, planned: dict, output_dir: str, code_version: st
 
 def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger, loop) -> dict:
     """Record each experiment as it finishes; a failure never stops the others."""
-    counts = {"completed": 0, "failed": 0, "diverged": 0}
-    cached = 0
-    wrapped = {f.wrapped_future: (f, planned) for f, planned in futures.items()}
+    counts = {"completed": 0, "failed": 0, "diverged": 0, "cached": 0}
+    attempts_allowed = 1 + (train_experiment.retries or 0)
+    wrapped = {f.wrapped_future: planned for f, planned in futures.items()}
     for dask_future in distributed.as_completed(list(wrapped), loop=loop):
-        _, planned = wrapped[dask_future]
+        planned = wrapped.pop(dask_future)
+        cached = False
         try:
             state = dask_future.result()
         except Exception as exc:  # KilledWorker and friends: this experiment only
@@ -102,32 +103,32 @@ def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger
         else:
             if state.is_completed():
                 record = state.result(raise_on_failure=False)
-                cached += state.name == "Cached"
+                cached = state.name == "Cached"
             else:
-                record = make_record(planned, status="failed", attempts=3,
+                record = make_record(planned, status="failed", attempts=attempts_allowed,
                                      error=(state.message or state.name)[:2000])
+        # forget it on the cluster: a worker that dies later must not make Dask recompute it
+        dask_future.release()
         store.upsert(record)
         counts[record["status"]] = counts.get(record["status"], 0) + 1
-        done = sum(counts.values())
-        metrics = record.get("metrics") or {}
-        detail = (f"rmse {metrics.get('rul_rmse', float('nan')):.2f} c-index "
-                  f"{metrics.get('concordance_index', float('nan')):.3f}"
-                  if record["status"] == "completed" else (record.get("error") or "")[:200])
-        logger.info("[%d/%d] %s%s %s (%.0f s) %s", done, total, record["status"],
-                    " (cached)" if state_name(dask_future) == "Cached" else "", record["name"],
-                    record.get("train_seconds") or 0.0, detail)
+        counts["cached"] += cached
+        done = total - len(wrapped)
+        logger.info("[%d/%d] %s%s %s (%.0f s) %s", done, total, record["status"], " (cached)" if cached else "",
+                    record["name"], record.get("train_seconds") or 0.0, _detail(record))
         if progress_id is not None:
             update_progress_artifact(progress_id, 100.0 * done / total,
                                      description=f"{counts['completed']} completed, {counts['failed']} failed, "
                                                  f"{counts['diverged']} diverged of {total}")
-    return {**counts, "cached": cached}
+    return counts
 
 
-def state_name(dask_future) -> str | None:
-    try:
-        return dask_future.result().name
-    except Exception:
-        return None
+def _detail(record: dict) -> str:
+    if record["status"] != "completed":
+        return (record.get("error") or f"diverged at epoch {record.get('diverged_epoch')}")[:200]
+    metrics = record.get("metrics") or {}
+    rmse, cindex = metrics.get("rul_rmse"), metrics.get("concordance_index")
+    return (f"rmse {rmse:.2f}" if rmse is not None else "rmse n/a") + (
+        f" c-index {cindex:.3f}" if cindex is not None else " c-index n/a")
 
 
 @flow(name="ddrsa-sweep", log_prints=True)
