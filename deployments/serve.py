@@ -13,7 +13,6 @@ Flow runs start in the repository root, so relative output folders land in ./par
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import shutil
 import warnings
 
 import numpy as np

@@ -43,7 +43,6 @@ def test_concordance_equals_lifelines_with_censoring():
 
 
 def test_evaluate_by_hand():
-    horizon = 4
     surv = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]], dtype=float)  # predicts 2, 1, 4
     idx = np.array([3, 1, 6])
     cens = np.array([False, False, True])

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 import logging
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ddrsa.config import DataConfig
-from ddrsa.errors import DataError
 from ddrsa.settings import Settings
 
 from . import synthetic
