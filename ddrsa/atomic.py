@@ -9,15 +9,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def _replace_with(path: Path, write: Callable[[Any], None], mode: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, mode) as fh:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -42,6 +47,12 @@ def write_json(path: Path, obj: Any) -> None:
     """Write strict JSON (NaN -> null) atomically."""
     text = json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False)
     _replace_with(Path(path), lambda fh: fh.write(text + "\n"), "w")
+
+
+def write_data(path: Path, data: str | bytes) -> Path:
+    """Write text or bytes atomically; returns the path."""
+    _replace_with(Path(path), lambda fh: fh.write(data), "wb" if isinstance(data, bytes) else "w")
+    return Path(path)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

@@ -9,11 +9,7 @@ import pandas as pd
 
 from ddrsa.atomic import read_json
 from ddrsa.metrics import expected_time
-
-
-def _save(chart: alt.Chart, folder: Path, name: str) -> None:
-    chart.save(str(folder / f"{name}.html"))
-    chart.save(str(folder / f"{name}.png"), scale_factor=2)
+from reports.charts import save_chart
 
 
 def loss_curves(log: dict) -> alt.Chart:
@@ -69,5 +65,5 @@ def write_run_charts(run_dir: Path, predictions: dict | None, config) -> list[Pa
         charts["predicted_vs_true"] = predicted_vs_true(predictions)
         charts["hazard_survival"] = hazard_and_survival(predictions)
     for name, chart in charts.items():
-        _save(chart, folder, name)
+        save_chart(chart, folder, name)
     return [folder / f"{n}.png" for n in charts]

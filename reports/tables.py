@@ -10,12 +10,13 @@ import json
 import math
 import os
 import shlex
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ddrsa.atomic import write_data
 
 METRICS = ("rul_mae", "rul_rmse", "concordance_index", "nasa_score")
 SUMMARY_COLUMNS = METRICS + ("train_seconds",)
@@ -219,25 +220,9 @@ def nan_to_none(records: list[dict]) -> list[dict]:
     return out
 
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     """Write `data` to `path` through a temporary file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_data(Path(path), data)
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
