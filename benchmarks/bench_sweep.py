@@ -10,7 +10,7 @@ starts its own temporary server (its start-up then counts in the wall time). PRE
 a private folder under --root so other people's Prefect state is untouched.
 
   scaling   16 experiments (paper, gru_basic x batch 32 64 128 256 x seeds 1 2, synthetic turbofan,
-            20 units, K=32, L=16, 3 epochs), --n-workers 1 then 2, fresh output folders:
+            20 units, 1 in 32 windows, K=32, L=16, 3 epochs), --n-workers 1 then 2, fresh output folders:
             experiments/hour, speed-up, overhead = wall - sum(train_seconds)/parallelism, per task.
   rerun     the 12-experiment grid (batch 32 64 128), run to completion, then the same command again:
             the second run should be all cached; its wall time.
@@ -18,6 +18,11 @@ a private folder under --root so other people's Prefect state is untouched.
             about half of the results are in all_results.json, then the same command again: its wall
             time and how many experiments were trained again (train_seconds of the records).
   noserver  the `rerun` re-run again (all cached), but with PREFECT_API_URL unset.
+  scaling-long
+            the 1 -> 2 worker scaling with experiments long enough that the sweep's fixed start-up
+            (~18 s) does not dominate: 16 experiments (gru_basic x batch 32 64 x seeds 1-8, synthetic
+            turbofan, 20 units, 1 in 32 windows, K=64, L=32, --long-epochs epochs, no early stop), --n-workers 1 then 2.
+            Also reports the span from the first experiment's start to the last one's finish.
 """
 from __future__ import annotations
 
@@ -36,10 +41,16 @@ from pathlib import Path
 ROOT_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT_DIR))
 
-GRID = ["--data-source", "synthetic", "--max-units", "20", "--lookback-window", "32", "--pred-horizon", "16",
+# --window-stride 32 is explicit so the measurement never depends on which defaults a flagged run takes
+GRID = ["--data-source", "synthetic", "--max-units", "20", "--window-stride", "32",
+        "--lookback-window", "32", "--pred-horizon", "16",
         "--num-epochs", "3", "--models", "paper", "gru_basic", "--seeds", "1", "2", "--datasets", "turbofan"]
 BS16 = ["--batch-sizes", "32", "64", "128", "256"]
 BS12 = ["--batch-sizes", "32", "64", "128"]
+LONG_GRID = ["--data-source", "synthetic", "--max-units", "20", "--window-stride", "32",
+             "--lookback-window", "64", "--pred-horizon", "32",
+             "--patience", "100000", "--models", "gru_basic", "--batch-sizes", "32", "64",
+             "--seeds", *map(str, range(1, 9)), "--datasets", "turbofan"]
 
 
 def sweep_cmd(out: Path, workers: int, batch_flags: list[str], quick: bool) -> list[str]:
@@ -123,9 +134,15 @@ def run_sweep(cmd: list[str], env: dict, log: Path, workers: int | None = None, 
 
 
 def scaling_stats(res: dict, out: Path, workers: int) -> dict:
+    from datetime import datetime
+
     recs = [r for r in records(out) if r["status"] == "completed"]
     total_train = sum(r["train_seconds"] for r in recs)
     n = max(len(recs), 1)
+    if recs:  # first experiment start -> last finish: the flow's execution span without its fixed start-up
+        span = (max(datetime.fromisoformat(r["finished_at"]) for r in recs)
+                - min(datetime.fromisoformat(r["started_at"]) for r in recs)).total_seconds()
+        res.update(span_s=span, span_overhead_ms=1000 * (span - total_train / workers) / n)
     res.update(n_records=len(recs), sum_train=total_train, exp_per_hour=3600 * len(recs) / res["wall"],
                overhead_ms=1000 * (res["wall"] - total_train / workers) / n,
                peak_rss_mb=max((r.get("peak_rss_mb") or 0) for r in recs) if recs else None,
@@ -149,7 +166,12 @@ def main() -> None:
     p.add_argument("--cluster", default="auto", choices=["auto", "own", "external"],
                    help="own: the sweep's own local Dask cluster; external: see ExternalCluster; auto: own, "
                         "external when own fails to start")
-    p.add_argument("--parts", nargs="+", default=["scaling", "rerun", "kill", "noserver"])
+    p.add_argument("--parts", nargs="+", default=["scaling", "rerun", "kill", "noserver"],
+                   choices=["scaling", "rerun", "kill", "noserver", "scaling-long"])
+    p.add_argument("--long-epochs", type=int, default=100, help="epochs per experiment in scaling-long")
+    p.add_argument("--torch-threads", type=int,
+                   help="DDRSA_TORCH_THREADS for every worker (default: the sweep's split, 2 // workers "
+                        "on 2 cores); 1 compares identical single-threaded workers")
     args = p.parse_args()
     if args.quick:
         args.parts = ["scaling"]
@@ -159,6 +181,8 @@ def main() -> None:
     env = {**os.environ, "PREFECT_HOME": str(root / "prefect_home"), "PYTHONUNBUFFERED": "1"}
     os.environ["PREFECT_HOME"] = env["PREFECT_HOME"]
     env.pop("PREFECT_API_URL", None)
+    if args.torch_threads:
+        env["DDRSA_TORCH_THREADS"] = str(args.torch_threads)
     os.environ.pop("PREFECT_API_URL", None)
     from flows.server import start_server, stop_server
 
@@ -177,6 +201,16 @@ def main() -> None:
                 print("$", shlex.join(cmd), flush=True)
                 res = scaling_stats(run_sweep(cmd, shared, root / f"scaling_w{workers}.log", workers, args.cluster), out, workers)
                 results[f"scaling_w{workers}"] = res
+                print("  ", res, flush=True)
+        if "scaling-long" in args.parts:
+            for workers in (1, 2):
+                out = root / f"scaling_long_w{workers}"
+                cmd = [sys.executable, "flows/sweep.py", *LONG_GRID, "--num-epochs", str(args.long_epochs),
+                       "--n-workers", str(workers), "--output-dir", str(out), "--no-analysis"]
+                print("$", shlex.join(cmd), flush=True)
+                res = scaling_stats(run_sweep(cmd, shared, root / f"scaling_long_w{workers}.log", workers,
+                                              args.cluster), out, workers)
+                results[f"scaling_long_w{workers}"] = res
                 print("  ", res, flush=True)
         if "rerun" in args.parts or "noserver" in args.parts:
             out = root / "rerun12"
@@ -236,6 +270,9 @@ def main() -> None:
     print("\n| measurement | wall s | detail | load avg 1m (before/after) |\n|---|---|---|---|")
     for key, r in results.items():
         if key.startswith("scaling") or key == "rerun_first":
+            if "span_s" in r:
+                print(f"| {key} span | {r['span_s']:.1f} | first start -> last finish, "
+                      f"{r['span_overhead_ms']:.0f} ms/experiment over training | |")
             detail = (f"{r.get('n_records')} done, {r['exp_per_hour']:.0f} exp/h, sum train {r['sum_train']:.1f}s, "
                       f"median train {r['median_train']:.1f}s, overhead {r['overhead_ms']:.0f} ms/experiment, "
                       f"peak RSS {r['peak_rss_mb']:.0f} MB/worker")
@@ -246,8 +283,11 @@ def main() -> None:
             detail = f"{r.get('completed')} completed ({r.get('cached')} cached), retrained {r.get('retrained', '-')}"
         print(f"| {key} | {r['wall']:.1f} (flow {r.get('flow_wall', '?')}) | {detail} | "
               f"{r['load_before']:.2f}/{r['load_after']:.2f} |")
-    if "scaling_w1" in results and "scaling_w2" in results:
-        print(f"speed-up 1 -> 2 workers (wall): {results['scaling_w1']['wall'] / results['scaling_w2']['wall']:.2f}x")
+    for part in ("scaling", "scaling_long"):
+        one, two = results.get(f"{part}_w1"), results.get(f"{part}_w2")
+        if one and two:
+            print(f"{part} speed-up 1 -> 2 workers: {one['wall'] / two['wall']:.2f}x wall, "
+                  f"{one.get('span_s', 0) / max(two.get('span_s', 0), 1e-9):.2f}x span")
 
 
 if __name__ == "__main__":
