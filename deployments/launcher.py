@@ -45,8 +45,8 @@ CUSTOM_AXES = [  # (flow parameter, prompt, element type)
 ]
 # flow parameters that `--set` may change, with the sweep.py flag they map to locally
 SETTABLE = {"num_epochs", "patience", "subset", "lookback_window", "pred_horizon", "max_units", "window_stride",
-            "data_source", "amp", "output_dir", "gpus_per_experiment", "scheduler_address", "n_workers",
-            "fresh", "run_analysis"} | {axis for axis, _, _ in CUSTOM_AXES}
+            "data_source", "amp", "compile", "deterministic", "output_dir", "gpus_per_experiment",
+            "scheduler_address", "n_workers", "fresh", "run_analysis"} | {axis for axis, _, _ in CUSTOM_AXES}
 
 
 class InputEnded(DDRSAError):
@@ -203,8 +203,8 @@ def local_command(params: dict) -> list[str]:
             cmd += [] if value else ["--no-amp"]
         elif key == "run_analysis":
             cmd += [] if value else ["--no-analysis"]
-        elif key == "fresh":
-            cmd += ["--fresh"] if value else []
+        elif key in ("fresh", "compile", "deterministic"):
+            cmd += [flag] if value else []
         elif isinstance(value, list):
             cmd += [flag, *(str(v) for v in value)]
         else:

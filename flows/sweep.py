@@ -150,6 +150,8 @@ def ddrsa_sweep(
     window_stride: int | None = None,
     data_source: str | None = None,
     amp: bool | None = None,
+    compile: bool | None = None,
+    deterministic: bool | None = None,
     preset: str | None = None,
     output_dir: str = "parallel_experiments",
     gpus_per_experiment: float = 1.0,

@@ -11,16 +11,26 @@ from ddrsa.errors import DDRSAError
 from ddrsa.sweep.spec import GRID_AXES, PlannedExperiment, SweepSpec, expand
 
 SPEC_FIELDS = tuple(GRID_AXES) + ("num_epochs", "patience", "subset", "lookback_window", "pred_horizon",
-                                  "max_units", "window_stride", "data_source", "amp")
+                                  "max_units", "window_stride", "data_source", "amp", "compile",
+                                  "deterministic")
 FLOW_FIELDS = ("preset", "output_dir", "gpus_per_experiment", "scheduler_address", "n_workers", "fresh",
                "run_analysis", "append_to_history")
 
 
+# Flags that choose how to run, not what to train: alone they keep the quick `default` preset.
+RUN_ONLY_FIELDS = ("data_source", "amp", "compile", "deterministic")
+
+
 def build_spec(preset: str | None, overrides: dict) -> SweepSpec:
-    """Preset (or the `default` preset) with the explicitly given fields on top; validated once."""
+    """The validated spec: the preset with the given fields on top. Without a preset, the quick
+    `default` preset (2 epochs, every 32nd window) applies only when no grid or training field is
+    given; otherwise what is not given takes the library defaults (100 epochs, every window), so
+    `--models lstm_basic --num-epochs 50` never trains on a thinned data set by surprise."""
     from deployments.presets import preset_spec
 
     given = {k: v for k, v in overrides.items() if v is not None}
+    if preset is None and set(given) - set(RUN_ONLY_FIELDS):
+        return SweepSpec(**given)
     return preset_spec(preset or "default", given)
 
 
@@ -51,6 +61,9 @@ def build_parser():
     run.add_argument("--window-stride", type=int, help="keep every n-th window")
     run.add_argument("--data-source", choices=["auto", "real", "synthetic"])
     run.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on GPU")
+    run.add_argument("--compile", action="store_const", const=True, help="torch.compile each model (off by default)")
+    run.add_argument("--deterministic", action="store_const", const=True,
+                     help="deterministic kernels and cuDNN settings (reproducible, slower on GPU)")
     where = p.add_argument_group("where and how")
     where.add_argument("--preset", help="named study (see deployments/presets.py or the launcher)")
     where.add_argument("--output-dir", default="parallel_experiments")
@@ -70,7 +83,11 @@ def build_parser():
 def _print_grid(spec: SweepSpec, planned: list[PlannedExperiment]) -> None:
     for axis, values in spec.grid().items():
         print(f"  {axis:15s} {' '.join(str(v) for v in values)}")
-    print(f"  {'epochs':15s} {spec.num_epochs}")
+    print(f"  {'epochs':15s} {spec.num_epochs} (patience {spec.patience})")
+    windows = "every window" if spec.window_stride == 1 else f"1 in {spec.window_stride} windows"
+    units = f", first {spec.max_units} units" if spec.max_units else ""
+    print(f"  {'data':15s} K={spec.lookback_window} L={spec.pred_horizon}, {windows}{units}"
+          + (f", C-MAPSS {spec.subset}" if "turbofan" in spec.datasets else ""))
     for item in planned:
         print(f"  {item.index:5d}  {item.name}")
     print(f"{len(planned)} experiments")

@@ -92,10 +92,11 @@ def test_quit_starts_nothing():
 def test_local_command_maps_parameters_to_sweep_flags():
     cmd = launcher.local_command({"preset": "nightly", "output_dir": "o", "append_to_history": True,
                                   "datasets": ["turbofan"], "amp": False, "run_analysis": False, "fresh": True,
-                                  "learning_rates": [0.001, 0.01], "n_workers": 2})
+                                  "learning_rates": [0.001, 0.01], "n_workers": 2, "compile": True,
+                                  "deterministic": False})
     assert cmd[1:] == ["flows/sweep.py", "--preset", "nightly", "--output-dir", "o", "--datasets", "turbofan",
                        "--no-amp", "--no-analysis", "--fresh", "--learning-rates", "0.001", "0.01",
-                       "--n-workers", "2"]
+                       "--n-workers", "2", "--compile"]
     names = list(launcher.PRESETS)
     assert launcher.parse_menu_choice(" 2 ", names) == names[1]
     assert launcher.parse_menu_choice("Full-Grid", names) == "full-grid"

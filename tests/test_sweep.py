@@ -40,6 +40,32 @@ def test_grid_expansion_counts():
     assert planned[0].name == "turbofan/lstm_basic/bs32_lr0.001_lam0.75_nasa0.1_drop0.1_s1"
 
 
+def test_compile_and_deterministic_flags_reach_every_experiment():
+    from flows.sweep_cli import SPEC_FIELDS, build_parser, build_spec
+
+    args = vars(build_parser().parse_args(["--compile", "--deterministic", "--models", "paper", "gru_basic"]))
+    planned = expand(build_spec(None, {k: args[k] for k in SPEC_FIELDS}))
+    assert len(planned) == 4 and all(p.config.compile and p.config.deterministic for p in planned)
+    args = vars(build_parser().parse_args([]))
+    planned = expand(build_spec(None, {k: args[k] for k in SPEC_FIELDS}))
+    assert not any(p.config.compile or p.config.deterministic for p in planned)
+
+
+def test_quick_default_only_without_training_flags():
+    from flows.sweep_cli import SPEC_FIELDS, build_parser, build_spec
+
+    def spec_for(argv):
+        args = vars(build_parser().parse_args(argv))
+        return build_spec(args["preset"], {k: args[k] for k in SPEC_FIELDS})
+
+    quick = spec_for([])
+    assert (quick.num_epochs, quick.window_stride) == (2, 32) and quick.size() == 12
+    assert spec_for(["--data-source", "synthetic", "--no-amp"]).window_stride == 32  # how, not what
+    chosen = spec_for(["--models", "lstm_basic", "--num-epochs", "50"])   # no thinned data by surprise
+    assert (chosen.num_epochs, chosen.window_stride, chosen.models) == (50, 1, ["lstm_basic"])
+    assert spec_for(["--preset", "default", "--models", "paper"]).window_stride == 32
+
+
 def test_dry_run_prints_grid_and_trains_nothing(tmp_path):
     proc = run_cli(["flows/sweep.py", "--preset", "batch-study", "--dry-run", "--output-dir", str(tmp_path / "o")],
                    check=True)

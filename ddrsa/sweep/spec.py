@@ -45,6 +45,8 @@ class SweepSpec(BaseModel):
     window_stride: int = Field(1, ge=1)
     data_source: Literal["auto", "real", "synthetic"] | None = None
     amp: bool = True
+    compile: bool = False
+    deterministic: bool = False
 
     @field_validator("models")
     @classmethod
@@ -92,7 +94,8 @@ def expand(spec: SweepSpec) -> list[PlannedExperiment]:
     fixed = dict(num_epochs=spec.num_epochs, patience=spec.patience, subset=spec.subset,
                  lookback_window=spec.lookback_window, pred_horizon=spec.pred_horizon,
                  max_units=spec.max_units, window_stride=spec.window_stride,
-                 data_source=spec.data_source, amp=spec.amp)
+                 data_source=spec.data_source, amp=spec.amp,
+                 compile=spec.compile, deterministic=spec.deterministic)
     planned = []
     for index, values in enumerate(itertools.product(*grid.values())):
         fields = {GRID_AXES[axis]: value for axis, value in zip(grid, values)}
