@@ -18,6 +18,8 @@ a private folder under --root so other people's Prefect state is untouched.
             about half of the results are in all_results.json, then the same command again: its wall
             time and how many experiments were trained again (train_seconds of the records).
   noserver  the `rerun` re-run again (all cached), but with PREFECT_API_URL unset.
+  overhead  24 short experiments (the scaling grid with seeds 1 2 3, batch 32 64 128 256), --n-workers
+            1 then 2: sweep wall time against the sum of experiment times, per-task overhead in ms.
   scaling-long
             the 1 -> 2 worker scaling with experiments long enough that the sweep's fixed start-up
             (~18 s) does not dominate: 16 experiments (gru_basic x batch 32 64 x seeds 1-8, synthetic
@@ -167,7 +169,7 @@ def main() -> None:
                    help="own: the sweep's own local Dask cluster; external: see ExternalCluster; auto: own, "
                         "external when own fails to start")
     p.add_argument("--parts", nargs="+", default=["scaling", "rerun", "kill", "noserver"],
-                   choices=["scaling", "rerun", "kill", "noserver", "scaling-long"])
+                   choices=["scaling", "rerun", "kill", "noserver", "scaling-long", "overhead"])
     p.add_argument("--long-epochs", type=int, default=100, help="epochs per experiment in scaling-long")
     p.add_argument("--torch-threads", type=int,
                    help="DDRSA_TORCH_THREADS for every worker (default: the sweep's split, 2 // workers "
@@ -201,6 +203,18 @@ def main() -> None:
                 print("$", shlex.join(cmd), flush=True)
                 res = scaling_stats(run_sweep(cmd, shared, root / f"scaling_w{workers}.log", workers, args.cluster), out, workers)
                 results[f"scaling_w{workers}"] = res
+                print("  ", res, flush=True)
+        if "overhead" in args.parts:
+            grid24 = [*GRID, *BS16]
+            grid24[grid24.index("--seeds") + 1:grid24.index("--seeds") + 3] = ["1", "2", "3"]
+            for workers in (1, 2):
+                out = root / f"overhead_w{workers}"
+                cmd = [sys.executable, "flows/sweep.py", *grid24, "--n-workers", str(workers),
+                       "--output-dir", str(out), "--no-analysis"]
+                print("$", shlex.join(cmd), flush=True)
+                res = scaling_stats(run_sweep(cmd, shared, root / f"overhead_w{workers}.log", workers,
+                                              args.cluster), out, workers)
+                results[f"overhead_w{workers}"] = res
                 print("  ", res, flush=True)
         if "scaling-long" in args.parts:
             for workers in (1, 2):
@@ -269,7 +283,7 @@ def main() -> None:
     (root / "bench_sweep.json").write_text(json.dumps(results, indent=1))
     print("\n| measurement | wall s | detail | load avg 1m (before/after) |\n|---|---|---|---|")
     for key, r in results.items():
-        if key.startswith("scaling") or key == "rerun_first":
+        if key.startswith(("scaling", "overhead")) or key == "rerun_first":
             if "span_s" in r:
                 print(f"| {key} span | {r['span_s']:.1f} | first start -> last finish, "
                       f"{r['span_overhead_ms']:.0f} ms/experiment over training | |")
