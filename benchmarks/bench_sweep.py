@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT_DIR))
 # --window-stride 32 is explicit so the measurement never depends on which defaults a flagged run takes
 GRID = ["--data-source", "synthetic", "--max-units", "20", "--window-stride", "32",
         "--lookback-window", "32", "--pred-horizon", "16",
-        "--num-epochs", "3", "--models", "paper", "gru_basic", "--seeds", "1", "2", "--datasets", "turbofan"]
+        "--num-epochs", "3", "--models", "paper", "gru_basic", "--datasets", "turbofan"]
 BS16 = ["--batch-sizes", "32", "64", "128", "256"]
 BS12 = ["--batch-sizes", "32", "64", "128"]
 LONG_GRID = ["--data-source", "synthetic", "--max-units", "20", "--window-stride", "32",
@@ -55,12 +55,17 @@ LONG_GRID = ["--data-source", "synthetic", "--max-units", "20", "--window-stride
              "--seeds", *map(str, range(1, 9)), "--datasets", "turbofan"]
 
 
-def sweep_cmd(out: Path, workers: int, batch_flags: list[str], quick: bool) -> list[str]:
-    grid = list(GRID)
+def short_grid(batch_flags: list[str], seeds: tuple[str, ...], quick: bool) -> list[str]:
+    """GRID with these batch sizes and seeds; --quick trains 1 epoch instead of 3."""
+    grid = [*GRID, *batch_flags, "--seeds", *seeds]
     if quick:
         grid[grid.index("--num-epochs") + 1] = "1"
-    return [sys.executable, "flows/sweep.py", *grid, *batch_flags, "--n-workers", str(workers),
-            "--output-dir", str(out), "--no-analysis"]
+    return grid
+
+
+def sweep_cmd(out: Path, workers: int, grid: list[str]) -> list[str]:
+    return [sys.executable, "flows/sweep.py", *grid, "--n-workers", str(workers), "--output-dir", str(out),
+            "--no-analysis"]
 
 
 def records(out: Path) -> list[dict]:
@@ -152,6 +157,17 @@ def scaling_stats(res: dict, out: Path, workers: int) -> dict:
     return res
 
 
+def worker_pair(part: str, grid: list[str], root: Path, env: dict, cluster: str, results: dict) -> None:
+    """The same grid with --n-workers 1, then 2, in fresh folders: results[f"{part}_w1"], [f"{part}_w2"]."""
+    for workers in (1, 2):
+        key = f"{part}_w{workers}"
+        out = root / key
+        cmd = sweep_cmd(out, workers, grid)
+        print("$", shlex.join(cmd), flush=True)
+        results[key] = scaling_stats(run_sweep(cmd, env, root / f"{key}.log", workers, cluster), out, workers)
+        print("  ", results[key], flush=True)
+
+
 def kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL the sweep we started (its own session/process group: the sweep, its server, its workers)."""
     try:
@@ -197,38 +213,16 @@ def main() -> None:
     results: dict[str, dict] = {}
     try:
         if "scaling" in args.parts:
-            for workers in (1, 2):
-                out = root / f"scaling_w{workers}"
-                cmd = sweep_cmd(out, workers, BS16, args.quick)
-                print("$", shlex.join(cmd), flush=True)
-                res = scaling_stats(run_sweep(cmd, shared, root / f"scaling_w{workers}.log", workers, args.cluster), out, workers)
-                results[f"scaling_w{workers}"] = res
-                print("  ", res, flush=True)
+            worker_pair("scaling", short_grid(BS16, ("1", "2"), args.quick), root, shared, args.cluster, results)
         if "overhead" in args.parts:
-            grid24 = [*GRID, *BS16]
-            grid24[grid24.index("--seeds") + 1:grid24.index("--seeds") + 3] = ["1", "2", "3"]
-            for workers in (1, 2):
-                out = root / f"overhead_w{workers}"
-                cmd = [sys.executable, "flows/sweep.py", *grid24, "--n-workers", str(workers),
-                       "--output-dir", str(out), "--no-analysis"]
-                print("$", shlex.join(cmd), flush=True)
-                res = scaling_stats(run_sweep(cmd, shared, root / f"overhead_w{workers}.log", workers,
-                                              args.cluster), out, workers)
-                results[f"overhead_w{workers}"] = res
-                print("  ", res, flush=True)
+            worker_pair("overhead", short_grid(BS16, ("1", "2", "3"), args.quick), root, shared, args.cluster,
+                        results)
         if "scaling-long" in args.parts:
-            for workers in (1, 2):
-                out = root / f"scaling_long_w{workers}"
-                cmd = [sys.executable, "flows/sweep.py", *LONG_GRID, "--num-epochs", str(args.long_epochs),
-                       "--n-workers", str(workers), "--output-dir", str(out), "--no-analysis"]
-                print("$", shlex.join(cmd), flush=True)
-                res = scaling_stats(run_sweep(cmd, shared, root / f"scaling_long_w{workers}.log", workers,
-                                              args.cluster), out, workers)
-                results[f"scaling_long_w{workers}"] = res
-                print("  ", res, flush=True)
+            worker_pair("scaling_long", [*LONG_GRID, "--num-epochs", str(args.long_epochs)], root, shared,
+                        args.cluster, results)
         if "rerun" in args.parts or "noserver" in args.parts:
             out = root / "rerun12"
-            cmd = sweep_cmd(out, 2, BS12, args.quick)
+            cmd = sweep_cmd(out, 2, short_grid(BS12, ("1", "2"), args.quick))
             print("$", shlex.join(cmd), "  (first run, then again)", flush=True)
             results["rerun_first"] = scaling_stats(run_sweep(cmd, shared, root / "rerun12.log", 2, args.cluster), out, 2)
             print("  ", results["rerun_first"], flush=True)
@@ -243,7 +237,7 @@ def main() -> None:
                 print("  ", results["rerun_noserver"], flush=True)
         if "kill" in args.parts:
             out = root / "kill12"
-            cmd = sweep_cmd(out, 2, BS12, args.quick)
+            cmd = sweep_cmd(out, 2, short_grid(BS12, ("1", "2"), args.quick))
             print("$", shlex.join(cmd), "  (SIGKILL at >= 6 results, then again)", flush=True)
             ext = ExternalCluster(2, shared) if args.cluster == "external" else None
             if ext:
@@ -297,7 +291,7 @@ def main() -> None:
             detail = f"{r.get('completed')} completed ({r.get('cached')} cached), retrained {r.get('retrained', '-')}"
         print(f"| {key} | {r['wall']:.1f} (flow {r.get('flow_wall', '?')}) | {detail} | "
               f"{r['load_before']:.2f}/{r['load_after']:.2f} |")
-    for part in ("scaling", "scaling_long"):
+    for part in ("scaling", "overhead", "scaling_long"):
         one, two = results.get(f"{part}_w1"), results.get(f"{part}_w2")
         if one and two:
             print(f"{part} speed-up 1 -> 2 workers: {one['wall'] / two['wall']:.2f}x wall, "
