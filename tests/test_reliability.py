@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -25,46 +26,99 @@ def _in_flight_dirs(out: Path) -> list[Path]:
     return [p.parent for p in out.glob("logs/**/checkpoint_last.pt") if not (p.parent / "test_metrics.json").exists()]
 
 
+def _epochs_done(run_dir: Path) -> int:
+    """Epochs recorded in run_dir/training_log.json (written after each checkpoint); 0 if none yet."""
+    try:
+        return len(json.loads((run_dir / "training_log.json").read_text())["epochs"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group `pgid`, read from /proc."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # state ppid pgrp ...
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def crash(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGKILL a command's whole process group (flow, Prefect server, Dask nannies and workers),
+    as a power cut or the OOM killer would, and wait until none of them can run another line."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + timeout
+    while _group_members(proc.pid):
+        assert time.monotonic() < deadline, f"processes {_group_members(proc.pid)} survived SIGKILL"
+        time.sleep(0.05)
+
+
+KILL_EPOCHS = 12  # long enough that an experiment seen at epoch <= KILL_EPOCHS - 4 cannot finish before the kill
+
+
 @pytest.mark.slow
 @pytest.mark.reliability
 def test_sigkilled_sweep_resumes_without_retraining_finished_work(tmp_path, prefect_server):
+    """The whole sweep (every process) is SIGKILLed while one experiment has finished and another
+    is mid-training with a checkpoint; the same command finishes the grid, resumes the
+    interrupted run from its checkpoint and neither retrains nor rewrites the finished one."""
     out = tmp_path / "killed"
     args = [*SWEEP, "--datasets", "turbofan", "--models", "paper", "gru_basic", "--batch-sizes", "32", "64",
-            "--data-source", "synthetic", "--max-units", "12", "--window-stride", "2", "--lookback-window", "32",
-            "--pred-horizon", "16", "--num-epochs", "6", "--patience", "50", "--n-workers", "1",
+            "--data-source", "synthetic", "--max-units", "12", "--window-stride", "4", "--lookback-window", "32",
+            "--pred-horizon", "16", "--num-epochs", str(KILL_EPOCHS), "--patience", "50", "--n-workers", "1",
             "--gpus-per-experiment", "0.5", "--no-analysis", "--output-dir", str(out)]
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 400
-    json_reads = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        for name in ("all_results.json", "experiment_manifest.json"):
-            if (out / name).exists():  # valid JSON at every moment (atomic replace)
-                json.loads((out / name).read_text())
-                json_reads += 1
-        if (out / "all_results.json").exists() and read_results(out) and _in_flight_dirs(out):
-            break
-        time.sleep(0.1)
-    assert proc.poll() is None, "sweep ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    finished = {d: (d / "test_metrics.json").stat().st_mtime_ns for d in _completed_dirs(out)}
-    interrupted = _in_flight_dirs(out)
-    assert finished and interrupted and json_reads > 0
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 400
+        json_reads, target = 0, None
+        # wait for the state the test needs: >= 1 experiment recorded as completed, and another
+        # in flight with a checkpoint, far enough from its last epoch that it cannot finish now
+        while target is None:
+            assert proc.poll() is None, "sweep ended before the state to kill in was seen"
+            assert time.monotonic() < deadline, "no experiment was seen in flight after a completed one"
+            for name in ("all_results.json", "experiment_manifest.json"):
+                if (out / name).exists():  # valid JSON at every moment (atomic replace)
+                    json.loads((out / name).read_text())
+                    json_reads += 1
+            if (out / "all_results.json").exists() and any(r["status"] == "completed" for r in read_results(out)):
+                target = next((d for d in _in_flight_dirs(out) if 1 <= _epochs_done(d) <= KILL_EPOCHS - 4), None)
+            if target is None:
+                time.sleep(0.05)
+        crash(proc)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    killed_at_epoch = _epochs_done(target)
+    assert 1 <= killed_at_epoch < KILL_EPOCHS and not (target / "test_metrics.json").exists()
+    recorded = {out / r["run_dir"] for r in read_results(out) if r["status"] == "completed"}
+    finished = {d: ((d / "checkpoint_last.pt").stat().st_mtime_ns, (d / "test_metrics.json").stat().st_mtime_ns)
+                for d in _completed_dirs(out)}
+    assert recorded and recorded <= set(finished) and json_reads > 0
     json.loads((out / "all_results.json").read_text())
-    json.loads((out / "experiment_manifest.json").read_text())
+    version = json.loads((out / "experiment_manifest.json").read_text())["code_version"]
 
     run_cli(args, check=True, timeout=600)
     records = read_results(out)
     assert len(records) == 4 and all(r["status"] == "completed" for r in records)
-    for run_dir, mtime in finished.items():  # untouched
-        assert (run_dir / "test_metrics.json").stat().st_mtime_ns == mtime
-    by_dir = {str(out / r["run_dir"]): r for r in records}
-    resumed = [by_dir[str(d)] for d in interrupted if str(d) in by_dir and d not in finished]
-    assert resumed and any(r["resumed_from_epoch"] >= 1 for r in resumed)
+    # the cache key holds the code version: an edit of ddrsa/ between the runs (a shared working
+    # tree) rightly re-evaluates finished runs, but never retrains them
+    same_code = json.loads((out / "experiment_manifest.json").read_text())["code_version"] == version
+    for run_dir, (checkpoint_mtime, metrics_mtime) in finished.items():
+        assert (run_dir / "checkpoint_last.pt").stat().st_mtime_ns == checkpoint_mtime  # not retrained
+        if run_dir in recorded and same_code:  # cached: not even re-evaluated
+            assert (run_dir / "test_metrics.json").stat().st_mtime_ns == metrics_mtime
+    by_dir = {out / r["run_dir"]: r for r in records}
+    assert by_dir[target]["resumed_from_epoch"] >= killed_at_epoch
     for r in records:
         log = json.loads((out / r["run_dir"] / "training_log.json").read_text())
-        assert [e["epoch"] for e in log["epochs"]] == list(range(1, len(log["epochs"]) + 1))
+        assert [e["epoch"] for e in log["epochs"]] == list(range(1, KILL_EPOCHS + 1))
 
 
 @pytest.mark.slow
