@@ -24,7 +24,14 @@ def nasa_score(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
 
 
 def concordance(event_times: np.ndarray, predicted_times: np.ndarray, observed: np.ndarray) -> float:
-    """Harrell's C-index via lifelines (higher predicted time = longer survival)."""
+    """Harrell's C-index via lifelines (higher predicted time = longer survival); NaN without pairs.
+
+    lifelines' pair rule: (i, j) is comparable when i has an event and t_i < t_j, or t_i = t_j and
+    j is censored (a censoring at t outlives an event at t); two events at the same time are not
+    comparable. Concordant when the predicted times order the same way; tied predictions count 1/2.
+    `evaluate` passes t = l for events and t = min(c, L) for censoring index c (alive through c),
+    so an event at l and a censoring at c are comparable exactly when l <= c.
+    """
     if len(event_times) < 2 or not np.any(observed):
         return float("nan")
     from lifelines.utils import concordance_index as lifelines_concordance_index  # slow import
@@ -35,27 +42,92 @@ def concordance(event_times: np.ndarray, predicted_times: np.ndarray, observed: 
         return float("nan")
 
 
-def integrated_brier_score(survival: np.ndarray, event_index: np.ndarray, censored: np.ndarray) -> float:
-    """Mean over k of BS(k) = mean_i (1{T_i > k} - S_i(k))^2, lower is better.
+def censoring_survival(event_index: np.ndarray, censored: np.ndarray, horizon: int) -> np.ndarray:
+    """Kaplan-Meier estimate of the censoring survival G(k) = P(C > k) at k = 0..horizon-1.
 
-    A sample enters BS(k) while its status at k is known: always when uncensored, and for
-    k <= censoring index when censored (then 1{T > k} = 1).
+    Uses the continuous-time mapping of `brier_scores` (event at lag l -> time l, censoring index
+    c -> time c + 1/2), estimated on the given samples: events count as censored for G.
+    G(k) = prod_{c <= k-1} (1 - d_c / n_c), d_c = samples censored with index c,
+    n_c = samples with time >= c + 1/2 (events with l >= c + 1, censorings with index >= c).
+    Returns float64 (horizon,), G(0) = 1.
+    """
+    time2 = _doubled_times(event_index, censored, horizon)
+    counts = np.bincount(time2, minlength=2 * horizon + 1)
+    at_risk = np.cumsum(counts[::-1])[::-1]            # at_risk[v] = #{2 * time >= v}
+    c = np.arange(horizon - 1)
+    d, n = counts[2 * c + 1], at_risk[2 * c + 1]
+    factor = 1.0 - np.divide(d, n, out=np.zeros(len(c)), where=n > 0)
+    return np.concatenate([[1.0], np.cumprod(factor)])
+
+
+def _doubled_times(event_index, censored, horizon: int) -> np.ndarray:
+    """2 * (continuous time) as int64: 2l for an event at lag l, 2c + 1 for censoring index c.
+
+    Both are clipped to the horizon (events to l = horizon, censorings to c = horizon - 1): a
+    sample alive through horizon - 1 is alive at every k on the grid, so the clip changes
+    neither the indicators nor G on the grid.
+    """
+    idx = np.asarray(event_index, dtype=np.int64)
+    if idx.size and idx.min() < 0:
+        raise ValueError("event_index must be >= 0")
+    cens = np.asarray(censored, dtype=bool)
+    return np.where(cens, 2 * np.minimum(idx, horizon - 1) + 1, 2 * np.minimum(idx, horizon))
+
+
+def brier_scores(survival: np.ndarray, event_index: np.ndarray, censored: np.ndarray) -> np.ndarray:
+    """IPCW Brier score BS(k) at k = 0..L-1 (Graf et al. 1999), lower is better. -> (L,) float64.
+
+    Discrete grid (docs/CONTRACTS.md, SCIENCE-NOTES): S_i(k) = P(T_i > k) = survival[i, k]; an
+    uncensored sample with event index l has T = l (alive at k < l, dead at k >= l); a censored
+    sample with censoring index c is alive through c (T > c) and its status after c is unknown.
+    Mapped onto continuous time as scikit-survival's `brier_score` expects: an event at lag l ->
+    (event, time l); censoring index c -> (censored, time c + 1/2), i.e. the unit is seen alive at
+    step c and lost before step c + 1. At a grid point k this gives exactly the discrete status
+    (time <= k and event: dead; time > k: alive, which for a censoring means c >= k), and no event
+    ever ties with a censoring, so the Kaplan-Meier G needs no tie convention. Then
+        BS(k) = 1/N sum_i [ 1{event, l_i <= k} S_i(k)^2 / G(l_i) + 1{time_i > k} (1 - S_i(k))^2 / G(k) ]
+    with G the censoring survival of `censoring_survival` (Kaplan-Meier on these same samples).
+    Uncensored event indices >= L count as alive over the whole grid. A weight whose G is 0
+    multiplies only zero indicators (nobody is left at risk) and is taken as 0.
     """
     survival = np.asarray(survival, dtype=np.float64)
-    horizon = survival.shape[1]
-    k = np.arange(horizon)[None, :]
-    idx = np.asarray(event_index)[:, None]
-    cens = np.asarray(censored, dtype=bool)[:, None]
-    alive = (k < idx).astype(np.float64)
-    known = np.where(cens, k <= idx, True)
-    sq = np.where(known, (alive - survival) ** 2, 0.0)
-    per_k = sq.sum(0) / np.maximum(known.sum(0), 1)
-    return float(per_k[known.any(0)].mean())
+    n, horizon = survival.shape
+    if n == 0:
+        return np.full(horizon, np.nan)
+    time2 = _doubled_times(event_index, censored, horizon)
+    event = ~np.asarray(censored, dtype=bool)
+    g = censoring_survival(event_index, censored, horizon)
+    inv_g = np.divide(1.0, g, out=np.zeros_like(g), where=g > 0)           # (L,)
+    k2 = 2 * np.arange(horizon)[None, :]
+    dead = event[:, None] & (time2[:, None] <= k2)                            # (N, L)
+    alive = time2[:, None] > k2
+    inv_g_event = inv_g[np.minimum(time2 // 2, horizon - 1)][:, None]        # 1/G(l_i), used only where dead
+    terms = np.where(dead, survival ** 2 * inv_g_event, 0.0) + np.where(alive, (1.0 - survival) ** 2 * inv_g, 0.0)
+    return terms.mean(axis=0)
+
+
+def integrated_brier_score(survival: np.ndarray, event_index: np.ndarray, censored: np.ndarray) -> float:
+    """IPCW integrated Brier score over the grid k = 0..L-1, lower is better (0 = perfect).
+
+    The trapezoidal integral of `brier_scores` over k divided by its length L - 1, the rule of
+    scikit-survival's `integrated_brier_score(y, y, survival, times=arange(L))` with the time
+    mapping of `brier_scores` (the tests pin it there); BS(0) when L = 1.
+    survival (N, L) = S(k); event_index (N,) int; censored (N,) bool.
+    """
+    bs = brier_scores(survival, event_index, censored)
+    if len(bs) < 2:
+        return float(bs[0]) if len(bs) else float("nan")
+    return float(((bs[1:] + bs[:-1]) / 2.0).sum() / (len(bs) - 1))
 
 
 def evaluate(survival: np.ndarray, event_index: np.ndarray, censored: np.ndarray,
              units: np.ndarray) -> dict:
-    """Test metrics over windows. survival (N, L); event_index (N,) steps; censored (N,) bool."""
+    """Test metrics over windows. survival (N, L); event_index (N,) steps; censored (N,) bool.
+
+    rul_* and nasa_* use the uncensored windows; concordance_index is Harrell's C over all windows
+    (see `concordance`); integrated_brier_score is the IPCW integrated Brier score of
+    `integrated_brier_score`, its censoring distribution estimated on these windows.
+    """
     survival = np.asarray(survival, dtype=np.float64)
     horizon = survival.shape[1]
     event_index = np.asarray(event_index, dtype=np.float64)
@@ -81,12 +153,18 @@ def evaluate(survival: np.ndarray, event_index: np.ndarray, censored: np.ndarray
 
 
 def benchmark_metrics(survival: np.ndarray, true_rul: np.ndarray) -> dict:
-    """C-MAPSS benchmark protocol: one window per test unit, both sides capped at 125 cycles."""
+    """C-MAPSS benchmark protocol: one window per test unit, both sides capped at 125 cycles.
+
+    `benchmark_rmse` and `benchmark_nasa_score` (sum over units) compare with truth capped at 125,
+    as the literature does; `benchmark_rmse_uncapped` with the raw RUL_FD00x.txt truth (the
+    prediction is capped in both, at 125 cycles; E[min(T, L)] is at most L anyway)."""
     horizon = np.asarray(survival).shape[1]
     predicted = np.minimum(expected_time(survival), BENCHMARK_RUL_CAP)
-    truth = np.minimum(np.asarray(true_rul, dtype=np.float64), BENCHMARK_RUL_CAP)
+    raw_truth = np.asarray(true_rul, dtype=np.float64)
+    truth = np.minimum(raw_truth, BENCHMARK_RUL_CAP)
     return {
         "benchmark_rmse": float(np.sqrt(((predicted - truth) ** 2).mean())),
+        "benchmark_rmse_uncapped": float(np.sqrt(((predicted - raw_truth) ** 2).mean())),
         "benchmark_nasa_score": float(nasa_score(predicted, truth).sum()),
         "benchmark_n_units": int(len(truth)),
         "benchmark_comparable": bool(horizon >= BENCHMARK_RUL_CAP),
