@@ -7,12 +7,46 @@ Notation (per sample): logits x_k, hazard h(k) = sigmoid(x_k), k = 0..L-1 with L
     log l_u       = log(1 - S(L-1)) = logsumexp_k log l_z(k)   (event inside the horizon)
     log l_c(c)    = log S(min(c, L-1))                  (alive through censoring index c)
 Every term is a finite sum/logsumexp of softplus values, so no inf/NaN for finite logits.
+
+Labels: an uncensored sample needs 0 <= l < L (its event lies inside the horizon); an event at or
+beyond the horizon must come censored (docs/CONTRACTS.md). Such labels are refused, not clamped:
+clamping would train the model to put the event at lag L-1. `check_labels` validates a whole split
+on the host once (the trainer does this before training); `ddrsa_loss` also checks every batch,
+synchronously for CPU tensors (no device involved, microseconds) and with `torch._assert_async`
+on an accelerator, which queues the check on the device without a host sync (a failure there
+surfaces as a device-side assert at the next synchronisation, so the per-split check is the one
+that gives the clear message).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ddrsa.errors import DDRSAError
+
+
+class LabelError(DDRSAError, ValueError):
+    """Survival labels the DDRSA loss cannot use (uncensored event at or beyond the horizon)."""
+
+
+def check_labels(event_index, censored, horizon: int, where: str = "labels") -> None:
+    """Raise LabelError unless every event_index >= 0 and every uncensored one is < horizon.
+
+    event_index (N,) int, censored (N,) bool: numpy arrays or tensors (a device tensor is copied
+    to the host, so call this once per split, not per step). `where` names the data in the message.
+    """
+    idx = np.asarray(event_index.cpu() if isinstance(event_index, Tensor) else event_index)
+    cens = np.asarray(censored.cpu() if isinstance(censored, Tensor) else censored, dtype=bool)
+    if idx.size and idx.min() < 0:
+        raise LabelError(f"{where}: {int((idx < 0).sum())} negative event_index value(s) "
+                         f"(min {int(idx.min())}); event indices are lags >= 0")
+    beyond = ~cens & (idx >= horizon)
+    if beyond.any():
+        raise LabelError(f"{where}: {int(beyond.sum())} uncensored label(s) with event_index >= "
+                         f"horizon {horizon} (max {int(idx[beyond].max())}); an event outside the "
+                         "horizon must be marked censored")
 
 
 def log_survival(logits: Tensor) -> Tensor:
@@ -30,14 +64,21 @@ def log_event_probability(logits: Tensor) -> Tensor:
 def ddrsa_loss(logits: Tensor, event_index: Tensor, censored: Tensor, lambda_param: float) -> Tensor:
     """Mean DDRSA loss over the batch.
 
-    logits (N, L) float; event_index (N,) int, lag of the event (uncensored) or censoring index
-    (censored; clipped to L-1); censored (N,) bool. Returns a scalar.
+    logits (N, L) float; event_index (N,) int, lag of the event (uncensored, must be < L) or
+    censoring index (censored; clipped to L-1); censored (N,) bool. Returns a scalar.
     L = -lambda * log l_z - (1 - lambda) * [(1-c) log l_u + c log l_c], l_z only when c = 0.
+    Raises LabelError (CPU tensors) for an uncensored event_index >= L or a negative one; on an
+    accelerator the same check runs asynchronously (see the module docstring).
     """
     logits = logits.float()
     horizon = logits.shape[-1]
-    idx = event_index.long().clamp(0, horizon - 1).unsqueeze(-1)
     cens = censored.bool()
+    if event_index.device.type == "cpu" and cens.device.type == "cpu":
+        check_labels(event_index, cens, horizon, where="ddrsa_loss")
+    else:
+        ok = (event_index >= 0).all() & ~(~cens & (event_index >= horizon)).any()
+        torch._assert_async(ok, "ddrsa_loss: uncensored event_index >= horizon, or negative")
+    idx = event_index.long().clamp(max=horizon - 1).unsqueeze(-1)   # clips censoring indices only
     log_pz = log_event_probability(logits)
     log_lz = log_pz.gather(-1, idx).squeeze(-1)
     log_lu = torch.logsumexp(log_pz, dim=-1)

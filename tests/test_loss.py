@@ -3,9 +3,14 @@ import math
 
 import numpy as np
 import torch
+import pytest
 from hypothesis import given, settings, strategies as st
 
-from ddrsa.losses import DDRSALoss, ddrsa_loss, nasa_expected_loss, nasa_score_terms
+from ddrsa.config import DataConfig
+from ddrsa.data import load_dataset
+from ddrsa.errors import DDRSAError
+from ddrsa.losses import (DDRSALoss, LabelError, check_labels, ddrsa_loss, nasa_expected_loss,
+                          nasa_score_terms)
 
 
 def brute_force_ddrsa(logits, event_index, censored, lam):
@@ -132,3 +137,39 @@ def test_nasa_weight_zero_disables_auxiliary_loss():
     logits = torch.randn(5, 7)
     idx, cens = torch.tensor([0, 1, 2, 3, 9]), torch.tensor([False] * 4 + [True])
     assert torch.allclose(DDRSALoss(0.6, 0.0)(logits, idx, cens), ddrsa_loss(logits, idx, cens, 0.6))
+
+
+def test_uncensored_label_at_or_beyond_horizon_is_refused():
+    logits = torch.zeros(3, 5)
+    cens = torch.tensor([False, False, True])
+    for bad in (5, 9):   # at and beyond the horizon L = 5
+        idx = torch.tensor([1, bad, 7])
+        for loss in (lambda: ddrsa_loss(logits, idx, cens, 0.75), lambda: DDRSALoss(0.75, 0.1)(logits, idx, cens)):
+            with pytest.raises(LabelError, match="uncensored label.*horizon 5") as err:
+                loss()
+            assert "\n" not in str(err.value)
+            assert isinstance(err.value, ValueError) and isinstance(err.value, DDRSAError)
+    with pytest.raises(LabelError, match="negative"):
+        ddrsa_loss(logits, torch.tensor([1, -1, 7]), cens, 0.75)
+    # the same labels censored are fine: censoring indices beyond the horizon are clipped
+    ok = ddrsa_loss(logits, torch.tensor([1, 4, 7]), torch.tensor([False, True, True]), 0.75)
+    assert torch.isfinite(ok)
+
+
+def test_check_labels_on_numpy_splits():
+    check_labels(np.array([0, 3, 4, 10]), np.array([False, False, True, True]), 5)
+    with pytest.raises(LabelError, match="val: 2 uncensored"):
+        check_labels(np.array([5, 6, 1]), np.array([False, False, False]), 5, where="val")
+
+
+def test_loaders_never_emit_uncensored_labels_beyond_the_horizon():
+    """Every split of the synthetic C-MAPSS and Azure loaders (same label code as the real files)."""
+    for cfg in (DataConfig(data_source="synthetic", lookback_window=8, pred_horizon=16, window_stride=4),
+                DataConfig(dataset="azure_pm", data_source="synthetic", lookback_window=8, pred_horizon=16)):
+        data = load_dataset(cfg)
+        for name in ("train", "val", "test", "benchmark"):
+            w = getattr(data, name)
+            if w is not None:
+                if name != "benchmark":   # both kinds of label are there to check
+                    assert w.censored.any() and (~w.censored).any()
+                check_labels(w.event_index, w.censored, cfg.pred_horizon, where=name)
