@@ -17,6 +17,57 @@ os.environ.setdefault("DDRSA_DATA_SOURCE", "auto")
 os.environ.setdefault("DDRSA_TORCH_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# ------------------------------------------------------------------------------ real data
+# One rule for every test: the shared data folder is DDRSA_DATA_DIR when set, else `../shared/data`
+# next to the checkout (the code's default, ddrsa/settings.py). Tests that need it carry
+# `@pytest.mark.realdata`: skipped with the reason when it is absent, a FAILURE under CI (env CI set,
+# exported by .ci/run), where the data is provided and a silent skip would hide a broken test.
+REAL_DATA_DIR = Path(os.environ["DDRSA_DATA_DIR"]) if os.environ.get("DDRSA_DATA_DIR") else (
+    ROOT.parent / "shared" / "data")
+REAL_DATA_FILES = tuple(f"cmapss/{kind}_FD00{i}.txt" for i in range(1, 5) for kind in ("train", "test", "RUL")) + tuple(
+    f"azure_pm/PdM_{name}.csv" for name in ("errors", "maint", "failures", "machines"))
+
+
+def real_data_missing() -> str | None:
+    """None when every real data file is in REAL_DATA_DIR (plain or .gz), else why not."""
+    missing = [f for f in REAL_DATA_FILES
+               if not ((REAL_DATA_DIR / f).is_file() or (REAL_DATA_DIR / f"{f}.gz").is_file())]
+    if not missing:
+        return None
+    return f"real data absent: {len(missing)} file(s) missing in {REAL_DATA_DIR}, e.g. {missing[0]}(.gz)"
+
+
+def real_data_file(relative: str) -> Path:
+    """The real data file `relative` (e.g. 'cmapss/RUL_FD001.txt'), plain or .gz."""
+    plain = REAL_DATA_DIR / relative
+    return plain if plain.is_file() else REAL_DATA_DIR / f"{relative}.gz"
+
+
+def in_ci() -> bool:
+    return bool(os.environ.get("CI"))
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("realdata") is None:
+        return
+    reason = real_data_missing()
+    if reason is None:
+        return
+    if in_ci():
+        pytest.fail(f"CI is set but {reason}: realdata tests must run in CI", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI a realdata test that skips itself (pytest.skip inside the test) fails instead."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and in_ci() and item.get_closest_marker("realdata") is not None:
+        report.outcome = "failed"
+        report.longrepr = f"CI is set but realdata test {item.nodeid} was skipped: {report.longrepr}"
+
+
 # Tiny experiments: synthetic data, short windows, few units, two epochs.
 TINY = ["--data-source", "synthetic", "--max-units", "12", "--window-stride", "8",
         "--lookback-window", "32", "--pred-horizon", "16", "--num-epochs", "2"]

@@ -10,10 +10,8 @@ import time
 import pytest
 import torch
 
-from ddrsa.settings import Settings
 from tests.conftest import ROOT, assert_one_line_error, run_cli
 
-REAL_DATA = Settings().data_dir / "cmapss" / "train_FD001.txt.gz"
 TINY_RUN = ["--data-source", "synthetic", "--max-units", "12", "--window-stride", "8",
             "--lookback-window", "32", "--pred-horizon", "16"]
 METRIC_KEYS = {"rul_mae", "rul_rmse", "concordance_index", "nasa_score", "nasa_score_mean",
@@ -52,7 +50,7 @@ def test_azure_single_run(tmp_path):
     assert "benchmark_rmse" not in metrics and metrics["n_test_windows"] > 0
 
 
-@pytest.mark.skipif(not REAL_DATA.exists(), reason="real C-MAPSS data not found")
+@pytest.mark.realdata
 def test_single_run_on_real_fd001(tmp_path):
     out = tmp_path / "fd001"
     run_cli(["-m", "ddrsa.train", "--dataset", "turbofan", "--subset", "FD001", "--model", "paper",
