@@ -9,20 +9,19 @@ import pandas as pd
 import pytest
 
 from ddrsa.config import DataConfig, ExperimentConfig
-from ddrsa.data import PreparedData, SurvivalWindows, load_dataset
+from ddrsa.data import PreparedData, SurvivalWindows, clear_cache, load_dataset
 from ddrsa.data import synthetic
 from ddrsa.data.windows import make_windows, run_to_failure_labels
 from ddrsa.errors import DataError
 from ddrsa.settings import Settings
-from tests.conftest import real_data_file
 
-real_cmapss = real_azure = pytest.mark.realdata  # tests/conftest.py: skipped when absent, failed in CI
-
-
-def _quiet(fn, *a, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(*a, **kw)
+DATA_DIR = Settings().data_dir
+HAS_CMAPSS = (DATA_DIR / "cmapss").is_dir()
+HAS_AZURE = all((DATA_DIR / "azure_pm" / f"PdM_{n}.csv.gz").exists() or (DATA_DIR / "azure_pm" / f"PdM_{n}.csv").exists()
+                for n in ("errors", "maint", "failures", "machines"))
+real_cmapss = pytest.mark.skipif(not HAS_CMAPSS, reason=f"no C-MAPSS data in {DATA_DIR}/cmapss")
+real_azure = pytest.mark.skipif(not HAS_AZURE, reason=f"no Azure PM files in {DATA_DIR}/azure_pm")
+REAL_DATA_DIR = DATA_DIR
 
 
 def _units_disjoint(d: PreparedData):
@@ -45,7 +44,9 @@ def test_windows_padding_mask_and_labels():
     np.testing.assert_array_equal(w.x[0], [[0, 0], [0, 0], feat[0]])
     np.testing.assert_array_equal(w.x[4], feat[2:5])
     xb, mb = w.batch([4, 0])
-    np.testing.assert_array_equal(xb[0], feat[2:5]) and np.testing.assert_array_equal(mb[1], w.mask[0])
+    np.testing.assert_array_equal(xb[0], feat[2:5])
+    np.testing.assert_array_equal(mb[1], w.mask[0])
+    np.testing.assert_array_equal(mb[0], [True, True, True])
     s = make_windows([7], [feat], [ev], [ce], [ru], lookback=3, stride=2)
     assert s.event_index.tolist() == [4, 2, 0]                      # last window always kept
     sub = w.subset([1, 3])
@@ -53,7 +54,8 @@ def test_windows_padding_mask_and_labels():
     np.testing.assert_array_equal(sub.x, w.x[[1, 3]])
     dense = SurvivalWindows(x=w.x, mask=w.mask, event_index=w.event_index, censored=w.censored,
                             rul=w.rul, unit=w.unit)
-    np.testing.assert_array_equal(dense.x, w.x) and np.testing.assert_array_equal(dense.mask, w.mask)
+    np.testing.assert_array_equal(dense.x, w.x)
+    np.testing.assert_array_equal(dense.mask, w.mask)
     with pytest.raises(ValueError):
         w.event_index[0] = 1                                         # shared cache: read-only
 
@@ -121,7 +123,7 @@ def test_real_fd001_split_and_benchmark_labels():
     assert d.data_source == "real" and d.n_units == {"train": 49, "val": 21, "test": 30}
     _units_disjoint(d)
     assert len(d.feature_names) == 14
-    truth = np.loadtxt(real_data_file("cmapss/RUL_FD001.txt"))
+    truth = np.loadtxt(gzip.open(DATA_DIR / "cmapss" / "RUL_FD001.txt.gz"))
     b = d.benchmark
     assert len(b) == 100 and b.unit.tolist() == list(range(1, 101))
     np.testing.assert_array_equal(b.rul, truth)
@@ -144,12 +146,18 @@ def test_real_fd002_six_conditions():
 
 # ------------------------------------------------------------------------------ Azure PM
 @real_azure
-def test_azure_real_files_with_generated_telemetry():
-    d = _quiet(load_dataset, DataConfig(dataset="azure_pm", data_source="auto"))
-    assert d.data_source == "real+synthetic-telemetry"
+def test_azure_real_files_without_telemetry_use_real_signals_only():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                               # real data: no SYNTHETIC warning
+        d = load_dataset(DataConfig(dataset="azure_pm", data_source="auto"),
+                         Settings(data_dir=REAL_DATA_DIR, data_source="auto"))
+    assert d.data_source == "real-no-telemetry"
+    assert d.feature_names == [f"error{i}" for i in range(1, 6)] + [f"days_since_comp{i}" for i in range(1, 5)] \
+        + [f"model{i}" for i in range(1, 5)] + ["age"]
+    assert d.train.n_features == 14
     _units_disjoint(d)
     assert d.info["n_events"] == 719
-    fail = pd.read_csv(real_data_file("azure_pm/PdM_failures.csv"), parse_dates=["datetime"])
+    fail = pd.read_csv(DATA_DIR / "azure_pm" / "PdM_failures.csv.gz", parse_dates=["datetime"])
     step = (fail.datetime - pd.Timestamp("2015-01-01 06:00")) // pd.Timedelta(hours=15)
     expected = fail.assign(step=step)[["machineID", "step"]].drop_duplicates().shape[0]
     assert d.info["n_event_steps"] == expected
@@ -170,6 +178,187 @@ def test_azure_real_files_with_generated_telemetry():
             np.testing.assert_array_equal(w.censored[sel][~after], nxt - j[~after] >= 64)
     real = d.train.data[d.train.valid]
     assert real.min() >= -1 - 1e-6 and real.max() <= 1 + 1e-6
+
+
+# ------------------------------------------------------------------------------ Azure PM: no generated data
+def _all_arrays(d: PreparedData) -> dict:
+    """Every array of every split, as bytes (for byte-for-byte comparisons)."""
+    return {f"{part}.{name}": getattr(getattr(d, part), name).tobytes()
+            for part in ("train", "val", "test")
+            for name in ("data", "valid", "end", "event_index", "censored", "rul", "unit")}
+
+
+def _shift_every_generator_seed(monkeypatch, offset: int = 1009) -> None:
+    """Every seeded generator changes: the synthetic module's numpy default_rng seeds (all its
+    generators), the loader's synthetic parameters, numpy's and torch's global seeds."""
+    import types
+
+    import torch
+
+    from ddrsa.data import loader
+
+    real_rng = np.random.default_rng
+    rnd = types.SimpleNamespace(**{k: getattr(np.random, k) for k in dir(np.random) if not k.startswith("__")})
+    rnd.default_rng = lambda seed=None, *a, **kw: real_rng(None if seed is None else seed + offset, *a, **kw)
+    shifted_np = types.ModuleType("numpy_with_shifted_seeds")
+    shifted_np.__dict__.update(np.__dict__)
+    shifted_np.random = rnd
+    monkeypatch.setattr(synthetic, "np", shifted_np)
+    monkeypatch.setattr(loader, "SYNTH_AZURE", {**loader.SYNTH_AZURE, "seed": loader.SYNTH_AZURE["seed"] + offset})
+    monkeypatch.setattr(loader, "SYNTH_CMAPSS", {**loader.SYNTH_CMAPSS, "seed": loader.SYNTH_CMAPSS["seed"] + offset})
+    np.random.seed(offset)
+    torch.manual_seed(offset)
+    clear_cache()
+
+
+def _assert_seed_independent(monkeypatch, settings: Settings, cfg: DataConfig) -> PreparedData:
+    clear_cache()
+    before = load_dataset(cfg, settings)
+    synth_cfg = DataConfig(dataset="azure_pm", data_source="synthetic", lookback_window=8, max_units=6)
+    synth_before = _all_arrays(load_dataset(synth_cfg))
+    arrays = _all_arrays(before)
+    _shift_every_generator_seed(monkeypatch)
+    try:
+        after = load_dataset(cfg, settings)
+        assert after is not before                                    # really reloaded
+        assert _all_arrays(after) == arrays                           # byte for byte
+        assert after.data_version == before.data_version and after.data_source == before.data_source
+        # the seed shift is effective: the generated data set does change under it
+        assert _all_arrays(load_dataset(synth_cfg)) != synth_before
+    finally:
+        monkeypatch.undo()
+        clear_cache()
+    return before
+
+
+@real_azure
+def test_azure_real_features_do_not_depend_on_any_generator_seed(monkeypatch):
+    d = _assert_seed_independent(monkeypatch, Settings(data_dir=REAL_DATA_DIR, data_source="real"),
+                                 DataConfig(dataset="azure_pm", data_source="real", lookback_window=32))
+    assert d.data_source == "real-no-telemetry"
+
+
+T0 = pd.Timestamp("2015-01-01 06:00:00")
+
+
+def _hour(h: float) -> pd.Timestamp:
+    return T0 + pd.Timedelta(hours=h)
+
+
+def _fake_azure(folder, *, after_failure_records: bool = True, telemetry: bool = False,
+                held_out_errors: tuple = ()) -> dict:
+    """Small Azure CSVs: 6 machines, 30 days of logs from T0 (steps of 15 h). Machine 1 fails at hour
+    155 = step 10 + 5 h (comp1 and comp2 at one timestamp: one event), error1 2 h before it, error2 3 h
+    after it (same step), error3 at hour 166 (step 11). With `telemetry`, hourly readings of 100 with
+    volt 1000 in hours 156-164 (after the failure, same step) on machine 1.
+    `after_failure_records` False leaves out the error2 / volt records after the failure."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = list(range(1, 7))
+    machines = pd.DataFrame({"machineID": ids, "model": ["model1", "model2", "model3", "model4", "model1", "model2"],
+                             "age": [3, 7, 11, 0, 20, 5]})
+    errors = [(_hour(0), m, "error4") for m in ids] + [(_hour(719), m, "error5") for m in ids]   # log period
+    errors += [(_hour(40 + 50 * m), m, "error2") for m in ids] + list(held_out_errors)
+    errors += [(_hour(153), 1, "error1"), (_hour(166), 1, "error3")]
+    if after_failure_records:
+        errors.append((_hour(158), 1, "error2"))
+    failures = [(_hour(155), 1, "comp1"), (_hour(155), 1, "comp2"), (_hour(400), 2, "comp3"),
+                (_hour(300), 3, "comp4"), (_hour(500), 5, "comp1")]
+    maint = [(pd.Timestamp("2014-12-01 06:00"), m, c) for m in ids for c in ("comp1", "comp2", "comp3", "comp4")]
+    maint += [(_hour(155), 1, "comp1"), (_hour(155), 1, "comp2"), (_hour(400), 2, "comp3")]
+    tables = {"machines": machines,
+              "errors": pd.DataFrame(errors, columns=["datetime", "machineID", "errorID"]),
+              "failures": pd.DataFrame(failures, columns=["datetime", "machineID", "failure"]),
+              "maint": pd.DataFrame(maint, columns=["datetime", "machineID", "comp"])}
+    if telemetry:
+        hours = pd.date_range(_hour(0), _hour(719), freq="h")
+        tel = pd.concat([pd.DataFrame({"datetime": hours, "machineID": m, "volt": 100.0, "rotate": 400.0 + m,
+                                       "pressure": 100.0, "vibration": 40.0}) for m in ids], ignore_index=True)
+        if after_failure_records:
+            hit = (tel.machineID == 1) & (tel.datetime > _hour(155)) & (tel.datetime <= _hour(164))
+            tel.loc[hit, "volt"] = 1000.0
+        tables["telemetry"] = tel
+    for name, df in tables.items():
+        df.to_csv(folder / f"PdM_{name}.csv", index=False)
+    return tables
+
+
+def _windows_of(d: PreparedData, unit: int):
+    """(split name, windows) holding `unit`."""
+    for part in ("train", "val", "test"):
+        w = getattr(d, part)
+        if (w.unit == unit).any():
+            return part, w
+    raise AssertionError(f"unit {unit} in no split")
+
+
+@pytest.mark.parametrize("telemetry", [False, True], ids=["no-telemetry", "telemetry"])
+def test_azure_lag0_window_does_not_see_hours_after_a_mid_step_failure(tmp_path, telemetry):
+    from ddrsa.data.azure_pm import machine_steps, observation_period
+
+    tables = _fake_azure(tmp_path / "leaky" / "azure_pm", telemetry=telemetry)
+    _fake_azure(tmp_path / "clean" / "azure_pm", telemetry=telemetry, after_failure_records=False)
+    cfg = DataConfig(dataset="azure_pm", data_source="real", lookback_window=4, pred_horizon=16)
+    leaky = load_dataset(cfg, Settings(data_dir=tmp_path / "leaky"))
+    clean = load_dataset(cfg, Settings(data_dir=tmp_path / "clean"))
+    assert leaky.data_source == ("real" if telemetry else "real-no-telemetry")
+    assert leaky.info["n_events"] == 4 and leaky.info["n_event_steps"] == 4     # comp1+comp2 at 155: one event
+    # the records after the failure inside its step reach no feature of any window
+    assert _all_arrays(leaky) == _all_arrays(clean)
+    # the lag-0 window of machine 1 ends at step 10 (hours 150-164, failure at hour 155)
+    _, w = _windows_of(leaky, 1)
+    lag0 = np.flatnonzero((w.unit == 1) & (w.event_index == 0) & ~w.censored)
+    assert len(lag0) == 1
+    rows = w.row_index(lag0)[0]
+    first_row = int(w.end[w.unit == 1].min())                          # row of step 0 of machine 1
+    assert rows[-1] - first_row == 10
+    # unscaled, independently of the loader: step 10 counts error1 (hour 153), not error2 (hour 158);
+    # error3 (hour 166) is in step 11; the replacement at the failure shows from step 11 on
+    names = leaky.feature_names
+    g = {k: v[v.machineID == 1] for k, v in tables.items() if k != "machines"}
+    raw, ev_steps = machine_steps(g["errors"], g["maint"], g["failures"], tables["machines"].iloc[0], 15,
+                                  pd.Timestamp("2014-12-01 06:00"), tel=g.get("telemetry"),
+                                  period=None if telemetry else observation_period(tables))
+    assert ev_steps.tolist() == [10] and raw.shape == (48, len(names))
+    col = {n: i for i, n in enumerate(names)}
+    assert raw[10, col["error1"]] == 1 and raw[10, col["error2"]] == 0 and raw[11, col["error3"]] == 1
+    assert raw[:, col["error2"]].sum() == 1                             # only the hour-90 error2 of machine 1
+    assert raw[10, col["days_since_comp1"]] > 30 and raw[11, col["days_since_comp1"]] == pytest.approx(10 / 24)
+    if telemetry:
+        assert raw[10, col["volt"]] == 100.0 and (raw[:, col["volt"]] == 100.0).all()
+    # and the lag-0 window's last row is that row scaled with the train machines' min/max
+    train_raw = []
+    for m in leaky.info["split_units"]["train"]:
+        gm = {k: v[v.machineID == m] for k, v in tables.items() if k != "machines"}
+        train_raw.append(machine_steps(gm["errors"], gm["maint"], gm["failures"],
+                                       tables["machines"].set_index("machineID", drop=False).loc[m], 15,
+                                       pd.Timestamp("2014-12-01 06:00"), tel=gm.get("telemetry"),
+                                       period=None if telemetry else observation_period(tables))[0])
+    lo, hi = np.concatenate(train_raw).min(0), np.concatenate(train_raw).max(0)
+    expected = 2 * (raw[10] - lo) / np.where(hi > lo, hi - lo, 1) - 1
+    np.testing.assert_allclose(w.data[rows[-1]], expected, rtol=1e-6, atol=1e-6)
+    assert w.valid[rows].all()
+
+
+def test_azure_fake_files_do_not_depend_on_any_generator_seed(tmp_path, monkeypatch):
+    _fake_azure(tmp_path / "azure_pm")
+    d = _assert_seed_independent(monkeypatch, Settings(data_dir=tmp_path, data_source="real"),
+                                 DataConfig(dataset="azure_pm", data_source="real", lookback_window=4))
+    assert d.data_source == "real-no-telemetry" and d.train.n_features == 14
+
+
+def test_azure_split_by_machine_and_scaler_fit_on_train_machines_only(tmp_path):
+    _fake_azure(tmp_path / "a" / "azure_pm")
+    cfg = DataConfig(dataset="azure_pm", data_source="real", lookback_window=4)
+    d1 = load_dataset(cfg, Settings(data_dir=tmp_path / "a"))
+    _units_disjoint(d1)
+    held_out = d1.info["split_units"]["test"] + d1.info["split_units"]["val"]
+    burst = tuple((_hour(200 + k), m, "error1") for m in held_out for k in range(6))   # 6 errors in one step
+    _fake_azure(tmp_path / "b" / "azure_pm", held_out_errors=burst)
+    d2 = load_dataset(cfg, Settings(data_dir=tmp_path / "b"))
+    assert d2.info["split_units"] == d1.info["split_units"]
+    assert d2.train.data.tobytes() == d1.train.data.tobytes()          # scaler saw no held-out machine
+    assert d2.test.data.tobytes() != d1.test.data.tobytes()
+    assert d2.test.data.max() > 1.0 or d2.val.data.max() > 1.0         # held-out burst beyond the train range
 
 
 def test_azure_synthetic_fast():

@@ -4,8 +4,10 @@ Data source = `config.data_source or settings.data_source`:
   real       real files or DataError naming the missing file
   synthetic  seeded generators (`ddrsa.data.synthetic`)
   auto       real when every needed file exists, else synthetic with a loud warning.
-For Azure PM, when the four small files exist but PdM_telemetry.csv(.gz) does not, `auto` uses the
-real four files plus generated telemetry: data_source = "real+synthetic-telemetry" (also warned).
+For Azure PM the four event files (errors, maint, failures, machines) are required for real data;
+PdM_telemetry.csv(.gz) is optional: with it data_source = "real" (18 features), without it
+"real-no-telemetry" (the 14 real non-telemetry signals, nothing generated; see `azure_pm`).
+Generated data never mixes with real files.
 `data_version` = first 16 hex of sha256 over the decompressed raw inputs (or generator name+params).
 Results are cached in-process (lru_cache) keyed on the data fields of the config plus the settings'
 data_dir/data_source; the returned arrays are read-only and shared, copy before modifying.
@@ -112,26 +114,22 @@ def _read_azure(path: Path, name: str) -> tuple[pd.DataFrame, bytes]:
 def _load_azure(cfg: DataConfig, source: str, data_dir: Path) -> PreparedData:
     folder = data_dir / "azure_pm"
     names = ["errors", "maint", "failures", "machines"]
-    found = {n: find_file(folder, f"PdM_{n}.csv", required=source == "real") for n in names + ["telemetry"]}
-    if source == "real" and found["telemetry"] is None:
-        find_file(folder, "PdM_telemetry.csv")
+    found = {n: find_file(folder, f"PdM_{n}.csv", required=source == "real") for n in names}
     warning = None
     if source != "synthetic" and all(found[n] is not None for n in names):
         tables, raws = {}, []
         for n in names:
             tables[n], raw = _read_azure(found[n], n)
             raws.append(raw)
-        if found["telemetry"] is not None:
-            tables["telemetry"], raw = _read_azure(found["telemetry"], "telemetry")
+        telemetry = find_file(folder, "PdM_telemetry.csv", required=False)
+        if telemetry is not None:
+            tables["telemetry"], raw = _read_azure(telemetry, "telemetry")
             raws.append(raw)
             used = "real"
         else:
-            warning = _warn_synthetic("PdM_telemetry.csv(.gz)", folder,
-                                      " generated telemetry used with the 4 real files;")
-            tables["telemetry"] = synthetic.make_synthetic_telemetry(tables["machines"], tables["failures"],
-                                                                     tables["maint"])
-            raws.append(b"make_synthetic_telemetry:seed=0")
-            used = "real+synthetic-telemetry"
+            log.info("PdM_telemetry.csv(.gz) not in %s: Azure PM on the real non-telemetry signals only "
+                     "(errors, time since maintenance, model, age)", folder)
+            used = "real-no-telemetry"
         version = _hash(*raws)
     else:
         if source == "auto":

@@ -161,8 +161,8 @@ def run_to_failure_labels(t: int, pred_horizon: int) -> tuple[np.ndarray, np.nda
 class PreparedData:
     """Everything a trainer needs; see docs/CONTRACTS.md.
 
-    data_source: "real" | "synthetic" | "real+synthetic-telemetry" (Azure: 4 real files plus
-    generated telemetry)."""
+    data_source: "real" | "synthetic" | "real-no-telemetry" (Azure: the 4 real event files without
+    PdM_telemetry.csv, real non-telemetry signals only; nothing generated)."""
 
     train: SurvivalWindows
     val: SurvivalWindows
