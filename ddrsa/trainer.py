@@ -22,7 +22,7 @@ from ddrsa.atomic import read_json, torch_save, write_json
 from ddrsa.config import ExperimentConfig
 from ddrsa.data import load_dataset
 from ddrsa.errors import DDRSAError
-from ddrsa.losses import DDRSALoss
+from ddrsa.losses import DDRSALoss, check_labels
 from ddrsa.metrics import benchmark_metrics, evaluate, survival_from_logits
 from ddrsa.models import build_model, uses_attention
 from ddrsa.settings import Settings, get_settings
@@ -225,6 +225,9 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
         torch.use_deterministic_algorithms(True, warn_only=True)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    for name, windows in (("training", data.train), ("validation", data.val)):
+        check_labels(windows.event_index, windows.censored, config.pred_horizon,  # once, on the host
+                     where=f"{config.dataset} {name} windows")
     train_split = _Split.from_windows(data.train, device)
     val_split = _Split.from_windows(data.val, device)
     if len(train_split) == 0 or len(val_split) == 0:
