@@ -5,12 +5,16 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DATASETS = ("turbofan", "azure_pm")
 SUBSETS = ("FD001", "FD002", "FD003", "FD004")
 DEFAULT_MODELS = ("lstm_basic", "lstm_deep", "gru_basic", "gru_deep", "transformer_basic", "transformer_deep")
 MODEL_NAMES = DEFAULT_MODELS + ("probsparse_basic", "probsparse_deep", "paper")
+# What the `test` split holds: "held-out" = `test_fraction` of the training units/machines, held out
+# by `split_seed`; "official" (C-MAPSS only) = every training unit trains or validates and `test` is
+# the official test_FD00x units, labelled from RUL_FD00x.txt (the literature's benchmark protocol).
+TEST_SPLITS = ("held-out", "official")
 
 
 class DataConfig(BaseModel):
@@ -30,6 +34,15 @@ class DataConfig(BaseModel):
     max_units: int | None = Field(None, ge=3, description="use only this many units/machines (tests)")
     data_source: Literal["auto", "real", "synthetic"] | None = Field(
         None, description="override DDRSA_DATA_SOURCE for this experiment")
+    test_split: Literal["held-out", "official"] = Field(
+        "held-out", description="held-out: test_fraction of the units; official: C-MAPSS test_FD00x "
+                                "units scored against RUL_FD00x.txt, all training units train/validate")
+
+    @model_validator(mode="after")
+    def _official_is_cmapss(self):
+        if self.test_split == "official" and self.dataset != "turbofan":
+            raise ValueError("test_split 'official' exists only for the C-MAPSS turbofan data set")
+        return self
 
 
 class ExperimentConfig(DataConfig):
@@ -62,7 +75,10 @@ class ExperimentConfig(DataConfig):
 
     def experiment_id(self) -> str:
         """Stable 12-hex id of everything that changes the result."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        fields = self.model_dump(mode="json")
+        if fields["test_split"] == "held-out":  # the default: ids of older runs stay valid
+            del fields["test_split"]
+        payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     def short_name(self) -> str:
@@ -71,7 +87,12 @@ class ExperimentConfig(DataConfig):
                 f"_nasa{self.nasa_weight:g}_drop{self.dropout:g}_s{self.seed}")
 
     def display_name(self) -> str:
-        return f"{self.dataset}/{self.model}/{self.short_name()}"
+        """`turbofan/lstm_basic/<short_name>`; C-MAPSS subsets other than FD001 and the official test
+        split are named in the first part (`turbofan-FD002-official/...`) so grid points stay distinct."""
+        head = self.dataset
+        if self.dataset == "turbofan" and (self.subset != "FD001" or self.test_split != "held-out"):
+            head += f"-{self.subset}" + ("-official" if self.test_split == "official" else "")
+        return f"{head}/{self.model}/{self.short_name()}"
 
     def run_dir_name(self, index: int) -> str:
         """Relative run folder: logs/<dataset>/<model>/bs.._lr.._lam.._nasa.._drop.._id<i>."""

@@ -26,6 +26,7 @@ from ddrsa.losses import DDRSALoss, check_labels
 from ddrsa.metrics import benchmark_metrics, evaluate, survival_from_logits
 from ddrsa.models import build_model, uses_attention
 from ddrsa.settings import Settings, get_settings
+from ddrsa.sweep.results import RANKED_METRICS, VAL_LOSS, val_key
 
 log = logging.getLogger("ddrsa.train")
 
@@ -329,6 +330,7 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
             best = torch.load(run_dir / "checkpoint_best.pt", map_location="cpu", weights_only=True)
             model.load_state_dict(best["model"])
         metrics, predictions = _test_metrics(model, data, device, config)
+        metrics.update(_validation_metrics(model, loss_fn, val_split, data.val, device, config))
         metrics["train_seconds"] = train_seconds
         write_json(run_dir / "test_metrics.json", metrics)
     write_log(status)
@@ -340,6 +342,18 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
                        peak_rss_mb=rss_mb, peak_gpu_mb=_peak_gpu_mb(device),
                        resumed_from_epoch=resumed_from,
                        predictions=predictions if return_predictions else None)
+
+
+def _validation_metrics(model, loss_fn, split: _Split, windows, device, config: ExperimentConfig) -> dict:
+    """Validation metrics of the loaded (best) checkpoint, through the same `evaluate` as the test
+    metrics: `val_loss` (the training objective) and `val_<name>` for each ranked metric
+    (steps for RUL errors, unitless otherwise). The analysis ranks configurations on these."""
+    logits = predict_logits(model, split, device, config.amp)
+    out = {VAL_LOSS: float(loss_fn(logits, split.event_index, split.censored))}
+    scores = evaluate(survival_from_logits(logits.cpu().numpy()), windows.event_index, windows.censored,
+                      windows.unit)
+    out.update({val_key(m): scores[m] for m in RANKED_METRICS})
+    return out
 
 
 def _test_metrics(model, data, device, config: ExperimentConfig) -> tuple[dict, dict]:

@@ -45,6 +45,17 @@ PRESETS: dict[str, dict] = {
                      lambda_params=[0.5, 0.75], nasa_weights=[0.0, 0.1], dropout_rates=[0.1, 0.2],
                      num_epochs=100),
     },
+    "cmapss-benchmark": {
+        "description": "The C-MAPSS literature protocol on FD001-FD004: lookback 30, horizon 125 (= the "
+                       "RUL cap), all training units train or validate (30% of them validate, split by "
+                       "unit), scored on the last window of every official test unit against "
+                       "RUL_FD00x.txt; 5 seeds per configuration, the configuration per subset chosen on "
+                       "validation (report section `Benchmark vs literature`).",
+        "spec": dict(datasets=["turbofan"], subsets=["FD001", "FD002", "FD003", "FD004"], test_split="official",
+                     lookback_window=30, pred_horizon=125, models=["paper"], batch_sizes=[64],
+                     learning_rates=[0.01, 0.003], lambda_params=[0.75], nasa_weights=[0.0, 0.1],
+                     dropout_rates=[0.1], seeds=[0, 1, 2, 3, 4], num_epochs=60, patience=10),
+    },
     "nightly": {
         "description": "Scheduled nightly run: quick-comparison with 3 seeds, appended to the history.",
         "spec": dict(batch_sizes=[128], num_epochs=30, seeds=[42, 43, 44], **_STUDY),
@@ -57,11 +68,15 @@ def preset_names() -> list[str]:
 
 
 def preset_spec(name: str, overrides: dict | None = None) -> SweepSpec:
-    """The preset's SweepSpec with `overrides` (flags given next to the preset) on top."""
+    """The preset's SweepSpec with `overrides` (flags given next to the preset) on top.
+    A `subset` override replaces the preset's list of subsets (`--subset FD001` runs only FD001)."""
     if name not in PRESETS:
         raise DDRSAError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     fields = {"models": list(DEFAULT_MODELS), **PRESETS[name]["spec"]}
-    fields.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "subset" in given:
+        fields.pop("subsets", None)
+    fields.update(given)
     return SweepSpec(**fields)
 
 
@@ -100,4 +115,7 @@ def preset_grid_summary(name: str) -> str:
     axes = "; ".join(f"{axis} {' '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in values)}"
                      for axis, values in spec.grid().items())
     extra = f", every {spec.window_stride}th window" if spec.window_stride > 1 else ""
+    if "turbofan" in spec.datasets:
+        extra += (f"; C-MAPSS {' '.join(spec.subset_list())}, lookback {spec.lookback_window}, "
+                  f"horizon {spec.pred_horizon}, {spec.test_split} test units")
     return f"{axes}; {spec.num_epochs} epochs (early stopping after {spec.patience}){extra}"

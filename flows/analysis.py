@@ -42,14 +42,17 @@ def analysis_flow(output_dir: str = "parallel_experiments", append_to_history: b
     """Analyse `output_dir` in place; publish table, markdown and link artifacts.
 
     Returns {"counts": {...}, "report": path, "summary_statistics": path,
-    "best_configurations": path, "charts": {name: html path}, "history_lines_added": int}.
+    "best_configurations": path, "charts": {name: html path}, "history_lines_added": int,
+    "notes": [str], "selected_on": what ranked the winners ("validation" or the fallback),
+    "data_sources": {dataset: [data_source, ...]}}.
     """
-    from reports.report import headline_markdown, run_analysis
+    from reports.report import headline_markdown, run_analysis, selection_summary
 
     logger = get_run_logger()
     res = run_analysis(output_dir, append_to_history=append_to_history, run_label=run_label)
     create_table_artifact(_table(res.best), key=f"{KEY_PREFIX}-best-configurations",
-                          description="Best configuration per dataset, model and criterion (means across seeds)")
+                          description="Best configuration per dataset, model and criterion: chosen on validation "
+                                      "metrics (column selected_on), test metrics shown (means across seeds)")
     create_table_artifact(_table(res.summary), key=f"{KEY_PREFIX}-summary-statistics",
                           description="Per dataset/model statistics of completed experiments")
     create_markdown_artifact(headline_markdown(res), key=f"{KEY_PREFIX}-sweep-headline",
@@ -64,7 +67,8 @@ def analysis_flow(output_dir: str = "parallel_experiments", append_to_history: b
             "summary_statistics": str(res.files["summary_statistics"]),
             "best_configurations": str(res.files["best_configurations"]),
             "charts": {n: str(p["html"]) for n, p in res.charts.items()},
-            "history_lines_added": res.history_lines_added, "notes": res.notes}
+            "history_lines_added": res.history_lines_added, "notes": res.notes,
+            "selected_on": selection_summary(res.best), "data_sources": res.data_sources}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -86,10 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     if not out.is_dir():
         print(f"error: output directory {str(out)!r} is not a directory", file=sys.stderr)
         return 2
+    from reports.tables import data_source_line
+
     summary = analysis_flow(str(out), append_to_history=args.append_to_history, run_label=args.run_label)
     c = summary["counts"]
     print(f"{c['completed']} completed, {c['failed']} failed, {c['diverged']} diverged, {c['pending']} pending;"
-          f" report: {summary['report']}")
+          f" winners ranked on {summary['selected_on']}, test metrics reported;"
+          f" data: {data_source_line(summary['data_sources'])}; report: {summary['report']}")
     return 0
 
 

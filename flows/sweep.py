@@ -220,9 +220,11 @@ def main(params: dict) -> int:
     logging.getLogger("distributed").setLevel(logging.WARNING)
     with api_server(log_path=Path(params["output_dir"]) / "prefect-server.log"):
         summary = ddrsa_sweep(**params)
+    from reports.tables import folder_data_sources
+
     print(f"{summary['completed']} completed ({summary['cached']} cached), {summary['failed']} failed, "
           f"{summary['diverged']} diverged of {summary['n_experiments']} in {summary['wall_seconds']:.0f} s; "
-          f"results in {summary['output_dir']}")
+          f"data: {folder_data_sources(summary['output_dir'])}; results in {summary['output_dir']}")
     return 0 if summary["failed"] == 0 else 1
 
 

@@ -87,7 +87,8 @@ def _print_grid(spec: SweepSpec, planned: list[PlannedExperiment]) -> None:
     windows = "every window" if spec.window_stride == 1 else f"1 in {spec.window_stride} windows"
     units = f", first {spec.max_units} units" if spec.max_units else ""
     print(f"  {'data':15s} K={spec.lookback_window} L={spec.pred_horizon}, {windows}{units}"
-          + (f", C-MAPSS {spec.subset}" if "turbofan" in spec.datasets else ""))
+          + (f", C-MAPSS {' '.join(spec.subset_list())}, {spec.test_split} test units"
+             if "turbofan" in spec.datasets else ""))
     for item in planned:
         print(f"  {item.index:5d}  {item.name}")
     print(f"{len(planned)} experiments")

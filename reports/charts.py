@@ -13,7 +13,7 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-from reports.tables import HYPERPARAMETERS, write_atomic
+from reports.tables import HYPERPARAMETERS, SELECTED_ON_VALIDATION, ranking_metric, write_atomic
 
 alt.data_transformers.disable_max_rows()
 
@@ -211,44 +211,53 @@ def learning_curves(curves: pd.DataFrame) -> alt.TopLevelMixin:
                     scale=alt.Scale(zero=False)),
             color=alt.Color("model:N", title="model"),
             tooltip=["model:N", "epoch:Q", alt.Tooltip("val_loss:Q", format=".4g")]).properties(
-            title=f"{ds}: best run (lowest RMSE) per model", width=420, height=220)]
-    return _finish(_rows(curves, row), "Learning curves", "validation loss of the best run per dataset/model")
+            title=f"{ds}: best run (lowest validation RMSE) per model", width=420, height=220)]
+    return _finish(_rows(curves, row), "Learning curves",
+                   "validation loss of the best run per dataset/model (test RMSE for runs without validation metrics)")
 
 
 def parallel_data(df: pd.DataFrame) -> pd.DataFrame:
     """Long table for parallel coordinates: each axis min-max normalised per dataset (0.5 if constant;
-    learning rate and batch size on log scale)."""
+    learning rate and batch size on log scale). Axes show TEST metrics; `rank` is the value runs are
+    ranked (coloured) on: validation RMSE, or test RMSE where the records carry no validation
+    metrics (`rank_on` says which, per dataset)."""
     axes = list(HYPERPARAMETERS) + ["rul_mae", "rul_rmse", "concordance_index", "nasa_score"]
     parts = []
     for ds, g in df.reset_index(drop=True).assign(run=lambda d: range(len(d))).groupby("dataset"):
+        rank_col, selected_on = ranking_metric(g, "rul_rmse")
         for axis in axes:
             raw = g[axis].astype(float)
             v = raw.map(lambda x: math.log10(x) if x > 0 else math.nan) if axis in LOG_BASE else raw
             lo, hi = v.min(), v.max()
             norm = (v - lo) / (hi - lo) if hi > lo else v * 0 + 0.5
             parts.append(pd.DataFrame({"dataset": ds, "run": g["run"], "model": g["model"],
-                                       "axis": axis, "raw": raw, "norm": norm, "rul_rmse": g["rul_rmse"]}))
+                                       "axis": axis, "raw": raw, "norm": norm, "rank": g[rank_col],
+                                       "rank_on": selected_on}))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def parallel_coordinates(df: pd.DataFrame) -> alt.TopLevelMixin:
-    """Every completed run as a line across hyperparameter and metric axes, coloured by RMSE.
+    """Every completed run as a line across hyperparameter and (test) metric axes, coloured by the
+    ranking value: validation RMSE (test RMSE for records without validation metrics).
 
     Lines are opaque and thin (translucent strokes take minutes to rasterise for ~1,000 runs);
     the worst runs are drawn first so the best ones lie on top.
     """
     order = list(HYPERPARAMETERS) + ["rul_mae", "rul_rmse", "concordance_index", "nasa_score"]
-    data = parallel_data(df).sort_values("rul_rmse", ascending=False, kind="stable")
+    data = parallel_data(df).sort_values("rank", ascending=False, kind="stable")
     width = 1.0 if df["dataset"].value_counts().max() < 200 else 0.6
     def row(ds, g):
+        on_val = (g["rank_on"] == SELECTED_ON_VALIDATION).all()
+        legend = f"{ds} validation RMSE (steps)" if on_val else f"{ds} TEST RMSE (steps; no validation metrics)"
         return [alt.Chart(g).mark_line(strokeWidth=width).encode(
             x=alt.X("axis:N", sort=order, title=None, axis=alt.Axis(labelAngle=-25, grid=True)),
             y=alt.Y("norm:Q", title="normalised value (0 = min, 1 = max)", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("rul_rmse:Q", title=f"{ds} RMSE (steps)", scale=alt.Scale(scheme="viridis", reverse=True)),
+            color=alt.Color("rank:Q", title=legend, scale=alt.Scale(scheme="viridis", reverse=True)),
             detail="run:N", tooltip=["model:N", "axis:N", alt.Tooltip("raw:Q", format=".4g")]).properties(
             title=f"{ds}: all completed runs", width=620, height=230)]
     chart = _rows(data, row, color="independent")
-    return _finish(chart, "Parallel coordinates", "each line one run; learning rate and batch size normalised on a log scale")
+    return _finish(chart, "Parallel coordinates", "each line one run, test metrics on the axes, coloured by the "
+                   "ranking value (validation RMSE); learning rate and batch size normalised on a log scale")
 
 
 def gpu_utilization(samples: pd.DataFrame) -> alt.TopLevelMixin:

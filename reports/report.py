@@ -17,12 +17,28 @@ import pandas as pd
 
 from reports import charts as ch
 from reports.history import append_history, read_history
-from reports.tables import (METRICS, best_configurations, completed, load_gpu_samples,
-                            load_learning_curves, load_manifest, load_records, records_frame,
-                            summary_statistics, sweep_counts, write_atomic, write_csv)
+from reports.tables import (METRICS, SELECTED_ON_TEST, SELECTED_ON_VALIDATION, UNKNOWN_SOURCE,
+                            best_configurations, completed, data_source_line, data_sources, is_generated,
+                            load_gpu_samples, load_learning_curves, load_manifest, load_records,
+                            records_frame, summary_statistics, sweep_counts, write_atomic, write_csv)
 
 PLOTS_DIR = "analysis_plots"
 NO_GPU_NOTE = "no GPU samples recorded (no GPU on the machine that ran the sweep)"
+SELECTION_SENTENCE = ("Winners are chosen on the validation units (best mean validation value of the criterion "
+                      "across seeds; Welch's test on validation values for \"indistinguishable\"); the numbers "
+                      "shown are that configuration's test metrics (mean and 95% CI across seeds), which played "
+                      "no part in choosing it.")
+# what each data_source means for the numbers (ddrsa.data.loader writes the value)
+SOURCE_MEANING = {
+    "real": "real data files",
+    "real-no-telemetry": "REAL data WITHOUT telemetry: error counts, time since each component's maintenance, "
+                         "machine model and age only (no sensor channels)",
+    "synthetic": "SYNTHETIC: generated data of the same schema, no real files; the numbers say nothing about "
+                 "real machines",
+    "real+synthetic-telemetry": "PARTLY GENERATED: real event files with generated telemetry whose drifts were "
+                                "placed before the real failures; the numbers are circular, not evidence",
+    UNKNOWN_SOURCE: "not recorded (results written before data_source was stored)",
+}
 
 
 @dataclass
@@ -39,6 +55,7 @@ class AnalysisResult:
     notes: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
     history_lines_added: int = 0
+    data_sources: dict[str, list[str]] = field(default_factory=dict)
 
 
 def build_charts(done: pd.DataFrame, output_dir: str | os.PathLike,
@@ -68,7 +85,10 @@ def run_analysis(output_dir: str | os.PathLike, append_to_history: bool = False,
     df = records_frame(records)
     done = completed(df).dropna(subset=list(METRICS), how="all")
     res = AnalysisResult(out, sweep_counts(records, manifest), manifest, df,
-                         summary_statistics(df), best_configurations(df, str(output_dir)))
+                         summary_statistics(df), best_configurations(df, str(output_dir)),
+                         data_sources=data_sources(df))
+    if (note := selection_note(res.best)):
+        res.notes.append(note)
     res.files["summary_statistics"] = write_csv(res.summary, out / "summary_statistics.csv")
     res.files["best_configurations"] = write_csv(res.best, out / "best_configurations.csv")
     if append_to_history:
@@ -89,6 +109,57 @@ def run_analysis(output_dir: str | os.PathLike, append_to_history: bool = False,
         res.charts[name] = ch.save_chart(chart, out / PLOTS_DIR, name)
     res.files["report"] = write_atomic(out / "report.html", render_report(res))
     return res
+
+
+# ---------------------------------------------------------------- selection and data source texts
+def source_meaning(source: str) -> str:
+    """What a data_source value means for the numbers, in words."""
+    if source in SOURCE_MEANING:
+        return SOURCE_MEANING[source]
+    return "partly or fully GENERATED data" if is_generated(source) else source
+
+
+def generated_sources(sources: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The datasets (and their values) whose data is synthetic or partly generated."""
+    return {ds: [v for v in vals if is_generated(v)] for ds, vals in sources.items()
+            if any(is_generated(v) for v in vals)}
+
+
+def banner_title(sources: dict[str, list[str]]) -> str:
+    """'SYNTHETIC DATA' or 'SYNTHETIC OR PARTLY GENERATED DATA'; '' when nothing is generated."""
+    gen = {v for vals in generated_sources(sources).values() for v in vals}
+    if not gen:
+        return ""
+    return "SYNTHETIC DATA" if gen == {"synthetic"} else "SYNTHETIC OR PARTLY GENERATED DATA"
+
+
+def selection_note(best: pd.DataFrame) -> str:
+    """'' when every winner was chosen on validation data, else a warning naming the fallback."""
+    if not len(best):
+        return ""
+    fallback = best[best["selected_on"] != SELECTED_ON_VALIDATION]
+    if not len(fallback):
+        return ""
+    reasons = "; ".join(sorted(set(fallback["selected_on"])))
+    return (f"Ranking falls back to test metrics for {len(fallback)} of {len(best)} best-configuration rows "
+            f"(selected_on: {reasons}): those winners were chosen on the test set, so their test numbers are "
+            "optimistically biased. Records written by this version carry validation metrics; re-run those "
+            "experiments to rank them on validation.")
+
+
+def selection_sentences(best: pd.DataFrame) -> list[str]:
+    """What chose the winners, in words: the validation sentence (when any row was chosen on
+    validation) and the fallback warning (when any row was not)."""
+    on_val = len(best) and (best["selected_on"] == SELECTED_ON_VALIDATION).any()
+    return [t for t in ((SELECTION_SENTENCE if on_val else ""), selection_note(best)) if t]
+
+
+def selection_summary(best: pd.DataFrame) -> str:
+    """'validation', the fallback text, or 'validation and test (...)' for a mixed folder."""
+    values = sorted(set(best["selected_on"])) if len(best) else []
+    if not values:
+        return "nothing to rank yet"
+    return " and ".join(values)
 
 
 # ---------------------------------------------------------------- HTML
@@ -159,15 +230,36 @@ def _summary_section(res: AnalysisResult) -> str:
 def _best_section(best: pd.DataFrame) -> str:
     if not len(best):
         return "<p>No results yet.</p>"
-    headers = ["dataset", "model", "criterion", "subset", "batch size", "learning rate", "lambda", "NASA weight",
-               "dropout", "seeds", "RUL MAE (steps) [95% CI]", "RUL RMSE (steps) [95% CI]", "C-index [95% CI]",
-               "NASA score [95% CI]", "indistinguishable configs", "retrain command"]
-    rows = [[_e(r[k]) for k in ("dataset", "model", "criterion", "subset", "batch_size", "learning_rate",
-                                "lambda_param", "nasa_weight", "dropout", "n_seeds")]
+    note = selection_note(best)
+    intro = "".join(f"<p class='warn'>{_e(t)}</p>" if t == note else f"<p>{_e(t)}</p>"
+                    for t in selection_sentences(best))
+    headers = ["dataset", "model", "criterion", "selected on", "ranked on (mean)", "data source", "subset",
+               "batch size", "learning rate", "lambda", "NASA weight", "dropout", "seeds",
+               "test RUL MAE (steps) [95% CI]", "test RUL RMSE (steps) [95% CI]", "test C-index [95% CI]",
+               "test NASA score [95% CI]", "indistinguishable configs", "retrain command"]
+    rows = [[_e(r[k]) for k in ("dataset", "model", "criterion", "selected_on", "selection_score", "data_source",
+                                "subset", "batch_size", "learning_rate", "lambda_param", "nasa_weight", "dropout",
+                                "n_seeds")]
             + [_with_ci(r, m) for m in METRICS]
             + [_e(r["indistinguishable_configs"]), f"<code>{_e(r['retrain_command'])}</code>"]
             for _, r in best.iterrows()]
-    return _table(headers, rows)
+    return intro + _table(headers, rows)
+
+
+def _data_header(sources: dict[str, list[str]]) -> str:
+    """A loud banner when anything is synthetic or partly generated, then what each dataset ran on."""
+    parts = []
+    if (title := banner_title(sources)):
+        gen = generated_sources(sources)
+        items = "".join(f"<li><b>{_e(ds)}</b>: {_e(' + '.join(v))} ({_e('; '.join(map(source_meaning, v)))})</li>"
+                        for ds, v in gen.items())
+        parts.append(f"<div class='banner'><h2>WARNING: {_e(title)}</h2><ul>{items}</ul><p>Every number for "
+                     "these datasets comes from generated data, not from real machines.</p></div>")
+    if sources:
+        rows = [[f"<b>{_e(ds)}</b>", _e(" + ".join(v)), _e("; ".join(map(source_meaning, v)))]
+                for ds, v in sources.items()]
+        parts.append("<h2>Data</h2>" + _table(["dataset", "data source", "what it means"], rows))
+    return "".join(parts)
 
 
 def _charts_section(res: AnalysisResult) -> str:
@@ -183,7 +275,8 @@ def _charts_section(res: AnalysisResult) -> str:
 CSS = ("body{font-family:sans-serif;margin:2em;max-width:1600px}table{border-collapse:collapse;font-size:13px}"
        "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}th{background:#eee}"
        "img{max-width:100%;border:1px solid #ddd}pre{white-space:pre-wrap;margin:0;max-width:60em}"
-       "code{font-size:11px}")
+       "code{font-size:11px}.banner{background:#b00020;color:#fff;padding:0.6em 1.2em;border:4px solid #600;"
+       "margin:1em 0}.banner h2{margin:0.2em 0}.warn{background:#fff3cd;border:2px solid #b8860b;padding:0.5em}")
 
 
 def render_report(res: AnalysisResult) -> str:
@@ -193,27 +286,62 @@ def render_report(res: AnalysisResult) -> str:
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>DDRSA sweep report</title>"
             f"<style>{CSS}</style></head><body><h1>DDRSA sweep report</h1>"
             f"<p>Folder: <code>{_e(res.output_dir)}</code>; generated {_e(stamp)}.</p>{no_results}"
+            f"{_data_header(res.data_sources)}"
             f"<h2>Sweep summary</h2>{_summary_section(res)}"
             f"<h2>Best configurations</h2><p>Metric values are means across seeds; 95% t-interval in brackets "
             f"(none with one seed).</p>{_best_section(res.best)}"
             f"<h2>Charts</h2>{_charts_section(res)}</body></html>")
 
 
+def _headline_winner(g: pd.DataFrame) -> tuple[pd.Series, str]:
+    """The RMSE-criterion row to headline among a dataset's models, and what chose it.
+
+    Models are compared on their validation RMSE when every row was selected on validation;
+    otherwise (old records) on test RMSE, and the text says so."""
+    chosen_on = set(g["selected_on"])
+    if chosen_on == {SELECTED_ON_VALIDATION}:
+        return g.loc[g["selection_score"].idxmin()], SELECTED_ON_VALIDATION
+    reason = chosen_on.pop() if len(chosen_on) == 1 else SELECTED_ON_TEST
+    return g.loc[g["rul_rmse"].idxmin()], reason
+
+
+def _ci_text(r: pd.Series, m: str, fmt: str) -> str:
+    low, high = r[f"{m}_ci_low"], r[f"{m}_ci_high"]
+    if isinstance(low, float) and not math.isnan(low):
+        return f"{r[m]:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
+    return f"{r[m]:{fmt}}"
+
+
 def headline_markdown(res: AnalysisResult) -> str:
-    """Markdown headline: best model per dataset (lowest mean RMSE), counts, where the files are."""
+    """Markdown headline: data sources (a warning when generated), the best model per dataset
+    (RMSE criterion, chosen on validation RMSE) with its test metrics, counts, where the files are."""
     c = res.counts
-    lines = ["# DDRSA sweep headline", "",
-             f"{c['completed']} completed, {c['failed']} failed, {c['diverged']} diverged, "
-             f"{c['pending']} pending (of {c['total']}); {c['collapsed']} collapsed (constant prediction).", ""]
+    lines = ["# DDRSA sweep headline", ""]
+    if (title := banner_title(res.data_sources)):
+        gen = generated_sources(res.data_sources)
+        lines += [f"> **WARNING: {title}**: " + "; ".join(f"{ds}: {' + '.join(v)}" for ds, v in gen.items())
+                  + ". These numbers come from generated data, not from real machines.", ""]
+    lines += [f"Data: {data_source_line(res.data_sources, warn=False)}."]
+    lines += [f"- {ds}: {' + '.join(v)} = {'; '.join(map(source_meaning, v))}"
+              for ds, v in res.data_sources.items() if any(x != "real" for x in v)]
+    lines += [""]
+    note = selection_note(res.best)
+    for text in selection_sentences(res.best):
+        lines += [f"> **Note**: {text}" if text == note else text, ""]
+    lines += [f"{c['completed']} completed, {c['failed']} failed, {c['diverged']} diverged, "
+              f"{c['pending']} pending (of {c['total']}); {c['collapsed']} collapsed (constant prediction).", ""]
     best = res.best[res.best["criterion"] == "RMSE"] if len(res.best) else res.best
     if not len(best):
         lines.append("No results yet.")
     for dataset, g in (best.groupby("dataset") if len(best) else []):
-        r = g.loc[g["rul_rmse"].idxmin()]
-        lines.append(f"- **{dataset}**: `{r['model']}` (bs {r['batch_size']:g}, lr {r['learning_rate']:g}, "
-                     f"lambda {r['lambda_param']:g}, nasa {r['nasa_weight']:g}, dropout {r['dropout']:g}): "
-                     f"RMSE {r['rul_rmse']:.3f}, MAE {r['rul_mae']:.3f} steps, C-index "
-                     f"{r['concordance_index']:.3f}, NASA {r['nasa_score']:.4g} ({r['n_seeds']} seeds)")
+        r, chosen_on = _headline_winner(g)
+        on = (f"selected on validation RMSE {r['selection_score']:.3f}" if chosen_on == SELECTED_ON_VALIDATION
+              else f"selected on {chosen_on}")
+        lines.append(f"- **{dataset}** (data: {r['data_source']}): `{r['model']}` (bs {r['batch_size']:g}, "
+                     f"lr {r['learning_rate']:g}, lambda {r['lambda_param']:g}, nasa {r['nasa_weight']:g}, "
+                     f"dropout {r['dropout']:g}): test RMSE {_ci_text(r, 'rul_rmse', '.3f')}, "
+                     f"MAE {_ci_text(r, 'rul_mae', '.3f')} steps, C-index {_ci_text(r, 'concordance_index', '.3f')}, "
+                     f"NASA {r['nasa_score']:.4g} ({r['n_seeds']} seeds); {on}")
     lines += ["", f"Report: `{res.files.get('report', '')}`", f"Charts: `{res.output_dir / PLOTS_DIR}`",
               f"Tables: `{res.files.get('summary_statistics', '')}`, `{res.files.get('best_configurations', '')}`"]
     return "\n".join(lines)

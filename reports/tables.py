@@ -17,15 +17,20 @@ import numpy as np
 import pandas as pd
 
 from ddrsa.atomic import write_data
+from ddrsa.sweep.results import RANKED_METRICS, VAL_LOSS, val_key
 
-METRICS = ("rul_mae", "rul_rmse", "concordance_index", "nasa_score")
+METRICS = tuple(RANKED_METRICS)                       # test metrics (names from ddrsa.sweep.results)
+VAL_METRICS = tuple(val_key(m) for m in METRICS)      # the same metrics on the validation units
 SUMMARY_COLUMNS = METRICS + ("train_seconds",)
 STATS = ("mean", "std", "min", "max", "count")
 HYPERPARAMETERS = ("batch_size", "learning_rate", "lambda_param", "nasa_weight", "dropout")
 CONFIG_KEYS = ("dataset", "subset", "model") + HYPERPARAMETERS
 # criterion label -> (metric, True when larger is better)
-CRITERIA = {"MAE": ("rul_mae", False), "RMSE": ("rul_rmse", False),
-            "C-Index": ("concordance_index", True), "NASA": ("nasa_score", False)}
+CRITERIA = {label: (m, RANKED_METRICS[m]) for label, m in
+            (("MAE", "rul_mae"), ("RMSE", "rul_rmse"), ("C-Index", "concordance_index"), ("NASA", "nasa_score"))}
+SELECTED_ON_VALIDATION = "validation"
+SELECTED_ON_TEST = "test (no validation metrics in records)"
+UNKNOWN_SOURCE = "unknown"
 RESULTS_FILE = "all_results.json"
 MANIFEST_FILE = "experiment_manifest.json"
 
@@ -52,30 +57,35 @@ def load_manifest(output_dir: str | os.PathLike) -> dict | None:
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per record: the record's fields plus its metrics (NaN where missing).
+    """One row per record: the record's fields plus its test and validation metrics (NaN where missing).
 
-    Adds `constant_prediction` (bool) and `collapsed` (completed and constant_prediction).
+    Adds `constant_prediction` (bool), `collapsed` (completed and constant_prediction),
+    `has_validation` (the record carries validation metrics: written after they were added) and
+    `data_source` (the record's, else its metrics', else "unknown").
     """
     rows = []
     for rec in records:
         row = {k: v for k, v in rec.items() if k != "metrics"}
         metrics = rec.get("metrics") or {}
-        for m in METRICS:
+        for m in METRICS + VAL_METRICS + (VAL_LOSS,):
             value = metrics.get(m)
             row[m] = float(value) if isinstance(value, (int, float)) and value is not None else math.nan
+        row["has_validation"] = any(k in metrics for k in VAL_METRICS)
+        row["data_source"] = str(rec.get("data_source") or metrics.get("data_source") or UNKNOWN_SOURCE)
         row["constant_prediction"] = bool(metrics.get("constant_prediction", False))
         rows.append(row)
     df = pd.DataFrame(rows)
     for col, default in (("status", "unknown"), ("subset", ""), ("seed", 0), ("num_epochs", 0),
                          ("train_seconds", math.nan), ("error", None), ("diverged_epoch", None),
                          ("run_dir", ""), ("name", ""), ("dataset", "?"), ("model", "?"),
-                         ("constant_prediction", False)):
+                         ("constant_prediction", False), ("has_validation", False),
+                         ("data_source", UNKNOWN_SOURCE)):
         if col not in df.columns:
             df[col] = default
-    for col in HYPERPARAMETERS + METRICS:
+    for col in HYPERPARAMETERS + METRICS + VAL_METRICS + (VAL_LOSS,):
         if col not in df.columns:
             df[col] = math.nan
-    for col in METRICS + ("train_seconds",) + HYPERPARAMETERS:
+    for col in METRICS + VAL_METRICS + (VAL_LOSS, "train_seconds") + HYPERPARAMETERS:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["subset"] = df["subset"].fillna("")
     df["collapsed"] = (df["status"] == "completed") & df["constant_prediction"]
@@ -157,52 +167,103 @@ def retrain_command(row: dict, output_dir: str, name: str) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def ranking_metric(runs: pd.DataFrame, metric: str) -> tuple[str, str]:
+    """(column to rank `runs` on, `selected_on` text) for the test metric `metric` of a criterion.
+
+    Winners are chosen on validation values: `val_<metric>` when every run in `runs` carries
+    validation metrics and at least one value is defined. Otherwise (records written before
+    validation metrics existed, or a validation metric undefined everywhere) the test column,
+    with the reason in the text, so the fallback is never silent.
+    """
+    if not len(runs) or not runs["has_validation"].all():
+        return metric, SELECTED_ON_TEST
+    if runs[val_key(metric)].notna().any():
+        return val_key(metric), SELECTED_ON_VALIDATION
+    return metric, f"test (validation {metric} undefined in every run)"
+
+
 def best_configurations(df: pd.DataFrame, output_dir: str = "OUTPUT_DIR") -> pd.DataFrame:
     """Best configuration per dataset, model and criterion (MAE/RMSE/NASA min, C-Index max).
 
-    A configuration is CONFIG_KEYS; its repeats (seeds) are averaged. Metric columns hold means
-    across seeds, `<metric>_ci_low/_ci_high` the 95% t-interval (NaN with one seed),
-    `indistinguishable_configs` the number of other configurations whose per-seed values a Welch
-    t-test cannot tell from the best (p >= 0.05; "n/a" when the best has one seed; configurations
-    with one seed are not tested), plus `subset`, `seed` (best repeat) and `retrain_command`.
+    A configuration is CONFIG_KEYS; its repeats (seeds) are averaged. The winner is chosen on
+    the mean VALIDATION value of the criterion (`ranking_metric`; `selected_on` says which data
+    chose it, `selection_score` is the mean it was ranked on); the metric columns report its
+    TEST metrics: means across seeds, `<metric>_ci_low/_ci_high` the 95% t-interval (NaN with one
+    seed); `val_<metric>` its validation means. `indistinguishable_configs` counts the other
+    configurations whose per-seed ranking values a Welch t-test cannot tell from the winner's
+    (p >= 0.05; "n/a" when the winner has one seed; configurations with one seed are not tested).
+    Plus `data_source` (of the winner's runs), `subset`, `seed` (its best repeat on the ranking
+    value) and `retrain_command`.
     """
-    base = ["dataset", "model", "criterion", *HYPERPARAMETERS, *METRICS, "n_seeds"]
+    base = ["dataset", "model", "criterion", "selected_on", *HYPERPARAMETERS, *METRICS, "n_seeds"]
     ci = [f"{m}_{b}" for m in METRICS for b in ("ci_low", "ci_high")]
-    cols = base + ci + ["indistinguishable_configs", "subset", "seed", "retrain_command"]
+    cols = base + ci + ["selection_score", *VAL_METRICS, "indistinguishable_configs", "data_source", "subset",
+                        "seed", "retrain_command"]
     done = completed(df).reset_index(drop=True)
     if not len(done):
         return pd.DataFrame(columns=cols)
     done["_cfg"] = done.groupby(list(CONFIG_KEYS), sort=True, dropna=False).ngroup()
-    means = done.groupby("_cfg")[list(METRICS)].mean()
+    means = done.groupby("_cfg")[list(METRICS + VAL_METRICS)].mean()
     info = done.groupby("_cfg")[list(CONFIG_KEYS)].first()
-    samples: dict[str, dict] = {}  # metric -> {config id: per-seed values}, built on first need
+    samples: dict[str, dict] = {}  # ranking column -> {config id: per-seed values}, built on first need
     rows: list[dict] = []
     for (dataset, model), sub in info.groupby(["dataset", "model"], sort=True):
+        runs = done[done["_cfg"].isin(sub.index)]
         for criterion, (metric, larger) in CRITERIA.items():
-            scores = means.loc[sub.index, metric].dropna()
+            rank_col, selected_on = ranking_metric(runs, metric)
+            scores = means.loc[sub.index, rank_col].dropna()
             if not len(scores):
                 continue
             best_id = scores.idxmax() if larger else scores.idxmin()
             best = done[done["_cfg"] == best_id]
             row = {k: info.at[best_id, k] for k in CONFIG_KEYS}
-            row.update(criterion=criterion, n_seeds=int(len(best)))
+            row.update(criterion=criterion, selected_on=selected_on, n_seeds=int(len(best)),
+                       selection_score=float(scores[best_id]))
             for m in METRICS:
                 mean, low, high = t_interval(best[m].tolist())
                 row.update({m: mean, f"{m}_ci_low": low, f"{m}_ci_high": high})
-            a = best[metric].dropna().to_numpy(float)
+            row.update({v: float(means.at[best_id, v]) for v in VAL_METRICS})
+            a = best[rank_col].dropna().to_numpy(float)
             if len(a) < 2:
                 row["indistinguishable_configs"] = "n/a"
             else:
-                if metric not in samples:
-                    samples[metric] = {k: g.dropna().to_numpy(float) for k, g in done.groupby("_cfg")[metric]}
-                others = [samples[metric][k] for k in sub.index if k != best_id]
+                if rank_col not in samples:
+                    samples[rank_col] = {k: g.dropna().to_numpy(float) for k, g in done.groupby("_cfg")[rank_col]}
+                others = [samples[rank_col][k] for k in sub.index if k != best_id]
                 row["indistinguishable_configs"] = sum(_welch_same(a, b) for b in others if len(b) >= 2)
-            rep = best.loc[best[metric].idxmax() if larger else best[metric].idxmin()]
-            row.update(seed=int(rep["seed"]), num_epochs=int(rep["num_epochs"]))
+            rep = best.loc[best[rank_col].idxmax() if larger else best[rank_col].idxmin()]
+            row.update(seed=int(rep["seed"]), num_epochs=int(rep["num_epochs"]),
+                       data_source=" + ".join(sorted(set(best["data_source"]))))
             name = f"{dataset}_{model}_{criterion.lower().replace('-', '')}"
             row["retrain_command"] = retrain_command(row, str(output_dir), name)
             rows.append(row)
     return pd.DataFrame(rows)[cols]
+
+
+def data_sources(df: pd.DataFrame) -> dict[str, list[str]]:
+    """dataset -> sorted `data_source` values of its completed runs (of all runs when none completed)."""
+    runs = completed(df) if len(df) and (df["status"] == "completed").any() else df
+    if not len(runs):
+        return {}
+    return {str(ds): sorted(set(g["data_source"])) for ds, g in runs.groupby("dataset", sort=True)}
+
+
+def is_generated(source: str) -> bool:
+    """True for data that is synthetic or partly generated ('synthetic', 'real+synthetic-telemetry', ...)."""
+    return "synthetic" in str(source).lower()
+
+
+def data_source_line(sources: dict[str, list[str]], warn: bool = True) -> str:
+    """One line for terminals and headlines: 'turbofan: real; azure_pm: real-no-telemetry', with
+    'WARNING: SYNTHETIC OR PARTLY GENERATED DATA' around it when any value is generated (and `warn`)."""
+    line = "; ".join(f"{ds}: {' + '.join(v)}" for ds, v in sources.items()) or "no results yet"
+    generated = any(is_generated(v) for vals in sources.values() for v in vals)
+    return f"WARNING: SYNTHETIC OR PARTLY GENERATED DATA ({line})" if generated and warn else line
+
+
+def folder_data_sources(output_dir: str | os.PathLike) -> str:
+    """`data_source_line` of the records in a sweep folder (the sweep's terminal summary)."""
+    return data_source_line(data_sources(records_frame(load_records(output_dir))))
 
 
 def nan_to_none(records: list[dict]) -> list[dict]:
@@ -231,15 +292,18 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def load_learning_curves(output_dir: str | os.PathLike, df: pd.DataFrame) -> pd.DataFrame:
-    """Validation loss per epoch of the best run (lowest rul_rmse) per dataset/model.
+    """Validation loss per epoch of the best run per dataset/model (lowest validation RMSE; lowest
+    test RMSE for records without validation metrics, see `ranking_metric`).
 
     Reads `OUTPUT_DIR/<run_dir>/training_log.json`; runs without a readable log are skipped.
     Columns: dataset, model, name, epoch, val_loss (DDRSA objective, unitless).
     """
     rows = []
-    done = completed(df).dropna(subset=["rul_rmse"])
-    for (dataset, model), g in done.groupby(["dataset", "model"], sort=True):
-        best = g.loc[g["rul_rmse"].idxmin()]
+    for (dataset, model), g in completed(df).groupby(["dataset", "model"], sort=True):
+        col = ranking_metric(g, "rul_rmse")[0]
+        if not g[col].notna().any():
+            continue
+        best = g.loc[g[col].idxmin()]
         log = _read_json(Path(output_dir) / str(best.get("run_dir") or "") / "training_log.json")
         epochs = log.get("epochs") if isinstance(log, dict) else None
         for e in epochs or []:

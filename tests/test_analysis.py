@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import math
 import statistics
@@ -69,20 +70,24 @@ def test_summary_statistics_match_hand_computation(known):
     assert list(_csv(root / "summary_statistics.csv")[0])[:3] == ["dataset", "model", "rul_mae_mean"]
 
 
-def _expected_best():
-    """(dataset, model, criterion) -> (config values, per-seed {seed: metric})."""
+CRITERIA = (("MAE", "rul_mae", False), ("RMSE", "rul_rmse", False),
+            ("C-Index", "concordance_index", True), ("NASA", "nasa_score", False))
+
+
+def _expected_best(on: str = "val_", records: list[dict] | None = None):
+    """(dataset, model, criterion) -> (config, per-seed {seed: metrics}, ranking key, larger, candidates),
+    ranking each configuration on the mean of `on + metric` across its seeds (hand computation)."""
     configs = defaultdict(dict)
-    for r in _completed():
+    for r in records or _completed():
         key = (r["dataset"], r["model"], r["batch_size"], r["learning_rate"])
         configs[key][r["seed"]] = r["metrics"]
     out = {}
-    for crit, metric, larger in (("MAE", "rul_mae", False), ("RMSE", "rul_rmse", False),
-                                 ("C-Index", "concordance_index", True), ("NASA", "nasa_score", False)):
+    for crit, metric, larger in CRITERIA:
         for ds_model in {k[:2] for k in configs}:
             cands = {k: v for k, v in configs.items() if k[:2] == ds_model}
-            score = {k: statistics.mean(m[metric] for m in v.values()) for k, v in cands.items()}
+            score = {k: statistics.mean(m[on + metric] for m in v.values()) for k, v in cands.items()}
             best = (max if larger else min)(score, key=score.get)
-            out[ds_model + (crit,)] = (best, cands[best], metric, larger, cands)
+            out[ds_model + (crit,)] = (best, cands[best], on + metric, larger, cands)
     return out
 
 
@@ -91,24 +96,99 @@ def test_best_configurations_per_criterion(known):
     rows = {(r["dataset"], r["model"], r["criterion"]): r for r in _csv(root / "best_configurations.csv")}
     expected = _expected_best()
     assert set(rows) == set(expected)
-    # the fixture's designed optima: MAE/RMSE at (64, 0.001), C-index at (64, 0.01), NASA at (128, 0.001)
-    assert rows[("turbofan", "lstm_basic", "MAE")]["learning_rate"] == "0.001"
-    assert rows[("turbofan", "lstm_basic", "C-Index")]["learning_rate"] == "0.01"
-    assert rows[("turbofan", "gru_basic", "NASA")]["batch_size"] == "128"
-    for key, (cfg, seeds, metric, larger, _) in expected.items():
+    # the fixture's designed VALIDATION optima: MAE/RMSE/NASA at (64, 0.01), C-index at (128, 0.001)
+    assert rows[("turbofan", "lstm_basic", "MAE")]["learning_rate"] == "0.01"
+    assert rows[("turbofan", "lstm_basic", "C-Index")]["batch_size"] == "128"
+    assert rows[("turbofan", "gru_basic", "NASA")]["batch_size"] == "64"
+    for key, (cfg, seeds, rank_key, larger, _) in expected.items():
         row = rows[key]
+        assert row["selected_on"] == "validation"
         assert (int(row["batch_size"]), float(row["learning_rate"])) == cfg[2:]
         assert int(row["n_seeds"]) == len(seeds)
-        for m in METRICS:
+        for m in METRICS:  # the chosen configuration's TEST metrics, and its validation means beside them
             assert _num(row[m]) == pytest.approx(statistics.mean(s[m] for s in seeds.values()))
-        best_seed = (max if larger else min)(seeds, key=lambda s: seeds[s][metric])
+            assert _num(row["val_" + m]) == pytest.approx(statistics.mean(s["val_" + m] for s in seeds.values()))
+        assert _num(row["selection_score"]) == pytest.approx(statistics.mean(s[rank_key] for s in seeds.values()))
+        best_seed = (max if larger else min)(seeds, key=lambda s: seeds[s][rank_key])
         assert int(row["seed"]) == best_seed
+        assert row["data_source"] == {"turbofan": "real", "azure_pm": "real-no-telemetry"}[key[0]]
         cmd = row["retrain_command"]
         assert f"--seed {best_seed} " in cmd and "--num-epochs 20 " in cmd and "--create-visualization" in cmd
         assert (" --subset FD001 " in cmd) == (key[0] == "turbofan")
         assert f"{root}/retrain/" in cmd
-    assert list(res.best.columns[:13]) == ["dataset", "model", "criterion", "batch_size", "learning_rate",
-                                           "lambda_param", "nasa_weight", "dropout", *METRICS, "n_seeds"]
+    assert list(res.best.columns[:14]) == ["dataset", "model", "criterion", "selected_on", "batch_size",
+                                           "learning_rate", "lambda_param", "nasa_weight", "dropout", *METRICS,
+                                           "n_seeds"]
+
+
+def test_validation_winner_is_reported_with_its_test_numbers(known):
+    """The fixture's test winner and validation winner differ for every criterion; the
+    validation winner is what the CSV, the headline and report.html show, with its TEST metrics."""
+    from reports.report import SELECTION_SENTENCE, headline_markdown
+
+    root, res = known
+    on_val, on_test = _expected_best("val_"), _expected_best("")
+    rows = {(r["dataset"], r["model"], r["criterion"]): r for r in _csv(root / "best_configurations.csv")}
+    for key in on_val:
+        if len(on_val[key][4]) > 1:  # azure_pm/gru_basic has one configuration only
+            assert on_val[key][0] != on_test[key][0], key  # the fixture really separates them
+        assert (int(rows[key]["batch_size"]), float(rows[key]["learning_rate"])) == on_val[key][0][2:]
+    # headline: per dataset the model with the lowest mean VALIDATION RMSE, its test RMSE and CI
+    head = headline_markdown(res)
+    for dataset in ("turbofan", "azure_pm"):
+        cands = {k: v for k, v in on_val.items() if k[0] == dataset and k[2] == "RMSE"}
+        key = min(cands, key=lambda k: statistics.mean(s["val_rul_rmse"] for s in cands[k][1].values()))
+        cfg, seeds = cands[key][:2]
+        test_rmse = [s["rul_rmse"] for s in seeds.values()]
+        mean = statistics.mean(test_rmse)
+        half = T975[len(test_rmse)] * statistics.stdev(test_rmse) / math.sqrt(len(test_rmse))
+        wrong = statistics.mean(s["rul_rmse"] for s in on_test[key][1].values())
+        line = next(x for x in head.splitlines() if x.startswith(f"- **{dataset}**"))
+        assert f"`{key[1]}` (bs {cfg[2]:g}, lr {cfg[3]:g}," in line
+        assert f"test RMSE {mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]" in line
+        assert f"{wrong:.3f}" not in line and "selected on validation RMSE" in line
+    assert SELECTION_SENTENCE in head
+    # report.html: the sentence, the selected_on column and the validation winner's test numbers
+    page = (root / "report.html").read_text()
+    assert html.escape(SELECTION_SENTENCE) in page and "<th>selected on</th>" in page
+    cfg, seeds = on_val[("turbofan", "lstm_basic", "RMSE")][:2]
+    chosen = f"{statistics.mean(s['rul_rmse'] for s in seeds.values()):.4g}"
+    test_best = f"{statistics.mean(s['rul_rmse'] for s in on_test[('turbofan', 'lstm_basic', 'RMSE')][1].values()):.4g}"
+    assert chosen in page and test_best not in page
+    assert "falls back to test metrics" not in page
+
+
+def test_old_records_without_validation_metrics_fall_back_to_test_with_a_note(tmp_path):
+    from reports.report import SELECTION_SENTENCE, headline_markdown
+
+    recs = write_known_folder(tmp_path, with_validation=False)
+    res = run_analysis(tmp_path, charts=False)
+    rows = {(r["dataset"], r["model"], r["criterion"]): r for r in _csv(tmp_path / "best_configurations.csv")}
+    expected = _expected_best("", [r for r in recs if r["status"] == "completed"])
+    assert set(rows) == set(expected)
+    for key, (cfg, seeds, rank_key, larger, _) in expected.items():
+        assert rows[key]["selected_on"] == "test (no validation metrics in records)"
+        assert (int(rows[key]["batch_size"]), float(rows[key]["learning_rate"])) == cfg[2:]
+        assert rows[key]["val_rul_rmse"] == ""
+    page = (tmp_path / "report.html").read_text()
+    head = headline_markdown(res)
+    for text in (page, head, " ".join(res.notes)):
+        assert "Ranking falls back to test metrics for 16 of 16" in text and "optimistically biased" in text
+    assert html.escape(SELECTION_SENTENCE) not in page and SELECTION_SENTENCE not in head
+
+
+def test_mixed_old_and_new_records_fall_back_per_model(tmp_path):
+    """One old record among a model's runs makes its ranking fall back (never a mix of test and
+    validation values in one ranking); the other model still ranks on validation."""
+    recs = known_records()
+    old = next(r for r in recs if r["model"] == "gru_basic" and r["dataset"] == "turbofan")
+    old["metrics"] = {k: v for k, v in old["metrics"].items() if not k.startswith("val_")}
+    write_known_folder(tmp_path)
+    (tmp_path / "all_results.json").write_text(json.dumps(recs))
+    best = run_analysis(tmp_path, charts=False).best
+    by_model = best[best["dataset"] == "turbofan"].groupby("model")["selected_on"].agg(set)
+    assert by_model["gru_basic"] == {"test (no validation metrics in records)"}
+    assert by_model["lstm_basic"] == {"validation"}
 
 
 def test_confidence_intervals_and_welch(known):
@@ -116,16 +196,22 @@ def test_confidence_intervals_and_welch(known):
 
     root, _ = known
     rows = {(r["dataset"], r["model"], r["criterion"]): r for r in _csv(root / "best_configurations.csv")}
-    for key, (cfg, seeds, metric, larger, cands) in _expected_best().items():
+    for key, (cfg, seeds, rank_key, larger, cands) in _expected_best().items():
         row, n = rows[key], len(seeds)
-        vals = [s[metric] for s in seeds.values()]
+        metric = rank_key.removeprefix("val_")
+        test_vals = [s[metric] for s in seeds.values()]
         if n == 1:
             assert math.isnan(_num(row[f"{metric}_ci_low"])) and row["indistinguishable_configs"] == "n/a"
             continue
-        half = T975[n] * statistics.stdev(vals) / math.sqrt(n)
-        assert _num(row[f"{metric}_ci_low"]) == pytest.approx(statistics.mean(vals) - half)
-        assert _num(row[f"{metric}_ci_high"]) == pytest.approx(statistics.mean(vals) + half)
-        same = sum(stats.ttest_ind(vals, [s[metric] for s in other.values()], equal_var=False).pvalue >= 0.05
+        for m in METRICS:  # CIs of the TEST metrics of the validation winner
+            vals = [s[m] for s in seeds.values()]
+            half = T975[n] * statistics.stdev(vals) / math.sqrt(n)
+            assert _num(row[f"{m}_ci_low"]) == pytest.approx(statistics.mean(vals) - half)
+            assert _num(row[f"{m}_ci_high"]) == pytest.approx(statistics.mean(vals) + half)
+        assert _num(row[metric]) == pytest.approx(statistics.mean(test_vals))
+        # "indistinguishable": Welch's test on the per-seed VALIDATION values of the criterion
+        vals = [s[rank_key] for s in seeds.values()]
+        same = sum(stats.ttest_ind(vals, [s[rank_key] for s in other.values()], equal_var=False).pvalue >= 0.05
                    for k, other in cands.items() if k != cfg and len(other) >= 2)
         assert int(row["indistinguishable_configs"]) == same
 
@@ -144,6 +230,34 @@ def test_t_interval_is_symmetric_around_mean(xs):
     mean, low, high = t_interval(xs)
     assert low <= mean + 1e-9 and mean <= high + 1e-9
     assert (mean - low) == pytest.approx(high - mean, abs=1e-6)
+
+
+@pytest.mark.parametrize("sources,banner", [
+    ({"turbofan": "real", "azure_pm": "real-no-telemetry"}, None),
+    ({"turbofan": "synthetic", "azure_pm": "real-no-telemetry"}, "SYNTHETIC DATA"),
+    ({"turbofan": "real", "azure_pm": "real+synthetic-telemetry"}, "SYNTHETIC OR PARTLY GENERATED DATA"),
+])
+def test_data_source_shown_wherever_a_number_is(tmp_path, sources, banner):
+    from reports.report import headline_markdown
+    from reports.tables import folder_data_sources
+
+    write_known_folder(tmp_path, sources=sources)
+    res = run_analysis(tmp_path, charts=False)
+    rows = _csv(tmp_path / "best_configurations.csv")
+    assert {(r["dataset"], r["data_source"]) for r in rows} == set(sources.items())
+    page, head, line = (tmp_path / "report.html").read_text(), headline_markdown(res), folder_data_sources(tmp_path)
+    header = page.split("<h2>Sweep summary</h2>")[0]
+    for ds, src in sources.items():
+        assert f"<td><b>{ds}</b></td><td>{html.escape(src)}</td>" in header
+        assert f"- **{ds}** (data: {src}):" in head and f"{ds}: {src}" in line
+    if banner is None:
+        assert "class='banner'" not in page and "WARNING" not in head and "WARNING" not in line
+    else:
+        assert f"<div class='banner'><h2>WARNING: {banner}</h2>" in header
+        assert head.splitlines()[2].startswith(f"> **WARNING: {banner}**")
+        assert line.startswith("WARNING: SYNTHETIC OR PARTLY GENERATED DATA")
+    if "real-no-telemetry" in sources.values():  # real, but said to be without telemetry
+        assert "REAL data WITHOUT telemetry" in header and "REAL data WITHOUT telemetry" in head
 
 
 def test_counts_and_report_lists_failures(known):
@@ -222,16 +336,20 @@ def harness(prefect_server, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_flow_creates_artifacts(harness, tmp_path):
+def test_flow_creates_artifacts(harness, tmp_path, capsys):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from flows.analysis import analysis_flow
+    from flows.analysis import main
 
     write_known_folder(tmp_path)
-    summary = analysis_flow(str(tmp_path), append_to_history=True, run_label="test-run")
-    assert summary["counts"]["completed"] == 29 and summary["history_lines_added"] == 4
-    assert Path(summary["report"]).exists() and "history_trend" in summary["charts"]
+    assert main(["--output-dir", str(tmp_path), "--append-to-history", "--run-label", "test-run"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()[-1]  # the terminal summary line
+    assert out.startswith("29 completed, 1 failed, 1 diverged, 2 pending;")
+    assert "winners ranked on validation, test metrics reported" in out
+    assert "data: azure_pm: real-no-telemetry; turbofan: real;" in out
+    assert len((tmp_path / "sweep_history.jsonl").read_text().splitlines()) == 4
+    assert (tmp_path / "report.html").exists() and (tmp_path / "analysis_plots" / "history_trend.html").exists()
     keys = ["ddrsa-best-configurations", "ddrsa-summary-statistics", "ddrsa-sweep-headline", "ddrsa-report",
             "ddrsa-chart-model-comparison", "ddrsa-chart-rul-mae-vs-hyperparameters"]
     with get_client(sync_client=True) as client:
@@ -243,3 +361,5 @@ def test_flow_creates_artifacts(harness, tmp_path):
     assert len(table) == 16 and "NaN" not in json.dumps(table)
     assert "(file://" in by_key["ddrsa-chart-model-comparison"].data  # stored as [text](url)
     assert "turbofan" in by_key["ddrsa-sweep-headline"].data
+    assert {row["selected_on"] for row in table} == {"validation"}
+    assert {row["data_source"] for row in table} == {"real", "real-no-telemetry"}

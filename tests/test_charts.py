@@ -112,13 +112,28 @@ def test_learning_curves_and_parallel(done, rendered):
     assert set(map(tuple, curves[["dataset", "model"]].drop_duplicates().values)) == {
         ("turbofan", "lstm_basic"), ("turbofan", "gru_basic"), ("azure_pm", "lstm_basic"), ("azure_pm", "gru_basic")}
     best = curves[(curves.dataset == "turbofan") & (curves.model == "lstm_basic")]["name"].iloc[0]
-    assert best == "turbofan/lstm_basic/bs64_lr0.001_lam0.75_nasa0.1_drop0.1_s1"  # lowest RMSE run
+    runs = [r for r in known_records() if r["status"] == "completed" and r["model"] == "lstm_basic"
+            and r["dataset"] == "turbofan"]
+    assert best == min(runs, key=lambda r: r["metrics"]["val_rul_rmse"])["name"]  # lowest VALIDATION RMSE
+    assert best == "turbofan/lstm_basic/bs64_lr0.01_lam0.75_nasa0.1_drop0.1_s2"
     assert curves["val_loss"].iloc[0] == pytest.approx(3.0)
     par = ch.parallel_data(done)
     assert len(par) == 9 * len(done) and par["norm"].between(0, 1).all()
     t = par[(par.dataset == "turbofan") & (par.axis == "rul_mae")]
     assert t["norm"].min() == 0 and t["norm"].max() == 1
     assert (par[par.axis == "dropout"]["norm"] == 0.5).all()  # constant axis sits in the middle
+    # the highlight (colour, drawing order) is the validation RMSE; the axes keep the test RMSE
+    rmse = par[par.axis == "rul_rmse"].merge(done.reset_index(drop=True).assign(run=range(len(done))), on="run")
+    assert (rmse["rank"] == rmse["val_rul_rmse"]).all() and (rmse["raw"] == rmse["rul_rmse"]).all()
+    assert "validation RMSE (steps)" in _texts(ch.parallel_coordinates(done))
+
+
+def test_old_records_highlight_test_rmse_and_say_so():
+    old = completed(records_frame(known_records(with_validation=False)))
+    par = ch.parallel_data(old)
+    rmse = par[par.axis == "rul_rmse"]
+    assert (rmse["rank"] == rmse["raw"]).all() and set(par["rank_on"]) == {"test (no validation metrics in records)"}
+    assert "TEST RMSE (steps; no validation metrics)" in _texts(ch.parallel_coordinates(old))
 
 
 def test_history_trend_best_per_run():

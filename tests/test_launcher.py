@@ -21,13 +21,13 @@ def drive(args: list[str], stdin: str, timeout: float = 120, env: dict | None = 
 
 
 def test_menu_choice_after_bad_choices_runs_the_preset_locally(tmp_path):
-    # 9 (out of range), "banana" (unknown), then 3 = batch-study; bad "where", then local; bad y/n, then y
-    proc = drive(["--dry-run", "--output-root", str(tmp_path)], "9\nbanana\n3\nmars\n1\nmaybe\ny\n")
+    # 99 (out of range), "banana" (unknown), then 3 = batch-study; bad "where", then local; bad y/n, then y
+    proc = drive(["--dry-run", "--output-root", str(tmp_path)], "99\nbanana\n3\nmars\n1\nmaybe\ny\n")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     out = proc.stdout
     assert "batch-study" in out and "60 experiments" in out and "1296 experiments" in out
-    assert "'9' is not a choice" in out and "'banana' is not a choice" in out
+    assert "'99' is not a choice" in out and "'banana' is not a choice" in out
     assert "'mars' is not a choice" in out and "'maybe': answer y or n" in out
     assert out.count("Please try again") == 4
     assert "no measurement yet" in out

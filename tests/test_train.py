@@ -32,6 +32,11 @@ def test_single_run_writes_every_output(tmp_path):
     assert 0.0 <= metrics["concordance_index"] <= 1.0
     log = json.loads((out / "training_log.json").read_text())
     assert [e["epoch"] for e in log["epochs"]] == [1, 2] and log["status"] == "completed"
+    # validation metrics of the BEST checkpoint: its validation loss is the best epoch's
+    assert {"val_loss", "val_rul_mae", "val_rul_rmse", "val_concordance_index", "val_nasa_score"} <= set(metrics)
+    assert metrics["val_loss"] == pytest.approx(log["best_val_loss"], rel=1e-5)
+    assert 0.0 <= metrics["val_rul_mae"] <= metrics["val_rul_rmse"] and metrics["val_nasa_score"] >= 0.0
+    assert metrics["val_concordance_index"] is None or 0.0 <= metrics["val_concordance_index"] <= 1.0
     ckpt = torch.load(out / "checkpoint_last.pt", weights_only=True)
     assert {"model", "optimizer", "scheduler", "epoch", "best_score", "config"} <= set(ckpt)
     assert ckpt["config"]["model"] == "gru_basic"

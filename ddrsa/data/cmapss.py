@@ -15,6 +15,12 @@ Preprocessing (all statistics on TRAIN-split units only):
 Labels: training-file units run to failure: l = T - t; censored = l >= pred_horizon; rul = l.
 Benchmark: last window of each test unit, rul = RUL file line i, event_index = rul,
 censored = rul >= pred_horizon.
+Test split (`test_split`):
+  held-out  `test_fraction` of the training-file units (default).
+  official  the literature's protocol: every training-file unit trains or validates (`val_fraction`
+            of them validate, split by unit), and `test` is every window of every official test unit,
+            labelled with its true RUL: l = RUL_i + (T_i - t) at cycle t of a unit last seen at T_i
+            (the RUL file gives l at T_i; the unit keeps running after its last observed cycle).
 """
 from __future__ import annotations
 
@@ -35,13 +41,14 @@ def condition_keys(settings: np.ndarray) -> np.ndarray:
 
 
 def split_units(units: np.ndarray, test_fraction: float, val_fraction: float, seed: int) -> dict:
-    """Disjoint {"train","val","test"} arrays of unit ids (sorted), split at random by `seed`."""
+    """Disjoint {"train","val","test"} arrays of unit ids (sorted), split at random by `seed`.
+    test_fraction 0 holds out no test unit (`test` empty; the official C-MAPSS protocol)."""
     units = np.unique(units)
     n = len(units)
     if n < 3:
         raise DataError(f"need at least 3 units/machines to split, got {n}")
     perm = np.random.default_rng(seed).permutation(units)
-    n_test = min(max(1, int(round(test_fraction * n))), n - 2)
+    n_test = 0 if test_fraction == 0 else min(max(1, int(round(test_fraction * n))), n - 2)
     n_val = min(max(1, int(round(val_fraction * (n - n_test)))), n - n_test - 1)
     return {"test": np.sort(perm[:n_test]), "val": np.sort(perm[n_test:n_test + n_val]),
             "train": np.sort(perm[n_test + n_val:])}
@@ -116,18 +123,27 @@ def _per_unit(rows: np.ndarray, feats: np.ndarray, units: np.ndarray):
 
 def prepare_cmapss(train_rows: np.ndarray, test_rows: np.ndarray | None, rul: np.ndarray | None,
                    subset: str, lookback: int, pred_horizon: int, split_seed: int, test_fraction: float,
-                   val_fraction: float, window_stride: int = 1, max_units: int | None = None) -> dict:
-    """Raw float (n, 26) training/test rows + RUL (n_test_units,) -> dict of windows and metadata."""
+                   val_fraction: float, window_stride: int = 1, max_units: int | None = None,
+                   test_split: str = "held-out") -> dict:
+    """Raw float (n, 26) training/test rows + RUL (n_test_units,) -> dict of windows and metadata.
+
+    test_split "official": `test` = the official test units (see the module docstring); their ids
+    are listed under split_units["test"] (ids of test_FD00x, not of train_FD00x)."""
+    official = test_split == "official"
+    if official and (test_rows is None or rul is None):
+        raise DataError(f"test_split 'official' needs test_{subset}.txt and RUL_{subset}.txt")
     units = np.unique(train_rows[:, 0].astype(np.int64))
     if max_units is not None:
         units = units[:max_units]
         train_rows = train_rows[np.isin(train_rows[:, 0].astype(np.int64), units)]
-    split = split_units(units, test_fraction, val_fraction, split_seed)
+    split = split_units(units, 0.0 if official else test_fraction, val_fraction, split_seed)
     pre = CmapssPreprocessor(subset).fit(train_rows[np.isin(train_rows[:, 0], split["train"])])
     feats = pre.transform(train_rows)
     out = {"feature_names": pre.feature_names, "split_units": split,
            "n_conditions": len(pre.cond_keys)}
     for part, us in split.items():
+        if official and part == "test":
+            continue
         per = _per_unit(train_rows, feats, us)
         labels = [run_to_failure_labels(len(f), pred_horizon) for f in per]
         out[part] = make_windows(list(us), per, [a for a, _, _ in labels], [b for _, b, _ in labels],
@@ -140,6 +156,12 @@ def prepare_cmapss(train_rows: np.ndarray, test_rows: np.ndarray | None, rul: np
             raise DataError(f"RUL_{subset}: {len(rul)} values for {len(tunits)} test units")
         per = _per_unit(test_rows, pre.transform(test_rows), tunits)
         r = np.asarray(rul, np.int64)
+        if official:
+            ev = [v + np.arange(len(f) - 1, -1, -1, dtype=np.int64) for f, v in zip(per, r)]
+            out["test"] = make_windows(list(tunits), per, ev, [e >= pred_horizon for e in ev],
+                                       [e.astype(np.float32) for e in ev], lookback, window_stride,
+                                       feature_names=pre.feature_names)
+            split["test"] = tunits
         out["benchmark"] = make_windows(list(tunits), per, [np.full(len(f), v) for f, v in zip(per, r)],
                                         [np.full(len(f), v >= pred_horizon) for f, v in zip(per, r)],
                                         [np.full(len(f), float(v)) for f, v in zip(per, r)],

@@ -98,7 +98,8 @@ def _load_cmapss(cfg: DataConfig, source: str, data_dir: Path) -> PreparedData:
         train, test, rul = tr.to_numpy(float), te.to_numpy(float), ru["rul"].to_numpy(float)
         used, version = "synthetic", _hash(json.dumps(["make_synthetic_cmapss", params], sort_keys=True).encode())
     out = prepare_cmapss(train, test, rul, cfg.subset, cfg.lookback_window, cfg.pred_horizon, cfg.split_seed,
-                         cfg.test_fraction, cfg.val_fraction, cfg.window_stride, cfg.max_units)
+                         cfg.test_fraction, cfg.val_fraction, cfg.window_stride, cfg.max_units,
+                         test_split=cfg.test_split)
     info = {"split_units": {k: v.tolist() for k, v in out["split_units"].items()},
             "n_conditions": out["n_conditions"], "files": [str(p) for p in paths if p is not None],
             "warning": warning}

@@ -15,6 +15,21 @@ RESULTS = "all_results.json"
 LOCK = ".sweep.lock"
 HYPERPARAMETERS = ("dataset", "subset", "model", "batch_size", "learning_rate", "lambda_param",
                    "nasa_weight", "dropout", "seed", "num_epochs")
+# The metrics that rank configurations (the one definition of their names and directions):
+# name -> True when larger is better. A completed record's `metrics` holds the test value under
+# the name and the validation value of the same (best) checkpoint under `val_<name>`, plus
+# `val_loss` (the DDRSA training objective on the validation units, lower is better).
+RANKED_METRICS = {"rul_mae": False, "rul_rmse": False, "concordance_index": True, "nasa_score": False}
+VAL_PREFIX = "val_"
+VAL_LOSS = "val_loss"
+
+
+def val_key(metric: str) -> str:
+    """Record key of the validation value of a test metric: 'rul_rmse' -> 'val_rul_rmse'."""
+    return VAL_PREFIX + metric
+
+
+VALIDATION_KEYS = (VAL_LOSS, *(val_key(m) for m in RANKED_METRICS))
 
 
 def now_iso() -> str:
@@ -69,6 +84,7 @@ def make_record(planned: dict, *, status: str, result: dict | None = None, worke
         "error": error,
         "run_dir": planned["run_dir"],
         "data_source": result.get("data_source"),
+        "test_split": config.get("test_split", "held-out"),
         "peak_rss_mb": result.get("peak_rss_mb"),
         "peak_gpu_mb": result.get("peak_gpu_mb"),
         "started_at": started_at,

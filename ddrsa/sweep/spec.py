@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ddrsa.config import DATASETS, DEFAULT_MODELS, MODEL_NAMES, ExperimentConfig
+from ddrsa.config import DATASETS, DEFAULT_MODELS, MODEL_NAMES, SUBSETS, ExperimentConfig
 from ddrsa.errors import DDRSAError
 
 # Sweep field -> ExperimentConfig field, in grid order (outermost first).
@@ -39,6 +39,9 @@ class SweepSpec(BaseModel):
     num_epochs: int = Field(100, ge=1)
     patience: int = Field(10, ge=1)
     subset: Literal["FD001", "FD002", "FD003", "FD004"] = "FD001"
+    subsets: list[Literal["FD001", "FD002", "FD003", "FD004"]] | None = Field(
+        None, description="several C-MAPSS subsets: an outer grid axis for turbofan (replaces `subset`)")
+    test_split: Literal["held-out", "official"] = "held-out"
     lookback_window: int = Field(128, ge=1)
     pred_horizon: int = Field(64, ge=2)
     max_units: int | None = Field(None, ge=3)
@@ -66,11 +69,18 @@ class SweepSpec(BaseModel):
     def grid(self) -> dict[str, list]:
         return {axis: list(dict.fromkeys(getattr(self, axis))) for axis in GRID_AXES}
 
+    def subset_list(self) -> list[str]:
+        """The C-MAPSS subsets a turbofan grid point runs on, in the order of SUBSETS."""
+        chosen = set(self.subsets or [self.subset])
+        return [s for s in SUBSETS if s in chosen]
+
     def size(self) -> int:
         n = 1
-        for values in self.grid().values():
-            n *= len(values)
-        return n
+        for axis, values in self.grid().items():
+            if axis != "datasets":
+                n *= len(values)
+        per_dataset = {"turbofan": len(self.subset_list())}
+        return n * sum(per_dataset.get(d, 1) for d in self.grid()["datasets"])
 
 
 @dataclass(frozen=True)
@@ -94,12 +104,17 @@ def expand(spec: SweepSpec) -> list[PlannedExperiment]:
     fixed = dict(num_epochs=spec.num_epochs, patience=spec.patience, subset=spec.subset,
                  lookback_window=spec.lookback_window, pred_horizon=spec.pred_horizon,
                  max_units=spec.max_units, window_stride=spec.window_stride,
-                 data_source=spec.data_source, amp=spec.amp,
+                 data_source=spec.data_source, amp=spec.amp, test_split=spec.test_split,
                  compile=spec.compile, deterministic=spec.deterministic)
     planned = []
-    for index, values in enumerate(itertools.product(*grid.values())):
-        fields = {GRID_AXES[axis]: value for axis, value in zip(grid, values)}
-        config = ExperimentConfig(**fields, **fixed)
+    points = []  # (subset, grid values): C-MAPSS subsets are the outermost axis, turbofan only
+    for subset in spec.subset_list():
+        for values in itertools.product(*grid.values()):
+            fields = {GRID_AXES[axis]: value for axis, value in zip(grid, values)}
+            if fields["dataset"] == "turbofan" or subset == spec.subset_list()[0]:
+                points.append(dict(fields, subset=subset))
+    for index, fields in enumerate(points):
+        config = ExperimentConfig(**fields, **{k: v for k, v in fixed.items() if k != "subset"})
         planned.append(PlannedExperiment(index=index, config=config,
                                          experiment_id=config.experiment_id(),
                                          name=config.display_name(),
