@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports import charts as ch
+from reports.benchmark import write_benchmark_section
 from reports.history import append_history, read_history
 from reports.tables import (METRICS, SELECTED_ON_TEST, SELECTED_ON_VALIDATION, UNKNOWN_SOURCE,
                             best_configurations, completed, data_source_line, data_sources, is_generated,
@@ -56,6 +57,7 @@ class AnalysisResult:
     files: dict[str, Path] = field(default_factory=dict)
     history_lines_added: int = 0
     data_sources: dict[str, list[str]] = field(default_factory=dict)
+    benchmark_html: str = ""  # "Benchmark vs literature" section; "" without C-MAPSS benchmark metrics
 
 
 def build_charts(done: pd.DataFrame, output_dir: str | os.PathLike,
@@ -107,6 +109,7 @@ def run_analysis(output_dir: str | os.PathLike, append_to_history: bool = False,
         done_charts["history_trend"] = ch.history_trend(history)
     for name, chart in done_charts.items():
         res.charts[name] = ch.save_chart(chart, out / PLOTS_DIR, name)
+    res.benchmark_html = write_benchmark_section(records, out, PLOTS_DIR, charts=charts)
     res.files["report"] = write_atomic(out / "report.html", render_report(res))
     return res
 
@@ -290,7 +293,7 @@ def render_report(res: AnalysisResult) -> str:
             f"<h2>Sweep summary</h2>{_summary_section(res)}"
             f"<h2>Best configurations</h2><p>Metric values are means across seeds; 95% t-interval in brackets "
             f"(none with one seed).</p>{_best_section(res.best)}"
-            f"<h2>Charts</h2>{_charts_section(res)}</body></html>")
+            f"{res.benchmark_html}<h2>Charts</h2>{_charts_section(res)}</body></html>")
 
 
 def _headline_winner(g: pd.DataFrame) -> tuple[pd.Series, str]:
@@ -313,8 +316,8 @@ def _ci_text(r: pd.Series, m: str, fmt: str) -> str:
 
 
 def headline_markdown(res: AnalysisResult) -> str:
-    """Markdown headline: data sources (a warning when generated), the best model per dataset
-    (RMSE criterion, chosen on validation RMSE) with its test metrics, counts, where the files are."""
+    """Markdown headline: data sources (a warning when generated), the best model per dataset (and
+    C-MAPSS subset; RMSE criterion, chosen on validation RMSE) with its test metrics, counts, files."""
     c = res.counts
     lines = ["# DDRSA sweep headline", ""]
     if (title := banner_title(res.data_sources)):
@@ -333,11 +336,12 @@ def headline_markdown(res: AnalysisResult) -> str:
     best = res.best[res.best["criterion"] == "RMSE"] if len(res.best) else res.best
     if not len(best):
         lines.append("No results yet.")
-    for dataset, g in (best.groupby("dataset") if len(best) else []):
+    for (dataset, subset), g in (best.groupby(["dataset", "subset"]) if len(best) else []):
         r, chosen_on = _headline_winner(g)
+        where = f"{dataset} {subset}" if dataset == "turbofan" and subset else dataset
         on = (f"selected on validation RMSE {r['selection_score']:.3f}" if chosen_on == SELECTED_ON_VALIDATION
               else f"selected on {chosen_on}")
-        lines.append(f"- **{dataset}** (data: {r['data_source']}): `{r['model']}` (bs {r['batch_size']:g}, "
+        lines.append(f"- **{where}** (data: {r['data_source']}): `{r['model']}` (bs {r['batch_size']:g}, "
                      f"lr {r['learning_rate']:g}, lambda {r['lambda_param']:g}, nasa {r['nasa_weight']:g}, "
                      f"dropout {r['dropout']:g}): test RMSE {_ci_text(r, 'rul_rmse', '.3f')}, "
                      f"MAE {_ci_text(r, 'rul_mae', '.3f')} steps, C-index {_ci_text(r, 'concordance_index', '.3f')}, "

@@ -1,0 +1,219 @@
+"""C-MAPSS benchmark vs the literature: pure functions of result records (+ one writer).
+
+The benchmark metrics come from `ddrsa.metrics.benchmark_metrics` (one window per official test
+unit, prediction capped at 125 cycles): `benchmark_rmse` (truth capped at 125, the literature's
+protocol), `benchmark_rmse_uncapped` (raw RUL_FD00x.txt truth) and `benchmark_nasa_score` (sum of
+the PHM08 score over the test units, truth capped at 125). Units: cycles for RMSE, unitless score.
+
+Per subset (and test split), the configuration (model + hyperparameters, seeds pooled) is chosen on
+its mean VALIDATION RMSE across seeds (`reports.tables.ranking_metric`, which falls back to the test
+metric, and says so, for records without validation metrics); its benchmark metrics are reported as
+mean, sample sd and 95% t-interval across seeds. Published numbers are in `literature_cmapss.csv`
+next to this file (method, year, subset, rmse, score, source, note).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+
+from reports.tables import CONFIG_KEYS, HYPERPARAMETERS, completed, ranking_metric, records_frame, t_interval
+
+LITERATURE_FILE = Path(__file__).with_name("literature_cmapss.csv")
+BENCHMARK_METRICS = ("benchmark_rmse", "benchmark_rmse_uncapped", "benchmark_nasa_score")
+SELECTION_METRIC = "rul_rmse"  # the winner per subset: lowest mean val_rul_rmse across seeds
+THIS_PROJECT = "this project"
+PUBLISHED = "published"
+OFFICIAL = "official"
+SPLIT_MEANING = {
+    OFFICIAL: "official protocol: every training unit trains or validates",
+    "held-out": "NOT the literature protocol: part of the training units was held out as a test set, so the "
+                "model trained on fewer units",
+}
+SUMMARY_COLUMNS = (["subset", "test_split", "selected_on", "model", *HYPERPARAMETERS, "n_seeds", "n_configs",
+                    "selection_score"]
+                   + [f"{m}_{s}" for m in BENCHMARK_METRICS for s in ("mean", "sd", "ci_low", "ci_high")]
+                   + ["benchmark_n_units", "comparable", "seeds"])
+COMPARISON_COLUMNS = ["subset", "method", "kind", "rmse", "rmse_low", "rmse_high", "score", "source"]
+
+
+def load_literature(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Published C-MAPSS results: method, year, subset, rmse (cycles, truth capped at 125), score, source."""
+    lit = pd.read_csv(path or LITERATURE_FILE, dtype={"year": "Int64"})
+    lit["note"] = lit["note"].fillna("")
+    return lit
+
+
+def benchmark_runs(records: list[dict]) -> pd.DataFrame:
+    """Completed records that carry benchmark metrics: `records_frame` columns plus the
+    BENCHMARK_METRICS, `benchmark_n_units`, `benchmark_comparable` and `test_split`."""
+    df = records_frame(records)
+    if not len(df):
+        return df
+    extra = {m: [] for m in BENCHMARK_METRICS + ("benchmark_n_units", "benchmark_comparable")}
+    for rec in records:
+        metrics = rec.get("metrics") or {}
+        for m in extra:
+            value = metrics.get(m)
+            extra[m].append(value if isinstance(value, (int, float)) and value is not None else math.nan)
+    for m, values in extra.items():
+        df[m] = pd.to_numeric(pd.Series(values, index=df.index), errors="coerce")
+    df["test_split"] = df["test_split"].fillna("held-out") if "test_split" in df else "held-out"
+    done = completed(df)
+    return done[done["benchmark_rmse"].notna()].reset_index(drop=True) if len(done) else done
+
+
+def has_benchmark(records: list[dict]) -> bool:
+    """True when at least one completed record carries `benchmark_rmse`."""
+    return any(r.get("status") == "completed" and isinstance((r.get("metrics") or {}).get("benchmark_rmse"),
+                                                                (int, float)) for r in records)
+
+
+def benchmark_summary(records: list[dict]) -> pd.DataFrame:
+    """One row per (subset, test_split): the configuration chosen on validation RMSE and its
+    benchmark metrics across seeds (`<metric>_mean/_sd/_ci_low/_ci_high`; sd and CI NaN with one
+    seed). `selected_on` says which data chose it, `selection_score` the mean it was ranked on,
+    `n_configs` how many configurations competed, `comparable` whether every seed's horizon
+    reached the 125-cycle cap."""
+    runs = benchmark_runs(records)
+    rows = []
+    if not len(runs):
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    for (subset, split), sub in runs.groupby(["subset", "test_split"], sort=True):
+        rank_col, selected_on = ranking_metric(sub, SELECTION_METRIC)
+        cfg = sub.groupby(list(CONFIG_KEYS), sort=True, dropna=False).ngroup()
+        scores = sub.groupby(cfg)[rank_col].mean().dropna()
+        if not len(scores):
+            continue
+        best = sub[cfg == scores.idxmin()]
+        first = best.iloc[0]
+        row = {"subset": subset, "test_split": split, "selected_on": selected_on, "model": first["model"],
+               **{hp: first[hp] for hp in HYPERPARAMETERS}, "n_seeds": len(best), "n_configs": len(scores),
+               "selection_score": float(scores.min())}
+        for m in BENCHMARK_METRICS:
+            values = best[m].dropna().tolist()
+            mean, low, high = t_interval(values)
+            sd = float(pd.Series(values).std(ddof=1)) if len(values) > 1 else math.nan
+            row.update({f"{m}_mean": mean, f"{m}_sd": sd, f"{m}_ci_low": low, f"{m}_ci_high": high})
+        row["benchmark_n_units"] = int(best["benchmark_n_units"].max())
+        row["comparable"] = bool((best["benchmark_comparable"] == 1).all())
+        row["seeds"] = " ".join(str(int(s)) for s in sorted(best["seed"]))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def comparison_frame(summary: pd.DataFrame, literature: pd.DataFrame) -> pd.DataFrame:
+    """Long table for the chart: this project's chosen configuration per subset (official test
+    split only; mean RMSE with its 95% CI) next to every published value for the same subsets."""
+    ours = summary[summary["test_split"] == OFFICIAL]
+    rows = [{"subset": r["subset"], "method": f"{THIS_PROJECT}: {r['model']}", "kind": THIS_PROJECT,
+             "rmse": r["benchmark_rmse_mean"], "rmse_low": r["benchmark_rmse_ci_low"],
+             "rmse_high": r["benchmark_rmse_ci_high"], "score": r["benchmark_nasa_score_mean"],
+             "source": f"{r['n_seeds']} seeds, chosen on {r['selected_on']}"} for _, r in ours.iterrows()]
+    lit = literature[literature["subset"].isin(set(ours["subset"]))]
+    rows += [{"subset": r["subset"], "method": r["method"], "kind": PUBLISHED, "rmse": r["rmse"],
+              "rmse_low": math.nan, "rmse_high": math.nan, "score": r["score"], "source": r["source"]}
+             for _, r in lit.iterrows()]
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def benchmark_chart(comparison: pd.DataFrame) -> alt.TopLevelMixin:
+    """Capped RMSE per method, one panel per subset: this project's mean with its 95% CI bar,
+    published values as points (lower is better)."""
+    base = alt.Chart(comparison)
+    y = alt.Y("method:N", title=None, sort=alt.EncodingSortField("rmse", op="mean"))
+    color = alt.Color("kind:N", title=None, scale=alt.Scale(domain=[THIS_PROJECT, PUBLISHED],
+                                                            range=["#d62728", "#7f7f7f"]))
+    points = base.mark_point(filled=True, size=80).encode(
+        x=alt.X("rmse:Q", title="RMSE (cycles, truth capped at 125)", scale=alt.Scale(zero=False)), y=y,
+        color=color, tooltip=["subset", "method", alt.Tooltip("rmse:Q", format=".2f"),
+                              alt.Tooltip("score:Q", format=".0f"), "source"])
+    bars = base.transform_filter("isValid(datum.rmse_low)").mark_rule(strokeWidth=2).encode(
+        x="rmse_low:Q", x2="rmse_high:Q", y=y, color=color)
+    return (alt.layer(bars, points).properties(width=260, height=180)
+            .facet(column=alt.Column("subset:N", title=None))
+            .resolve_scale(x="independent", y="independent")
+            .properties(title=alt.TitleParams("C-MAPSS benchmark vs literature",
+                                              subtitle="mean over seeds with 95% t-interval; published: one number")))
+
+
+def _e(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def _pm(r: pd.Series, m: str, fmt: str) -> str:
+    mean, sd, low, high = (r[f"{m}_{s}"] for s in ("mean", "sd", "ci_low", "ci_high"))
+    if math.isnan(sd):
+        return format(mean, fmt)
+    return f"{format(mean, fmt)} ± {format(sd, fmt)} [{format(low, fmt)}, {format(high, fmt)}]"
+
+
+def section_html(summary: pd.DataFrame, literature: pd.DataFrame, png: bytes | None = None,
+                 chart_link: str | None = None) -> str:
+    """The report's "Benchmark vs literature" section: our chosen configuration per subset, the
+    published numbers for the same subsets, and the chart (PNG bytes embedded when given)."""
+    head = ["subset", "test split", "chosen on", "model", "batch", "lr", "lambda", "NASA w", "dropout",
+            "seeds", "configs", "RMSE capped: mean ± sd [95% CI]", "RMSE uncapped", "NASA score"]
+    body = []
+    for _, r in summary.iterrows():
+        cells = [r["subset"], r["test_split"], r["selected_on"], r["model"], int(r["batch_size"]),
+                 r["learning_rate"], r["lambda_param"], r["nasa_weight"], r["dropout"], r["n_seeds"],
+                 r["n_configs"], _pm(r, "benchmark_rmse", ".2f"), _pm(r, "benchmark_rmse_uncapped", ".2f"),
+                 _pm(r, "benchmark_nasa_score", ".0f")]
+        body.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    ours = "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(body) + "</table>"
+    subsets = sorted(set(summary["subset"]))
+    lit = literature[literature["subset"].isin(subsets)]
+    pivot = lit.pivot_table(index="method", columns="subset", values=["rmse", "score"], aggfunc="first")
+    lit_rows = []
+    for method in lit.drop_duplicates("method")["method"]:
+        cells = [f"{pivot.at[method, ('rmse', s)]:.2f} / {pivot.at[method, ('score', s)]:.0f}"
+                 if ("rmse", s) in pivot.columns and not pd.isna(pivot.at[method, ("rmse", s)]) else ""
+                 for s in subsets]
+        src = lit[lit["method"] == method].iloc[0]
+        note = f" ({src['note']})" if src["note"] else ""
+        lit_rows.append(f"<tr><td>{_e(method)}</td>" + "".join(f"<td>{_e(c)}</td>" for c in cells)
+                        + f"<td>{_e(src['source'] + note)}</td></tr>")
+    published = ("<table><tr><th>published method</th>" + "".join(f"<th>{_e(s)} RMSE / score</th>" for s in subsets)
+                 + "<th>source</th></tr>" + "".join(lit_rows) + "</table>")
+    notes = [f"{_e(split)}: {_e(SPLIT_MEANING.get(split, split))}." for split in sorted(set(summary["test_split"]))]
+    if not summary["comparable"].all():
+        notes.append("Some runs had a horizon below the 125-cycle cap: their predictions cannot reach the cap "
+                     "and are not comparable with the literature.")
+    text = ("<p>Protocol: the last window of every official test unit against RUL_FD00x.txt; RMSE and NASA "
+            "score with the truth capped at 125 cycles (the literature's convention), RMSE also against the "
+            "uncapped truth. Per subset the configuration is chosen on its mean validation RMSE across seeds; "
+            "the benchmark numbers played no part in choosing it. " + " ".join(notes) + "</p>")
+    chart = ""
+    if png is not None:
+        link = f'<p><a href="{_e(chart_link)}">interactive version</a></p>' if chart_link else ""
+        chart = (f'{link}<img alt="benchmark vs literature" '
+                 f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">')
+    return f"<h2>Benchmark vs literature</h2>{text}{ours}<h3>Published</h3>{published}{chart}"
+
+
+def write_benchmark_section(records: list[dict], output_dir: str | os.PathLike, plots_dir: str = "analysis_plots",
+                            charts: bool = True) -> str:
+    """Write OUTPUT_DIR/benchmark_summary.csv and the chart (html + png); return the section HTML,
+    or '' when no record carries benchmark metrics."""
+    from reports.charts import save_chart
+    from reports.tables import write_csv
+
+    if not has_benchmark(records):
+        return ""
+    out = Path(output_dir)
+    summary, literature = benchmark_summary(records), load_literature()
+    write_csv(summary, out / "benchmark_summary.csv")
+    comparison = comparison_frame(summary, literature)
+    png = link = None
+    if charts and len(comparison):
+        paths = save_chart(benchmark_chart(comparison), out / plots_dir, "benchmark_vs_literature")
+        png, link = Path(paths["png"]).read_bytes(), f"{plots_dir}/benchmark_vs_literature.html"
+    return section_html(summary, literature, png, link)
