@@ -1,0 +1,72 @@
+"""C-MAPSS benchmark figures from one or more finished sweep folders, as Markdown for BENCHMARKS.md.
+
+    python flows/sweep.py --preset cmapss-benchmark --output-dir /tmp/cmapss-bench/all
+    python benchmarks/bench_cmapss.py /tmp/cmapss-bench/all [more folders ...]
+
+Prints (1) per subset the configuration chosen on mean validation RMSE across seeds with its
+benchmark RMSE (truth capped at 125), uncapped RMSE and NASA score as mean ± sd [95% t-interval]
+(`reports.benchmark.benchmark_summary`, the report's own numbers), and (2) every configuration
+of the grid with its per-seed means, so the selection can be checked. Reads only
+OUTPUT_DIR/all_results.json; trains nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reports.benchmark import BENCHMARK_METRICS, benchmark_runs, benchmark_summary  # noqa: E402
+from reports.tables import CONFIG_KEYS, load_records  # noqa: E402
+
+
+def _pm(mean: float, sd: float, low: float, high: float, digits: int) -> str:
+    if sd != sd:  # one seed
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def chosen_table(records: list[dict]) -> str:
+    rows = ["| subset | chosen on | model | lr | NASA w | dropout | seeds | configs | RMSE (capped) | "
+            "RMSE (uncapped) | NASA score |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for _, r in benchmark_summary(records).iterrows():
+        cells = [_pm(*(r[f"{m}_{s}"] for s in ("mean", "sd", "ci_low", "ci_high")), 0 if "nasa" in m else 2)
+                 for m in BENCHMARK_METRICS]
+        rows.append(f"| {r['subset']} ({r['test_split']}) | {r['selected_on']} | {r['model']} | "
+                    f"{r['learning_rate']:g} | {r['nasa_weight']:g} | {r['dropout']:g} | {r['n_seeds']} | "
+                    f"{r['n_configs']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def grid_table(records: list[dict]) -> str:
+    runs = benchmark_runs(records)
+    rows = ["| subset | model | lr | NASA w | seeds | val RMSE (ranked on) | benchmark RMSE | epochs (mean) |",
+            "|---|---|---|---|---|---|---|---|"]
+    if not len(runs):
+        return "\n".join(rows)
+    keys = ["test_split", *CONFIG_KEYS]
+    for key, g in runs.groupby(keys, sort=True):
+        cfg = dict(zip(keys, key))
+        rows.append(f"| {cfg['subset']} | {cfg['model']} | {cfg['learning_rate']:g} | {cfg['nasa_weight']:g} | "
+                    f"{len(g)} | {g['val_rul_rmse'].mean():.2f} ± {g['val_rul_rmse'].std(ddof=1):.2f} | "
+                    f"{g['benchmark_rmse'].mean():.2f} ± {g['benchmark_rmse'].std(ddof=1):.2f} | "
+                    f"{g['epochs_trained'].mean():.0f} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("folders", nargs="+", help="sweep output folders (all_results.json)")
+    args = p.parse_args()
+    records = [r for f in args.folders for r in load_records(f)]
+    if not records:
+        print("no records in " + " ".join(args.folders), file=sys.stderr)
+        sys.exit(2)
+    print(chosen_table(records))
+    print()
+    print(grid_table(records))
+
+
+if __name__ == "__main__":
+    main()
