@@ -1,10 +1,24 @@
 """One Prefect API server for a whole local sweep (flow process and every Dask worker).
 
 With no PREFECT_API_URL each worker PROCESS would start its own temporary server and the flow
-fails (shared/PREFECT-NOTES.md). `api_server()` starts one uvicorn server on 127.0.0.1 for the
-sweep's lifetime, exports PREFECT_API_URL to this process and its children (the Dask workers it
-spawns later), and stops it at the end. The server dies with its parent even on SIGKILL
-(PR_SET_PDEATHSIG), so a killed sweep leaves no orphan listening.
+fails (shared/PREFECT-NOTES.md). `api_server(output_dir)` starts one uvicorn server on 127.0.0.1
+for the sweep's lifetime, exports PREFECT_API_URL to this process and its children (the Dask
+workers it spawns later), and stops it at the end. The server dies with its parent even on
+SIGKILL (PR_SET_PDEATHSIG), so a killed sweep leaves no orphan listening.
+
+Its database is the one the user chose (PREFECT_API_DATABASE_CONNECTION_URL or the
+PREFECT_SERVER_DATABASE_* settings, e.g. PostgreSQL), else SQLite in OUTPUT_DIR/.prefect/prefect.db
+with PREFECT_HOME=OUTPUT_DIR/.prefect for the server process: never the default
+~/.prefect/prefect.db that a `prefect server start` of the user's writes, so the two cannot collide,
+and the sweep's run history stays with its results.
+
+Why not Prefect's `prefect.server.api.server.SubprocessASGIServer` (what `prefect_test_harness`
+uses): it starts an *ephemeral* server (PREFECT__SERVER_EPHEMERAL=1: no UI, only the services of
+ephemeral servers), prints its uvicorn errors to our console, and when start-up fails (uvicorn exits
+with code 3, e.g. an unreachable PostgreSQL) it takes that for a taken port and restarts on another
+port until its timeout. Here: the full server (UI and every service, which records the task runs
+the Dask workers report), errors in a log file, a start-up failure reported at once with the log's
+tail. The app itself is Prefect's (`prefect.server.api.server:create_app`, as in that class).
 """
 from __future__ import annotations
 
@@ -21,6 +35,8 @@ from pathlib import Path
 import httpx
 
 STARTUP_TIMEOUT_S = 120
+SERVER_HOME = ".prefect"  # OUTPUT_DIR/.prefect: the sweep's own server's PREFECT_HOME and SQLite file
+DB_ENV = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")  # first wins
 
 
 def free_port() -> int:
@@ -37,34 +53,83 @@ def _die_with_parent() -> None:
         pass
 
 
-def start_server(port: int | None = None, log_path: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """Start uvicorn serving Prefect's API and UI on 127.0.0.1; return (process, api_url)."""
+def database_url(home: Path) -> str:
+    """The database of a server started for a sweep whose server home is `home`.
+
+    The URL the user configured (environment or Prefect profile: PREFECT_API_DATABASE_CONNECTION_URL,
+    PREFECT_SERVER_DATABASE_DRIVER/HOST/..., e.g. postgresql+asyncpg://...) when it differs from
+    Prefect's default; otherwise SQLite at `home`/prefect.db instead of PREFECT_HOME/prefect.db.
+    """
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    configured = settings.server.database.connection_url
+    url = configured.get_secret_value() if configured is not None else None
+    if url and url != f"sqlite+aiosqlite:///{settings.home}/prefect.db":
+        return url
+    return f"sqlite+aiosqlite:///{Path(home).resolve() / 'prefect.db'}"
+
+
+def describe_database(url: str) -> str:
+    """`url` for printing: a SQLite file's path, or the URL with its password hidden."""
+    if url.startswith("sqlite"):
+        return f"SQLite {url.split(':///', 1)[-1]}"
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _log_tail(log_path: Path | None, chars: int = 1500) -> str:
+    if not log_path or not Path(log_path).is_file():
+        return ""
+    return "; server log ends: " + Path(log_path).read_text(errors="replace")[-chars:].strip()
+
+
+def start_server(port: int | None = None, log_path: Path | None = None, home: Path | None = None,
+                 database: str | None = None) -> tuple[subprocess.Popen, str]:
+    """Start Prefect's API and UI on 127.0.0.1 (a free port unless `port`); return (process, api_url).
+
+    `home`: the server's PREFECT_HOME (created); `database`: its connection URL. Unset, both come
+    from this process's environment and profile as for `prefect server start`.
+    """
     import prefect
 
     port = port or free_port()
-    # full server (not webserver-only): its services record the task runs that Dask workers report
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
-    env.pop("PREFECT_API_URL", None)
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent),
-         "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-        env=env, stdout=out, stderr=out, preexec_fn=_die_with_parent)
     api_url = f"http://127.0.0.1:{port}/api"
+    # full server (not webserver-only): its services record the task runs that Dask workers report
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_API_URL": api_url}
+    env.pop("PREFECT_API_URL", None)
+    if home is not None:
+        Path(home).mkdir(parents=True, exist_ok=True)
+        env["PREFECT_HOME"] = str(Path(home).resolve())
+    if database is not None:
+        for name in DB_ENV:
+            env.pop(name, None)
+        env[DB_ENV[0]] = database
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent),
+             "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+             "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+            env=env, stdout=out, stderr=out, preexec_fn=_die_with_parent)
+    finally:
+        if log_path:
+            out.close()  # the child keeps its own descriptor
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"Prefect server exited with code {proc.returncode} during start-up")
+            raise RuntimeError(f"Prefect server exited with code {proc.returncode} during start-up"
+                               + _log_tail(log_path))
         try:
             if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
                 return proc, api_url
         except httpx.HTTPError:
             pass
         time.sleep(0.25)
-    proc.kill()
-    raise RuntimeError(f"Prefect server did not answer on {api_url} within {STARTUP_TIMEOUT_S} s")
+    stop_server(proc)
+    raise RuntimeError(f"Prefect server did not answer on {api_url} within {STARTUP_TIMEOUT_S} s"
+                       + _log_tail(log_path))
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -77,14 +142,20 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def api_server(log_path: Path | None = None, echo=print):
-    """Use PREFECT_API_URL when set; else run a server on 127.0.0.1 for the duration."""
+def api_server(output_dir: Path | None = None, log_path: Path | None = None, echo=print):
+    """Use PREFECT_API_URL when set; else run a server on 127.0.0.1 for the duration, with its
+    home (and SQLite database, unless one is configured) in `output_dir`/.prefect."""
     if os.environ.get("PREFECT_API_URL"):
         yield os.environ["PREFECT_API_URL"]
         return
+    home = Path(output_dir) / SERVER_HOME if output_dir is not None else None
+    if log_path is None and output_dir is not None:
+        log_path = Path(output_dir) / "prefect-server.log"
+    database = database_url(home) if home is not None else None
     t0 = time.monotonic()
-    proc, api_url = start_server(log_path=log_path)
-    echo(f"Prefect server started on {api_url.removesuffix('/api')} in {time.monotonic() - t0:.0f} s "
+    proc, api_url = start_server(log_path=log_path, home=home, database=database)
+    where = f"; database: {describe_database(database)}" if database else ""
+    echo(f"Prefect server started on {api_url.removesuffix('/api')} in {time.monotonic() - t0:.0f} s{where} "
          "(UI there while the sweep runs; set PREFECT_API_URL to use your own server)")
     os.environ["PREFECT_API_URL"] = api_url  # for child processes (Dask workers)
     from prefect.settings import PREFECT_API_URL, temporary_settings
