@@ -218,7 +218,7 @@ def main(params: dict) -> int:
     from flows.server import api_server
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    with api_server(log_path=Path(params["output_dir"]) / "prefect-server.log"):
+    with api_server(Path(params["output_dir"])):  # its own database in OUTPUT_DIR/.prefect
         summary = ddrsa_sweep(**params)
     from reports.tables import folder_data_sources
 
