@@ -183,7 +183,7 @@ def ranking_metric(runs: pd.DataFrame, metric: str) -> tuple[str, str]:
 
 
 def best_configurations(df: pd.DataFrame, output_dir: str = "OUTPUT_DIR") -> pd.DataFrame:
-    """Best configuration per dataset, model and criterion (MAE/RMSE/NASA min, C-Index max).
+    """Best configuration per dataset, subset, model and criterion (MAE/RMSE/NASA min, C-Index max).
 
     A configuration is CONFIG_KEYS; its repeats (seeds) are averaged. The winner is chosen on
     the mean VALIDATION value of the criterion (`ranking_metric`; `selected_on` says which data
@@ -207,7 +207,7 @@ def best_configurations(df: pd.DataFrame, output_dir: str = "OUTPUT_DIR") -> pd.
     info = done.groupby("_cfg")[list(CONFIG_KEYS)].first()
     samples: dict[str, dict] = {}  # ranking column -> {config id: per-seed values}, built on first need
     rows: list[dict] = []
-    for (dataset, model), sub in info.groupby(["dataset", "model"], sort=True):
+    for (dataset, subset, model), sub in info.groupby(["dataset", "subset", "model"], sort=True):
         runs = done[done["_cfg"].isin(sub.index)]
         for criterion, (metric, larger) in CRITERIA.items():
             rank_col, selected_on = ranking_metric(runs, metric)
@@ -234,7 +234,8 @@ def best_configurations(df: pd.DataFrame, output_dir: str = "OUTPUT_DIR") -> pd.
             rep = best.loc[best[rank_col].idxmax() if larger else best[rank_col].idxmin()]
             row.update(seed=int(rep["seed"]), num_epochs=int(rep["num_epochs"]),
                        data_source=" + ".join(sorted(set(best["data_source"]))))
-            name = f"{dataset}_{model}_{criterion.lower().replace('-', '')}"
+            where = f"{dataset}_{subset}" if dataset == "turbofan" and subset else dataset
+            name = f"{where}_{model}_{criterion.lower().replace('-', '')}"
             row["retrain_command"] = retrain_command(row, str(output_dir), name)
             rows.append(row)
     return pd.DataFrame(rows)[cols]

@@ -143,7 +143,7 @@ def test_validation_winner_is_reported_with_its_test_numbers(known):
         mean = statistics.mean(test_rmse)
         half = T975[len(test_rmse)] * statistics.stdev(test_rmse) / math.sqrt(len(test_rmse))
         wrong = statistics.mean(s["rul_rmse"] for s in on_test[key][1].values())
-        line = next(x for x in head.splitlines() if x.startswith(f"- **{dataset}**"))
+        line = next(x for x in head.splitlines() if x.startswith(f"- **{dataset}"))
         assert f"`{key[1]}` (bs {cfg[2]:g}, lr {cfg[3]:g}," in line
         assert f"test RMSE {mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]" in line
         assert f"{wrong:.3f}" not in line and "selected on validation RMSE" in line
@@ -232,6 +232,28 @@ def test_t_interval_is_symmetric_around_mean(xs):
     assert (mean - low) == pytest.approx(high - mean, abs=1e-6)
 
 
+def test_cmapss_subsets_are_ranked_separately(tmp_path):
+    """A grid over FD001 and FD002: each subset gets its own winner (RMSEs of different subsets
+    are not comparable), its own test numbers and its own retrain folder."""
+    recs = [r for r in known_records() if r["status"] == "completed" and r["dataset"] == "turbofan"
+            and r["model"] == "lstm_basic"]
+    fd002 = []
+    for r in recs:
+        c = json.loads(json.dumps(r))
+        c.update(subset="FD002", experiment_id=f"{r['index'] + 500:012x}", index=r["index"] + 500)
+        c["metrics"] = {k: v + 50 if k.endswith(("rul_mae", "rul_rmse")) else v for k, v in c["metrics"].items()}
+        fd002.append(c)
+    write_known_folder(tmp_path)
+    (tmp_path / "all_results.json").write_text(json.dumps(recs + fd002))
+    best = run_analysis(tmp_path, charts=False).best
+    rmse = best[best["criterion"] == "RMSE"].set_index("subset")
+    assert sorted(rmse.index) == ["FD001", "FD002"] and set(rmse["n_seeds"]) == {3}
+    for subset, runs in (("FD001", recs), ("FD002", fd002)):
+        chosen = [r for r in runs if (r["batch_size"], r["learning_rate"]) == (64, 0.01)]  # validation winner
+        assert rmse.at[subset, "rul_rmse"] == pytest.approx(statistics.mean(r["metrics"]["rul_rmse"] for r in chosen))
+        assert f"/retrain/turbofan_{subset}_lstm_basic_rmse " in rmse.at[subset, "retrain_command"]
+
+
 @pytest.mark.parametrize("sources,banner", [
     ({"turbofan": "real", "azure_pm": "real-no-telemetry"}, None),
     ({"turbofan": "synthetic", "azure_pm": "real-no-telemetry"}, "SYNTHETIC DATA"),
@@ -249,7 +271,8 @@ def test_data_source_shown_wherever_a_number_is(tmp_path, sources, banner):
     header = page.split("<h2>Sweep summary</h2>")[0]
     for ds, src in sources.items():
         assert f"<td><b>{ds}</b></td><td>{html.escape(src)}</td>" in header
-        assert f"- **{ds}** (data: {src}):" in head and f"{ds}: {src}" in line
+        where = "turbofan FD001" if ds == "turbofan" else ds  # C-MAPSS headline lines name the subset
+        assert f"- **{where}** (data: {src}):" in head and f"{ds}: {src}" in line
     if banner is None:
         assert "class='banner'" not in page and "WARNING" not in head and "WARNING" not in line
     else:
