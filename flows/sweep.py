@@ -68,6 +68,21 @@ def _worker_name() -> str | None:
         return None
 
 
+VERSIONS_FILE = ".versions.json"
+
+
+def start_over_if_stale(run_dir: Path, code_version: str, data_version: str) -> None:
+    """A cache miss caused by new code or data must retrain, not resume the old checkpoint: a run
+    folder stamped with other versions (or none) is emptied; then it is stamped with these."""
+    from ddrsa.atomic import read_json, write_json
+
+    stamp = {"code_version": code_version, "data_version": data_version}
+    if run_dir.exists() and read_json(run_dir / VERSIONS_FILE) != stamp:
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / VERSIONS_FILE, stamp)
+
+
 @task(name="train-experiment", task_run_name="{name}", retries=2, retry_delay_seconds=5,
       cache_key_fn=cache_key, persist_result=True)
 def train_experiment(name: str, planned: dict, output_dir: str, code_version: str,
@@ -81,6 +96,7 @@ def train_experiment(name: str, planned: dict, output_dir: str, code_version: st
     attempt = task_run.run_count or 1
     config = ExperimentConfig(**planned["config"])
     run_dir = safe_run_dir(Path(output_dir), planned["run_dir"])
+    start_over_if_stale(run_dir, code_version, data_version)
     started = now_iso()
     with injected_faults(name, attempt) as fault:
         result = train(config, run_dir, inject_nan=fault == "nan")
