@@ -57,6 +57,17 @@ def _slots(per_experiment: float) -> int:
     return max(1, math.floor(1 / per_experiment + 1e-9))
 
 
+def dask_setup(worker=None) -> None:
+    """Worker preload: ignore SIGINT. Ctrl-C in a terminal reaches the whole process group; the
+    sweep process handles it (exit 130) and closes its cluster, instead of every worker printing
+    a KeyboardInterrupt traceback."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def plan_cluster(gpus_per_experiment: float = 1.0, scheduler_address: str | None = None,
                  n_workers: int | None = None) -> ClusterPlan:
     """Build the DaskTaskRunner for this machine (or for `scheduler_address`)."""
@@ -71,7 +82,8 @@ def plan_cluster(gpus_per_experiment: float = 1.0, scheduler_address: str | None
     n_gpus = visible_gpu_count()
     # dashboard on a free loopback port (the default ":8787" listens on every interface)
     scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}}
-    common = {"nthreads": slots, "host": "127.0.0.1", "dashboard": False, "death_timeout": 120}
+    common = {"nthreads": slots, "host": "127.0.0.1", "dashboard": False, "death_timeout": 120,
+              "preload": ["flows.cluster"]}  # dask_setup below runs in each worker process
     if n_gpus:
         n = min(n_workers or n_gpus, n_gpus)
         threads = _torch_threads(n * slots)

@@ -1,21 +1,29 @@
 """Fault injection for reliability drills: `DDRSA_INJECT_FAULT=MODE:NAME_PART:ATTEMPTS[,...]`.
 
 MODE is `raise` (the task raises), `kill` (the worker process dies with SIGKILL), `killonce`
-(the worker dies DDRSA_FAULT_DELAY_S into the first attempt only; a marker file in
-DDRSA_FAULT_MARKER_DIR remembers) or
+(the worker dies DDRSA_FAULT_DELAY_S into the first attempt only, or, with
+DDRSA_FAULT_AFTER_EPOCH=N, as soon as the run's training_log.json holds N epochs; a marker file
+in DDRSA_FAULT_MARKER_DIR remembers) or
 `nan` (the training loss becomes NaN in the first epoch: a real divergence for the trainer to
-catch). It fires for experiments whose name contains NAME_PART, on attempts 1..ATTEMPTS (`*` for
+catch) or `hang` (the attempt sleeps for DDRSA_FAULT_HANG_S seconds, default one hour, before
+training, or until the file DDRSA_FAULT_RELEASE exists: a stuck experiment for
+--experiment-timeout; the sleep is in Python steps, which a Prefect task timeout can interrupt). It fires for experiments whose name contains NAME_PART, on attempts 1..ATTEMPTS (`*` for
 every attempt). Several faults are separated by commas. Unset, nothing happens. Used by the
 reliability tests and by operators who want to watch a sweep survive faults.
+
+With DDRSA_ATTEMPT_LOG=FILE every attempt appends one line `{"name", "attempt", "pid", "t"}`
+(JSON, t = Unix time in seconds) before any fault fires: how tests count attempts and their spacing.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 
@@ -57,26 +65,67 @@ def _kill_self(name: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _hang() -> None:
+    deadline = time.monotonic() + float(os.environ.get("DDRSA_FAULT_HANG_S", "3600"))
+    release = os.environ.get("DDRSA_FAULT_RELEASE")
+    while time.monotonic() < deadline and not (release and os.path.exists(release)):
+        time.sleep(0.1)
+
+
+def _epochs_logged(run_dir: Path) -> int:
+    try:
+        return len(json.loads((run_dir / "training_log.json").read_text())["epochs"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _kill_after_epoch(name: str, run_dir: Path, epoch: int, stop: threading.Event) -> None:
+    while not stop.wait(0.05):
+        if _epochs_logged(run_dir) >= epoch:
+            _kill_self(name)
+
+
+def _log_attempt(name: str, attempt: int) -> None:
+    path = os.environ.get("DDRSA_ATTEMPT_LOG")
+    if path:
+        line = json.dumps({"name": name, "attempt": attempt, "pid": os.getpid(), "t": time.time()})
+        with open(path, "a") as fh:  # one short write per line: appends from several workers interleave whole
+            fh.write(line + "\n")
+
+
+def read_attempt_log(path) -> list[dict]:
+    """The attempts DDRSA_ATTEMPT_LOG recorded, in order."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
 @contextlib.contextmanager
-def injected_faults(name: str, attempt: int):
+def injected_faults(name: str, attempt: int, run_dir: Path | None = None):
     """Around one attempt of an experiment: raise or die when a fault is configured for it.
 
     `killonce` arms a timer that kills the worker DDRSA_FAULT_DELAY_S into the attempt, and
     disarms it when the attempt ends first, so it never hits another experiment.
     """
+    _log_attempt(name, attempt)
     mode = fault_mode(name, attempt)
+    if mode == "hang":
+        _hang()
     if mode == "raise":
         raise InjectedFault(f"injected failure in {name} (attempt {attempt})")
     if mode == "kill":
         _kill_self(name)
     timer = None
     if mode == "killonce" and _first_time(name):
-        delay = float(os.environ.get("DDRSA_FAULT_DELAY_S", "1.0"))
-        timer = threading.Timer(delay, _kill_self, args=(name,))
-        timer.daemon = True
-        timer.start()
+        after_epoch = os.environ.get("DDRSA_FAULT_AFTER_EPOCH")
+        if after_epoch and run_dir is not None:
+            timer = threading.Event()
+            threading.Thread(target=_kill_after_epoch, args=(name, Path(run_dir), int(after_epoch), timer),
+                             daemon=True).start()
+        else:
+            timer = threading.Timer(float(os.environ.get("DDRSA_FAULT_DELAY_S", "1.0")), _kill_self, args=(name,))
+            timer.daemon = True
+            timer.start()
     try:
         yield mode
     finally:
         if timer is not None:
-            timer.cancel()
+            timer.set() if isinstance(timer, threading.Event) else timer.cancel()

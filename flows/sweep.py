@@ -17,6 +17,11 @@ if __name__ == "__main__":  # check the command line before the slow imports bel
     PARAMS = run_cli("python flows/sweep.py", preflight, sys.argv[1:], passthrough=True)
     if PARAMS is None:
         sys.exit(0)
+    # Prefect's console log (tracebacks included) on stdout: stderr holds only this command's
+    # one-line error (disk full, Ctrl-C, ...). Read when prefect is imported below.
+    import os
+
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM", "ext://sys.stdout")
 
 import hashlib
 import os
@@ -43,6 +48,7 @@ from flows.prepare import data_key, prepare
 from flows.sweep_cli import SPEC_FIELDS, build_spec
 
 RESULTS_CACHE = ".prefect-results"
+RETRIES, RETRY_DELAY_S = 2, 5  # an experiment that raises runs up to 3 times, 5 s apart
 
 
 def cache_key(_context, parameters: dict) -> str:
@@ -68,6 +74,11 @@ def _worker_name() -> str | None:
         return None
 
 
+def retry_unless_timed_out(_task, _task_run, state) -> bool:
+    """Retry a raised exception; not a timeout (a hung experiment would hang again, at 3x the cost)."""
+    return not isinstance(state.data, TimeoutError)
+
+
 VERSIONS_FILE = ".versions.json"
 
 
@@ -83,8 +94,8 @@ def start_over_if_stale(run_dir: Path, code_version: str, data_version: str) -> 
     write_json(run_dir / VERSIONS_FILE, stamp)
 
 
-@task(name="train-experiment", task_run_name="{name}", retries=2, retry_delay_seconds=5,
-      cache_key_fn=cache_key, persist_result=True)
+@task(name="train-experiment", task_run_name="{name}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
+      retry_condition_fn=retry_unless_timed_out, cache_key_fn=cache_key, persist_result=True)
 def train_experiment(name: str, planned: dict, output_dir: str, code_version: str,
                      data_version: str) -> dict:
     """Train one experiment (resuming its checkpoint) and return its result record.
@@ -98,37 +109,61 @@ def train_experiment(name: str, planned: dict, output_dir: str, code_version: st
     run_dir = safe_run_dir(Path(output_dir), planned["run_dir"])
     start_over_if_stale(run_dir, code_version, data_version)
     started = now_iso()
-    with injected_faults(name, attempt) as fault:
+    with injected_faults(name, attempt, run_dir) as fault:
         result = train(config, run_dir, inject_nan=fault == "nan")
     return make_record(planned, status=result.status, result=result.to_dict(), worker=_worker_name(),
                        attempts=attempt, started_at=started)
 
 
-def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger, loop) -> dict:
-    """Record each experiment as it finishes; a failure never stops the others."""
+def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger, loop,
+             resubmit_alone=None) -> dict:
+    """Record each experiment as it finishes; a failure never stops the others.
+
+    An experiment whose worker died too often (KilledWorker) may only have shared the worker
+    (or its queue) with the experiment that kills it. Once nothing else is in flight, each such
+    experiment runs once more, one at a time and holding a whole worker
+    (`resubmit_alone(planned)`); only a second KilledWorker (then it is the killer) records it
+    as failed.
+    """
     counts = {"completed": 0, "failed": 0, "diverged": 0, "cached": 0}
     attempts_allowed = 1 + (train_experiment.retries or 0)
     wrapped = {f.wrapped_future: planned for f, planned in futures.items()}
-    for dask_future in distributed.as_completed(list(wrapped), loop=loop):
+    alone: set[str] = set()  # experiment ids already re-run on a worker of their own
+    suspects: list[dict] = []  # KilledWorker once: to re-run alone when nothing else runs
+    pending = distributed.as_completed(list(wrapped), loop=loop)
+    for dask_future in pending:
         planned = wrapped.pop(dask_future)
         cached = False
         try:
             state = dask_future.result()
         except Exception as exc:  # KilledWorker and friends: this experiment only
-            record = make_record(planned, status="failed", error=f"{type(exc).__name__}: {exc}")
+            dask_future.release()
+            if (type(exc).__name__ == "KilledWorker" and resubmit_alone is not None
+                    and planned["experiment_id"] not in alone):
+                alone.add(planned["experiment_id"])
+                logger.warning("%s: its worker died (%s); it runs again alone once nothing else runs",
+                               planned["name"], type(exc).__name__)
+                suspects.append(planned)
+                _next_alone(wrapped, suspects, pending, resubmit_alone)
+                continue
+            note = " (also when run alone on a worker)" if planned["experiment_id"] in alone else ""
+            record = make_record(planned, status="failed", error=f"{type(exc).__name__}: {exc}{note}")
         else:
             if state.is_completed():
                 record = state.result(raise_on_failure=False)
                 cached = state.name == "Cached"
+            elif state.name == "TimedOut":
+                record = make_record(planned, status="failed", error=f"timed out: {state.message}"[:2000])
             else:
                 record = make_record(planned, status="failed", attempts=attempts_allowed,
                                      error=(state.message or state.name)[:2000])
         # forget it on the cluster: a worker that dies later must not make Dask recompute it
         dask_future.release()
         store.upsert(record)
+        _next_alone(wrapped, suspects, pending, resubmit_alone)
         counts[record["status"]] = counts.get(record["status"], 0) + 1
         counts["cached"] += cached
-        done = total - len(wrapped)
+        done = total - len(wrapped) - len(suspects)
         logger.info("[%d/%d] %s%s %s (%.0f s) %s", done, total, record["status"], " (cached)" if cached else "",
                     record["name"], record.get("train_seconds") or 0.0, _detail(record))
         if progress_id is not None:
@@ -136,6 +171,15 @@ def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger
                                      description=f"{counts['completed']} completed, {counts['failed']} failed, "
                                                  f"{counts['diverged']} diverged of {total}")
     return counts
+
+
+def _next_alone(wrapped: dict, suspects: list, pending, resubmit_alone) -> None:
+    """With nothing in flight, submit the next suspect of killing its worker, alone."""
+    if suspects and not wrapped:
+        planned = suspects.pop(0)
+        again = resubmit_alone(planned).wrapped_future
+        wrapped[again] = planned
+        pending.add(again)
 
 
 def _detail(record: dict) -> str:
@@ -176,6 +220,7 @@ def ddrsa_sweep(
     fresh: bool = False,
     run_analysis: bool = True,
     append_to_history: bool = False,
+    experiment_timeout: float | None = None,
 ) -> dict:
     """Expand the grid (preset + overrides), train every experiment on Dask, write results, analyse."""
     logger = get_run_logger()
@@ -186,11 +231,12 @@ def ddrsa_sweep(
     with SweepLock(out):
         return _run(spec, planned, data_versions, out, logger, gpus_per_experiment=gpus_per_experiment,
                     scheduler_address=scheduler_address, n_workers=n_workers, fresh=fresh,
-                    run_analysis=run_analysis, append_to_history=append_to_history, preset=preset)
+                    run_analysis=run_analysis, append_to_history=append_to_history, preset=preset,
+                    experiment_timeout=experiment_timeout)
 
 
 def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment, scheduler_address,
-         n_workers, fresh, run_analysis, append_to_history, preset) -> dict:
+         n_workers, fresh, run_analysis, append_to_history, preset, experiment_timeout=None) -> dict:
     version = code_version()
     plan = plan_cluster(gpus_per_experiment, scheduler_address, n_workers)
     if fresh:
@@ -208,13 +254,23 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
     progress_id = create_progress_artifact(progress=0.0, key="ddrsa-sweep-progress",
                                            description=f"0 of {len(planned)} experiments done")
     t0 = time.monotonic()
-    task_fn = train_experiment.with_options(result_storage=result_storage(out), refresh_cache=fresh)
+    task_fn = train_experiment.with_options(result_storage=result_storage(out), refresh_cache=fresh,
+                                            timeout_seconds=experiment_timeout)
+
+    def parameters(item: dict) -> dict:
+        return dict(name=item["name"], planned=item, output_dir=str(out), code_version=version,
+                    data_version=data_versions[data_key(ExperimentConfig(**item["config"]))])
+
     with GpuMonitor(out), plan.task_runner as runner:
+        def resubmit_alone(item: dict):
+            with dask.annotate(resources={plan.resource: 1}):  # a whole worker
+                return runner.submit(task_fn, parameters=parameters(item))
+
         with dask.annotate(resources={plan.resource: plan.per_experiment}):
-            futures = {runner.submit(task_fn, parameters=dict(
-                name=item.name, planned=item.as_dict(), output_dir=str(out), code_version=version,
-                data_version=data_versions[data_key(item.config)])): item.as_dict() for item in planned}
-        counts = _collect(futures, store, len(planned), progress_id, logger, runner.client.loop)
+            futures = {runner.submit(task_fn, parameters=parameters(item.as_dict())): item.as_dict()
+                       for item in planned}
+        counts = _collect(futures, store, len(planned), progress_id, logger, runner.client.loop,
+                          resubmit_alone=resubmit_alone)
     wall = time.monotonic() - t0
     write_manifest(out, **manifest, finished_at=now_iso())
     logger.info("ddrsa-sweep finished in %.0f s: %s", wall, counts)

@@ -14,7 +14,7 @@ SPEC_FIELDS = tuple(GRID_AXES) + ("num_epochs", "patience", "subset", "lookback_
                                   "max_units", "window_stride", "data_source", "amp", "compile",
                                   "deterministic")
 FLOW_FIELDS = ("preset", "output_dir", "gpus_per_experiment", "scheduler_address", "n_workers", "fresh",
-               "run_analysis", "append_to_history")
+               "run_analysis", "append_to_history", "experiment_timeout")
 
 
 # Flags that choose how to run, not what to train: alone they keep the quick `default` preset.
@@ -71,6 +71,8 @@ def build_parser():
                        help="share of a GPU (or CPU worker) per experiment; 0.25 packs four")
     where.add_argument("--scheduler-address", help="run on an existing Dask cluster (tcp://host:8786)")
     where.add_argument("--n-workers", type=int, help="local workers (default: one per GPU, else per core pair)")
+    where.add_argument("--experiment-timeout", type=float, metavar="SECONDS",
+                       help="fail an experiment still running after SECONDS (per attempt; not retried)")
     where.add_argument("--dry-run", action="store_true", help="print the expanded grid and its size; train nothing")
     where.add_argument("--fresh", action="store_true", help="ignore earlier results in --output-dir")
     where.add_argument("--append-to-history", action="store_true",
@@ -106,6 +108,8 @@ def preflight(argv) -> dict | None:
         return None
     if args.n_workers is not None and args.n_workers < 1:
         raise DDRSAError("--n-workers must be at least 1")
+    if args.experiment_timeout is not None and not args.experiment_timeout > 0:
+        raise DDRSAError(f"--experiment-timeout must be a positive number of seconds, got {args.experiment_timeout}")
     if not 0 < args.gpus_per_experiment <= 1:
         raise DDRSAError(f"--gpus-per-experiment must be in (0, 1], got {args.gpus_per_experiment}")
     target = Path(args.output_dir)

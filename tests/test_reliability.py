@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ddrsa.atomic import write_json
+from ddrsa.errors import DDRSAError
 from ddrsa.sweep.results import SweepLock
+from flows.faults import read_attempt_log
 from tests.conftest import ROOT, TINY, assert_one_line_error, read_results, run_cli
 
 SWEEP = ["flows/sweep.py"]
@@ -58,6 +63,7 @@ def crash(proc: subprocess.Popen, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
+LOG_RECORD = re.compile(r"^(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d[.,]\d{3} [|-] ")
 KILL_EPOCHS = 12  # long enough that an experiment seen at epoch <= KILL_EPOCHS - 4 cannot finish before the kill
 
 
@@ -107,105 +113,289 @@ def test_sigkilled_sweep_resumes_without_retraining_finished_work(tmp_path, pref
     run_cli(args, check=True, timeout=600)
     records = read_results(out)
     assert len(records) == 4 and all(r["status"] == "completed" for r in records)
-    # the cache key holds the code version: an edit of ddrsa/ between the runs (a shared working
-    # tree) rightly re-evaluates finished runs, but never retrains them
+    # cache keys and run-folder stamps hold the code version: an edit of ddrsa/ between the runs
+    # (only in a working tree shared with an editor) rightly retrains; CI never sees one
     same_code = json.loads((out / "experiment_manifest.json").read_text())["code_version"] == version
-    for run_dir, (checkpoint_mtime, metrics_mtime) in finished.items():
-        assert (run_dir / "checkpoint_last.pt").stat().st_mtime_ns == checkpoint_mtime  # not retrained
-        if run_dir in recorded and same_code:  # cached: not even re-evaluated
-            assert (run_dir / "test_metrics.json").stat().st_mtime_ns == metrics_mtime
-    by_dir = {out / r["run_dir"]: r for r in records}
-    assert by_dir[target]["resumed_from_epoch"] >= killed_at_epoch
+    if same_code:
+        for run_dir, (checkpoint_mtime, metrics_mtime) in finished.items():
+            assert (run_dir / "checkpoint_last.pt").stat().st_mtime_ns == checkpoint_mtime  # not retrained
+            if run_dir in recorded:  # cached: not even re-evaluated
+                assert (run_dir / "test_metrics.json").stat().st_mtime_ns == metrics_mtime
+        by_dir = {out / r["run_dir"]: r for r in records}
+        assert by_dir[target]["resumed_from_epoch"] >= killed_at_epoch
     for r in records:
         log = json.loads((out / r["run_dir"] / "training_log.json").read_text())
         assert [e["epoch"] for e in log["epochs"]] == list(range(1, KILL_EPOCHS + 1))
 
 
+def _contiguous(out: Path, record: dict) -> list[int]:
+    log = json.loads((out / record["run_dir"] / "training_log.json").read_text())
+    return [e["epoch"] for e in log["epochs"]]
+
+
 @pytest.mark.slow
 @pytest.mark.reliability
 def test_worker_killed_mid_experiment_is_rescheduled(tmp_path, prefect_server):
-    """gru_basic's worker is SIGKILLed 0.5 s into training: Dask restarts it and re-runs the
-    experiment; every experiment completes."""
+    """gru_basic's worker is SIGKILLed right after its first checkpoint: Dask restarts the worker
+    and re-runs the experiment, which resumes from that checkpoint; every experiment completes."""
     out = tmp_path / "workers"
     proc = run_cli([*SWEEP, "--datasets", "turbofan", "--models", "paper", "gru_basic", *TINY,
-                    "--window-stride", "1", "--num-epochs", "3", "--n-workers", "1", "--no-analysis",
+                    "--window-stride", "4", "--num-epochs", "4", "--n-workers", "1", "--no-analysis",
                     "--output-dir", str(out)],
                    env={"DDRSA_INJECT_FAULT": "killonce:gru_basic:*", "DDRSA_FAULT_MARKER_DIR": str(tmp_path),
-                        "DDRSA_FAULT_DELAY_S": "0.5"}, timeout=600)
+                        "DDRSA_FAULT_AFTER_EPOCH": "1"}, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    assert list(tmp_path.glob(".ddrsa-fault-*-fired")), "gru_basic finished before its worker could be killed"
+    assert list(tmp_path.glob(".ddrsa-fault-*-fired")), "gru_basic's worker was never killed"
     records = {r["model"]: r for r in read_results(out)}
     assert {m: r["status"] for m, r in records.items()} == {"paper": "completed", "gru_basic": "completed"}
+    assert records["gru_basic"]["resumed_from_epoch"] >= 1
+    for r in records.values():
+        assert _contiguous(out, r) == [1, 2, 3, 4]
 
 
 @pytest.mark.slow
 @pytest.mark.reliability
 def test_experiment_that_always_kills_its_worker_fails_alone(tmp_path, prefect_server):
-    """lstm_basic kills its worker on every attempt: Dask gives up (KilledWorker); the sweep
-    records it as failed with the error, writes the others, and ends normally (exit 1)."""
+    """lstm_basic kills its worker on every attempt while sharing it (0.5 GPU each) with others:
+    Dask gives up on everything the dead worker held (KilledWorker, no allowed failures); each is
+    re-run alone on a worker, where only the killer dies again. The killer is recorded failed;
+    its neighbours complete; the sweep ends normally (exit 1)."""
     out = tmp_path / "killer"
-    proc = run_cli([*SWEEP, "--datasets", "turbofan", "--models", "lstm_basic", *TINY, "--n-workers", "1",
-                    "--no-analysis", "--output-dir", str(out)],
+    proc = run_cli([*SWEEP, "--datasets", "turbofan", "--models", "lstm_basic", "paper", "gru_basic", *TINY,
+                    "--n-workers", "1", "--gpus-per-experiment", "0.5", "--no-analysis", "--output-dir", str(out)],
                    env={"DDRSA_INJECT_FAULT": "kill:lstm_basic:*",
                         "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}, timeout=600)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-5000:]
-    [record] = read_results(out)
-    assert record["status"] == "failed" and "KilledWorker" in record["error"]
-    assert "0 completed (0 cached), 1 failed, 0 diverged of 1" in proc.stdout
+    records = {r["model"]: r for r in read_results(out)}
+    assert {m: r["status"] for m, r in records.items()} == {
+        "lstm_basic": "failed", "paper": "completed", "gru_basic": "completed"}
+    assert "KilledWorker" in records["lstm_basic"]["error"] and "alone" in records["lstm_basic"]["error"]
+    assert "2 completed (0 cached), 1 failed, 0 diverged of 3" in proc.stdout
 
 
-def test_second_sweep_on_same_folder_refuses(tmp_path):
+def _locker(out: Path) -> subprocess.Popen:
+    """Another process holding the sweep lock of `out` (prints `locked` once it holds it)."""
+    code = ("import sys, time; from ddrsa.sweep.results import SweepLock; "
+            f"lock = SweepLock({str(out)!r}).__enter__(); print('locked', flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_lock_of_a_killed_sweep_does_not_block(tmp_path):
     out = tmp_path / "locked"
     out.mkdir()
-    with SweepLock(out):
+    holder = _locker(out)
+    try:
         proc = run_cli([*SWEEP, *TINY, "--datasets", "turbofan", "--models", "paper", "--output-dir", str(out)])
-    assert_one_line_error(proc, "another sweep")
-    # a lock left behind by a dead process does not block: flock dies with its holder
-    (out / ".sweep.lock").write_text("pid 999999 since long ago")
-    with SweepLock(out):
+        assert_one_line_error(proc, "another sweep", f"pid {holder.pid}")
+        with pytest.raises(DDRSAError, match="another sweep"):
+            SweepLock(out).__enter__()
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs; the lock file stays, naming a dead pid
+        holder.wait()
+    assert f"pid {holder.pid}" in (out / ".sweep.lock").read_text()
+    with SweepLock(out):  # the kernel dropped the flock with its holder
         pass
 
 
-def test_atomic_json_never_leaves_partial_file(tmp_path):
+@pytest.mark.slow
+@pytest.mark.reliability
+def test_second_sweep_refused_while_first_runs(tmp_path, prefect_server):
+    """A real sweep holds the folder (its only experiment hangs until released): a second sweep
+    on the same folder, from the command line or as a flow run (what a deployment run does), is
+    refused without touching it; the first then finishes normally."""
+    from flows.sweep import ddrsa_sweep
+
+    out, release = tmp_path / "busy", tmp_path / "release"
+    args = [*SWEEP, *TINY, "--datasets", "turbofan", "--models", "paper", "--n-workers", "1",
+            "--no-analysis", "--output-dir", str(out)]
+    first = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True,
+                             env={**os.environ, "DDRSA_INJECT_FAULT": "hang:paper:*", "DDRSA_FAULT_HANG_S": "300",
+                                  "DDRSA_FAULT_RELEASE": str(release), "DDRSA_ATTEMPT_LOG": str(tmp_path / "a.log")})
+    try:
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "a.log").exists():  # the experiment is running: the lock is held
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.1)
+        manifest = (out / "experiment_manifest.json").read_bytes()
+        proc = run_cli(args)
+        assert_one_line_error(proc, "another sweep", f"pid {first.pid}")
+        with pytest.raises(DDRSAError, match="another sweep"):
+            ddrsa_sweep(datasets=["turbofan"], models=["paper"], data_source="synthetic", max_units=12,
+                        window_stride=8, lookback_window=32, pred_horizon=16, num_epochs=2,
+                        output_dir=str(out), run_analysis=False)
+        assert (out / "experiment_manifest.json").read_bytes() == manifest and not (out / "all_results.json").exists()
+        assert first.poll() is None
+        release.touch()
+        stdout, stderr = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+    assert first.returncode == 0, stderr[-3000:]
+    [record] = read_results(out)
+    assert record["status"] == "completed"
+
+
+def test_atomic_write_failing_mid_write_keeps_old_file(tmp_path):
+    """The writer fails after part of the new content is on disk: the old file stays whole and
+    the temporary file is removed."""
+    from ddrsa.atomic import _replace_with
+
     path = tmp_path / "all_results.json"
     write_json(path, [{"a": 1}])
-    with pytest.raises(TypeError):
-        write_json(path, [{"a": object()}])  # fails while serialising
-    assert json.loads(path.read_text()) == [{"a": 1}]
+    old = path.read_bytes()
+    seen = []
+
+    def half_then_fail(fh):
+        fh.write("[" + '{"a": 2}, ' * 10_000)
+        fh.flush()
+        seen.extend((p.name, p.stat().st_size) for p in tmp_path.iterdir() if p.name != path.name)
+        raise RuntimeError("serialiser broke mid-write")
+
+    with pytest.raises(RuntimeError, match="mid-write"):
+        _replace_with(path, half_then_fail, "w")
+    assert len(seen) == 1 and seen[0][1] > 50_000, seen  # the new content was partly written
+    assert path.read_bytes() == old
     assert [p.name for p in tmp_path.iterdir()] == ["all_results.json"]
 
 
-def _mount_tmpfs(target: Path, size: str) -> bool:
-    target.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
-                          capture_output=True).returncode == 0
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory, prefect_server):
+    """A finished one-experiment sweep: (its command line without --output-dir, its folder)."""
+    out = tmp_path_factory.mktemp("finished") / "sweep"
+    args = [*SWEEP, *TINY, "--datasets", "turbofan", "--models", "paper", "--n-workers", "1", "--no-analysis"]
+    run_cli([*args, "--output-dir", str(out)], check=True)
+    return args, out
 
 
-def test_full_disk_is_a_clear_error_without_partial_json(tmp_path):
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".sweep.lock" and ".prefect-results" not in p.parts}
+
+
+def _root_only(what: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip(f"{what} needs root (CI runs as root); this run is uid {os.geteuid()}")
+
+
+@pytest.mark.slow
+@pytest.mark.reliability
+def test_full_disk_is_a_clear_error_without_partial_json(tmp_path, finished_sweep):
+    """The output folder of a finished sweep is on a full disk (a tmpfs filled to the last block):
+    re-running the sweep is a one-line error, the old files are byte-identical, and no temporary
+    file is left behind."""
+    _root_only("mounting a tmpfs")
+    args, done = finished_sweep
     mnt = tmp_path / "full"
-    if not _mount_tmpfs(mnt, "64k"):
-        pytest.skip("cannot mount a small tmpfs here")
+    mnt.mkdir()
+    size_kb = sum(p.stat().st_size // 4096 * 4 + 8 for p in done.rglob("*")) + 2048
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(mnt)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"mount -t tmpfs failed: {mounted.stderr.strip()}")
     try:
-        write_json(mnt / "all_results.json", [{"ok": True}])
-        with pytest.raises(OSError):
-            write_json(mnt / "all_results.json", [{"x": "y" * 200_000}])
-        assert json.loads((mnt / "all_results.json").read_text()) == [{"ok": True}]
-        assert [p.name for p in mnt.iterdir()] == ["all_results.json"]
+        out = mnt / "sweep"
+        shutil.copytree(done, out)
+        before = _snapshot(out)
+        fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)
+        try:  # fill the disk to its last block
+            with pytest.raises(OSError, match="No space"):
+                while True:
+                    os.write(fd, b"\0" * 4096)
+        finally:
+            os.close(fd)
+        proc = run_cli([*args, "--output-dir", str(out)])
+        assert_one_line_error(proc, "no space left")
+        assert _snapshot(out) == before
+        assert not [p for p in out.rglob("*.tmp")]
     finally:
-        subprocess.run(["umount", str(mnt)])
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
-def test_read_only_output_folder_is_a_clear_error(tmp_path):
+@pytest.mark.slow
+@pytest.mark.reliability
+def test_read_only_output_folder_is_a_clear_error(tmp_path, finished_sweep):
+    """The folder of a finished sweep is made immutable (chattr +i; root passes permission
+    checks, so mode bits would not do): re-running is a one-line error and changes nothing."""
+    _root_only("chattr +i")
+    args, done = finished_sweep
     out = tmp_path / "ro"
-    out.mkdir()
-    if subprocess.run(["chattr", "+i", str(out)], capture_output=True).returncode != 0:
-        pytest.skip("chattr +i not supported here")
+    shutil.copytree(done, out)
+    before = _snapshot(out)
+    locked = subprocess.run(["chattr", "+i", str(out)], capture_output=True, text=True)
+    if locked.returncode != 0:
+        pytest.skip(f"chattr +i failed on {tmp_path}: {locked.stderr.strip()}")
     try:
-        proc = run_cli([*SWEEP, *TINY, "--datasets", "turbofan", "--models", "paper", "--output-dir", str(out)])
+        proc = run_cli([*args, "--output-dir", str(out)])
         assert_one_line_error(proc, "not writable")
     finally:
         subprocess.run(["chattr", "-i", str(out)])
-    assert list(out.iterdir()) == []
+    assert _snapshot(out) == before
+
+
+@pytest.mark.slow
+@pytest.mark.reliability
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, prefect_server):
+    """Ctrl-C (SIGINT to the sweep's process group, as a terminal sends it) while an experiment
+    is mid-training: exit code 130, one line on stderr, the folder's lock is free, and the same
+    command then completes the grid, resuming the interrupted run."""
+    out = tmp_path / "interrupted"
+    args = [*SWEEP, "--datasets", "turbofan", "--models", "paper", "--data-source", "synthetic",
+            "--max-units", "12", "--window-stride", "4", "--lookback-window", "32", "--pred-horizon", "16",
+            "--num-epochs", str(KILL_EPOCHS), "--patience", "50", "--n-workers", "1", "--no-analysis",
+            "--output-dir", str(out)]
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not [d for d in _in_flight_dirs(out) if 1 <= _epochs_done(d) <= KILL_EPOCHS - 4]:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stderr[-3000:]
+    # the command's own words: one line; besides it only timestamped log records (Dask's
+    # shutdown warnings), never a traceback
+    lines = [line for line in stderr.splitlines() if line.strip() and not LOG_RECORD.match(line)]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in stderr, stderr[-3000:]
+    with SweepLock(out):
+        pass
+    # workers ignore SIGINT; the one in flight may finish its epochs while the cluster closes
+    [run_dir] = [p.parent for p in out.glob("logs/**/checkpoint_last.pt")]
+    stopped_at, checkpoint_mtime = _epochs_done(run_dir), (run_dir / "checkpoint_last.pt").stat().st_mtime_ns
+    run_cli(args, check=True)
+    [record] = read_results(out)
+    assert record["status"] == "completed" and stopped_at >= 1
+    if stopped_at < KILL_EPOCHS:
+        assert record["resumed_from_epoch"] >= stopped_at
+    else:  # finished while the cluster closed: not trained again
+        assert (run_dir / "checkpoint_last.pt").stat().st_mtime_ns == checkpoint_mtime
+    assert _contiguous(out, record) == list(range(1, KILL_EPOCHS + 1))
+
+
+@pytest.mark.slow
+@pytest.mark.reliability
+def test_hung_experiment_times_out_and_the_others_complete(tmp_path, prefect_server):
+    out = tmp_path / "hung"
+    t0 = time.monotonic()
+    proc = run_cli([*SWEEP, "--datasets", "turbofan", "--models", "paper", "gru_basic", *TINY, "--n-workers", "1",
+                    "--gpus-per-experiment", "0.5", "--experiment-timeout", "5", "--no-analysis",
+                    "--output-dir", str(out)],
+                   env={"DDRSA_INJECT_FAULT": "hang:gru_basic:*", "DDRSA_ATTEMPT_LOG": str(tmp_path / "a.log")})
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert time.monotonic() - t0 < 300
+    records = {r["model"]: r for r in read_results(out)}
+    assert records["paper"]["status"] == "completed"
+    assert records["gru_basic"]["status"] == "failed" and "timed out" in records["gru_basic"]["error"]
+    hung = [a for a in read_attempt_log(tmp_path / "a.log") if "gru_basic" in a["name"]]
+    assert len(hung) == 1  # a timeout is not retried
 
 
 BAD_SWEEP_INPUT = [
@@ -300,3 +490,44 @@ def test_checkpoints_load_with_weights_only():
             if "torch.load(" in line and "weights_only=True" not in line:
                 offenders.append(f"{path}: {line.strip()}")
     assert not offenders
+
+
+@pytest.mark.slow
+@pytest.mark.reliability
+def test_resumed_deterministic_run_ends_like_an_uninterrupted_one(tmp_path):
+    """`--deterministic` training SIGKILLed after some epochs and run again ends with the same
+    losses and test metrics as a run never interrupted (weights, optimiser, scheduler, dropout
+    RNG, early-stopping counters and the shuffle all resume)."""
+    n = 8
+    base = ["-m", "ddrsa.train", "--dataset", "turbofan", "--model", "gru_basic", "--dropout", "0.3",
+            "--num-epochs", str(n), "--patience", "3", "--data-source", "synthetic", "--max-units", "12",
+            "--window-stride", "4", "--lookback-window", "32", "--pred-horizon", "16", "--deterministic", "--quiet"]
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    run_cli([*base, "--output-dir", str(whole)], check=True)
+    proc = subprocess.Popen([sys.executable, *base, "--output-dir", str(resumed)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not 2 <= _epochs_done(resumed) <= n - 3:
+            assert proc.poll() is None and time.monotonic() < deadline, "training ended before the kill"
+            time.sleep(0.02)
+        crash(proc)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    killed_at = _epochs_done(resumed)
+    assert 2 <= killed_at < n and not (resumed / "test_metrics.json").exists()
+    run_cli([*base, "--output-dir", str(resumed)], check=True)
+
+    def losses(folder):
+        log = json.loads((folder / "training_log.json").read_text())
+        return [(e["epoch"], e["train_loss"], e["val_loss"], e["learning_rate"]) for e in log["epochs"]], log["best_epoch"]
+
+    (a, best_a), (b, best_b) = losses(whole), losses(resumed)
+    assert best_a == best_b and [e[0] for e in a] == [e[0] for e in b]
+    np.testing.assert_allclose([e[1:] for e in b], [e[1:] for e in a], rtol=0, atol=1e-6)
+    m_a, m_b = (json.loads((f / "test_metrics.json").read_text()) for f in (whole, resumed))
+    keys = [k for k, v in m_a.items() if isinstance(v, float) and k != "train_seconds"]
+    assert "rul_rmse" in keys and "concordance_index" in keys
+    np.testing.assert_allclose([m_b[k] for k in keys], [m_a[k] for k in keys], rtol=0, atol=1e-6)

@@ -141,11 +141,19 @@ def test_external_cluster_resource_limits_and_rerun(tmp_path, dask_cluster):
 
 def test_retry_failure_and_divergence_are_recorded(tmp_path):
     """Injected: gru_basic raises on attempt 1 (retried, completes); lstm_basic raises always
-    (failed after 3 attempts); paper's loss turns NaN (diverged, not retried)."""
-    out = tmp_path / "faults"
+    (failed after 3 attempts, RETRY_DELAY_S apart); paper's loss turns NaN (diverged, not
+    retried, listed in the report and never ranked)."""
+    import csv
+    import html
+
+    from flows.faults import read_attempt_log
+    from flows.sweep import RETRIES, RETRY_DELAY_S
+
+    out, attempt_log = tmp_path / "faults", tmp_path / "attempts.jsonl"
     proc = run_cli(["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "gru_basic", "lstm_basic",
                     *TINY, "--n-workers", "1", "--gpus-per-experiment", "0.5", "--output-dir", str(out)],
-                   env={"DDRSA_INJECT_FAULT": "raise:gru_basic:1,raise:lstm_basic:*,nan:paper:*"})
+                   env={"DDRSA_INJECT_FAULT": "raise:gru_basic:1,raise:lstm_basic:*,nan:paper:*",
+                        "DDRSA_ATTEMPT_LOG": str(attempt_log)})
     assert proc.returncode == 1, proc.stderr[-3000:]
     records = {r["model"]: r for r in read_results(out)}
     assert records["gru_basic"]["status"] == "completed" and records["gru_basic"]["attempts"] == 2
@@ -153,6 +161,20 @@ def test_retry_failure_and_divergence_are_recorded(tmp_path):
     assert records["paper"]["status"] == "diverged" and records["paper"]["diverged_epoch"] == 1
     assert records["paper"]["attempts"] == 1
     assert "1 completed (0 cached), 1 failed, 1 diverged of 3" in proc.stdout
-    # the analysis subflow ran on the result and lists the failure
+    # attempts as the workers saw them: 3 for the always-failing one, RETRY_DELAY_S or more apart
+    attempts = read_attempt_log(attempt_log)
+    lstm = [a for a in attempts if "lstm_basic" in a["name"]]
+    assert [a["attempt"] for a in lstm] == list(range(1, RETRIES + 2)) == [1, 2, 3]
+    gaps = [b["t"] - a["t"] for a, b in zip(lstm, lstm[1:])]
+    assert all(RETRY_DELAY_S <= g < RETRY_DELAY_S + 60 for g in gaps), gaps
+    assert [a["attempt"] for a in attempts if "gru_basic" in a["name"]] == [1, 2]
+    assert [a["attempt"] for a in attempts if "/paper/" in a["name"]] == [1]
+    # the analysis subflow ran: the report lists the diverged run in its own row ...
     report = (out / "report.html").read_text()
-    assert "injected failure" in report and "diverged" in report
+    assert "injected failure" in report
+    row = f"<tr><td>{html.escape(records['paper']['name'])}</td><td>diverged</td><td>1</td><td>1</td>"
+    assert row in report
+    # ... and only completed experiments are ranked
+    with open(out / "best_configurations.csv", newline="") as fh:
+        ranked = {r["model"] for r in csv.DictReader(fh)}
+    assert ranked == {"gru_basic"}
