@@ -274,11 +274,25 @@ def gpu_utilization(samples: pd.DataFrame) -> alt.TopLevelMixin:
 
 
 def history_data(history: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset and run: best RMSE (min over models) and best C-index (max over models)."""
+    """Per dataset and run: the test RMSE / C-index of the model whose winner has the best
+    SELECTION value (validation; lines written before selection values existed fall back to the
+    test value itself), so the trend never picks across models on test data."""
     h = history.assign(timestamp=pd.to_datetime(history["timestamp"], utc=True, errors="coerce"))
-    return h.groupby(["dataset", "timestamp", "run_label"]).agg(
-        best_rul_rmse=("best_rul_rmse", "min"), best_concordance_index=("best_concordance_index", "max")
-    ).reset_index()
+    for col in ("selection_rul_rmse", "selection_concordance_index"):
+        if col not in h:
+            h[col] = float("nan")
+    h["_rmse_key"] = h["selection_rul_rmse"].fillna(h["best_rul_rmse"])
+    h["_c_key"] = h["selection_concordance_index"].fillna(h["best_concordance_index"])
+    rows = []
+    for (dataset, stamp, label), g in h.groupby(["dataset", "timestamp", "run_label"]):
+        rmse = g.dropna(subset=["_rmse_key"])
+        cidx = g.dropna(subset=["_c_key"])
+        rows.append({"dataset": dataset, "timestamp": stamp, "run_label": label,
+                     "best_rul_rmse": rmse.loc[rmse["_rmse_key"].idxmin(), "best_rul_rmse"] if len(rmse) else None,
+                     "best_concordance_index": (cidx.loc[cidx["_c_key"].idxmax(), "best_concordance_index"]
+                                                if len(cidx) else None)})
+    return pd.DataFrame(rows, columns=["dataset", "timestamp", "run_label", "best_rul_rmse",
+                                       "best_concordance_index"])
 
 
 def history_trend(history: pd.DataFrame) -> alt.TopLevelMixin:

@@ -145,3 +145,15 @@ def test_history_trend_best_per_run():
     data = ch.history_data(hist)
     assert len(data) == 1 and data["best_rul_rmse"].iloc[0] == 15.0 and data["best_concordance_index"].iloc[0] == 0.8
     assert ch.history_trend(hist).to_dict()
+
+
+def test_history_trend_picks_models_on_validation_not_test():
+    """m2 has the lower TEST RMSE but m1 the lower validation RMSE: the trend shows m1's test value."""
+    stamp = "2026-01-02T02:00:00+00:00"
+    hist = pd.DataFrame([
+        {"timestamp": stamp, "run_label": "b", "dataset": "turbofan", "model": "m1", "best_rul_rmse": 20.0,
+         "best_concordance_index": 0.7, "selection_rul_rmse": 10.0, "selection_concordance_index": 0.9},
+        {"timestamp": stamp, "run_label": "b", "dataset": "turbofan", "model": "m2", "best_rul_rmse": 15.0,
+         "best_concordance_index": 0.8, "selection_rul_rmse": 12.0, "selection_concordance_index": 0.6}])
+    data = ch.history_data(hist)
+    assert data["best_rul_rmse"].tolist() == [20.0] and data["best_concordance_index"].tolist() == [0.7]
