@@ -97,13 +97,21 @@ def test_launcher_run_cache_invalidation_fresh_and_analysis_cli(tmp_path, prefec
     loss2 = _log(out, tf2)["epochs"][0]["train_loss"]
     assert loss2 != loss1
 
-    # 3. another code version retrains everything (computed by the flow; patched where it is called)
+    # 3. another code version retrains everything (computed by the flow; patched where it is called).
+    # Run with the nightly deployment's parameters (preset nightly, append_to_history) on the same
+    # grid: the analysis subflow appends the bests to the history, labelled with the preset.
     import flows.sweep
+    from deployments.presets import preset_parameters
 
     monkeypatch.setattr(flows.sweep, "code_version", lambda: "0000feedface0000")
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("logs/**/test_metrics.json")}
-    summary = _sweep(out)
+    nightly = preset_parameters("nightly")
+    assert nightly["append_to_history"] is True
+    summary = flows.sweep.ddrsa_sweep(**{**nightly, **GRID, "seeds": [42], "output_dir": str(out)})
     assert (summary["completed"], summary["cached"]) == (2, 0)
+    assert summary["analysis"]["history_lines_added"] == 2
+    nightly_lines = [json.loads(line) for line in (out / "sweep_history.jsonl").read_text().splitlines()]
+    assert {(h["dataset"], h["run_label"]) for h in nightly_lines} == {("turbofan", "nightly"), ("azure_pm", "nightly")}
     third = _by_dataset(out)
     assert all(r["resumed_from_epoch"] == 0 for r in third.values())
     assert all(p.stat().st_mtime_ns != t for p, t in mtimes.items())
@@ -125,8 +133,14 @@ def test_launcher_run_cache_invalidation_fresh_and_analysis_cli(tmp_path, prefec
                    check=True, timeout=300)
     assert "2 completed, 0 failed, 0 diverged, 0 pending" in proc.stdout and "report: " in proc.stdout
     history = [json.loads(line) for line in (out / "sweep_history.jsonl").read_text().splitlines()]
-    assert history and {h["run_label"] for h in history} == {"cli-label"}
-    assert {h["dataset"] for h in history} == {"turbofan", "azure_pm"}
+    assert history[:2] == nightly_lines
+    assert {(h["dataset"], h["run_label"]) for h in history[2:]} == {("turbofan", "cli-label"), ("azure_pm", "cli-label")}
+    # --append-to-history on the sweep's command line sets the same flow parameter
+    from flows.sweep_cli import preflight
+
+    params = preflight(["--datasets", "turbofan", "--models", "paper", "--data-source", "synthetic",
+                        "--max-units", "12", "--append-to-history", "--output-dir", str(tmp_path / "cli")])
+    assert params["append_to_history"] is True and preflight(["--dry-run"]) is None
     assert (out / "analysis_plots" / "model_comparison.png").is_file()
 
 
