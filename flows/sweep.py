@@ -37,7 +37,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.filesystems import LocalFileSystem
 
 from ddrsa.config import ExperimentConfig
-from ddrsa.sweep.results import (ResultsStore, SweepLock, check_output_dir, make_record, now_iso,
+from ddrsa.sweep.results import (JOURNAL, ResultsStore, SweepLock, check_output_dir, make_record, now_iso,
                                  safe_run_dir, write_manifest)
 from ddrsa.trainer import train
 from ddrsa.version import code_version
@@ -243,6 +243,7 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
         for item in planned:
             shutil.rmtree(safe_run_dir(out, item.run_dir), ignore_errors=True)
         (out / "all_results.json").unlink(missing_ok=True)
+        (out / JOURNAL).unlink(missing_ok=True)
     store = ResultsStore(out)
     started = now_iso()
     manifest = dict(grid=spec.grid(), planned=[p.as_dict() for p in planned], code_version=version,
@@ -269,8 +270,11 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
         with dask.annotate(resources={plan.resource: plan.per_experiment}):
             futures = {runner.submit(task_fn, parameters=parameters(item.as_dict())): item.as_dict()
                        for item in planned}
-        counts = _collect(futures, store, len(planned), progress_id, logger, runner.client.loop,
-                          resubmit_alone=resubmit_alone)
+        try:
+            counts = _collect(futures, store, len(planned), progress_id, logger, runner.client.loop,
+                              resubmit_alone=resubmit_alone)
+        finally:  # every record in all_results.json, even after Ctrl-C (a SIGKILL leaves the journal)
+            store.close()
     wall = time.monotonic() - t0
     write_manifest(out, **manifest, finished_at=now_iso())
     logger.info("ddrsa-sweep finished in %.0f s: %s", wall, counts)

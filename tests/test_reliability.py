@@ -531,3 +531,24 @@ def test_resumed_deterministic_run_ends_like_an_uninterrupted_one(tmp_path):
     keys = [k for k, v in m_a.items() if isinstance(v, float) and k != "train_seconds"]
     assert "rul_rmse" in keys and "concordance_index" in keys
     np.testing.assert_allclose([m_b[k] for k in keys], [m_a[k] for k in keys], rtol=0, atol=1e-6)
+
+
+def test_results_journal_loses_nothing_and_file_stays_whole(tmp_path):
+    """all_results.json is compacted at intervals; every record is in the fsynced journal at
+    once, a reopened store (after a kill) replays it, a torn last line is skipped."""
+    from ddrsa.sweep.results import JOURNAL, ResultsStore
+
+    store = ResultsStore(tmp_path, min_interval_s=3600)
+    for i in range(5):
+        store.upsert({"experiment_id": f"e{i}", "index": i, "status": "completed"})
+        assert read_results(tmp_path) == [{"experiment_id": "e0", "index": 0, "status": "completed"}]
+    with open(tmp_path / JOURNAL, "a") as fh:
+        fh.write('{"experiment_id": "e9", "ind')  # killed mid-append
+    # a new sweep process (the old one SIGKILLed) replays the journal into the file
+    again = ResultsStore(tmp_path)
+    assert [r["experiment_id"] for r in read_results(tmp_path)] == [f"e{i}" for i in range(5)]
+    assert not (tmp_path / JOURNAL).exists()
+    again.upsert({"experiment_id": "e2", "index": 2, "status": "failed"})  # upsert, not append
+    again.close()
+    records = read_results(tmp_path)
+    assert len(records) == 5 and records[2]["status"] == "failed" and not (tmp_path / JOURNAL).exists()
