@@ -4,7 +4,7 @@
 
 Per run: a fault-free sweep (fresh folder) gives the reference wall clock. Then the same grid in
 another fresh folder while this script SIGKILLs a random Dask worker process every 15-20 s, and
-once (at 40% of the fault-free wall time) SIGKILLs the sweep's whole process group; the same
+once (at 40% of the fault-free wall time, once some results are in) SIGKILLs the sweep's whole process group; the same
 command is then started again, still under worker kills, until it ends. A reader thread parses
 all_results.json every 0.2 s. Reported per run: faults injected, experiments finished,
 retrained (finished before the sweep kill, trained again after: checkpoint_last.pt rewritten;
@@ -88,12 +88,13 @@ def chaos_run(out: Path, cmd: list[str], env: dict, crash_at: float, rng: random
     t0 = time.monotonic()
     snapshot: dict[str, int] = {}
     for attempt in (1, 2):
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        log = open(out.parent / f"{out.name}-attempt{attempt}.log", "w")
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         next_kill = time.monotonic() + rng.uniform(15, 20)
         while proc.poll() is None:
             now = time.monotonic()
-            if attempt == 1 and now - t0 >= crash_at:
+            if attempt == 1 and now - t0 >= crash_at and reader.reads:  # some results are in
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 faults["sweep_kills"] += 1
