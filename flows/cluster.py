@@ -64,8 +64,11 @@ def dask_setup(worker=None) -> None:
     import signal
     import threading
 
+    from flows.faults import worker_start_fault
+
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    worker_start_fault()
 
 
 def plan_cluster(gpus_per_experiment: float = 1.0, scheduler_address: str | None = None,

@@ -1,6 +1,7 @@
 """Fault injection for reliability drills: `DDRSA_INJECT_FAULT=MODE:NAME_PART:ATTEMPTS[,...]`.
 
-MODE is `raise` (the task raises), `kill` (the worker process dies with SIGKILL), `killonce`
+MODE is `raise` (the task raises), `killstart` (the first Dask worker process to start dies with
+SIGKILL while the local cluster starts; NAME_PART and ATTEMPTS are ignored, write `killstart:*:1`), `kill` (the worker process dies with SIGKILL), `killonce`
 (the worker dies DDRSA_FAULT_DELAY_S into the first attempt only, or, with
 DDRSA_FAULT_AFTER_EPOCH=N, as soon as the run's training_log.json holds N epochs; a marker file
 in DDRSA_FAULT_MARKER_DIR remembers) or
@@ -96,6 +97,14 @@ def _log_attempt(name: str, attempt: int) -> None:
 def read_attempt_log(path) -> list[dict]:
     """The attempts DDRSA_ATTEMPT_LOG recorded, in order."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def worker_start_fault() -> None:
+    """Called by the worker preload (flows.cluster.dask_setup): `killstart` kills the first worker
+    process that starts (once per DDRSA_FAULT_MARKER_DIR), as the OOM killer or a stray `kill`
+    would while the sweep's cluster comes up."""
+    if any(mode == "killstart" for mode, _, _ in _faults()) and _first_time("worker-start"):
+        _kill_self("worker-start")
 
 
 @contextlib.contextmanager

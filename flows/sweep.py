@@ -23,6 +23,7 @@ if __name__ == "__main__":  # check the command line before the slow imports bel
 
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM", "ext://sys.stdout")
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -235,6 +236,33 @@ def ddrsa_sweep(
                     experiment_timeout=experiment_timeout)
 
 
+CLUSTER_START_ATTEMPTS = 3
+
+
+@contextlib.contextmanager
+def _started_runner(plan, make_plan, logger, attempts: int = CLUSTER_START_ATTEMPTS):
+    """Enter the plan's task runner (this starts the local Dask cluster). A worker process that
+    dies while the cluster starts (OOM killer, a stray kill) makes Nanny start-up fail for the
+    whole cluster; `make_plan()` builds a fresh one, up to `attempts` times. `make_plan` is None
+    for an existing cluster (--scheduler-address): its start-up is not ours to retry."""
+    for attempt in range(1, attempts + 1):
+        stack = contextlib.ExitStack()
+        try:
+            runner = stack.enter_context(plan.task_runner)
+            runner.client  # prefect-dask starts the cluster lazily, on first use of its client
+        except Exception as exc:  # distributed raises RuntimeError/OSError/TimeoutError here
+            stack.close()
+            if attempt == attempts or make_plan is None:
+                raise
+            logger.warning("the Dask cluster failed to start (%s: %s); starting a fresh one (%d of %d)",
+                           type(exc).__name__, exc, attempt + 1, attempts)
+            plan = make_plan()
+            continue
+        with stack:
+            yield runner
+        return
+
+
 def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment, scheduler_address,
          n_workers, fresh, run_analysis, append_to_history, preset, experiment_timeout=None) -> dict:
     version = code_version()
@@ -262,7 +290,8 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
         return dict(name=item["name"], planned=item, output_dir=str(out), code_version=version,
                     data_version=data_versions[data_key(ExperimentConfig(**item["config"]))])
 
-    with GpuMonitor(out), plan.task_runner as runner:
+    restart = None if scheduler_address else lambda: plan_cluster(gpus_per_experiment, None, n_workers)
+    with GpuMonitor(out), _started_runner(plan, restart, logger) as runner:
         def resubmit_alone(item: dict):
             with dask.annotate(resources={plan.resource: 1}):  # a whole worker
                 return runner.submit(task_fn, parameters=parameters(item))

@@ -28,6 +28,24 @@ REAL_DATA_FILES = tuple(f"cmapss/{kind}_FD00{i}.txt" for i in range(1, 5) for ki
     f"azure_pm/PdM_{name}.csv" for name in ("errors", "maint", "failures", "machines"))
 
 
+@pytest.fixture(autouse=True)
+def _prefect_console_follows_capture():
+    """Prefect's console handler keeps the stream it was configured with. Under `capsys` that is
+    a stream pytest closes after the test, and a later in-process flow run then fails writing
+    its log (ValueError, then RecursionError). Point the handler at this test's stderr."""
+    if "prefect.logging.handlers" in sys.modules:
+        import logging
+
+        from prefect.logging.handlers import PrefectConsoleHandler
+
+        loggers = [logging.getLogger()] + [v for v in logging.root.manager.loggerDict.values()
+                                           if isinstance(v, logging.Logger)]
+        for handler in {h for lg in loggers for h in lg.handlers if isinstance(h, PrefectConsoleHandler)}:
+            handler.stream = sys.stderr  # not setStream(): it flushes the closed one
+            handler.console.file = sys.stderr
+    yield
+
+
 def real_data_missing() -> str | None:
     """None when every real data file is in REAL_DATA_DIR (plain or .gz), else why not."""
     missing = [f for f in REAL_DATA_FILES

@@ -135,6 +135,22 @@ def _contiguous(out: Path, record: dict) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.reliability
+def test_worker_killed_while_cluster_starts_gets_a_fresh_cluster(tmp_path, prefect_server):
+    """The first Dask worker process dies (SIGKILL) during cluster start-up, which fails Nanny
+    start-up for the whole local cluster: the sweep starts a fresh cluster and completes."""
+    out = tmp_path / "startup"
+    proc = run_cli([*SWEEP, "--datasets", "turbofan", "--models", "paper", *TINY, "--num-epochs", "1",
+                    "--n-workers", "1", "--no-analysis", "--output-dir", str(out)],
+                   env={"DDRSA_INJECT_FAULT": "killstart:*:1", "DDRSA_FAULT_MARKER_DIR": str(tmp_path)},
+                   timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert list(tmp_path.glob(".ddrsa-fault-*-fired")), "no worker was killed at start-up"
+    assert "the Dask cluster failed to start" in proc.stdout + proc.stderr
+    assert [r["status"] for r in read_results(out)] == ["completed"]
+
+
+@pytest.mark.slow
+@pytest.mark.reliability
 def test_worker_killed_mid_experiment_is_rescheduled(tmp_path, prefect_server):
     """gru_basic's worker is SIGKILLed right after its first checkpoint: Dask restarts the worker
     and re-runs the experiment, which resumes from that checkpoint; every experiment completes."""

@@ -1,7 +1,6 @@
 """The Prefect server a sweep starts for itself: its own database in the output folder."""
 from __future__ import annotations
 
-import os
 import re
 import socket
 import sqlite3
@@ -37,7 +36,7 @@ def test_database_url_is_the_output_folder_unless_one_is_configured(tmp_path):
 
 
 @pytest.mark.slow
-def test_sweep_without_api_url_keeps_its_database_in_the_output_folder(tmp_path):
+def test_sweep_without_api_url_keeps_its_database_in_the_output_folder(tmp_path, monkeypatch):
     """No PREFECT_API_URL, a fresh HOME and PREFECT_HOME: the sweep's own server writes its SQLite
     database under OUTPUT_DIR/.prefect (the flow run and its task run are in it) and nothing at
     PREFECT_HOME/prefect.db or ~/.prefect/prefect.db; the server is gone when the command returns."""
@@ -45,8 +44,9 @@ def test_sweep_without_api_url_keeps_its_database_in_the_output_folder(tmp_path)
     prefect_home = home / "prefect-home"
     home.mkdir()
     out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if k not in DB_VARS}
-    env.update(HOME=str(home), PREFECT_HOME=str(prefect_home))
+    for name in DB_VARS:  # run_cli starts from os.environ: drop the session server's URL there
+        monkeypatch.delenv(name, raising=False)
+    env = dict(HOME=str(home), PREFECT_HOME=str(prefect_home))
     proc = run_cli(["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "--batch-sizes", "32",
                     *TINY, "--num-epochs", "1", "--n-workers", "1", "--no-analysis", "--output-dir", str(out)],
                    env=env, timeout=400)
