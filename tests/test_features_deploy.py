@@ -6,7 +6,6 @@ worker is in tests/test_deployments.py.)"""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -98,7 +97,7 @@ def test_live_serve_only_nightly_with_timezone_and_launcher_unregistered(prefect
             assert_one_line_error(proc, "ddrsa-sweep/batch-study is not registered", prefect_server)
             assert "serving 1 deployments of ddrsa-sweep" in (tmp_path / "serve.log").read_text()
     finally:
-        serve.send_signal(signal.SIGINT)
+        serve.terminate()
         try:
             serve.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -363,8 +363,11 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, prefect_ser
             "--max-units", "12", "--window-stride", "4", "--lookback-window", "32", "--pred-horizon", "16",
             "--num-epochs", str(KILL_EPOCHS), "--patience", "50", "--n-workers", "1", "--no-analysis",
             "--output-dir", str(out)]
+    # A shell starts background jobs with SIGINT ignored and children inherit that (Python then
+    # installs no KeyboardInterrupt handler): give the sweep the disposition a terminal's has.
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
         while not [d for d in _in_flight_dirs(out) if 1 <= _epochs_done(d) <= KILL_EPOCHS - 4]:
