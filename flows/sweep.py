@@ -138,9 +138,9 @@ def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger
         try:
             state = dask_future.result()
         except Exception as exc:  # KilledWorker and friends: this experiment only
-            dask_future.release()
             if (type(exc).__name__ == "KilledWorker" and resubmit_alone is not None
                     and planned["experiment_id"] not in alone):
+                dask_future.release()
                 alone.add(planned["experiment_id"])
                 logger.warning("%s: its worker died (%s); it runs again alone once nothing else runs",
                                planned["name"], type(exc).__name__)
@@ -286,9 +286,11 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
     task_fn = train_experiment.with_options(result_storage=result_storage(out), refresh_cache=fresh,
                                             timeout_seconds=experiment_timeout)
 
+    data_version = {p.experiment_id: data_versions[data_key(p.config)] for p in planned}
+
     def parameters(item: dict) -> dict:
         return dict(name=item["name"], planned=item, output_dir=str(out), code_version=version,
-                    data_version=data_versions[data_key(ExperimentConfig(**item["config"]))])
+                    data_version=data_version[item["experiment_id"]])
 
     restart = None if scheduler_address else lambda: plan_cluster(gpus_per_experiment, None, n_workers)
     with GpuMonitor(out), _started_runner(plan, restart, logger) as runner:

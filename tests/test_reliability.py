@@ -1,6 +1,7 @@
 """Nothing is lost when processes die, and bad input gets a one-line error (issue: reliability)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -63,6 +64,19 @@ def crash(proc: subprocess.Popen, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def process_group(args: list[str], **popen_kwargs):
+    """`python *args` in the checkout, leading a new process group (a test can signal it and all
+    it started); whatever of the group still runs on the way out is SIGKILLed."""
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, start_new_session=True, **popen_kwargs)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 LOG_RECORD = re.compile(r"^(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d[.,]\d{3} [|-] ")
 KILL_EPOCHS = 12  # long enough that an experiment seen at epoch <= KILL_EPOCHS - 4 cannot finish before the kill
 
@@ -78,9 +92,7 @@ def test_sigkilled_sweep_resumes_without_retraining_finished_work(tmp_path, pref
             "--data-source", "synthetic", "--max-units", "12", "--window-stride", "4", "--lookback-window", "32",
             "--pred-horizon", "16", "--num-epochs", str(KILL_EPOCHS), "--patience", "50", "--n-workers", "1",
             "--gpus-per-experiment", "0.5", "--no-analysis", "--output-dir", str(out)]
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
+    with process_group(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
         deadline = time.monotonic() + 400
         json_reads, target = 0, None
         # wait for the state the test needs: >= 1 experiment recorded as completed, and another
@@ -97,10 +109,6 @@ def test_sigkilled_sweep_resumes_without_retraining_finished_work(tmp_path, pref
             if target is None:
                 time.sleep(0.05)
         crash(proc)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     killed_at_epoch = _epochs_done(target)
     assert 1 <= killed_at_epoch < KILL_EPOCHS and not (target / "test_metrics.json").exists()
     recorded = {out / r["run_dir"] for r in read_results(out) if r["status"] == "completed"}
@@ -226,11 +234,10 @@ def test_second_sweep_refused_while_first_runs(tmp_path, prefect_server):
     out, release = tmp_path / "busy", tmp_path / "release"
     args = [*SWEEP, *TINY, "--datasets", "turbofan", "--models", "paper", "--n-workers", "1",
             "--no-analysis", "--output-dir", str(out)]
-    first = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True,
-                             env={**os.environ, "DDRSA_INJECT_FAULT": "hang:paper:*", "DDRSA_FAULT_HANG_S": "300",
-                                  "DDRSA_FAULT_RELEASE": str(release), "DDRSA_ATTEMPT_LOG": str(tmp_path / "a.log")})
-    try:
+    with process_group(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       env={**os.environ, "DDRSA_INJECT_FAULT": "hang:paper:*", "DDRSA_FAULT_HANG_S": "300",
+                            "DDRSA_FAULT_RELEASE": str(release), "DDRSA_ATTEMPT_LOG": str(tmp_path / "a.log")}
+                       ) as first:
         deadline = time.monotonic() + 300
         while not (tmp_path / "a.log").exists():  # the experiment is running: the lock is held
             assert first.poll() is None and time.monotonic() < deadline, first.communicate()
@@ -246,10 +253,6 @@ def test_second_sweep_refused_while_first_runs(tmp_path, prefect_server):
         assert first.poll() is None
         release.touch()
         stdout, stderr = first.communicate(timeout=300)
-    finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait()
     assert first.returncode == 0, stderr[-3000:]
     [record] = read_results(out)
     assert record["status"] == "completed"
@@ -365,20 +368,14 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, prefect_ser
             "--output-dir", str(out)]
     # A shell starts background jobs with SIGINT ignored and children inherit that (Python then
     # installs no KeyboardInterrupt handler): give the sweep the disposition a terminal's has.
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
+    with process_group(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as proc:
         deadline = time.monotonic() + 300
         while not [d for d in _in_flight_dirs(out) if 1 <= _epochs_done(d) <= KILL_EPOCHS - 4]:
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGINT)
         _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert proc.returncode == 130, stderr[-3000:]
     # the command's own words: one line; besides it only timestamped log records (Dask's
     # shutdown warnings), never a traceback
@@ -523,18 +520,13 @@ def test_resumed_deterministic_run_ends_like_an_uninterrupted_one(tmp_path):
             "--window-stride", "4", "--lookback-window", "32", "--pred-horizon", "16", "--deterministic", "--quiet"]
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     run_cli([*base, "--output-dir", str(whole)], check=True)
-    proc = subprocess.Popen([sys.executable, *base, "--output-dir", str(resumed)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
+    with process_group([*base, "--output-dir", str(resumed)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL) as proc:
         deadline = time.monotonic() + 300
         while not 2 <= _epochs_done(resumed) <= n - 3:
             assert proc.poll() is None and time.monotonic() < deadline, "training ended before the kill"
             time.sleep(0.02)
         crash(proc)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     killed_at = _epochs_done(resumed)
     assert 2 <= killed_at < n and not (resumed / "test_metrics.json").exists()
     run_cli([*base, "--output-dir", str(resumed)], check=True)
