@@ -37,7 +37,7 @@ EVAL_BATCH = 4096
 class TrainResult:
     """What a run returns to its caller (the CLI or the sweep task); small and JSON-able."""
 
-    status: str                      # completed | diverged
+    status: str                      # completed | diverged | paused (stop_after_epoch reached)
     metrics: dict
     train_seconds: float
     epochs_trained: int
@@ -49,6 +49,7 @@ class TrainResult:
     peak_rss_mb: float
     peak_gpu_mb: float | None
     resumed_from_epoch: int = 0
+    best_val_loss: float | None = None  # lowest validation loss so far (what a search ranks on)
     predictions: dict | None = field(default=None, repr=False)  # only with return_predictions
 
     def to_dict(self) -> dict:
@@ -197,8 +198,13 @@ def _run_lock(run_dir: Path, timeout_s: float = 300.0):
 
 
 def train(config: ExperimentConfig, run_dir: str | Path, settings: Settings | None = None,
-          return_predictions: bool = False, inject_nan: bool = False) -> TrainResult:
+          return_predictions: bool = False, inject_nan: bool = False,
+          stop_after_epoch: int | None = None) -> TrainResult:
     """Train one configuration into `run_dir`, resuming from `checkpoint_last.pt` when present.
+
+    `stop_after_epoch` trains only up to epoch min(num_epochs, stop_after_epoch) and returns status
+    `paused` (no test metrics) if the run would go on; a later call with a larger value resumes,
+    and the end result equals one uninterrupted run (num_epochs stays the maximum: same schedule).
 
     Data problems raise `DataError` before `run_dir` is created. A non-finite training or
     validation loss ends the run with status `diverged` (not an exception: retrying won't help).
@@ -211,11 +217,13 @@ def train(config: ExperimentConfig, run_dir: str | Path, settings: Settings | No
         _check_run_dir(run_dir, config)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _run_lock(run_dir):
-        return _train_locked(config, run_dir, settings, data, return_predictions, inject_nan)
+        return _train_locked(config, run_dir, settings, data, return_predictions, inject_nan,
+                             stop_after_epoch)
 
 
 def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, data,
-                  return_predictions: bool, inject_nan: bool) -> TrainResult:
+                  return_predictions: bool, inject_nan: bool,
+                  stop_after_epoch: int | None = None) -> TrainResult:
     device = resolve_device(settings)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
@@ -280,7 +288,8 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
             "stopped_early": final_status == "completed" and len(history) < config.num_epochs,
             "status": final_status, "diverged_epoch": diverged_epoch})
 
-    for epoch in range(start_epoch + 1, config.num_epochs + 1):
+    last_epoch = config.num_epochs if stop_after_epoch is None else min(config.num_epochs, stop_after_epoch)
+    for epoch in range(start_epoch + 1, last_epoch + 1):
         if bad_epochs >= config.patience:
             break
         t0 = time.perf_counter()
@@ -330,7 +339,10 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
     train_seconds = prior_seconds + (time.perf_counter() - t_start)
     metrics: dict = {}
     predictions = None
-    if status != "diverged":
+    epochs_done = history[-1]["epoch"] if history else start_epoch
+    if status != "diverged" and bad_epochs < config.patience and epochs_done < config.num_epochs:
+        status = "paused"  # stop_after_epoch reached: checkpoint_last.pt holds the run
+    elif status != "diverged":
         status = "completed"
         if (run_dir / "checkpoint_best.pt").exists():
             best = torch.load(run_dir / "checkpoint_best.pt", map_location="cpu", weights_only=True)
@@ -347,6 +359,7 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
                        data_source=data.data_source, data_version=data.data_version,
                        peak_rss_mb=rss_mb, peak_gpu_mb=_peak_gpu_mb(device),
                        resumed_from_epoch=resumed_from,
+                       best_val_loss=best_val if math.isfinite(best_val) else None,
                        predictions=predictions if return_predictions else None)
 
 
