@@ -24,7 +24,7 @@ from ddrsa.data import load_dataset
 from ddrsa.errors import DDRSAError
 from ddrsa.losses import DDRSALoss, check_labels
 from ddrsa.metrics import benchmark_metrics, evaluate, survival_from_logits
-from ddrsa.models import build_model, uses_attention
+from ddrsa.models import build_model, set_generator, uses_attention
 from ddrsa.settings import Settings, get_settings
 from ddrsa.sweep.results import RANKED_METRICS, VAL_LOSS, val_key
 
@@ -112,6 +112,34 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     torch.backends.cudnn.benchmark = not deterministic
     torch.backends.cudnn.deterministic = deterministic
+
+
+DROPOUT_STREAM = 0x5EED_D80F  # offsets the dropout generator's seed from the init generator's
+
+
+@dataclass
+class ExperimentGenerators:
+    """The random streams of one experiment, all derived from `config.seed` alone.
+
+    init: parameter initialisation (CPU; `build_model(generator=...)`). shuffle: batch order, reseeded
+    every epoch with seed * 100_003 + epoch (CPU). dropout: every dropout mask (and ProbSparse key
+    sampling), on the training device; its state goes into every checkpoint, so a resumed run draws
+    the masks an uninterrupted one would. The fused engine (ddrsa/fused) uses the same three per member.
+    """
+
+    init: torch.Generator
+    shuffle: torch.Generator
+    dropout: torch.Generator
+
+    def reseed_shuffle(self, seed: int, epoch: int) -> torch.Generator:
+        return self.shuffle.manual_seed(seed * 100_003 + epoch)
+
+
+def experiment_generators(seed: int, device: torch.device) -> ExperimentGenerators:
+    return ExperimentGenerators(init=torch.Generator().manual_seed(seed),
+                                shuffle=torch.Generator().manual_seed(seed),
+                                dropout=torch.Generator(device=device).manual_seed(
+                                    (seed + DROPOUT_STREAM) % 2**63))
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -242,9 +270,11 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
     if len(train_split) == 0 or len(val_split) == 0:
         raise DDRSAError("no training or validation windows: too few units for the split")
 
+    gens = experiment_generators(config.seed, device)
     model = build_model(config.model, n_features=train_split.n_features,
                         pred_horizon=config.pred_horizon, dropout=config.dropout,
-                        lookback_window=config.lookback_window).to(device)
+                        lookback_window=config.lookback_window, generator=gens.init).to(device)
+    set_generator(model, gens.dropout)
     step_model = torch.compile(model) if config.compile else model
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
                                  weight_decay=config.weight_decay)
@@ -262,7 +292,9 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
         start_epoch, best_val = int(state["epoch"]), float(state["best_score"])
         best_epoch, bad_epochs = state.get("best_epoch"), int(state.get("bad_epochs", 0))
         history = list((read_json(run_dir / "training_log.json") or {}).get("epochs", []))[:start_epoch]
-        if "torch_rng" in state:  # dropout draws continue where the interrupted run stopped
+        if "dropout_rng" in state:  # dropout draws continue where the interrupted run stopped
+            gens.dropout.set_state(state["dropout_rng"])
+        if "torch_rng" in state:  # global RNG: only MultiheadAttention's attention dropout uses it
             torch.set_rng_state(state["torch_rng"])
             if device.type == "cuda" and state.get("cuda_rng") is not None:
                 torch.cuda.set_rng_state(state["cuda_rng"], device)
@@ -270,14 +302,13 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
     resumed_from = start_epoch
     prior_seconds = sum(e["seconds"] for e in history)
     status, diverged_epoch = "running", None
-    shuffle_gen = torch.Generator().manual_seed(config.seed)
     t_start = time.perf_counter()
 
     def checkpoint(epoch: int) -> dict:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "epoch": epoch, "best_score": best_val,
                 "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                "torch_rng": torch.get_rng_state(),
+                "dropout_rng": gens.dropout.get_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "config": config.model_dump(mode="json")}
 
@@ -294,8 +325,7 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
             break
         t0 = time.perf_counter()
         model.train()
-        shuffle_gen.manual_seed(config.seed * 100_003 + epoch)
-        order = torch.randperm(len(train_split), generator=shuffle_gen).to(device)
+        order = torch.randperm(len(train_split), generator=gens.reseed_shuffle(config.seed, epoch)).to(device)
         total = torch.zeros((), device=device)
         for start in range(0, len(order), config.batch_size):
             idx = order[start:start + config.batch_size]

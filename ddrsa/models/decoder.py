@@ -11,9 +11,12 @@ import math
 import torch
 from torch import nn
 
+from .seeding import SeededDropout
 
-def init_rnn_(rnn: nn.RNNBase) -> None:
-    """Xavier input weights, orthogonal recurrent weights, zero biases (+1 LSTM forget gate).
+
+def init_rnn_(rnn: nn.RNNBase, generator: torch.Generator | None = None) -> None:
+    """Xavier input weights, orthogonal recurrent weights, zero biases (+1 LSTM forget gate);
+    random draws from `generator` (None: the global RNG).
 
     Orthogonal recurrent matrices keep the hidden state from saturating or vanishing over the
     128-step lookback, one of the causes of deep RNNs collapsing to a constant prediction.
@@ -22,10 +25,10 @@ def init_rnn_(rnn: nn.RNNBase) -> None:
     for name, param in rnn.named_parameters():
         if name.startswith("weight_ih"):
             for chunk in param.data.chunk(gates, 0):
-                nn.init.xavier_uniform_(chunk)
+                nn.init.xavier_uniform_(chunk, generator=generator)
         elif name.startswith("weight_hh"):
             for chunk in param.data.chunk(gates, 0):
-                nn.init.orthogonal_(chunk)
+                nn.init.orthogonal_(chunk, generator=generator)
         elif name.startswith("bias"):
             nn.init.zeros_(param)
             if isinstance(rnn, nn.LSTM) and name.startswith("bias_ih"):
@@ -66,8 +69,9 @@ class HazardDecoder(nn.Module):
     Z is projected to the initial hidden state (tanh; for an LSTM the cell state is a second,
     linear projection) and also fed, after dropout, as the input at every one of the L_max steps.
     Dropout acts on the decoder input and on the RNN outputs before the head (and between
-    stacked layers), so it is active even for a 1-layer RNN where nn.LSTM's own `dropout` is a
-    no-op.
+    stacked layers), so it is active even for a 1-layer RNN. Stacked layers are separate
+    1-layer RNNs (`rnns[i]`) with a SeededDropout between them (what nn.LSTM's `dropout` does,
+    but drawn from the run's own generator instead of the global RNG).
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, pred_horizon: int,
@@ -82,24 +86,33 @@ class HazardDecoder(nn.Module):
         n_states = 2 if cell == "lstm" else 1
         self.init_proj = nn.Linear(input_size, n_states * num_layers * hidden_size)
         rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
-        self.rnn = rnn_cls(input_size, hidden_size, num_layers=num_layers, batch_first=True,
-                           dropout=dropout if num_layers > 1 else 0.0)
-        init_rnn_(self.rnn)
-        self.in_drop = nn.Dropout(dropout)
-        self.out_drop = nn.Dropout(dropout)
+        self.rnns = nn.ModuleList(rnn_cls(input_size if i == 0 else hidden_size, hidden_size, batch_first=True)
+                                  for i in range(num_layers))
+        for rnn in self.rnns:
+            init_rnn_(rnn)
+        self.in_drop = SeededDropout(dropout)
+        self.layer_drop = SeededDropout(dropout if num_layers > 1 else 0.0)
+        self.out_drop = SeededDropout(dropout)
         self.head = nn.Linear(hidden_size, 1)
-        nn.init.constant_(self.head.bias, initial_hazard_bias(pred_horizon))
+        self.post_init_()
+
+    def post_init_(self) -> None:
+        nn.init.constant_(self.head.bias, initial_hazard_bias(self.pred_horizon))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         batch = z.shape[0]
         inp = self.in_drop(z).unsqueeze(1).expand(batch, self.pred_horizon, z.shape[-1]).contiguous()
         states = self.init_proj(z).view(batch, -1, self.num_layers, self.hidden_size)
         states = states.permute(1, 2, 0, 3)  # (n_states, layers, B, H)
-        if self.cell == "lstm":
-            hx = (torch.tanh(states[0]).contiguous(), states[1].contiguous())
-        else:
-            hx = torch.tanh(states[0]).contiguous()
-        out = run_rnn(self.rnn, inp, hx)
+        out = inp
+        for i, rnn in enumerate(self.rnns):
+            if i:
+                out = self.layer_drop(out)
+            if self.cell == "lstm":
+                hx = (torch.tanh(states[0, i:i + 1]).contiguous(), states[1, i:i + 1].contiguous())
+            else:
+                hx = torch.tanh(states[0, i:i + 1]).contiguous()
+            out = run_rnn(rnn, out, hx)
         # float32 logits even under autocast: the survival loss sums log(1 - h) over L_max steps
         return self.head(self.out_drop(out)).squeeze(-1).float()
 

@@ -5,7 +5,7 @@ ProbSparse self-attention, per batch element and head:
   M(q) = max_j(q.k_j / sqrt(d)) - mean_j(q.k_j / sqrt(d)) over the sampled *real* keys;
 - the top u = min(L_Q, c * ceil(ln L_Q)) real queries get full (masked) softmax attention;
 - every other query gets the mean of V over the real positions.
-Sampling: random (torch's global RNG) in train mode, a deterministic strided pattern (query i
+Sampling: random (the run's generator, see seeding.set_generator; else the global RNG) in train mode, a deterministic strided pattern (query i
 takes keys (i + s * L_K // U) mod L_K) in eval mode, so evaluation is reproducible. Set
 `random_sampling = False` on the attention modules (`set_random_key_sampling`) for a fully
 deterministic train-mode forward.
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .decoder import HazardDecoder, PositionalEncoding, masked_inputs
+from .seeding import SeededDropout
 
 
 def _n_top(length: int, factor: int) -> int:
@@ -46,13 +47,14 @@ class ProbSparseSelfAttention(nn.Module):
         self.d_head = d_model // heads
         self.factor = factor
         self.random_sampling = True
+        self.generator: torch.Generator | None = None  # the run's own stream (set_generator)
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
-        self.attn_drop = nn.Dropout(dropout)
+        self.attn_drop = SeededDropout(dropout)
 
     def _sample_index(self, length: int, n_sample: int, device) -> torch.Tensor:
         if self.training and self.random_sampling:
-            return torch.randint(length, (length, n_sample), device=device)
+            return torch.randint(length, (length, n_sample), device=device, generator=self.generator)
         offsets = torch.arange(n_sample, device=device) * length // n_sample
         return (torch.arange(length, device=device).unsqueeze(1) + offsets.unsqueeze(0)) % length
 
@@ -98,8 +100,8 @@ class ProbSparseEncoderLayer(nn.Module):
         self.norm1 = nn.LayerNorm(d_model)
         self.attn = ProbSparseSelfAttention(d_model, heads, dropout)
         self.norm2 = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff, d_model))
-        self.drop = nn.Dropout(dropout)
+        self.ff = nn.Sequential(nn.Linear(d_model, ff), nn.GELU(), SeededDropout(dropout), nn.Linear(ff, d_model))
+        self.drop = SeededDropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.drop(self.attn(self.norm1(x), mask))
@@ -129,11 +131,11 @@ class ProbSparseSurvival(nn.Module):
         super().__init__()
         self.in_proj = nn.Linear(n_features, d_model)
         self.pos = PositionalEncoding(d_model, max_len)
-        self.emb_drop = nn.Dropout(dropout)
+        self.emb_drop = SeededDropout(dropout)
         self.layers = nn.ModuleList(ProbSparseEncoderLayer(d_model, heads, ff, dropout) for _ in range(layers))
         self.distils = nn.ModuleList(DistilLayer(d_model) for _ in range(layers - 1))
         self.norm = nn.LayerNorm(d_model)
-        self.z_drop = nn.Dropout(dropout)
+        self.z_drop = SeededDropout(dropout)
         self.decoder = HazardDecoder(d_model, dec_hidden, dec_layers, pred_horizon, dropout, cell="gru")
 
     def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,13 @@
 """Name -> architecture table and `build_model`."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..config import MODEL_NAMES
 from .probsparse import ProbSparseSurvival
 from .rnn import RNNSurvival
+from .seeding import reset_parameters_
 from .transformer import TransformerSurvival
 
 # Sizes. basic: < 100k parameters, deep: < 1M (at F = 14, L_max = 64).
@@ -32,8 +34,19 @@ def uses_attention(name: str) -> bool:
 
 
 def build_model(name: str, n_features: int, pred_horizon: int, dropout: float,
-                lookback_window: int | None = None) -> nn.Module:
-    """A fresh model; forward(x (B, K, F) float, mask (B, K) bool) -> logits (B, pred_horizon)."""
+                lookback_window: int | None = None, generator: torch.Generator | None = None) -> nn.Module:
+    """A fresh model; forward(x (B, K, F) float, mask (B, K) bool) -> logits (B, pred_horizon).
+
+    With `generator`, every parameter is drawn from it alone (`reset_parameters_`), not from the
+    global RNG: the same generator state gives the same model in any thread or process."""
+    model = _build(name, n_features, pred_horizon, dropout, lookback_window)
+    if generator is not None:
+        reset_parameters_(model, generator)
+    return model
+
+
+def _build(name: str, n_features: int, pred_horizon: int, dropout: float,
+           lookback_window: int | None) -> nn.Module:
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
     if n_features < 1 or pred_horizon < 1:
@@ -45,6 +58,11 @@ def build_model(name: str, n_features: int, pred_horizon: int, dropout: float,
     cls, spec = _ATTENTION_SPECS[name]
     max_len = max(512, lookback_window or 0)
     return cls(n_features, pred_horizon, dropout, max_len=max_len, **spec)
+
+
+def rnn_spec(name: str) -> dict | None:
+    """The RNN architecture table entry of `name` (a copy), None for attention models."""
+    return dict(_RNN_SPECS[name]) if name in _RNN_SPECS else None
 
 
 def count_parameters(model: nn.Module) -> int:

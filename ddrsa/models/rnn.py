@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .decoder import HazardDecoder, init_rnn_, masked_inputs, run_rnn
+from .seeding import SeededDropout
 
 
 class ResidualRNNBlock(nn.Module):
@@ -24,7 +25,7 @@ class ResidualRNNBlock(nn.Module):
         self.norm = nn.LayerNorm(size)
         self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(size, size, batch_first=True)
         init_rnn_(self.rnn)
-        self.drop = nn.Dropout(dropout)
+        self.drop = SeededDropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = run_rnn(self.rnn, self.norm(x))
@@ -56,7 +57,7 @@ class RNNSurvival(nn.Module):
             self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(in_size, hidden, batch_first=True)
             init_rnn_(self.rnn)
         self.z_norm = nn.LayerNorm(hidden) if z_norm else nn.Identity()
-        self.z_drop = nn.Dropout(dropout)
+        self.z_drop = SeededDropout(dropout)
         self.decoder = HazardDecoder(hidden, dec_hidden, dec_layers, pred_horizon, dropout, cell=cell)
 
     def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,8 @@ Input Linear projection to d_model, fixed sinusoidal positions, nn.TransformerEn
 batch_first) with `src_key_padding_mask = ~mask` so attention never reads the front padding.
 Pooling: the output at the last position (the current time j, always real), which attends to the
 whole real history; a final LayerNorm, dropout, then a GRU hazard decoder.
+The encoder layers' dropouts are SeededDropout (the run's own generator); only the attention-weight
+dropout inside nn.MultiheadAttention still draws from the global RNG (it takes no generator).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import torch
 from torch import nn
 
 from .decoder import HazardDecoder, PositionalEncoding, masked_inputs
+from .seeding import SeededDropout
 
 
 class TransformerSurvival(nn.Module):
@@ -20,12 +23,14 @@ class TransformerSurvival(nn.Module):
         super().__init__()
         self.in_proj = nn.Linear(n_features, d_model)
         self.pos = PositionalEncoding(d_model, max_len)
-        self.emb_drop = nn.Dropout(dropout)
+        self.emb_drop = SeededDropout(dropout)
         layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=ff, dropout=dropout,
                                            activation="gelu", batch_first=True, norm_first=True)
+        for attr in ("dropout", "dropout1", "dropout2"):  # the run's own generator, not the global RNG
+            setattr(layer, attr, SeededDropout(dropout))
         self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(d_model),
                                              enable_nested_tensor=False)
-        self.z_drop = nn.Dropout(dropout)
+        self.z_drop = SeededDropout(dropout)
         self.decoder = HazardDecoder(d_model, dec_hidden, dec_layers, pred_horizon, dropout, cell="gru")
 
     def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
