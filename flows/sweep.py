@@ -59,6 +59,19 @@ def cache_key(_context, parameters: dict) -> str:
             f"-{parameters['data_version']}-{folder}")
 
 
+FINISHED = ("completed", "diverged")  # returned records, so Prefect caches them (a failure raises)
+
+
+def finished_under_key(record: dict | None, key: str, out: Path) -> bool:
+    """True when `record` (from all_results.json) is a finished result that Prefect holds under cache
+    key `key` (`cache_key` of this run's parameters) in OUTPUT_DIR/.prefect-results: submitted
+    again it would only come back Cached, after ~0.2 s of orchestration (4.5 min for a finished
+    full grid), so the sweep counts it as cached without submitting it. --fresh (records
+    emptied), new code or new data (another key) still train."""
+    return (record is not None and record.get("status") in FINISHED and record.get("cache_key") == key
+            and (out / RESULTS_CACHE / key).is_file())
+
+
 def result_storage(out: Path) -> LocalFileSystem:
     """Cached task results live in OUTPUT_DIR/.prefect-results on every worker (a saved block:
     workers in other processes resolve storage by block id, not from this process's settings)."""
@@ -116,9 +129,16 @@ def train_experiment(name: str, planned: dict, output_dir: str, code_version: st
                        attempts=attempt, started_at=started)
 
 
-def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger, loop,
-             resubmit_alone=None) -> dict:
-    """Record each experiment as it finishes; a failure never stops the others.
+SUBMIT_WINDOW = 64  # experiments submitted but not yet recorded, at most (each submit costs ~0.1-0.2 s)
+
+
+def _collect(submit, todo: list[dict], store: ResultsStore, total: int, progress_id, logger, loop,
+             resubmit_alone=None, *, counts: dict | None = None, key_of=None, window: int = SUBMIT_WINDOW) -> dict:
+    """Submit the experiments `todo` (`submit(planned)` -> Prefect future) at most `window` in
+    flight, and record each as it finishes; a failure never stops the others. Submission and
+    recording interleave, so progress moves from the first finished experiment on instead of after
+    the last submission. `counts` holds what was counted before (experiments not submitted);
+    `key_of(planned)`: the cache key a completed record is stamped with (`cache_key`).
 
     An experiment whose worker died too often (KilledWorker) may only have shared the worker
     (or its queue) with the experiment that kills it. Once nothing else is in flight, each such
@@ -126,13 +146,27 @@ def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger
     (`resubmit_alone(planned)`); only a second KilledWorker (then it is the killer) records it
     as failed.
     """
-    counts = {"completed": 0, "failed": 0, "diverged": 0, "cached": 0}
+    counts = dict(counts or {"completed": 0, "failed": 0, "diverged": 0, "cached": 0})
+    done = total - len(todo)  # counted before: not submitted
     attempts_allowed = 1 + (train_experiment.retries or 0)
-    wrapped = {f.wrapped_future: planned for f, planned in futures.items()}
+    queue = iter(todo)
+    wrapped: dict = {}  # Dask future -> planned, submitted and not yet recorded
     alone: set[str] = set()  # experiment ids already re-run on a worker of their own
     suspects: list[dict] = []  # KilledWorker once: to re-run alone when nothing else runs
-    pending = distributed.as_completed(list(wrapped), loop=loop)
-    for dask_future in pending:
+    pending = distributed.as_completed([], loop=loop)
+
+    def fill() -> None:
+        """Submit up to `window` in flight; stop early when one has finished (record it first)."""
+        while len(wrapped) < window and (planned := next(queue, None)) is not None:
+            future = submit(planned).wrapped_future
+            wrapped[future] = planned
+            pending.add(future)
+            if pending.has_ready():
+                return
+
+    fill()
+    while wrapped:
+        dask_future = next(pending)
         planned = wrapped.pop(dask_future)
         cached = False
         try:
@@ -145,6 +179,7 @@ def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger
                 logger.warning("%s: its worker died (%s); it runs again alone once nothing else runs",
                                planned["name"], type(exc).__name__)
                 suspects.append(planned)
+                fill()
                 _next_alone(wrapped, suspects, pending, resubmit_alone)
                 continue
             note = " (also when run alone on a worker)" if planned["experiment_id"] in alone else ""
@@ -153,6 +188,8 @@ def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger
             if state.is_completed():
                 record = state.result(raise_on_failure=False)
                 cached = state.name == "Cached"
+                if key_of is not None:  # what it is cached under: a re-run need not submit it
+                    record = {**record, "cache_key": key_of(planned)}
             elif state.name == "TimedOut":
                 record = make_record(planned, status="failed", error=f"timed out: {state.message}"[:2000])
             else:
@@ -161,10 +198,11 @@ def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger
         # forget it on the cluster: a worker that dies later must not make Dask recompute it
         dask_future.release()
         store.upsert(record)
+        fill()
         _next_alone(wrapped, suspects, pending, resubmit_alone)
         counts[record["status"]] = counts.get(record["status"], 0) + 1
         counts["cached"] += cached
-        done = total - len(wrapped) - len(suspects)
+        done += 1
         logger.info("[%d/%d] %s%s %s (%.0f s) %s", done, total, record["status"], " (cached)" if cached else "",
                     record["name"], record.get("train_seconds") or 0.0, _detail(record))
         if progress_id is not None:
@@ -175,7 +213,8 @@ def _collect(futures: dict, store: ResultsStore, total: int, progress_id, logger
 
 
 def _next_alone(wrapped: dict, suspects: list, pending, resubmit_alone) -> None:
-    """With nothing in flight, submit the next suspect of killing its worker, alone."""
+    """With nothing in flight (and nothing left to submit), submit the next suspect of killing its
+    worker, alone."""
     if suspects and not wrapped:
         planned = suspects.pop(0)
         again = resubmit_alone(planned).wrapped_future
@@ -280,8 +319,6 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
                            "cluster": plan.description})
     write_manifest(out, **manifest)
     logger.info("ddrsa-sweep: %d experiments on %s; output %s", len(planned), plan.description, out)
-    progress_id = create_progress_artifact(progress=0.0, key="ddrsa-sweep-progress",
-                                           description=f"0 of {len(planned)} experiments done")
     t0 = time.monotonic()
     task_fn = train_experiment.with_options(result_storage=result_storage(out), refresh_cache=fresh,
                                             timeout_seconds=experiment_timeout)
@@ -292,18 +329,42 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
         return dict(name=item["name"], planned=item, output_dir=str(out), code_version=version,
                     data_version=data_version[item["experiment_id"]])
 
+    def key_of(item: dict) -> str:
+        return cache_key(None, parameters(item))
+
+    # finished earlier under the same cache key: counted as cached, not submitted (tests/test_fullgrid_cache.py)
+    todo, counts = [], {"completed": 0, "failed": 0, "diverged": 0, "cached": 0}
+    for item in (p.as_dict() for p in planned):
+        record = None if fresh else store.get(item["experiment_id"])
+        if finished_under_key(record, key_of(item), out):
+            counts[record["status"]] += 1
+            counts["cached"] += 1
+        else:
+            todo.append(item)
+    skipped = len(planned) - len(todo)
+    progress_id = create_progress_artifact(
+        progress=100.0 * skipped / max(len(planned), 1), key="ddrsa-sweep-progress",
+        description=f"{counts['completed']} completed, 0 failed, {counts['diverged']} diverged of {len(planned)}")
+    if skipped:
+        logger.info("[%d/%d] finished earlier with the same config, code and data versions (cache key): "
+                    "%d counted as cached, not submitted", skipped, len(planned), skipped)
+
     restart = None if scheduler_address else lambda: plan_cluster(gpus_per_experiment, None, n_workers)
-    with GpuMonitor(out), _started_runner(plan, restart, logger) as runner:
+    # no cluster when every experiment finished earlier
+    runner_context = _started_runner(plan, restart, logger) if todo else contextlib.nullcontext()
+    with GpuMonitor(out), runner_context as runner:
+        def submit(item: dict):
+            with dask.annotate(resources={plan.resource: plan.per_experiment}):
+                return runner.submit(task_fn, parameters=parameters(item))
+
         def resubmit_alone(item: dict):
             with dask.annotate(resources={plan.resource: 1}):  # a whole worker
                 return runner.submit(task_fn, parameters=parameters(item))
 
-        with dask.annotate(resources={plan.resource: plan.per_experiment}):
-            futures = {runner.submit(task_fn, parameters=parameters(item.as_dict())): item.as_dict()
-                       for item in planned}
         try:
-            counts = _collect(futures, store, len(planned), progress_id, logger, runner.client.loop,
-                              resubmit_alone=resubmit_alone)
+            if todo:
+                counts = _collect(submit, todo, store, len(planned), progress_id, logger, runner.client.loop,
+                                  resubmit_alone=resubmit_alone, counts=counts, key_of=key_of)
         finally:  # every record in all_results.json, even after Ctrl-C (a SIGKILL leaves the journal)
             store.close()
     wall = time.monotonic() - t0

@@ -1,0 +1,76 @@
+"""Re-running a finished sweep submits nothing (issue 14, "Server and scale"): experiments whose
+finished record matches the cache key (config + code version + data version) are counted as cached
+without a task run; a changed data version still trains. Task runs are read back through the
+Prefect client. The flow runs in this process (as in tests/test_features_sweep.py)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ddrsa.data import synthetic
+from tests.conftest import read_results
+
+pytestmark = pytest.mark.slow
+
+GRID = {"datasets": ["turbofan"], "models": ["paper"], "seeds": [1, 2], "max_units": 12, "window_stride": 8,
+        "lookback_window": 32, "pred_horizon": 16, "num_epochs": 1, "n_workers": 1, "data_source": "real"}
+
+
+def _sweep(out: Path):
+    """(summary, task runs of this flow run, its progress artifact)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter,
+                                                FlowRunFilterId)
+
+    from flows.sweep import ddrsa_sweep
+
+    state = ddrsa_sweep(preset="default", output_dir=str(out), run_analysis=False, return_state=True, **GRID)
+    summary = state.result()
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+        [progress] = [a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))) if a.type == "progress"]
+    return summary, task_runs, progress
+
+
+def test_rerun_of_finished_sweep_submits_nothing_and_new_data_retrains(tmp_path, prefect_server, monkeypatch):
+    data, out = tmp_path / "data", tmp_path / "sweep"
+    synthetic.write_synthetic_cmapss(data / "cmapss", "FD001", n_units=12, seed=0)
+    monkeypatch.setenv("DDRSA_DATA_DIR", str(data))
+
+    summary, task_runs, _ = _sweep(out)
+    assert (summary["completed"], summary["cached"]) == (2, 0)
+    assert len(task_runs) == 2
+    first = {r["experiment_id"]: r for r in read_results(out)}
+    results_bytes = (out / "all_results.json").read_bytes()
+
+    # the same sweep again: no task run at all, counted as cached in summary, progress and records
+    summary, task_runs, progress = _sweep(out)
+    assert (summary["completed"], summary["cached"], summary["failed"]) == (2, 2, 0)
+    assert task_runs == []
+    assert progress.data == 100.0 and progress.description == "2 completed, 0 failed, 0 diverged of 2"
+    assert (out / "all_results.json").read_bytes() == results_bytes
+    assert {r["experiment_id"]: r for r in read_results(out)} == first
+
+    # a record that does not match the cache key (here: another key) is submitted again, and comes
+    # back Cached from Prefect's own cache (its result file is still there)
+    records = json.loads(results_bytes)
+    records[0]["cache_key"] = "ddrsa-some-other-key"
+    (out / "all_results.json").write_text(json.dumps(records))
+    summary, task_runs, _ = _sweep(out)
+    assert (summary["completed"], summary["cached"]) == (2, 2)
+    assert [t.name for t in task_runs] == [records[0]["name"]] and task_runs[0].state.name == "Cached"
+    assert {r["experiment_id"]: r for r in read_results(out)} == first
+
+    # changed data: another data version, so both train again (task runs, new records)
+    synthetic.write_synthetic_cmapss(data / "cmapss", "FD001", n_units=12, seed=1)
+    summary, task_runs, _ = _sweep(out)
+    assert (summary["completed"], summary["cached"]) == (2, 0)
+    assert sorted(t.name for t in task_runs) == sorted(r["name"] for r in first.values())
+    assert all(t.state.is_completed() and t.state.name != "Cached" for t in task_runs)
+    after = {r["experiment_id"]: r for r in read_results(out)}
+    assert all(after[k]["metrics"]["data_version"] != first[k]["metrics"]["data_version"] for k in first)
+    assert all(after[k]["cache_key"] != first[k]["cache_key"] for k in first)
