@@ -9,7 +9,8 @@ experiment finished: the cached re-run). PREFECT_API_URL is unset, so the sweep 
 (its database: OUTPUT_DIR/.prefect/prefect.db, or PREFECT_API_DATABASE_CONNECTION_URL for PostgreSQL).
 For each run it reports: wall clock from outside (Python start-up included), the flow's own time, the
 server's start-up, seconds to the first "[n/N]" progress line and to the first `progress` artifact above
-0 % (polled through the API), per-experiment orchestration overhead (flow time minus the training time
+0 % (polled through the API), CPU seconds of the sweep and its reaped children (server, workers:
+comparable under load, unlike wall clock), per-experiment orchestration overhead (flow time minus the training time
 per worker, per experiment), peak RSS of the flow process and of the server (VmHWM), error lines in the
 server log and the sweep output, and how many experiments were trained again on the re-run.
 `--src DIR` runs flows/sweep.py from another checkout (e.g. a `git archive` snapshot, so that edits in
@@ -130,7 +131,10 @@ def _first_progress_artifact(api_url: str, since: datetime) -> bool:
 
 def run_sweep(cmd: list[str], env: dict, cwd: Path, log: Path) -> dict:
     """Run one sweep and watch it: stdout lines with times, peak memory, the progress artifact."""
+    import resource
+
     res: dict = {"load_before": os.getloadavg()[0]}
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     since = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -171,6 +175,8 @@ def run_sweep(cmd: list[str], env: dict, cwd: Path, log: Path) -> dict:
                 res.update(zip(("completed", "cached", "failed", "diverged", "n", "flow_wall_s"), map(int, m.groups())))
     res["rc"] = proc.wait()
     res["wall_s"] = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the sweep and every process it reaped
+    res["cpu_s"] = usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime
     stop.set()
     watcher.join()
     res.update(peak_flow_mb=peaks["flow"], peak_server_mb=peaks["server"], peak_worker_mb=peaks["worker"],
@@ -213,8 +219,9 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL" and "DATABASE" not in k}
     env.update(PYTHONUNBUFFERED="1", PREFECT_HOME=str(root / "prefect-home"), PYTHONPATH=str(src),
                PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    git = subprocess.run(["git", "-C", str(ROOT_DIR), "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True).stdout.strip()
+    head_file = src / ".git-head"  # a snapshot's commit, written next to its `git archive`
+    git = head_file.read_text().strip() if head_file.exists() else subprocess.run(
+        ["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = {"db": args.db, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": cmd,
               "src": str(src), "git_head": git, "runs": []}
     with contextlib.ExitStack() as stack:
@@ -239,11 +246,11 @@ def main() -> None:
             print(json.dumps(res), flush=True)
     (root / "bench_fullgrid.json").write_text(json.dumps(report, indent=1))
     print(f"\n{args.db}: {report['date']} head {git}" + (f", {report.get('postgres')}" if "postgres" in report else ""))
-    print("| run | wall s | flow s | server start s | first [n/N] line s | first progress artifact s | "
+    print("| run | wall s | CPU s | flow s | server start s | first [n/N] line s | first progress artifact s | "
           "trained | cached | failed | overhead ms/exp | flow peak RSS MB | server peak MB | server/sweep error lines "
-          "| load 1m before/after |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| load 1m before/after |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in report["runs"]:
-        print(f"| {r['run']} | {r['wall_s']:.0f} | {r.get('flow_wall_s', '?')} | {r.get('server_start_s', '?')} | "
+        print(f"| {r['run']} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r.get('flow_wall_s', '?')} | {r.get('server_start_s', '?')} | "
               f"{r.get('first_progress_s', float('nan')):.1f} | {r.get('artifact_s', float('nan')):.1f} | "
               f"{r['trained']} | {r.get('cached', '?')} | {r.get('failed', '?')} | {r['overhead_ms']:.0f} | "
               f"{r['peak_flow_mb']:.0f} | {r['peak_server_mb']:.0f} | {r['server_error_lines']}/{r['sweep_error_lines']} "
