@@ -44,6 +44,7 @@ from ddrsa.trainer import train
 from ddrsa.version import code_version
 from flows.cluster import plan_cluster
 from flows.faults import injected_faults
+from flows.gpu_limits import gpu_slot
 from flows.gpu_monitor import GpuMonitor
 from flows.prepare import data_key, prepare
 from flows.sweep_cli import SPEC_FIELDS, build_spec
@@ -111,22 +112,25 @@ def start_over_if_stale(run_dir: Path, code_version: str, data_version: str) -> 
 @task(name="train-experiment", task_run_name="{name}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
       retry_condition_fn=retry_unless_timed_out, cache_key_fn=cache_key, persist_result=True)
 def train_experiment(name: str, planned: dict, output_dir: str, code_version: str,
-                     data_version: str) -> dict:
+                     data_version: str, gpus_per_experiment: float = 1.0) -> dict:
     """Train one experiment (resuming its checkpoint) and return its result record.
 
-    Exceptions are retried by Prefect; a diverged run returns status `diverged` (no retry).
+    On a GPU it first takes its share of the GPU's global concurrency limit (flows/gpu_limits.py),
+    so concurrent sweeps never oversubscribe a device. Exceptions are retried by Prefect; a
+    diverged run returns status `diverged` (no retry).
     """
     from prefect.runtime import task_run
 
     attempt = task_run.run_count or 1
     config = ExperimentConfig(**planned["config"])
     run_dir = safe_run_dir(Path(output_dir), planned["run_dir"])
-    start_over_if_stale(run_dir, code_version, data_version)
-    started = now_iso()
-    with injected_faults(name, attempt, run_dir) as fault:
-        result = train(config, run_dir, inject_nan=fault == "nan")
-    return make_record(planned, status=result.status, result=result.to_dict(), worker=_worker_name(),
-                       attempts=attempt, started_at=started)
+    with gpu_slot(gpus_per_experiment, get_run_logger()):
+        start_over_if_stale(run_dir, code_version, data_version)
+        started = now_iso()
+        with injected_faults(name, attempt, run_dir) as fault:
+            result = train(config, run_dir, inject_nan=fault == "nan")
+        return make_record(planned, status=result.status, result=result.to_dict(), worker=_worker_name(),
+                           attempts=attempt, started_at=started)
 
 
 SUBMIT_WINDOW = 64  # experiments submitted but not yet recorded, at most (each submit costs ~0.1-0.2 s)
@@ -327,7 +331,7 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
 
     def parameters(item: dict) -> dict:
         return dict(name=item["name"], planned=item, output_dir=str(out), code_version=version,
-                    data_version=data_version[item["experiment_id"]])
+                    data_version=data_version[item["experiment_id"]], gpus_per_experiment=gpus_per_experiment)
 
     def key_of(item: dict) -> str:
         return cache_key(None, parameters(item))
