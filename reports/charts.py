@@ -13,7 +13,7 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-from reports.tables import HYPERPARAMETERS, SELECTED_ON_VALIDATION, ranking_metric, write_atomic
+from reports.tables import HYPERPARAMETERS, SELECTED_ON_VALIDATION, config_ids, ranking_metric, write_atomic
 
 alt.data_transformers.disable_max_rows()
 
@@ -144,18 +144,36 @@ def nasa_loss_impact(df: pd.DataFrame) -> alt.TopLevelMixin:
                         "Impact of the NASA loss weight")
 
 
+SMALL_N = 5  # fewer runs than this per model: draw each run as a point, not a box
+
+
 def model_comparison(df: pd.DataFrame) -> alt.TopLevelMixin:
-    """Box plots per model of MAE, RMSE and C-index (a row per dataset)."""
-    def row(ds, g):
-        return [alt.Chart(g).mark_boxplot(size=18).encode(
-            x=alt.X("model:N", title="model", axis=alt.Axis(labelAngle=-35)),
-            y=alt.Y(f"{m}:Q", title=METRIC_LABELS[m], scale=alt.Scale(zero=False)),
-            color=alt.Color("model:N", legend=None)).properties(
-            title=f"{ds}: {METRIC_SHORT[m]}", width=PANEL_W + 30, height=PANEL_H + 30)
-            for m in ("rul_mae", "rul_rmse", "concordance_index")]
+    """Box plots per model of MAE, RMSE and C-index (a row per dataset); a model with fewer than
+    SMALL_N runs in a dataset is drawn as one point per run (a box of one run is a bare tick)."""
     cols = ["dataset", "model", "rul_mae", "rul_rmse", "concordance_index"]
-    return _finish(_rows(df[cols], row), "Model comparison",
-                   "distribution over all completed runs (box: quartiles, whiskers: 1.5 IQR)")
+    data = df[cols].assign(n_runs=df.groupby(["dataset", "model"])["model"].transform("size"))
+
+    def row(ds, g):
+        few = g[g["n_runs"] < SMALL_N]
+        many = g[g["n_runs"] >= SMALL_N]
+        out = []
+        for m in ("rul_mae", "rul_rmse", "concordance_index"):
+            x = alt.X("model:N", title="model", axis=alt.Axis(labelAngle=-35), sort=sorted(g["model"].unique()))
+            y = alt.Y(f"{m}:Q", title=METRIC_LABELS[m], scale=alt.Scale(zero=False, padding=8))
+            color = alt.Color("model:N", legend=None)
+            layers = []
+            if len(many):
+                layers.append(alt.Chart(many).mark_boxplot(size=18).encode(x=x, y=y, color=color))
+            if len(few):
+                layers.append(alt.Chart(few).mark_point(filled=True, size=60, opacity=0.8).encode(
+                    x=x, y=y, color=color, tooltip=["model:N", alt.Tooltip(f"{m}:Q", format=".4g"),
+                                                    alt.Tooltip("n_runs:Q", title="runs of this model")]))
+            out.append(_set(alt.layer(*layers), title=f"{ds}: {METRIC_SHORT[m]}", width=PANEL_W + 30,
+                            height=PANEL_H + 30))
+        return out
+    return _finish(_rows(data, row), "Model comparison",
+                   f"distribution over all completed runs (box: quartiles, whiskers: 1.5 IQR); models with fewer "
+                   f"than {SMALL_N} runs: one point per run")
 
 
 def heatmap_data(df: pd.DataFrame) -> pd.DataFrame:
@@ -171,6 +189,13 @@ def _dark_cells(values: pd.Series, reverse: bool) -> pd.Series:
     return t > 0.5 if reverse else t < 0.5
 
 
+def single_cell_note(cell: pd.Series) -> str:
+    """What a heatmap of one cell says instead of drawing one square."""
+    return (f"single cell: every run used batch size {cell['batch_size']:g} and learning rate "
+            f"{cell['learning_rate']:g}\n(mean MAE {cell['rul_mae']:.4g} steps, mean C-index "
+            f"{cell['concordance_index']:.3f}): nothing to map")
+
+
 def hyperparameter_heatmap(df: pd.DataFrame) -> alt.TopLevelMixin:
     """Batch size × learning rate cells; left mean MAE (steps), right mean C-index."""
     def row(ds, g):
@@ -180,6 +205,9 @@ def hyperparameter_heatmap(df: pd.DataFrame) -> alt.TopLevelMixin:
         raw = df[df["dataset"] == ds]
         fixed = [fixed_note(hp, float(v[0])) for hp in ("batch_size", "learning_rate")
                  if len(v := raw[hp].dropna().unique()) == 1]
+        if len(g) == 1:  # one square would say nothing: state the one cell in words
+            c = g.iloc[0]
+            return [_note(single_cell_note(c), f"{ds}: batch size × learning rate", width=420, height=80)]
         out = []
         for m, rev in (("rul_mae", True), ("concordance_index", False)):
             g = g.assign(dark=_dark_cells(g[m], rev))
@@ -200,13 +228,23 @@ def hyperparameter_heatmap(df: pd.DataFrame) -> alt.TopLevelMixin:
     return _finish(chart, "Batch size × learning rate", "cell: mean over models and all other hyperparameters")
 
 
+def epoch_ticks(epochs: pd.Series, most: int = 12) -> list[int]:
+    """Integer epoch tick values, each once, at most `most` of them (1, then every k-th epoch).
+
+    Vega's own ticks on a short axis fall between epochs, and the integer format then prints
+    '1, 2, 2'."""
+    first, last = int(epochs.min()), int(epochs.max())
+    step = max(1, math.ceil((last - first + 1) / most))
+    return list(range(first, last + 1, step))
+
+
 def learning_curves(curves: pd.DataFrame) -> alt.TopLevelMixin:
     """Validation loss per epoch (columns dataset, model, epoch, val_loss) of each best run."""
     if not len(curves):
         return _finish(_note("no training logs found for the best runs", width=400), "Learning curves")
     def row(ds, g):
         return [alt.Chart(g).mark_line(point=alt.OverlayMarkDef(size=15)).encode(
-            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")),
+            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(values=epoch_ticks(g["epoch"]), format="d")),
             y=alt.Y("val_loss:Q", title="validation loss (DDRSA objective, unitless)",
                     scale=alt.Scale(zero=False)),
             color=alt.Color("model:N", title="model"),
@@ -216,48 +254,103 @@ def learning_curves(curves: pd.DataFrame) -> alt.TopLevelMixin:
                    "validation loss of the best run per dataset/model (test RMSE for runs without validation metrics)")
 
 
+PARALLEL_METRICS = ("rul_mae", "rul_rmse", "concordance_index", "nasa_score")
+SELECTED_PARAM = "selected_cfg"  # Vega signal: the configuration (cfg) the leaderboard selected; -1 none
+
+
+def parallel_axes(g: pd.DataFrame) -> tuple[list[str], dict[str, float]]:
+    """(axes drawn, {hyperparameter left out: its one value}) for one dataset's runs: the model
+    axis, every hyperparameter that took more than one value, then the test metrics."""
+    left_out = {hp: float(v[0]) for hp in HYPERPARAMETERS if len(v := g[hp].dropna().unique()) == 1}
+    varying = [hp for hp in HYPERPARAMETERS if hp not in left_out and g[hp].notna().any()]
+    return ["model", *varying, *PARALLEL_METRICS], left_out
+
+
 def parallel_data(df: pd.DataFrame) -> pd.DataFrame:
-    """Long table for parallel coordinates: each axis min-max normalised per dataset (0.5 if constant;
-    learning rate and batch size on log scale). Axes show TEST metrics; `rank` is the value runs are
-    ranked (coloured) on: validation RMSE, or test RMSE where the records carry no validation
-    metrics (`rank_on` says which, per dataset)."""
-    axes = list(HYPERPARAMETERS) + ["rul_mae", "rul_rmse", "concordance_index", "nasa_score"]
+    """One row per run (wide): dataset, run, cfg (configuration id, `tables.config_ids`), model,
+    the raw hyperparameters and test metrics, `n_<axis>` = that axis normalised to [0, 1] per
+    dataset (min-max; learning rate and batch size on a log scale; models evenly spaced in sorted
+    order; 0.5 if constant; NaN for axes the dataset leaves out, see `parallel_axes`), and `rank`:
+    the value runs are ranked (coloured) on: validation RMSE, or test RMSE where the records carry
+    no validation metrics (`rank_on` says which, per dataset)."""
+    runs = df.reset_index(drop=True).assign(run=lambda d: range(len(d)), cfg=lambda d: config_ids(d))
     parts = []
-    for ds, g in df.reset_index(drop=True).assign(run=lambda d: range(len(d))).groupby("dataset"):
+    for ds, g in runs.groupby("dataset", sort=True):
         rank_col, selected_on = ranking_metric(g, "rul_rmse")
+        axes, _ = parallel_axes(g)
+        out = g[["dataset", "run", "cfg", "model", *HYPERPARAMETERS, *PARALLEL_METRICS]].copy()
+        out["rank"], out["rank_on"] = g[rank_col], selected_on
         for axis in axes:
+            if axis == "model":
+                models = sorted(g["model"].unique())
+                pos = {m: (i / (len(models) - 1) if len(models) > 1 else 0.5) for i, m in enumerate(models)}
+                out["n_model"] = g["model"].map(pos)
+                continue
             raw = g[axis].astype(float)
             v = raw.map(lambda x: math.log10(x) if x > 0 else math.nan) if axis in LOG_BASE else raw
             lo, hi = v.min(), v.max()
-            norm = (v - lo) / (hi - lo) if hi > lo else v * 0 + 0.5
-            parts.append(pd.DataFrame({"dataset": ds, "run": g["run"], "model": g["model"],
-                                       "axis": axis, "raw": raw, "norm": norm, "rank": g[rank_col],
-                                       "rank_on": selected_on}))
+            out[f"n_{axis}"] = ((v - lo) / (hi - lo) if hi > lo else v * 0 + 0.5).round(4)
+        parts.append(out)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
+def _parallel_labels(g: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """Text marks for one dataset: each model name at its place on the model axis, and the raw
+    minimum and maximum at the bottom and top of every other axis."""
+    rows = []
+    for axis in axes:
+        if axis == "model":
+            rows += [{"axis": "model", "norm": float(n), "label": m}
+                     for m, n in g.groupby("model")["n_model"].first().items()]
+            continue
+        lo, hi = g[axis].min(), g[axis].max()
+        rows += [{"axis": axis, "norm": float(g.loc[g[axis] == v, f"n_{axis}"].iloc[0]), "label": f"{v:.4g}"}
+                 for v in ({lo, hi} if lo != hi else {lo}) if not pd.isna(v)]
+    return pd.DataFrame(rows)
+
+
 def parallel_coordinates(df: pd.DataFrame) -> alt.TopLevelMixin:
-    """Every completed run as a line across hyperparameter and (test) metric axes, coloured by the
-    ranking value: validation RMSE (test RMSE for records without validation metrics).
+    """Every completed run as a line across the model, hyperparameter and (test) metric axes,
+    coloured by the ranking value: validation RMSE (test RMSE for records without validation
+    metrics). Hyperparameters that took one value in a dataset are left out and named in its
+    subtitle. The configuration whose `cfg` equals the signal `selected_cfg` (set by the report's
+    leaderboard) is drawn on top in black.
 
     Lines are opaque and thin (translucent strokes take minutes to rasterise for ~1,000 runs);
     the worst runs are drawn first so the best ones lie on top.
     """
-    order = list(HYPERPARAMETERS) + ["rul_mae", "rul_rmse", "concordance_index", "nasa_score"]
     data = parallel_data(df).sort_values("rank", ascending=False, kind="stable")
     width = 1.0 if df["dataset"].value_counts().max() < 200 else 0.6
+
     def row(ds, g):
+        axes, left_out = parallel_axes(df[df["dataset"] == ds])
+        g = g[["run", "cfg", "model", *[a for a in axes if a != "model"], "rank", "rank_on",
+               *[f"n_{a}" for a in axes]]]
         on_val = (g["rank_on"] == SELECTED_ON_VALIDATION).all()
-        legend = f"{ds} validation RMSE (steps)" if on_val else f"{ds} TEST RMSE (steps; no validation metrics)"
-        return [alt.Chart(g).mark_line(strokeWidth=width).encode(
-            x=alt.X("axis:N", sort=order, title=None, axis=alt.Axis(labelAngle=-25, grid=True)),
-            y=alt.Y("norm:Q", title="normalised value (0 = min, 1 = max)", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("rank:Q", title=legend, scale=alt.Scale(scheme="viridis", reverse=True)),
-            detail="run:N", tooltip=["model:N", "axis:N", alt.Tooltip("raw:Q", format=".4g")]).properties(
-            title=f"{ds}: all completed runs", width=620, height=230)]
+        legend = ([ds, "validation RMSE (steps)"] if on_val
+                  else [ds, "TEST RMSE (steps;", "no validation metrics)"])
+        x = alt.X("axis:N", sort=axes, title=None, axis=alt.Axis(labelAngle=-25, grid=True))
+        y = alt.Y("norm:Q", title="normalised value (0 = min, 1 = max)", scale=alt.Scale(domain=[0, 1]))
+        base = alt.Chart().transform_fold([f"n_{a}" for a in axes], as_=["key", "norm"]).transform_calculate(
+            axis="slice(datum.key, 2)").transform_calculate(value="datum[datum.axis]")
+        tip = ["model:N", alt.Tooltip("cfg:Q", title="configuration"), "axis:N", alt.Tooltip("value:N", title="value"),
+               alt.Tooltip("rank:Q", title="ranking value", format=".4g")]
+        lines = base.mark_line(strokeWidth=width).encode(
+            x=x, y=y, detail="run:N", tooltip=tip,
+            color=alt.Color("rank:Q", title=legend, scale=alt.Scale(scheme="viridis", reverse=True)))
+        chosen = base.transform_filter(f"datum.cfg === {SELECTED_PARAM}").mark_line(
+            strokeWidth=3, color="black").encode(x=x, y=y, detail="run:N", tooltip=tip)
+        labels = alt.Chart(_parallel_labels(g, axes)).mark_text(
+            align="left", dx=4, fontSize=10, color="#333").encode(x=x, y=y, text="label:N")
+        said = ("left out (one value in this sweep): " + ", ".join(f"{hp} {v:g}" for hp, v in left_out.items())
+                if left_out else "every hyperparameter varied in this sweep")
+        return [_set(alt.layer(lines, chosen, data=g) + labels,
+                     title=alt.Title(f"{ds}: all completed runs", subtitle=said), width=620, height=230)]
     chart = _rows(data, row, color="independent")
-    return _finish(chart, "Parallel coordinates", "each line one run, test metrics on the axes, coloured by the "
-                   "ranking value (validation RMSE); learning rate and batch size normalised on a log scale")
+    chart = _finish(chart, "Parallel coordinates", "each line one run, test metrics on the axes, coloured by the "
+                    "ranking value (validation RMSE); learning rate and batch size normalised on a log scale; "
+                    "black: the configuration selected in the leaderboard")
+    return _set(chart, params=[alt.param(name=SELECTED_PARAM, value=-1).param])
 
 
 def gpu_utilization(samples: pd.DataFrame) -> alt.TopLevelMixin:
@@ -307,22 +400,22 @@ def history_trend(history: pd.DataFrame) -> alt.TopLevelMixin:
     return _finish(_rows(history_data(history), row), "Sweep history", "best over all models, per run")
 
 
-def _vl_version() -> str | None:
-    """vl-convert's name for the Vega-Lite version Altair targets ('v6_4'), None = its latest."""
-    import vl_convert as vlc
+def save_chart(chart: alt.TopLevelMixin, directory: str | os.PathLike, name: str,
+               spec: dict | None = None) -> dict[str, Path]:
+    """Write `name.html` and `name.png` (scale 2) into `directory`; returns their paths.
 
-    name = "v" + "_".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
-    return name if name in vlc.get_vegalite_versions() else None
-
-
-def save_chart(chart: alt.TopLevelMixin, directory: str | os.PathLike, name: str) -> dict[str, Path]:
-    """Write `name.html` (self-contained: Vega JS bundled, opens offline) and `name.png` (scale 2).
-
-    Both through vl-convert from one validated spec, each written atomically. Returns the paths.
+    The HTML holds the spec and its data and loads Vega from `vega-bundle.js`, written once per
+    folder (`reports.vega_page`), so it opens offline next to that file; the PNG comes from
+    vl-convert. `spec` (= `chart.to_dict()`) may be passed when the caller already has it.
+    Every file is written atomically.
     """
     import vl_convert as vlc
 
-    directory, spec, version = Path(directory), chart.to_dict(), _vl_version()
-    html = write_atomic(directory / f"{name}.html", vlc.vegalite_to_html(spec, vl_version=version, bundle=True))
-    png = write_atomic(directory / f"{name}.png", vlc.vegalite_to_png(spec, vl_version=version, scale=2))
+    from reports.vega_page import chart_html, vl_version, write_bundle
+
+    directory = Path(directory)
+    spec = spec if spec is not None else chart.to_dict()
+    write_bundle(directory)
+    html = write_atomic(directory / f"{name}.html", chart_html(spec, name.replace("_", " ")))
+    png = write_atomic(directory / f"{name}.png", vlc.vegalite_to_png(spec, vl_version=vl_version(), scale=2))
     return {"html": html, "png": png}

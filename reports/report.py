@@ -18,10 +18,13 @@ import pandas as pd
 from reports import charts as ch
 from reports.benchmark import write_benchmark_section
 from reports.history import append_history, read_history
+from reports.leaderboard import CSS as LEADERBOARD_CSS
+from reports.leaderboard import TOP_N, leaderboard_frame, leaderboard_html
 from reports.tables import (METRICS, SELECTED_ON_TEST, SELECTED_ON_VALIDATION, UNKNOWN_SOURCE,
                             best_configurations, completed, data_source_line, data_sources, is_generated,
                             load_gpu_samples, load_learning_curves, load_manifest, load_records,
                             records_frame, summary_statistics, sweep_counts, write_atomic, write_csv)
+from reports.vega_page import PageCharts
 
 PLOTS_DIR = "analysis_plots"
 NO_GPU_NOTE = "no GPU samples recorded (no GPU on the machine that ran the sweep)"
@@ -58,6 +61,8 @@ class AnalysisResult:
     history_lines_added: int = 0
     data_sources: dict[str, list[str]] = field(default_factory=dict)
     benchmark_html: str = ""  # "Benchmark vs literature" section; "" without C-MAPSS benchmark metrics
+    specs: dict[str, dict] = field(default_factory=dict)  # chart name -> Vega-Lite spec (interactive in the report)
+    leaderboard: pd.DataFrame | None = None  # every configuration, seeds pooled (reports.leaderboard)
 
 
 def build_charts(done: pd.DataFrame, output_dir: str | os.PathLike,
@@ -108,7 +113,9 @@ def run_analysis(output_dir: str | os.PathLike, append_to_history: bool = False,
     if charts and not len(done) and len(history):
         done_charts["history_trend"] = ch.history_trend(history)
     for name, chart in done_charts.items():
-        res.charts[name] = ch.save_chart(chart, out / PLOTS_DIR, name)
+        res.specs[name] = chart.to_dict()
+        res.charts[name] = ch.save_chart(chart, out / PLOTS_DIR, name, spec=res.specs[name])
+    res.leaderboard = leaderboard_frame(df)
     res.benchmark_html = write_benchmark_section(records, out, PLOTS_DIR, charts=charts)
     res.files["report"] = write_atomic(out / "report.html", render_report(res))
     return res
@@ -244,34 +251,87 @@ def _best_section(best: pd.DataFrame) -> str:
                                 "subset", "batch_size", "learning_rate", "lambda_param", "nasa_weight", "dropout",
                                 "n_seeds")]
             + [_with_ci(r, m) for m in METRICS]
-            + [_e(r["indistinguishable_configs"]), f"<code>{_e(r['retrain_command'])}</code>"]
+            + [_e(r["indistinguishable_configs"]),
+               f"<details><summary>command</summary><code>{_e(r['retrain_command'])}</code></details>"]
             for _, r in best.iterrows()]
     return intro + _table(headers, rows)
 
 
+def _banner(sources: dict[str, list[str]]) -> str:
+    """A loud banner when anything is synthetic or partly generated; '' otherwise."""
+    if not (title := banner_title(sources)):
+        return ""
+    gen = generated_sources(sources)
+    items = "".join(f"<li><b>{_e(ds)}</b>: {_e(' + '.join(v))} ({_e('; '.join(map(source_meaning, v)))})</li>"
+                    for ds, v in gen.items())
+    return (f"<div class='banner'><h2>WARNING: {_e(title)}</h2><ul>{items}</ul><p>Every number for "
+            "these datasets comes from generated data, not from real machines.</p></div>")
+
+
 def _data_header(sources: dict[str, list[str]]) -> str:
-    """A loud banner when anything is synthetic or partly generated, then what each dataset ran on."""
-    parts = []
-    if (title := banner_title(sources)):
-        gen = generated_sources(sources)
-        items = "".join(f"<li><b>{_e(ds)}</b>: {_e(' + '.join(v))} ({_e('; '.join(map(source_meaning, v)))})</li>"
-                        for ds, v in gen.items())
-        parts.append(f"<div class='banner'><h2>WARNING: {_e(title)}</h2><ul>{items}</ul><p>Every number for "
-                     "these datasets comes from generated data, not from real machines.</p></div>")
-    if sources:
-        rows = [[f"<b>{_e(ds)}</b>", _e(" + ".join(v)), _e("; ".join(map(source_meaning, v)))]
-                for ds, v in sources.items()]
-        parts.append("<h2>Data</h2>" + _table(["dataset", "data source", "what it means"], rows))
-    return "".join(parts)
+    """What each dataset ran on (dataset, data source, what it means)."""
+    if not sources:
+        return ""
+    rows = [[f"<b>{_e(ds)}</b>", _e(" + ".join(v)), _e("; ".join(map(source_meaning, v)))]
+            for ds, v in sources.items()]
+    return "<h2>Data</h2>" + _table(["dataset", "data source", "what it means"], rows)
 
 
-def _charts_section(res: AnalysisResult) -> str:
+def _badge(source: str) -> str:
+    """A coloured data-source badge: green real, amber real without telemetry/unknown, red generated."""
+    kind = "gen" if is_generated(source) else "real" if source == "real" else "part"
+    return f"<span class='badge badge-{kind}' title='{_e(source_meaning(source))}'>data: {_e(source)}</span>"
+
+
+def _headline_section(res: AnalysisResult) -> str:
+    """The best configuration per dataset (and C-MAPSS subset), chosen as `headline_markdown`
+    chooses it, with its test metrics, 95% CIs and a data-source badge."""
+    best = res.best[res.best["criterion"] == "RMSE"] if len(res.best) else res.best
+    if not len(best):
+        return "<p>No results yet.</p>"
+    note = selection_note(res.best)
+    intro = "".join(f"<p class='warn'>{_e(t)}</p>" if t == note else f"<p>{_e(t)}</p>"
+                    for t in selection_sentences(res.best))
+    cards = []
+    for (dataset, subset), g in best.groupby(["dataset", "subset"]):
+        r, chosen_on = _headline_winner(g)
+        where = f"{dataset} {subset}" if dataset == "turbofan" and subset else dataset
+        on = (f"selected on validation RMSE {r['selection_score']:.4g}" if chosen_on == SELECTED_ON_VALIDATION
+              else f"selected on {chosen_on}")
+        hps = ", ".join(f"{label} {r[k]:g}" for label, k in (("batch size", "batch_size"), ("lr", "learning_rate"),
+                                                            ("lambda", "lambda_param"), ("NASA weight", "nasa_weight"),
+                                                            ("dropout", "dropout")))
+        metrics = "".join(f"<div class='metric'><span>test {label}</span><b>{_with_ci(r, m)}</b></div>"
+                          for label, m in (("RMSE", "rul_rmse"), ("MAE", "rul_mae"), ("C-index", "concordance_index"),
+                                           ("NASA score", "nasa_score")))
+        cards.append(f"<div class='card'><h3>{_e(where)} {_badge(r['data_source'])}</h3>"
+                     f"<p><b>{_e(r['model'])}</b> ({_e(hps)}); {_e(r['n_seeds'])} seeds; {_e(on)}</p>"
+                     f"<div class='metrics'>{metrics}</div></div>")
+    return intro + f"<div class='cards'>{''.join(cards)}</div><p class='small'>Test metrics: mean across seeds " \
+                   "[95% t-interval], RUL errors in steps (cycles for C-MAPSS).</p>"
+
+
+def _leaderboard_section(res: AnalysisResult) -> str:
+    board = res.leaderboard if res.leaderboard is not None else leaderboard_frame(res.records)
+    if not len(board):
+        return "<p>No completed configurations yet.</p>"
+    return ("<p>Every configuration (its seeds pooled), ranked within its dataset on validation RMSE; test metrics "
+            f"shown. Top {TOP_N} by default.</p>" + leaderboard_html(board, str(res.output_dir)))
+
+
+def _charts_section(res: AnalysisResult, page: PageCharts) -> str:
+    """Each chart interactive (its spec through `page`; a PNG for charts without a spec), with
+    links to its own HTML and PNG in analysis_plots/."""
     parts = [f"<p>{_e(n)}</p>" for n in res.notes]
     for name, paths in res.charts.items():
-        data = base64.b64encode(Path(paths["png"]).read_bytes()).decode("ascii")
-        rel = f"{PLOTS_DIR}/{name}.html"
-        parts.append(f'<h3>{_e(name.replace("_", " "))}</h3><p><a href="{_e(rel)}">interactive version</a></p>'
-                     f'<img alt="{_e(name)}" src="data:image/png;base64,{data}">')
+        rel = f"{PLOTS_DIR}/{name}"
+        links = f'<p class="small">files: <a href="{_e(rel)}.html">{_e(name)}.html</a>, <a href="{_e(rel)}.png">PNG</a></p>'
+        if name in res.specs:
+            body = page.add(name, res.specs[name])
+        else:
+            data = base64.b64encode(Path(paths["png"]).read_bytes()).decode("ascii")
+            body = f'<img alt="{_e(name)}" src="data:image/png;base64,{data}">'
+        parts.append(f'<h3 id="{_e(name)}">{_e(name.replace("_", " "))}</h3>{links}{body}')
     return "".join(parts)
 
 
@@ -279,21 +339,34 @@ CSS = ("body{font-family:sans-serif;margin:2em;max-width:1600px}table{border-col
        "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}th{background:#eee}"
        "img{max-width:100%;border:1px solid #ddd}pre{white-space:pre-wrap;margin:0;max-width:60em}"
        "code{font-size:11px}.banner{background:#b00020;color:#fff;padding:0.6em 1.2em;border:4px solid #600;"
-       "margin:1em 0}.banner h2{margin:0.2em 0}.warn{background:#fff3cd;border:2px solid #b8860b;padding:0.5em}")
+       "margin:1em 0}.banner h2{margin:0.2em 0}.warn{background:#fff3cd;border:2px solid #b8860b;padding:0.5em}"
+       ".cards{display:flex;flex-wrap:wrap;gap:1em}.card{border:1px solid #bbb;border-radius:6px;padding:0.6em 1em;"
+       "min-width:22em;max-width:34em;background:#fcfcff;box-sizing:border-box}.card h3{margin:0.2em 0}.metrics{display:flex;gap:1.2em;"
+       "flex-wrap:wrap}.metric span{display:block;font-size:11px;color:#555}.small{font-size:12px;color:#444}"
+       ".badge{font-size:12px;font-weight:normal;padding:1px 7px;border-radius:9px;vertical-align:middle}"
+       ".badge-real{background:#d7f5dc;color:#0b5d1e}.badge-part{background:#fff0c2;color:#7a5200}"
+       ".badge-gen{background:#b00020;color:#fff}.vchart{margin:0.3em 0 1.5em 0;min-height:40px}"
+       + LEADERBOARD_CSS)
 
 
 def render_report(res: AnalysisResult) -> str:
-    """The self-contained report.html text (PNG charts embedded as base64, data escaped)."""
+    """The self-contained report.html text: headline and leaderboard first, charts interactive
+    (Vega bundle and chart data inlined once, `reports.vega_page`), data escaped."""
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     no_results = "" if res.counts["records"] else "<p><strong>No results yet.</strong></p>"
+    page = PageCharts()
+    charts = _charts_section(res, page)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>DDRSA sweep report</title>"
             f"<style>{CSS}</style></head><body><h1>DDRSA sweep report</h1>"
             f"<p>Folder: <code>{_e(res.output_dir)}</code>; generated {_e(stamp)}.</p>{no_results}"
+            f"{_banner(res.data_sources)}"
+            f"<h2>Best configuration per dataset</h2>{_headline_section(res)}"
+            f"<h2>Leaderboard</h2>{_leaderboard_section(res)}"
             f"{_data_header(res.data_sources)}"
             f"<h2>Sweep summary</h2>{_summary_section(res)}"
-            f"<h2>Best configurations</h2><p>Metric values are means across seeds; 95% t-interval in brackets "
-            f"(none with one seed).</p>{_best_section(res.best)}"
-            f"{res.benchmark_html}<h2>Charts</h2>{_charts_section(res)}</body></html>")
+            f"<h2>Best configurations per model and criterion</h2><p>Metric values are means across seeds; 95% "
+            f"t-interval in brackets (none with one seed).</p>{_best_section(res.best)}"
+            f"{res.benchmark_html}<h2>Charts</h2>{charts}{page.scripts()}</body></html>")
 
 
 def _headline_winner(g: pd.DataFrame) -> tuple[pd.Series, str]:

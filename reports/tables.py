@@ -87,9 +87,18 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
             df[col] = math.nan
     for col in METRICS + VAL_METRICS + (VAL_LOSS, "train_seconds") + HYPERPARAMETERS:
         df[col] = pd.to_numeric(df[col], errors="coerce")
-    df["subset"] = df["subset"].fillna("")
+    # a C-MAPSS subset means nothing for other datasets (the sweep's config default still says FD001)
+    df["subset"] = df["subset"].fillna("").where(df["dataset"] == "turbofan", "")
     df["collapsed"] = (df["status"] == "completed") & df["constant_prediction"]
     return df
+
+
+def config_ids(df: pd.DataFrame) -> pd.Series:
+    """Configuration number of each row (CONFIG_KEYS, seeds pooled): 0, 1, ... in sorted key order.
+
+    The same numbering in the leaderboard, `best_configurations` and the charts (`cfg` columns),
+    so a configuration selected in one can be found in the others."""
+    return df.groupby(list(CONFIG_KEYS), sort=True, dropna=False).ngroup()
 
 
 def completed(df: pd.DataFrame) -> pd.DataFrame:
@@ -202,7 +211,7 @@ def best_configurations(df: pd.DataFrame, output_dir: str = "OUTPUT_DIR") -> pd.
     done = completed(df).reset_index(drop=True)
     if not len(done):
         return pd.DataFrame(columns=cols)
-    done["_cfg"] = done.groupby(list(CONFIG_KEYS), sort=True, dropna=False).ngroup()
+    done["_cfg"] = config_ids(done)
     means = done.groupby("_cfg")[list(METRICS + VAL_METRICS)].mean()
     info = done.groupby("_cfg")[list(CONFIG_KEYS)].first()
     samples: dict[str, dict] = {}  # ranking column -> {config id: per-seed values}, built on first need
