@@ -6,7 +6,7 @@ SIGKILL while the local cluster starts; NAME_PART and ATTEMPTS are ignored, writ
 DDRSA_FAULT_AFTER_EPOCH=N, as soon as the run's training_log.json holds N epochs; a marker file
 in DDRSA_FAULT_MARKER_DIR remembers) or
 `nan` (the training loss becomes NaN in the first epoch: a real divergence for the trainer to
-catch) or `hang` (the attempt sleeps for DDRSA_FAULT_HANG_S seconds, default one hour, before
+catch) or `dataerror` (the attempt raises ddrsa.errors.DataError: a data problem, never retried) or `hang` (the attempt sleeps for DDRSA_FAULT_HANG_S seconds, default one hour, before
 training, or until the file DDRSA_FAULT_RELEASE exists: a stuck experiment for
 --experiment-timeout; the sleep is in Python steps, which a Prefect task timeout can interrupt). It fires for experiments whose name contains NAME_PART, on attempts 1..ATTEMPTS (`*` for
 every attempt). Several faults are separated by commas. Unset, nothing happens. Used by the
@@ -120,6 +120,10 @@ def injected_faults(name: str, attempt: int, run_dir: Path | None = None):
         _hang()
     if mode == "raise":
         raise InjectedFault(f"injected failure in {name} (attempt {attempt})")
+    if mode == "dataerror":
+        from ddrsa.errors import DataError
+
+        raise DataError(f"injected data error in {name} (attempt {attempt})")
     if mode == "kill":
         _kill_self(name)
     timer = None
