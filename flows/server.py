@@ -13,12 +13,20 @@ with PREFECT_HOME=OUTPUT_DIR/.prefect for the server process: never the default
 and the sweep's run history stays with its results.
 
 Why not Prefect's `prefect.server.api.server.SubprocessASGIServer` (what `prefect_test_harness`
-uses): it starts an *ephemeral* server (PREFECT__SERVER_EPHEMERAL=1: no UI, only the services of
-ephemeral servers), prints its uvicorn errors to our console, and when start-up fails (uvicorn exits
-with code 3, e.g. an unreachable PostgreSQL) it takes that for a taken port and restarts on another
-port until its timeout. Here: the full server (UI and every service, which records the task runs
-the Dask workers report), errors in a log file, a start-up failure reported at once with the log's
-tail. The app itself is Prefect's (`prefect.server.api.server:create_app`, as in that class).
+uses; re-checked against Prefect 3.9.1, issue 14): it runs the same app
+(`prefect.server.api.server:create_app` under uvicorn, as here) but not the same job:
+- it sets PREFECT_UI_ENABLED=0 and PREFECT__SERVER_EPHEMERAL=1: no UI (the sweep prints its URL for
+  the user to watch), and only the services marked for ephemeral servers (task run recorder,
+  events, triggers). The Repossessor, which frees the leases of global concurrency limits
+  (flows/gpu_limits.py) that a killed sweep held, cancellation clean-up and late-run marking do
+  not run;
+- its only parameter is the port (random in 8000-8999 if none); PREFECT_HOME and the database
+  come from the caller's settings, so keeping them under OUTPUT_DIR would mean temporary_settings
+  around start() instead of two arguments;
+- uvicorn's output goes to our console, not to a log file, and a start-up failure (uvicorn exits
+  with code 3, e.g. an unreachable PostgreSQL or a missing pg_trgm) is taken for a taken port and
+  retried on another port until the timeout, instead of being reported at once with the log;
+- it is stopped by atexit only: a SIGKILLed sweep leaves it listening (here PR_SET_PDEATHSIG).
 """
 from __future__ import annotations
 
