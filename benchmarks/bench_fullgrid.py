@@ -26,6 +26,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -138,7 +139,8 @@ def run_sweep(cmd: list[str], env: dict, cwd: Path, log: Path) -> dict:
     since = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            bufsize=1)
+                            bufsize=1, start_new_session=True)
+    RUNNING[:] = [proc]
     peaks = {"flow": 0.0, "server": 0.0, "worker": 0.0}
     api = {}
     stop = threading.Event()
@@ -174,6 +176,7 @@ def run_sweep(cmd: list[str], env: dict, cwd: Path, log: Path) -> dict:
             if m:
                 res.update(zip(("completed", "cached", "failed", "diverged", "n", "flow_wall_s"), map(int, m.groups())))
     res["rc"] = proc.wait()
+    RUNNING.clear()
     res["wall_s"] = time.perf_counter() - t0
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the sweep and every process it reaped
     res["cpu_s"] = usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime
@@ -182,6 +185,17 @@ def run_sweep(cmd: list[str], env: dict, cwd: Path, log: Path) -> dict:
     res.update(peak_flow_mb=peaks["flow"], peak_server_mb=peaks["server"], peak_worker_mb=peaks["worker"],
                sweep_error_lines=len(errors), sweep_error_examples=errors[:5], load_after=os.getloadavg()[0])
     return res
+
+
+RUNNING: list[subprocess.Popen] = []  # the sweep being measured, killed (its process group) if we are
+
+
+def _stop(signum, _frame):
+    """SIGTERM/SIGINT: kill the sweep's process group, then unwind (PostgreSQL is stopped)."""
+    for proc in RUNNING:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    sys.exit(128 + signum)
 
 
 def records(out: Path) -> list[dict]:
@@ -208,6 +222,8 @@ def main() -> None:
     p.add_argument("--reruns", type=int, default=1, help="re-runs of the finished grid")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more sweep flags (e.g. --models paper)")
     args = p.parse_args()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # a background job may have SIGINT ignored: both
+        signal.signal(sig, _stop)
     src = Path(args.src).resolve()
     root = Path(args.root) / args.db
     shutil.rmtree(root, ignore_errors=True)
