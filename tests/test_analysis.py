@@ -1,6 +1,7 @@
 """Analysis tables, report, history, CLI and Prefect artifacts on a folder with KNOWN values."""
 from __future__ import annotations
 
+import base64
 import csv
 import html
 import json
@@ -386,16 +387,22 @@ def test_flow_creates_artifacts(harness, tmp_path, capsys):
     assert "data: azure_pm: real-no-telemetry; turbofan: real;" in out
     assert len((tmp_path / "sweep_history.jsonl").read_text().splitlines()) == 4
     assert (tmp_path / "report.html").exists() and (tmp_path / "analysis_plots" / "history_trend.html").exists()
-    keys = ["ddrsa-best-configurations", "ddrsa-summary-statistics", "ddrsa-sweep-headline", "ddrsa-report",
-            "ddrsa-chart-model-comparison", "ddrsa-chart-rul-mae-vs-hyperparameters"]
+    keys = [f"{k}-test-run" for k in ("ddrsa-best-configurations", "ddrsa-summary-statistics", "ddrsa-sweep-headline",
+                                      "ddrsa-report", "ddrsa-chart-model-comparison",
+                                      "ddrsa-chart-rul-mae-vs-hyperparameters", "ddrsa-sweep-overview")]  # scoped by the label
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
     by_key = {a.key: a for a in arts}
     assert set(keys) <= set(by_key)
-    table = by_key["ddrsa-best-configurations"].data
+    table = by_key["ddrsa-best-configurations-test-run"].data
     table = json.loads(table) if isinstance(table, str) else table
     assert len(table) == 16 and "NaN" not in json.dumps(table)
-    assert "(file://" in by_key["ddrsa-chart-model-comparison"].data  # stored as [text](url)
-    assert "turbofan" in by_key["ddrsa-sweep-headline"].data
+    assert "(file://" in by_key["ddrsa-chart-model-comparison-test-run"].data  # stored as [text](url)
+    assert "turbofan" in by_key["ddrsa-sweep-headline-test-run"].data
+    overview = by_key["ddrsa-sweep-overview-test-run"]  # on this (top-level) flow run: chart inline, best table
+    assert overview.type == "markdown" and overview.flow_run_id == by_key["ddrsa-sweep-headline-test-run"].flow_run_id
+    png = (tmp_path / "analysis_plots" / "model_comparison.png").read_bytes()
+    assert f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in overview.data
+    assert overview.data.count("\n| turbofan ") + overview.data.count("\n| azure_pm ") == 16  # one row per best
     assert {row["selected_on"] for row in table} == {"validation"}
     assert {row["data_source"] for row in table} == {"real", "real-no-telemetry"}
