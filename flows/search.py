@@ -19,6 +19,7 @@ rung has `status: stopped_early` and no test metrics (it is never ranked).
 from __future__ import annotations
 
 import inspect
+import random
 import shutil
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from flows.gpu_monitor import GpuMonitor
 from flows.prepare import data_key
 
 PAUSED = "paused"
+SHUFFLE_SEED = 0  # order in which halving starts the grid's configurations
 STOPPED = "stopped_early"
 
 
@@ -140,9 +142,13 @@ def run_search(spec, planned, data_versions, out: Path, logger, *, search: str, 
 # ------------------------------------------------------------------------------------------ halving
 def _halving(planned, rungs, eta, out, store, submit, slots, logger) -> tuple[list[dict], dict]:
     items = {p.experiment_id: p.as_dict() for p in planned}
-    asha = Asha(list(items), rungs, eta)
+    # configurations start in a fixed shuffled order: in grid order (sorted learning rates, ...) each
+    # newcomer can beat the ones before it and ASHA would promote nearly all (measured: 58 of 72)
+    ids = list(items)
+    random.Random(SHUFFLE_SEED).shuffle(ids)
+    asha = Asha(ids, rungs, eta)
     log = DecisionLog(out)
-    header = {"event": "header", "search": "halving", "rungs": rungs, "eta": eta, "ids": list(items)}
+    header = {"event": "header", "search": "halving", "rungs": rungs, "eta": eta, "ids": ids}
     events = log.read()
     if events and events[0] != header:
         raise DDRSAError(f"{log.path} holds another search (other grid, rungs or eta); use --fresh or "
