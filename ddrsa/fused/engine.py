@@ -1,0 +1,347 @@
+"""`train_group(configs, run_dirs) -> [TrainResult]`: M experiments of one RNN architecture trained
+as one stacked model, each member exactly its separate run (ddrsa.trainer.train).
+
+Per member, as in the separate trainer: initialisation, batch order and dropout masks from its own
+generators (`experiment_generators(seed)`), its own learning rate, lambda, NASA weight, dropout
+rate, Adam state (bias corrections from its own step count), ReduceLROnPlateau scheduler, gradient
+clipping (over its own parameters), early stopping, checkpoints (the separate trainer's format:
+either trainer resumes the other's), training_log.json, test_metrics.json and TrainResult.
+
+Per epoch: the active members (not stopped, not finished, resumed to this epoch) are stacked
+(parameters and Adam moments get a leading member dimension), the epoch's training steps run fused
+(ddrsa/fused/stacked.py), then the stack is written back into each member's own nn.Module and
+torch.optim.Adam, and validation, scheduler, early stopping and checkpoints run per member with
+the separate trainer's functions. A stopped member leaves the stack (it costs nothing further).
+
+Time and memory per member: `seconds` of an epoch = the fused training time / active members +
+the member's own validation time; peak_gpu_mb = the group's peak / members (an even share).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ddrsa.atomic import read_json, torch_save, write_json
+from ddrsa.config import ExperimentConfig
+from ddrsa.data import load_dataset
+from ddrsa.errors import DDRSAError
+from ddrsa.losses import DDRSALoss, check_labels
+from ddrsa.models import build_model, rnn_spec, set_generator
+from ddrsa.settings import Settings, get_settings
+from ddrsa.trainer import (TrainResult, _autocast, _check_run_dir, _load_checkpoint, _make_scheduler, _peak_gpu_mb,
+                           _run_lock, _Split, _test_metrics, _validation_loss, _validation_metrics,
+                           experiment_generators, resolve_device)
+
+from .stacked import StackedDropout, stacked_forward, stacked_loss
+
+# What members of one group may differ in; every other config field is shared (the group key).
+MEMBER_FIELDS = ("learning_rate", "lambda_param", "nasa_weight", "dropout", "seed")
+BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam defaults, as the separate trainer uses
+
+
+def fusable(config: ExperimentConfig) -> bool:
+    """RNN models without torch.compile; attention models (and compile) train separately."""
+    return rnn_spec(config.model) is not None and not config.compile
+
+
+def group_key(config: ExperimentConfig) -> str:
+    """Experiments with equal keys can train as one fused group."""
+    import json
+
+    fields = {k: v for k, v in config.model_dump(mode="json").items() if k not in MEMBER_FIELDS}
+    return json.dumps(fields, sort_keys=True)
+
+
+@dataclass
+class _Member:
+    config: ExperimentConfig
+    run_dir: Path
+    model: torch.nn.Module
+    optimizer: torch.optim.Adam
+    scheduler: object
+    gens: object
+    loss_fn: DDRSALoss
+    history: list = field(default_factory=list)
+    epoch: int = 0                 # last finished epoch
+    best_val: float = math.inf
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    status: str = "running"
+    diverged_epoch: int | None = None
+    resumed_from: int = 0
+    prior_seconds: float = 0.0
+    seconds: float = 0.0           # this session's share of training + own validation time
+    inject_nan: bool = False
+
+    def wants(self, epoch: int) -> bool:
+        return (self.status == "running" and self.epoch == epoch - 1 and epoch <= self.config.num_epochs
+                and self.bad_epochs < self.config.patience)
+
+    def checkpoint(self, device: torch.device) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best_score": self.best_val,
+                "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+                "dropout_rng": self.gens.dropout.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "config": self.config.model_dump(mode="json")}
+
+    def write_log(self, final_status: str) -> None:
+        write_json(self.run_dir / "training_log.json", {
+            "epochs": self.history, "best_epoch": self.best_epoch,
+            "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
+            "stopped_early": final_status == "completed" and len(self.history) < self.config.num_epochs,
+            "status": final_status, "diverged_epoch": self.diverged_epoch})
+
+
+def check_group(configs: list[ExperimentConfig]) -> None:
+    if not configs:
+        raise DDRSAError("a fused group needs at least one experiment")
+    keys = {group_key(c) for c in configs}
+    if len(keys) != 1:
+        raise DDRSAError("fused group members may differ only in " + ", ".join(MEMBER_FIELDS))
+    if not fusable(configs[0]):
+        raise DDRSAError(f"model {configs[0].model} (compile={configs[0].compile}) cannot be fused")
+
+
+def train_group(configs: list[ExperimentConfig], run_dirs: list[str | Path], settings: Settings | None = None,
+                inject_nan: set[int] | None = None, on_epoch=None) -> list[TrainResult]:
+    """Train `configs` (one fused group, see `group_key`) into `run_dirs`, resuming each member from
+    its checkpoint_last.pt. Returns one TrainResult per member, in order. `on_epoch(i, entry)` is
+    called after member i's epoch (progress display). `inject_nan` holds member indices whose
+    first epoch is poisoned (fault drills)."""
+    check_group(configs)
+    if len(set(map(str, run_dirs))) != len(run_dirs) or len(run_dirs) != len(configs):
+        raise DDRSAError("a fused group needs one distinct run folder per member")
+    settings = settings or get_settings()
+    data = load_dataset(configs[0].data_config(), settings)  # before any folder is created
+    dirs = [Path(d) for d in run_dirs]
+    for config, run_dir in zip(configs, dirs):
+        if run_dir.exists():
+            _check_run_dir(run_dir, config)
+    with contextlib.ExitStack() as stack:
+        for run_dir in sorted(dirs):  # one order for every process: no lock-order deadlock
+            run_dir.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(_run_lock(run_dir))
+        return _train_group_locked(configs, dirs, settings, data, inject_nan or set(), on_epoch)
+
+
+def _new_member(config: ExperimentConfig, run_dir: Path, n_features: int, steps_per_epoch: int,
+                device: torch.device) -> _Member:
+    write_json(run_dir / "config.json", config.model_dump(mode="json"))
+    gens = experiment_generators(config.seed, device)
+    model = build_model(config.model, n_features=n_features, pred_horizon=config.pred_horizon,
+                        dropout=config.dropout, lookback_window=config.lookback_window,
+                        generator=gens.init).to(device)
+    set_generator(model, gens.dropout)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = _make_scheduler(config, optimizer, steps_per_epoch)
+    member = _Member(config, run_dir, model, optimizer, scheduler, gens,
+                     DDRSALoss(config.lambda_param, config.nasa_weight))
+    state = _load_checkpoint(run_dir / "checkpoint_last.pt", model, optimizer, scheduler)
+    if state is not None:
+        member.epoch = member.resumed_from = int(state["epoch"])
+        member.best_val, member.best_epoch = float(state["best_score"]), state.get("best_epoch")
+        member.bad_epochs = int(state.get("bad_epochs", 0))
+        member.history = list((read_json(run_dir / "training_log.json") or {}).get("epochs", []))[:member.epoch]
+        if "dropout_rng" in state:
+            gens.dropout.set_state(state["dropout_rng"])
+    member.prior_seconds = sum(e["seconds"] for e in member.history)
+    return member
+
+
+class _Stack:
+    """The active members' parameters and Adam state with a leading member dimension."""
+
+    def __init__(self, members: list[_Member], device: torch.device) -> None:
+        self.members = members
+        self.names = [n for n, _ in members[0].model.named_parameters()]
+        per = [dict(m.model.named_parameters()) for m in members]
+        self.params = {n: torch.stack([p[n].detach() for p in per]).requires_grad_(True) for n in self.names}
+        self.exp_avg, self.exp_avg_sq = {}, {}
+        self.steps = []
+        for i, m in enumerate(members):
+            first = m.optimizer.state.get(per[i][self.names[0]], {})
+            self.steps.append(int(first["step"]) if "step" in first else 0)
+        for n in self.names:
+            states = [m.optimizer.state.get(per[i][n], {}) for i, m in enumerate(members)]
+            self.exp_avg[n] = torch.stack([s["exp_avg"] if "exp_avg" in s else torch.zeros_like(per[i][n])
+                                           for i, s in enumerate(states)]).detach()
+            self.exp_avg_sq[n] = torch.stack([s["exp_avg_sq"] if "exp_avg_sq" in s else torch.zeros_like(per[i][n])
+                                              for i, s in enumerate(states)]).detach()
+        self.lrs = [m.optimizer.param_groups[0]["lr"] for m in members]
+        self.weight_decay = members[0].optimizer.param_groups[0]["weight_decay"]
+        self.max_norm = members[0].config.grad_clip
+        cfgs = [m.config for m in members]
+        f32 = dict(dtype=torch.float32, device=device)
+        self.lam = torch.tensor([c.lambda_param for c in cfgs], **f32)
+        self.one_minus_lam = torch.tensor([1.0 - c.lambda_param for c in cfgs], **f32)
+        self.nasa = torch.tensor([c.nasa_weight for c in cfgs], **f32)
+        self.use_nasa = any(c.nasa_weight > 0 for c in cfgs)
+        self.drop = StackedDropout([c.dropout for c in cfgs], [m.gens.dropout for m in members], device)
+
+    def _shape(self, t: torch.Tensor) -> tuple:
+        return (-1,) + (1,) * (t.dim() - 1)
+
+    @torch.no_grad()
+    def clip_and_step(self) -> None:
+        """clip_grad_norm_ over each member's own parameters, then torch.optim.Adam's update
+        (single-tensor form, bias corrections in double precision) with each member's lr/step."""
+        grads = [self.params[n].grad for n in self.names]
+        a = len(self.members)
+        norms = torch.stack([torch.linalg.vector_norm(g.reshape(a, -1), 2, dim=1) for g in grads])
+        total = torch.linalg.vector_norm(norms, 2, dim=0)
+        coef = torch.clamp(self.max_norm / (total + 1e-6), max=1.0)
+        for g in grads:
+            g.mul_(coef.view(self._shape(g)))
+        self.steps = [s + 1 for s in self.steps]
+        dev = grads[0].device
+        neg_step = torch.tensor([-lr / (1 - BETA1 ** s) for lr, s in zip(self.lrs, self.steps)],
+                                dtype=torch.float32, device=dev)
+        bc2_sqrt = torch.tensor([(1 - BETA2 ** s) ** 0.5 for s in self.steps], dtype=torch.float32, device=dev)
+        for n, g in zip(self.names, grads):
+            p, m, v = self.params[n], self.exp_avg[n], self.exp_avg_sq[n]
+            if self.weight_decay != 0:
+                g = g.add(p, alpha=self.weight_decay)
+            m.lerp_(g, 1 - BETA1)
+            v.mul_(BETA2).addcmul_(g, g, value=1 - BETA2)
+            shape = self._shape(p)
+            denom = (v.sqrt() / bc2_sqrt.view(shape)).add_(EPS)
+            p.add_(m * neg_step.view(shape) / denom)  # addcdiv_(m, denom, value=-step): (v*m)/denom
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        for i, member in enumerate(self.members):
+            named = dict(member.model.named_parameters())
+            for n in self.names:
+                named[n].copy_(self.params[n][i])
+                member.optimizer.state[named[n]] = {
+                    "step": torch.tensor(float(self.steps[i]), dtype=torch.float32),
+                    "exp_avg": self.exp_avg[n][i].clone(), "exp_avg_sq": self.exp_avg_sq[n][i].clone()}
+
+
+def _fused_epoch(stack: _Stack, spec: dict, split: _Split, epoch: int, device: torch.device) -> torch.Tensor:
+    """One epoch of training steps for the stacked members; returns the summed losses (A,)."""
+    members = stack.members
+    config = members[0].config
+    orders = torch.stack([torch.randperm(len(split), generator=m.gens.reseed_shuffle(m.config.seed, epoch))
+                          for m in members]).to(device)
+    total = torch.zeros(len(members), device=device)
+    for start in range(0, len(split), config.batch_size):
+        idx = orders[:, start:start + config.batch_size]
+        x, mask = split.batch(idx)
+        with _autocast(device, config.amp):
+            logits = stacked_forward(spec, stack.params, x, mask, stack.drop, config.pred_horizon)
+        loss = stacked_loss(logits.float(), split.event_index[idx], split.censored[idx], stack.lam,
+                            stack.one_minus_lam, stack.nasa, stack.use_nasa)
+        for p in stack.params.values():
+            p.grad = None
+        loss.sum().backward()
+        stack.clip_and_step()
+        total += loss.detach() * idx.shape[1]
+    return total
+
+
+def _train_group_locked(configs, dirs, settings: Settings, data, inject_nan: set[int], on_epoch) -> list[TrainResult]:
+    device = resolve_device(settings)
+    if device.type == "cuda" and configs[0].amp and not torch.cuda.is_bf16_supported():
+        raise DDRSAError("fused training needs bf16 autocast on CUDA (or --no-amp): this GPU has fp16 only")
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    if configs[0].deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    first = configs[0]
+    for name, windows in (("training", data.train), ("validation", data.val)):
+        check_labels(windows.event_index, windows.censored, first.pred_horizon,
+                     where=f"{first.dataset} {name} windows")
+    train_split = _Split.from_windows(data.train, device)
+    val_split = _Split.from_windows(data.val, device)
+    if len(train_split) == 0 or len(val_split) == 0:
+        raise DDRSAError("no training or validation windows: too few units for the split")
+    steps_per_epoch = math.ceil(len(train_split) / first.batch_size)
+    members = [_new_member(c, d, train_split.n_features, steps_per_epoch, device) for c, d in zip(configs, dirs)]
+    for i in inject_nan:
+        members[i].inject_nan = True
+    spec = rnn_spec(first.model)
+    for epoch in range(min(m.epoch for m in members) + 1, first.num_epochs + 1):
+        active = [m for m in members if m.wants(epoch)]
+        if not active:
+            if all(not m.wants(e) for m in members for e in range(epoch, first.num_epochs + 1)):
+                break
+            continue
+        t0 = time.perf_counter()
+        stack = _Stack(active, device)
+        for m in active:
+            m.model.train()
+        totals = _fused_epoch(stack, spec, train_split, epoch, device)
+        stack.write_back()
+        share = (time.perf_counter() - t0) / len(active)
+        totals = totals.cpu()
+        for j, m in enumerate(active):
+            t1 = time.perf_counter()
+            total = float(totals[j]) * (math.nan if m.inject_nan and epoch == m.resumed_from + 1 else 1.0)
+            _end_epoch(m, epoch, total / len(train_split), val_split, device, t1, share)
+            if on_epoch is not None:
+                on_epoch(members.index(m), m.history[-1])
+    return [_finish(m, data, val_split, device, len(members)) for m in members]
+
+
+def _end_epoch(m: _Member, epoch: int, train_loss: float, val_split: _Split, device, t1: float,
+               share: float) -> None:
+    """The separate trainer's end of an epoch for one member: validation, scheduler, history,
+    divergence, early-stopping counters, checkpoints, training_log.json."""
+    config = m.config
+    val_loss = _validation_loss(m.model, m.loss_fn, val_split, device, config.amp)
+    lr = m.optimizer.param_groups[0]["lr"]
+    if math.isfinite(val_loss):
+        m.scheduler.step(val_loss)
+    seconds = share + (time.perf_counter() - t1)
+    m.seconds += seconds
+    m.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                      "learning_rate": lr, "seconds": seconds})
+    m.epoch = epoch
+    if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+        m.status, m.diverged_epoch = "diverged", epoch
+        m.write_log("running")
+        return
+    if val_loss < m.best_val - 1e-6:
+        m.best_val, m.best_epoch, m.bad_epochs = val_loss, epoch, 0
+        torch_save(m.checkpoint(device), m.run_dir / "checkpoint_best.pt")
+    else:
+        m.bad_epochs += 1
+    torch_save(m.checkpoint(device), m.run_dir / "checkpoint_last.pt")
+    m.write_log("running")
+
+
+def _finish(m: _Member, data, val_split: _Split, device, n_members: int) -> TrainResult:
+    """The separate trainer's end of a run: best checkpoint, test and validation metrics."""
+    config = m.config
+    train_seconds = m.prior_seconds + m.seconds
+    metrics: dict = {}
+    if m.status != "diverged":
+        m.status = "completed"
+        if (m.run_dir / "checkpoint_best.pt").exists():
+            best = torch.load(m.run_dir / "checkpoint_best.pt", map_location="cpu", weights_only=True)
+            m.model.load_state_dict(best["model"])
+        metrics, _ = _test_metrics(m.model, data, device, config)
+        metrics.update(_validation_metrics(m.model, m.loss_fn, val_split, data.val, device, config))
+        metrics["train_seconds"] = train_seconds
+        write_json(m.run_dir / "test_metrics.json", metrics)
+    m.write_log(m.status)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu = _peak_gpu_mb(device)
+    return TrainResult(status=m.status, metrics=metrics, train_seconds=train_seconds,
+                       epochs_trained=len(m.history), best_epoch=m.best_epoch,
+                       diverged_epoch=m.diverged_epoch, device=str(device),
+                       data_source=data.data_source, data_version=data.data_version,
+                       peak_rss_mb=rss_mb, peak_gpu_mb=None if gpu is None else gpu / n_members,
+                       resumed_from_epoch=m.resumed_from,
+                       best_val_loss=m.best_val if math.isfinite(m.best_val) else None)

@@ -1,0 +1,172 @@
+"""Stacked (horizontally fused) forward pass of the RNN models and the per-member DDRSA loss.
+
+M members of one RNN architecture (`ddrsa.models.registry._RNN_SPECS`: paper, lstm_basic,
+gru_basic, lstm_deep, gru_deep) run as one computation. Parameters are a dict
+`name -> (M, *shape)` with the separate model's parameter names (`model.named_parameters()`), so
+member m's slice is exactly its separate model's tensor.
+
+Recurrences: `torch.func.vmap` does not batch nn.LSTM/nn.GRU, so each RNN layer of the M members
+is ONE call of the same fused kernel the separate model uses (`torch.lstm` / `torch.gru`: cuDNN on
+GPU, oneDNN/native on CPU) with block-diagonal weights: hidden size M*H, input size M*I, member m
+in block m of every gate. Blocks do not interact (off-block weights are exact zeros, and their
+gradients are discarded by construction), so member m computes what its separate RNN computes, up
+to floating-point summation order. The price is M times the recurrent arithmetic of M separate
+RNNs (zeros are multiplied too); on a GPU a small model's step is bound by kernel launches, not by
+that arithmetic, on a CPU it is not (see BENCHMARKS.md, fused training).
+
+Dropout: member m's masks are drawn from member m's own generator with the separate model's call
+(`empty(shape).bernoulli_(1 - p, generator)`, same shape, same order of dropout sites), so a fused
+member draws exactly the masks of its separate run.
+
+Shapes: x (M, B, K, F) float, mask (M, B, K) bool -> logits (M, B, L).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ddrsa.losses import log_event_probability, log_survival, nasa_score_terms
+
+
+class StackedDropout:
+    """Dropout of an (M, ...) tensor: member m uses rate ps[m] and generator gens[m] on x[m]."""
+
+    def __init__(self, ps: list[float], gens: list[torch.Generator], device: torch.device) -> None:
+        self.ps = [float(p) for p in ps]
+        self.gens = gens
+        self.training = True
+        self.scale = torch.tensor([1.0 / (1.0 - p) for p in self.ps], dtype=torch.float32, device=device)
+        self.any = any(p > 0 for p in self.ps)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if not self.training or not self.any:
+            return x
+        shape = x.shape[1:]
+        masks = [torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - p, generator=g)
+                 if p > 0 else torch.ones(shape, dtype=x.dtype, device=x.device)
+                 for p, g in zip(self.ps, self.gens)]
+        return x * torch.stack(masks) * self.scale.to(x.dtype).view(-1, *([1] * len(shape)))
+
+
+def block_diagonal(w: Tensor, gates: int) -> Tensor:
+    """(M, G*H, I) per-member gate weights -> (G*M*H, M*I): gate g of member m in block (g, m)."""
+    m, gh, i = w.shape
+    h = gh // gates
+    big = w.new_zeros(m, gates, h, m, i)
+    ar = torch.arange(m, device=w.device)
+    big[ar, :, :, ar, :] = w.view(m, gates, h, i)  # (M, G, H, I) on the diagonal
+    return big.permute(1, 0, 2, 3, 4).reshape(gates * m * h, m * i)
+
+
+def block_bias(b: Tensor, gates: int) -> Tensor:
+    """(M, G*H) -> (G*M*H), the layout of `block_diagonal`."""
+    m, gh = b.shape
+    return b.view(m, gates, gh // gates).transpose(0, 1).reshape(-1)
+
+
+def stacked_rnn(cell: str, params: dict, prefix: str, x: Tensor, hx=None) -> Tensor:
+    """One RNN layer for M members. x (M, B, T, I); hx (M, B, H) or (h, c) for an LSTM, or None.
+    Returns the output sequence (M, B, T, H) in float32 (autocast off, like `run_rnn`)."""
+    gates = 4 if cell == "lstm" else 3
+    m, b, t, i = x.shape
+    w_ih, w_hh = params[prefix + "weight_ih_l0"], params[prefix + "weight_hh_l0"]
+    h = w_hh.shape[-1]
+    flat = [block_diagonal(w_ih, gates), block_diagonal(w_hh, gates),
+            block_bias(params[prefix + "bias_ih_l0"], gates), block_bias(params[prefix + "bias_hh_l0"], gates)]
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        inp = x.float().permute(1, 2, 0, 3).reshape(b, t, m * i)
+
+        def state(s: Tensor) -> Tensor:  # (M, B, H) -> (1, B, M*H)
+            return s.float().permute(1, 0, 2).reshape(1, b, m * h)
+
+        if hx is None:
+            zeros = inp.new_zeros(1, b, m * h)
+            hx = (zeros, zeros) if cell == "lstm" else zeros
+        else:
+            hx = (state(hx[0]), state(hx[1])) if cell == "lstm" else state(hx)
+        if cell == "lstm":
+            out = torch.lstm(inp, hx, flat, True, 1, 0.0, True, False, True)[0]
+        else:
+            out = torch.gru(inp, hx, flat, True, 1, 0.0, True, False, True)[0]
+    return out.view(b, t, m, h).permute(2, 0, 1, 3)
+
+
+def stacked_linear(params: dict, prefix: str, x: Tensor) -> Tensor:
+    """x (M, ..., I) @ W[m]^T + b[m] -> (M, ..., O)."""
+    w, bias = params[prefix + "weight"], params[prefix + "bias"]
+    m = x.shape[0]
+    flat = x.reshape(m, -1, x.shape[-1])
+    out = torch.baddbmm(bias.unsqueeze(1).to(flat.dtype), flat, w.transpose(1, 2).to(flat.dtype))
+    return out.view(*x.shape[:-1], w.shape[1])
+
+
+def stacked_layer_norm(params: dict, prefix: str, x: Tensor, eps: float = 1e-5) -> Tensor:
+    shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
+    y = F.layer_norm(x, (x.shape[-1],), eps=eps)
+    return y * params[prefix + "weight"].view(shape) + params[prefix + "bias"].view(shape)
+
+
+def stacked_forward(spec: dict, params: dict, x: Tensor, mask: Tensor, drop: StackedDropout,
+                    pred_horizon: int) -> Tensor:
+    """RNNSurvival.forward for M members (same operations, same dropout sites in the same order)."""
+    cell = spec["cell"]
+    m, b = x.shape[:2]
+    maskf = mask.unsqueeze(-1).to(x.dtype)
+    xin = torch.cat([x * maskf, maskf], dim=-1)                     # (M, B, K, F+1)
+    if spec["deep"]:
+        h = stacked_linear(params, "in_proj.", xin)
+        for i in range(spec["layers"]):
+            y = stacked_layer_norm(params, f"blocks.{i}.norm.", h)
+            h = h + drop(stacked_rnn(cell, params, f"blocks.{i}.rnn.", y))
+        last = h[:, :, -1]
+    else:
+        last = stacked_rnn(cell, params, "rnn.", xin)[:, :, -1]
+    if spec.get("z_norm", True):
+        last = stacked_layer_norm(params, "z_norm.", last)
+    z = drop(last)                                                  # (M, B, H)
+    # decoder (HazardDecoder.forward)
+    layers, hd = spec["dec_layers"], spec["dec_hidden"]
+    inp = drop(z).unsqueeze(2).expand(m, b, pred_horizon, z.shape[-1])
+    states = stacked_linear(params, "decoder.init_proj.", z).view(m, b, -1, layers, hd)
+    out = inp
+    for i in range(layers):
+        if i:
+            out = drop(out)
+        if cell == "lstm":
+            hx = (torch.tanh(states[:, :, 0, i]), states[:, :, 1, i])
+        else:
+            hx = torch.tanh(states[:, :, 0, i])
+        out = stacked_rnn(cell, params, f"decoder.rnns.{i}.", out, hx)
+    return stacked_linear(params, "decoder.head.", drop(out)).squeeze(-1).float()
+
+
+def stacked_loss(logits: Tensor, event_index: Tensor, censored: Tensor, lam: Tensor, one_minus_lam: Tensor,
+                 nasa: Tensor, use_nasa: bool) -> Tensor:
+    """DDRSALoss per member: logits (M, B, L), labels (M, B), lam/one_minus_lam/nasa (M,) -> (M,).
+
+    The same operations as `ddrsa_loss` + `nasa_expected_loss` (labels are checked once per split
+    by the engine, as in the separate trainer); 1 - lambda comes precomputed in double precision
+    from the member's config, as the separate loss's Python scalar does."""
+    logits = logits.float()
+    horizon = logits.shape[-1]
+    cens = censored.bool()
+    idx = event_index.long().clamp(max=horizon - 1).unsqueeze(-1)
+    log_pz = log_event_probability(logits)
+    log_lz = log_pz.gather(-1, idx).squeeze(-1)
+    log_lu = torch.logsumexp(log_pz, dim=-1)
+    log_s = log_survival(logits)
+    log_lc = log_s.gather(-1, idx).squeeze(-1)
+    lam, oml = lam.unsqueeze(-1), one_minus_lam.unsqueeze(-1)
+    uncensored_term = -lam * log_lz - oml * log_lu
+    censored_term = -oml * log_lc
+    loss = torch.where(cens, censored_term, uncensored_term).mean(-1)
+    if use_nasa:
+        probs = torch.cat([log_pz, log_s[..., -1:]], dim=-1).exp()
+        lags = torch.arange(horizon + 1, device=logits.device, dtype=logits.dtype)
+        d = lags - event_index.to(logits.dtype).unsqueeze(-1)
+        expected = (probs * nasa_score_terms(d)).sum(-1)
+        weight = (~cens).to(logits.dtype)
+        term = (expected * weight).sum(-1) / weight.sum(-1).clamp_min(1.0)
+        loss = torch.where(nasa > 0, loss + nasa * term, loss)
+    return loss

@@ -1,0 +1,165 @@
+"""Fused training (ddrsa/fused): a fused member is its separate run.
+
+Reference = the separate trainer (`ddrsa.trainer.train`, nn.LSTM/nn.GRU modules, torch.optim.Adam,
+clip_grad_norm_), an independent code path from the fused engine's block-diagonal RNN kernels,
+stacked Adam and per-member clipping. Tolerance: 1e-5 relative (1e-7 absolute for values near 0).
+Separate and fused runs differ only in floating-point summation order (block-diagonal matmuls
+add exact zeros in another order, batched norms reduce in another order): ~1e-7 per step,
+measured worst 1.5e-6 relative over 5 epochs. The member that stops early has the largest
+learning rate (5e-2 for paper, 1e-2 for lstm_basic): at 5e-2 lstm_basic's training on this tiny set
+is chaotic and 1e-7 rounding grows into another early-stopping epoch (measured), which says
+nothing about the engine.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddrsa.config import ExperimentConfig
+from ddrsa.errors import DDRSAError
+from ddrsa.fused import fusable, group_key, train_group
+from ddrsa.models import SeededDropout, build_model, set_generator
+from ddrsa.settings import Settings
+from ddrsa.trainer import train
+
+SYNTHETIC = Settings(data_source="synthetic")
+BASE = dict(data_source="synthetic", max_units=12, window_stride=8, lookback_window=32, pred_horizon=16,
+            batch_size=64, num_epochs=5, patience=1)
+# learning rate, lambda, NASA weight, dropout rate and seed all differ; member 2 stops early
+MEMBERS = [dict(learning_rate=1e-3, lambda_param=0.75, nasa_weight=0.1, dropout=0.1, seed=1),
+           dict(learning_rate=3e-3, lambda_param=0.5, nasa_weight=0.0, dropout=0.0, seed=2),
+           dict(learning_rate=1e-2, lambda_param=0.3, nasa_weight=0.3, dropout=0.3, seed=3),
+           dict(learning_rate=1e-4, lambda_param=0.9, nasa_weight=0.05, dropout=0.2, seed=4)]
+REL, ABS = 1e-5, 1e-7
+
+
+@pytest.fixture()
+def torch_state():
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(det)
+
+
+def _epochs(run_dir: Path) -> list[dict]:
+    return json.loads((run_dir / "training_log.json").read_text())["epochs"]
+
+
+def _metrics(run_dir: Path) -> dict:
+    metrics = json.loads((run_dir / "test_metrics.json").read_text())
+    metrics.pop("train_seconds")
+    return metrics
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= max(REL * abs(a), ABS)
+    return a == b
+
+
+def _assert_same_run(separate: Path, fused: Path) -> None:
+    a, b = _epochs(separate), _epochs(fused)
+    assert [e["epoch"] for e in a] == [e["epoch"] for e in b]
+    for ea, eb in zip(a, b):
+        for key in ("train_loss", "val_loss", "learning_rate"):
+            assert _close(ea[key], eb[key]), (separate.name, ea["epoch"], key, ea[key], eb[key])
+    ma, mb = _metrics(separate), _metrics(fused)
+    assert set(ma) == set(mb)
+    bad = {k: (ma[k], mb[k]) for k in ma if not _close(ma[k], mb[k])}
+    assert not bad, bad
+    la, lb = (json.loads((d / "training_log.json").read_text()) for d in (separate, fused))
+    for key in ("best_epoch", "stopped_early", "status"):
+        assert la[key] == lb[key]
+
+
+@pytest.mark.parametrize("model, stopper_lr", [("paper", 5e-2), ("lstm_basic", 1e-2)])
+def test_fused_group_equals_separate_runs(tmp_path, torch_state, model, stopper_lr):
+    members = [dict(m, learning_rate=stopper_lr) if i == 2 else m for i, m in enumerate(MEMBERS)]
+    configs = [ExperimentConfig(**BASE, **m, model=model) for m in members]
+    separate = [train(c, tmp_path / f"sep{i}", settings=SYNTHETIC) for i, c in enumerate(configs)]
+    fused_dirs = [tmp_path / f"fused{i}" for i in range(len(configs))]
+    fused = train_group(configs, fused_dirs, settings=SYNTHETIC)
+    lengths = [r.epochs_trained for r in separate]
+    assert min(lengths) < BASE["num_epochs"] == max(lengths)  # one stopped early, others went on
+    for i, (s, f) in enumerate(zip(separate, fused)):
+        assert (f.status, f.epochs_trained, f.best_epoch) == (s.status, s.epochs_trained, s.best_epoch)
+        _assert_same_run(tmp_path / f"sep{i}", fused_dirs[i])
+        assert set(f.to_dict()) == set(s.to_dict())
+        assert f.metrics.keys() == s.metrics.keys()
+        assert sorted(p.name for p in fused_dirs[i].iterdir()) == sorted(p.name for p in (tmp_path / f"sep{i}").iterdir())
+
+
+def test_killed_group_resumes_each_member_from_its_checkpoint(tmp_path, torch_state):
+    """A group that dies mid-epoch (members left at different epochs) resumes to the result of an
+    uninterrupted group; a finished member is not trained again."""
+    configs = [ExperimentConfig(**{**BASE, "num_epochs": 4}, **m, model="paper") for m in MEMBERS[:3]]
+    whole = [tmp_path / f"whole{i}" for i in range(3)]
+    train_group(configs, whole, settings=SYNTHETIC)
+    dirs = [tmp_path / f"killed{i}" for i in range(3)]
+
+    def die(member: int, entry: dict) -> None:
+        if member == 1 and entry["epoch"] == 2:
+            raise KeyboardInterrupt  # as a SIGINT: member 0 and 1 at epoch 2, member 2 at epoch 1
+
+    with pytest.raises(KeyboardInterrupt):
+        train_group(configs, dirs, settings=SYNTHETIC, on_epoch=die)
+    assert [len(_epochs(d)) for d in dirs] == [2, 2, 1]
+    results = train_group(configs, dirs, settings=SYNTHETIC)
+    assert [r.resumed_from_epoch for r in results] == [2, 2, 1]
+    for a, b in zip(whole, dirs):
+        _assert_same_run(a, b)
+    # everything finished: a third call trains no epoch and keeps every result
+    before = [(d / "checkpoint_last.pt").stat().st_mtime_ns for d in dirs]
+    again = train_group(configs, dirs, settings=SYNTHETIC)
+    assert [(d / "checkpoint_last.pt").stat().st_mtime_ns for d in dirs] == before
+    assert [r.epochs_trained for r in again] == [r.epochs_trained for r in results]
+
+
+def test_separate_trainer_resumes_a_fused_checkpoint(tmp_path, torch_state):
+    """Checkpoints are the separate trainer's format: a member started fused can finish alone."""
+    config = ExperimentConfig(**{**BASE, "num_epochs": 3}, **MEMBERS[0], model="paper")
+    whole, mixed = tmp_path / "whole", tmp_path / "mixed"
+    train(config, whole, settings=SYNTHETIC)
+
+    def die(member: int, entry: dict) -> None:
+        if entry["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_group([config], [mixed], settings=SYNTHETIC, on_epoch=die)
+    result = train(config, mixed, settings=SYNTHETIC)
+    assert result.resumed_from_epoch == 2
+    _assert_same_run(whole, mixed)
+
+
+def test_group_rules():
+    a = ExperimentConfig(**BASE, model="paper", seed=1, learning_rate=0.01)
+    assert group_key(a) == group_key(a.model_copy(update={"seed": 2, "dropout": 0.3, "nasa_weight": 0.0}))
+    assert group_key(a) != group_key(a.model_copy(update={"batch_size": 32}))
+    assert fusable(a) and not fusable(a.model_copy(update={"model": "transformer_basic"}))
+    assert not fusable(a.model_copy(update={"compile": True}))
+    with pytest.raises(DDRSAError, match="differ only"):
+        train_group([a, a.model_copy(update={"batch_size": 32})], ["x", "y"], settings=SYNTHETIC)
+
+
+def test_random_streams_ignore_the_global_rng(torch_state):
+    """Init and dropout draw from the experiment's generators only: the global RNG state (what
+    another experiment in the same process would move) changes nothing."""
+    def run(global_seed: int):
+        torch.manual_seed(global_seed)
+        model = build_model("lstm_deep", 5, 8, 0.3, generator=torch.Generator().manual_seed(7))
+        set_generator(model, torch.Generator().manual_seed(11))
+        x, mask = torch.randn(3, 6, 5, generator=torch.Generator().manual_seed(0)), torch.ones(3, 6, dtype=torch.bool)
+        return torch.nn.utils.parameters_to_vector(model.parameters()), model.train()(x, mask)
+
+    (p1, y1), (p2, y2) = run(0), run(123)
+    assert torch.equal(p1, p2) and torch.equal(y1, y2)
+    assert any(isinstance(m, SeededDropout) and m.p == 0.3 for m in
+               build_model("lstm_deep", 5, 8, 0.3).decoder.modules())  # inter-layer dropout is seeded
+    other = build_model("lstm_deep", 5, 8, 0.3, generator=torch.Generator().manual_seed(8))
+    assert not torch.equal(p1, torch.nn.utils.parameters_to_vector(other.parameters()))
