@@ -30,23 +30,18 @@ from ddrsa.errors import DDRSAError  # noqa: E402
 from deployments.estimates import estimate_spec, measured_epoch_seconds  # noqa: E402
 from deployments.presets import (DEFAULT_OUTPUT_ROOT, PRESETS, preset_output_dir, preset_parameters,  # noqa: E402
                                  preset_spec)
+from ddrsa.sweep.spec import GRID_AXES, SweepSpec  # noqa: E402
+from flows.sweep_cli import FLOW_FIELDS, SPEC_FIELDS, cli_args, item_type  # noqa: E402
 
 PROG = "python -m deployments.launcher"
 FLOW_NAME = "ddrsa-sweep"
+# The sweep's parameters come from one definition (ddrsa/sweep/spec.py SweepSpec: what to train;
+# flows/sweep_cli.py SweepOptions: where and how); the launcher asks for the grid axes and lets
+# `--set` change any of them except `preset` (the menu chooses it).
 CUSTOM_AXES = [  # (flow parameter, prompt, element type)
-    ("datasets", "datasets (turbofan azure_pm)", str),
-    ("models", "models", str),
-    ("batch_sizes", "batch sizes", int),
-    ("learning_rates", "learning rates", float),
-    ("lambda_params", "lambda (DDRSA loss, 0-1)", float),
-    ("nasa_weights", "NASA loss weights", float),
-    ("dropout_rates", "dropout rates", float),
-    ("seeds", "seeds (repeats)", int),
-]
-# flow parameters that `--set` may change, with the sweep.py flag they map to locally
-SETTABLE = {"num_epochs", "patience", "subset", "lookback_window", "pred_horizon", "max_units", "window_stride",
-            "data_source", "amp", "compile", "deterministic", "output_dir", "gpus_per_experiment",
-            "scheduler_address", "n_workers", "fresh", "run_analysis"} | {axis for axis, _, _ in CUSTOM_AXES}
+    (axis, SweepSpec.model_fields[axis].description, item_type(axis)) for axis in GRID_AXES]
+SETTABLE = (set(SPEC_FIELDS) | set(FLOW_FIELDS)) - {"preset"}
+LOCAL_ONLY_SKIPPED = {"append_to_history"}  # a deployment's nightly history; a local run keeps none
 
 
 class InputEnded(DDRSAError):
@@ -191,25 +186,9 @@ def flow_parameters(preset: str, overrides: dict) -> dict:
 
 
 def local_command(params: dict) -> list[str]:
-    """`python flows/sweep.py ...` equivalent to the flow parameters."""
-    cmd = [sys.executable, "flows/sweep.py"]
-    for key, value in params.items():
-        if value is None:
-            continue
-        flag = "--" + key.replace("_", "-")
-        if key == "append_to_history":
-            continue  # deployment-only; a local run has no history
-        if key == "amp":
-            cmd += [] if value else ["--no-amp"]
-        elif key == "run_analysis":
-            cmd += [] if value else ["--no-analysis"]
-        elif key in ("fresh", "compile", "deterministic"):
-            cmd += [flag] if value else []
-        elif isinstance(value, list):
-            cmd += [flag, *(str(v) for v in value)]
-        else:
-            cmd += [flag, str(value)]
-    return cmd
+    """`python flows/sweep.py ...` equivalent to the flow parameters (flags from flows/sweep_cli.py)."""
+    return [sys.executable, "flows/sweep.py",
+            *cli_args({k: v for k, v in params.items() if k not in LOCAL_ONLY_SKIPPED})]
 
 
 def server_command(deployment: str, params: dict) -> list[str]:
@@ -293,9 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             preset = choice
     params = flow_parameters(preset, {**custom, **overrides})
     try:
-        spec = preset_spec(preset, {k: v for k, v in params.items() if k not in (
-            "preset", "output_dir", "append_to_history", "gpus_per_experiment", "scheduler_address",
-            "n_workers", "fresh", "run_analysis")})
+        spec = preset_spec(preset, {k: v for k, v in params.items() if k in SPEC_FIELDS})
         est = estimate_spec(spec, args.output_root)  # expands: every config validated here
     except ValidationError as exc:
         raise DDRSAError(format_validation_error(exc)) from None

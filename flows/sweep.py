@@ -47,7 +47,7 @@ from flows.faults import injected_faults
 from flows.gpu_limits import gpu_slot
 from flows.gpu_monitor import GpuMonitor
 from flows.prepare import data_key, prepare
-from flows.sweep_cli import SPEC_FIELDS, build_spec
+from flows.sweep_cli import FLOW_FIELDS, SPEC_FIELDS, build_spec, flow_docstring, flow_signature
 
 RESULTS_CACHE = ".prefect-results"
 RETRIES, RETRY_DELAY_S = 2, 5  # an experiment that raises runs up to 3 times, 5 s apart
@@ -235,48 +235,28 @@ def _detail(record: dict) -> str:
         f" c-index {cindex:.3f}" if cindex is not None else " c-index n/a")
 
 
-@flow(name="ddrsa-sweep", log_prints=True)
-def ddrsa_sweep(
-    datasets: list[str] | None = None,
-    models: list[str] | None = None,
-    batch_sizes: list[int] | None = None,
-    learning_rates: list[float] | None = None,
-    lambda_params: list[float] | None = None,
-    nasa_weights: list[float] | None = None,
-    dropout_rates: list[float] | None = None,
-    seeds: list[int] | None = None,
-    num_epochs: int | None = None,
-    patience: int | None = None,
-    subset: str | None = None,
-    lookback_window: int | None = None,
-    pred_horizon: int | None = None,
-    max_units: int | None = None,
-    window_stride: int | None = None,
-    data_source: str | None = None,
-    amp: bool | None = None,
-    compile: bool | None = None,
-    deterministic: bool | None = None,
-    preset: str | None = None,
-    output_dir: str = "parallel_experiments",
-    gpus_per_experiment: float = 1.0,
-    scheduler_address: str | None = None,
-    n_workers: int | None = None,
-    fresh: bool = False,
-    run_analysis: bool = True,
-    append_to_history: bool = False,
-    experiment_timeout: float | None = None,
-) -> dict:
-    """Expand the grid (preset + overrides), train every experiment on Dask, write results, analyse."""
+FLOW_SUMMARY = "Expand the grid (preset + overrides), train every experiment on Dask, write results, analyse."
+
+
+def ddrsa_sweep(**params) -> dict:
+    """The flow's body. Its parameters are the fields of SweepSpec (what to train; None = the
+    preset's value) and SweepOptions (where and how), both in flows/sweep_cli.py / ddrsa/sweep/spec.py:
+    the signature below is derived from them, so Prefect validates runs and its UI form shows
+    each field's type, constraints and description."""
     logger = get_run_logger()
-    overrides = {k: v for k, v in locals().items() if k in SPEC_FIELDS}
-    spec = build_spec(preset, overrides)
+    spec = build_spec(params["preset"], {k: params[k] for k in SPEC_FIELDS})
     planned, data_versions = prepare(spec)
-    out = check_output_dir(Path(output_dir)).resolve()
+    out = check_output_dir(Path(params["output_dir"])).resolve()
+    options = {k: params[k] for k in FLOW_FIELDS if k != "output_dir"}  # each one a keyword of _run
     with SweepLock(out):
-        return _run(spec, planned, data_versions, out, logger, gpus_per_experiment=gpus_per_experiment,
-                    scheduler_address=scheduler_address, n_workers=n_workers, fresh=fresh,
-                    run_analysis=run_analysis, append_to_history=append_to_history, preset=preset,
-                    experiment_timeout=experiment_timeout)
+        return sweep_state(_run(spec, planned, data_versions, out, logger, **options),
+                           {p.experiment_id for p in planned})
+
+
+ddrsa_sweep.__signature__ = flow_signature()
+ddrsa_sweep.__doc__ = flow_docstring(FLOW_SUMMARY)
+ddrsa_sweep = flow(name="ddrsa-sweep", log_prints=True, description=FLOW_SUMMARY,
+                   flow_run_name=sweep_run_name)(ddrsa_sweep)
 
 
 CLUSTER_START_ATTEMPTS = 3

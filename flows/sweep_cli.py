@@ -5,20 +5,64 @@ no server or cluster starts until the grid, the data and the output folder have 
 """
 from __future__ import annotations
 
+import inspect
+import types
+import typing
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ddrsa.errors import DDRSAError
 from ddrsa.sweep.spec import GRID_AXES, PlannedExperiment, SweepSpec, expand
 
-SPEC_FIELDS = tuple(GRID_AXES) + ("num_epochs", "patience", "subset", "lookback_window", "pred_horizon",
-                                  "max_units", "window_stride", "data_source", "amp", "compile",
-                                  "deterministic")
-FLOW_FIELDS = ("preset", "output_dir", "gpus_per_experiment", "scheduler_address", "n_workers", "fresh",
-               "run_analysis", "append_to_history", "experiment_timeout")
+
+class SweepOptions(BaseModel):
+    """Where and how a sweep runs (not what it trains: that is `SweepSpec`). With `SweepSpec`
+    the one definition of the flow's parameters, the command line and the launcher's fields.
+    Each field reaches `flows/sweep.py:_run` as the keyword argument of the same name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str | None = Field(None, description="named study (deployments/presets.py); the grid and "
+                                                 "training fields given next to it override it")
+    output_dir: str = Field("parallel_experiments", description="results folder (resumable: finished "
+                                                                "experiments are not trained again)")
+    gpus_per_experiment: float = Field(1.0, gt=0, le=1, description="share of a GPU (or CPU worker) per "
+                                                                    "experiment; 0.25 packs four")
+    scheduler_address: str | None = Field(None, description="run on an existing Dask cluster "
+                                                            "(tcp://host:8786)")
+    n_workers: int | None = Field(None, ge=1, description="local workers (default: one per GPU, else "
+                                                          "per core pair)")
+    fresh: bool = Field(False, description="ignore earlier results in the output folder")
+    run_analysis: bool = Field(True, description="run the analysis subflow (report.html) at the end; "
+                                                 "--no-analysis skips it",
+                               json_schema_extra={"flag": "--no-analysis"})
+    append_to_history: bool = Field(False, description="append this sweep's best results to "
+                                                       "OUTPUT_DIR/sweep_history.jsonl (nightly trend)")
+    experiment_timeout: float | None = Field(
+        None, gt=0, description="fail an experiment still running after this many seconds (per attempt; "
+                                "not retried)", json_schema_extra={"metavar": "SECONDS"})
+    # adaptive search (flows/search.py, ddrsa/sweep/halving.py, ddrsa/sweep/tpe.py)
+    search: typing.Literal["grid", "halving", "tpe"] = Field(
+        "grid", description="grid: train every grid point to the end; halving: asynchronous successive "
+                            "halving (ASHA) over the grid, ranked on validation loss at each rung; tpe: Optuna "
+                            "TPE for --n-trials trials, pruned on the same rungs. For tpe a grid flag with two "
+                            "values is a range (log-uniform for learning rates and batch sizes), with three or "
+                            "more (or --models) a categorical choice; seeds are not searched (first one)")
+    min_epochs: int | None = Field(None, ge=1, description="halving/tpe: epochs of the first rung (default "
+                                                           "num_epochs / eta^2); rungs r, r*eta, ... up to "
+                                                           "--num-epochs", json_schema_extra={"metavar": "R"})
+    reduction_factor: int = Field(3, ge=2, description="halving/tpe: eta, keep the best 1/eta at each rung",
+                                  json_schema_extra={"metavar": "ETA"})
+    n_trials: int | None = Field(None, ge=1, description="tpe: number of trials",
+                                 json_schema_extra={"metavar": "N"})
 
 
+SPEC_FIELDS = tuple(SweepSpec.model_fields)
+FLOW_FIELDS = tuple(SweepOptions.model_fields)
 # Flags that choose how to run, not what to train: alone they keep the quick `default` preset.
-RUN_ONLY_FIELDS = ("data_source", "amp", "compile", "deterministic")
+RUN_ONLY_FIELDS = tuple(name for name, info in SweepSpec.model_fields.items()
+                        if (info.json_schema_extra or {}).get("run_only"))
 
 
 def build_spec(preset: str | None, overrides: dict) -> SweepSpec:
@@ -34,6 +78,75 @@ def build_spec(preset: str | None, overrides: dict) -> SweepSpec:
     return preset_spec(preset or "default", given)
 
 
+# --------------------------------------------------------------------------- derived from the models
+
+def _fields() -> dict:
+    """Every flow parameter's FieldInfo: the spec's fields, then the options'."""
+    return {**SweepSpec.model_fields, **SweepOptions.model_fields}
+
+
+def _strip_optional(annotation):
+    """`X | None` -> X; Annotated and lists are kept."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _base(annotation):
+    """(is_list, scalar type, choices or None) of a field's annotation."""
+    ann = _strip_optional(annotation)
+    is_list = typing.get_origin(ann) is list
+    if is_list:
+        ann = typing.get_args(ann)[0]
+    if typing.get_origin(ann) is typing.Annotated:
+        ann = typing.get_args(ann)[0]
+    if typing.get_origin(ann) is typing.Literal:
+        choices = list(typing.get_args(ann))
+        return is_list, type(choices[0]), choices
+    return is_list, ann, None
+
+
+def item_type(name: str):
+    """int, float, str or bool: the type of one value of parameter `name` (one element of a list)."""
+    return _base(_fields()[name].annotation)[1]
+
+
+def flag(name: str) -> str:
+    """The command-line option of parameter `name`: --batch-sizes, --no-amp, --no-analysis."""
+    info = _fields()[name]
+    extra = info.json_schema_extra or {}
+    if "flag" in extra:
+        return extra["flag"]
+    if _base(info.annotation)[1] is bool and info.default is True:
+        return "--no-" + name.replace("_", "-")
+    return "--" + name.replace("_", "-")
+
+
+def _add_argument(group, name: str, info, from_preset: bool) -> None:
+    is_list, kind, choices = _base(info.annotation)
+    extra = info.json_schema_extra or {}
+    kwargs: dict = {"dest": name, "help": (info.description or "").replace("%", "%%")}
+    if kind is bool:
+        on = info.default is not True
+        if from_preset:  # None = the preset's value
+            kwargs.update(action="store_const", const=on)
+        else:
+            kwargs.update(action="store_true" if on else "store_false")
+    else:
+        kwargs["type"] = kind
+        if choices:
+            kwargs["choices"] = choices
+        if is_list:
+            kwargs["nargs"] = "+"
+        if "metavar" in extra:
+            kwargs["metavar"] = extra["metavar"]
+        if not from_preset:
+            kwargs["default"] = info.default
+    group.add_argument(flag(name), **kwargs)
+
+
 def build_parser():
     from ddrsa.cli import OneLineParser
 
@@ -42,44 +155,68 @@ def build_parser():
                                   "Dask cluster. Each grid flag takes one or more values; the grid is "
                                   "their Cartesian product. Flags next to --preset override it.")
     grid = p.add_argument_group("grid (defaults: the `default` preset, or the chosen --preset)")
-    grid.add_argument("--datasets", nargs="+", help="turbofan and/or azure_pm")
-    grid.add_argument("--models", nargs="+", help="lstm_basic lstm_deep gru_basic gru_deep transformer_basic "
-                                                  "transformer_deep probsparse_basic probsparse_deep paper")
-    grid.add_argument("--batch-sizes", nargs="+", type=int)
-    grid.add_argument("--learning-rates", nargs="+", type=float)
-    grid.add_argument("--lambda-params", nargs="+", type=float, help="DDRSA loss lambda, each in [0, 1]")
-    grid.add_argument("--nasa-weights", nargs="+", type=float, help="NASA auxiliary loss weights (>= 0)")
-    grid.add_argument("--dropout-rates", nargs="+", type=float, help="each in [0, 1)")
-    grid.add_argument("--seeds", nargs="+", type=int, help="repeats of every configuration")
     run = p.add_argument_group("every experiment")
-    run.add_argument("--num-epochs", type=int)
-    run.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
-    run.add_argument("--subset", help="C-MAPSS subset FD001-FD004")
-    run.add_argument("--lookback-window", type=int, help="K, history steps")
-    run.add_argument("--pred-horizon", type=int, help="L_max, future steps")
-    run.add_argument("--max-units", type=int, help="use only this many units/machines (quick looks)")
-    run.add_argument("--window-stride", type=int, help="keep every n-th window")
-    run.add_argument("--data-source", choices=["auto", "real", "synthetic"])
-    run.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no mixed precision on GPU")
-    run.add_argument("--compile", action="store_const", const=True, help="torch.compile each model (off by default)")
-    run.add_argument("--deterministic", action="store_const", const=True,
-                     help="deterministic kernels and cuDNN settings (reproducible, slower on GPU)")
+    for name, info in SweepSpec.model_fields.items():
+        _add_argument(grid if name in GRID_AXES else run, name, info, from_preset=True)
     where = p.add_argument_group("where and how")
-    where.add_argument("--preset", help="named study (see deployments/presets.py or the launcher)")
-    where.add_argument("--output-dir", default="parallel_experiments")
-    where.add_argument("--gpus-per-experiment", type=float, default=1.0,
-                       help="share of a GPU (or CPU worker) per experiment; 0.25 packs four")
-    where.add_argument("--scheduler-address", help="run on an existing Dask cluster (tcp://host:8786)")
-    where.add_argument("--n-workers", type=int, help="local workers (default: one per GPU, else per core pair)")
-    where.add_argument("--experiment-timeout", type=float, metavar="SECONDS",
-                       help="fail an experiment still running after SECONDS (per attempt; not retried)")
+    for name, info in SweepOptions.model_fields.items():
+        _add_argument(where, name, info, from_preset=False)
     where.add_argument("--dry-run", action="store_true", help="print the expanded grid and its size; train nothing")
-    where.add_argument("--fresh", action="store_true", help="ignore earlier results in --output-dir")
-    where.add_argument("--append-to-history", action="store_true",
-                       help="append this sweep's best results to OUTPUT_DIR/sweep_history.jsonl (nightly trend)")
-    where.add_argument("--no-analysis", dest="run_analysis", action="store_false",
-                       help="skip the analysis subflow at the end")
     return p
+
+
+def cli_args(params: dict) -> list[str]:
+    """The flags of `python flows/sweep.py` that give these flow parameters (None: not given)."""
+    args: list[str] = []
+    for name, value in params.items():
+        if value is None:
+            continue
+        info = _fields()[name]
+        if _base(info.annotation)[1] is bool:
+            args += [flag(name)] if bool(value) != (info.default is True) else []
+        elif isinstance(value, (list, tuple)):
+            args += [flag(name), *(str(v) for v in value)]
+        else:
+            args += [flag(name), str(value)]
+    return args
+
+
+def flow_signature() -> inspect.Signature:
+    """Keyword-only parameters of the flow `ddrsa-sweep`: every SweepSpec field as `T | None = None`
+    (None: the preset's value), then every SweepOptions field with its default. Types keep their
+    constraints, so Prefect validates a run's parameters and its UI form shows them."""
+    params = []
+    for name, info in SweepSpec.model_fields.items():
+        ann = typing.Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=typing.Optional[ann]))
+    for name, info in SweepOptions.model_fields.items():
+        ann = typing.Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info.default,
+                                        annotation=ann))
+    return inspect.Signature(params, return_annotation=dict)
+
+
+def flow_docstring(summary: str) -> str:
+    """`summary` plus a Google-style Args section: Prefect reads it into each parameter's description."""
+    lines = [summary, "", "Args:"]
+    for name, info in _fields().items():
+        text = " ".join((info.description or name).split())
+        if name in SweepSpec.model_fields:
+            default = info.default_factory() if info.default_factory else info.default
+            text += f" (default: the preset's value; library default {default!r})"
+        lines.append(f"    {name}: {text}")
+    return "\n".join(lines)
+
+
+def _options_error(exc: ValidationError) -> str:
+    """One line naming each bad option by its flag: `--n-workers: Input should be ...`."""
+    parts = []
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err.get("loc") else "options"
+        label = flag(name) if name in _fields() else name
+        parts.append(f"{label}: {err.get('msg', 'invalid')} (got {err.get('input')!r})")
+    return "; ".join(parts)
 
 
 def _print_grid(spec: SweepSpec, planned: list[PlannedExperiment]) -> None:
@@ -106,12 +243,13 @@ def preflight(argv) -> dict | None:
     if dry_run:
         _print_grid(spec, planned)
         return None
-    if args.n_workers is not None and args.n_workers < 1:
-        raise DDRSAError("--n-workers must be at least 1")
-    if args.experiment_timeout is not None and not args.experiment_timeout > 0:
-        raise DDRSAError(f"--experiment-timeout must be a positive number of seconds, got {args.experiment_timeout}")
-    if not 0 < args.gpus_per_experiment <= 1:
-        raise DDRSAError(f"--gpus-per-experiment must be in (0, 1], got {args.gpus_per_experiment}")
+    try:
+        SweepOptions(**{k: params[k] for k in FLOW_FIELDS})
+    except ValidationError as exc:
+        raise DDRSAError(_options_error(exc)) from None
+    from ddrsa.sweep.tpe import check_search
+
+    check_search(spec, args.search, args.min_epochs, args.reduction_factor, args.n_trials)
     target = Path(args.output_dir)
     if target.exists() and not target.is_dir():
         raise DDRSAError(f"output folder {target} is a file")

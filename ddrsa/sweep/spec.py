@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -23,33 +23,66 @@ GRID_AXES = {
 }
 
 
+def _item(config_field: str):
+    """Element type of a grid axis: the ExperimentConfig field's type with its constraints
+    (so `lambda_params: [1.2]` is refused by the spec, the command line and the Prefect UI alike)."""
+    info = ExperimentConfig.model_fields[config_field]
+    return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+
+
+BatchSize, LearningRate, LambdaParam = _item("batch_size"), _item("learning_rate"), _item("lambda_param")
+NasaWeight, Dropout = _item("nasa_weight"), _item("dropout")
+Subset = Literal["FD001", "FD002", "FD003", "FD004"]
+
+# `json_schema_extra` keys read by the command line (flows/sweep_cli.py), nowhere else:
+#   "flag": the option string when it is not --field-name (a bool that defaults to True gets --no-<name>)
+#   "run_only": how to run, not what to train: alone it keeps the quick `default` preset
+#   "metavar": argparse metavar
+
+
 class SweepSpec(BaseModel):
-    """Everything a sweep needs; each list is one grid axis (Cartesian product)."""
+    """Everything a sweep trains; each list is one grid axis (Cartesian product).
+
+    THE definition of the sweep's grid and training parameters: the command line of
+    `flows/sweep.py`, the flow's parameters (Prefect UI form), the launcher's fields and the
+    presets (deployments/presets.py) all derive from these fields (see /docs/CONTRACTS.md)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    datasets: list[Literal["turbofan", "azure_pm"]] = Field(default_factory=lambda: list(DATASETS))
-    models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS))
-    batch_sizes: list[int] = Field(default_factory=lambda: [128])
-    learning_rates: list[float] = Field(default_factory=lambda: [1e-3])
-    lambda_params: list[float] = Field(default_factory=lambda: [0.75])
-    nasa_weights: list[float] = Field(default_factory=lambda: [0.1])
-    dropout_rates: list[float] = Field(default_factory=lambda: [0.1])
-    seeds: list[int] = Field(default_factory=lambda: [42])
-    num_epochs: int = Field(100, ge=1)
-    patience: int = Field(10, ge=1)
-    subset: Literal["FD001", "FD002", "FD003", "FD004"] = "FD001"
-    subsets: list[Literal["FD001", "FD002", "FD003", "FD004"]] | None = Field(
-        None, description="several C-MAPSS subsets: an outer grid axis for turbofan (replaces `subset`)")
-    test_split: Literal["held-out", "official"] = "held-out"
-    lookback_window: int = Field(128, ge=1)
-    pred_horizon: int = Field(64, ge=2)
-    max_units: int | None = Field(None, ge=3)
-    window_stride: int = Field(1, ge=1)
-    data_source: Literal["auto", "real", "synthetic"] | None = None
-    amp: bool = True
-    compile: bool = False
-    deterministic: bool = False
+    datasets: list[Literal["turbofan", "azure_pm"]] = Field(
+        default_factory=lambda: list(DATASETS), description="data sets: turbofan (C-MAPSS) and/or azure_pm")
+    models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS),
+                              description="architectures, from: " + " ".join(MODEL_NAMES))
+    batch_sizes: list[BatchSize] = Field(default_factory=lambda: [128], description="batch sizes")
+    learning_rates: list[LearningRate] = Field(default_factory=lambda: [1e-3], description="Adam learning rates")
+    lambda_params: list[LambdaParam] = Field(default_factory=lambda: [0.75],
+                                             description="DDRSA loss lambda, each in [0, 1]")
+    nasa_weights: list[NasaWeight] = Field(default_factory=lambda: [0.1],
+                                           description="NASA auxiliary loss weights (>= 0)")
+    dropout_rates: list[Dropout] = Field(default_factory=lambda: [0.1], description="dropout rates, each in [0, 1)")
+    seeds: list[int] = Field(default_factory=lambda: [42], description="repeats of every configuration (seeds)")
+    num_epochs: int = Field(100, ge=1, le=100_000, description="maximum training epochs per experiment")
+    patience: int = Field(10, ge=1, description="early-stopping patience (epochs without validation improvement)")
+    subset: Subset = Field("FD001", description="C-MAPSS subset FD001-FD004 (turbofan)")
+    subsets: list[Subset] | None = Field(
+        None, description="several C-MAPSS subsets: an outer grid axis for turbofan (replaces subset)")
+    test_split: Literal["held-out", "official"] = Field(
+        "held-out", description="held-out: a share of the units tests; official: the C-MAPSS test_FD00x "
+                                "units scored against RUL_FD00x.txt")
+    lookback_window: int = Field(128, ge=1, le=4096, description="K, history steps the encoder reads")
+    pred_horizon: int = Field(64, ge=2, le=1024, description="L_max, future steps with a hazard each")
+    max_units: int | None = Field(None, ge=3, description="use only this many units/machines (quick looks)")
+    window_stride: int = Field(1, ge=1, description="keep every n-th training window (1 = all)")
+    data_source: Literal["auto", "real", "synthetic"] | None = Field(
+        None, description="real data, synthetic data, or auto (real when present)",
+        json_schema_extra={"run_only": True})
+    amp: bool = Field(True, description="mixed precision on GPU (--no-amp turns it off)",
+                      json_schema_extra={"run_only": True})
+    compile: bool = Field(False, description="torch.compile each model (off by default)",
+                          json_schema_extra={"run_only": True})
+    deterministic: bool = Field(False, description="deterministic kernels and cuDNN settings "
+                                                   "(reproducible, slower on GPU)",
+                                json_schema_extra={"run_only": True})
 
     @field_validator("models")
     @classmethod
@@ -101,11 +134,9 @@ class PlannedExperiment:
 def expand(spec: SweepSpec) -> list[PlannedExperiment]:
     """Cartesian product of the grid axes; every config is validated here, before training."""
     grid = spec.grid()
-    fixed = dict(num_epochs=spec.num_epochs, patience=spec.patience, subset=spec.subset,
-                 lookback_window=spec.lookback_window, pred_horizon=spec.pred_horizon,
-                 max_units=spec.max_units, window_stride=spec.window_stride,
-                 data_source=spec.data_source, amp=spec.amp, test_split=spec.test_split,
-                 compile=spec.compile, deterministic=spec.deterministic)
+    # every non-grid field that ExperimentConfig also has goes to each experiment as is
+    fixed = {name: getattr(spec, name) for name in SweepSpec.model_fields
+             if name not in GRID_AXES and name != "subset" and name in ExperimentConfig.model_fields}
     planned = []
     points = []  # (subset, grid values): C-MAPSS subsets are the outermost axis, turbofan only
     for subset in spec.subset_list():
@@ -114,7 +145,7 @@ def expand(spec: SweepSpec) -> list[PlannedExperiment]:
             if fields["dataset"] == "turbofan" or subset == spec.subset_list()[0]:
                 points.append(dict(fields, subset=subset))
     for index, fields in enumerate(points):
-        config = ExperimentConfig(**fields, **{k: v for k, v in fixed.items() if k != "subset"})
+        config = ExperimentConfig(**fields, **fixed)
         planned.append(PlannedExperiment(index=index, config=config,
                                          experiment_id=config.experiment_id(),
                                          name=config.display_name(),
