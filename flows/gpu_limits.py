@@ -10,8 +10,9 @@ limit of that device, `ddrsa-gpu-<host>-<device>`, and holds it while it trains:
   `--gpus-per-experiment 1`, 2 for 0.5, 4 for 0.25), so sweeps with different packings share a
   device correctly (a 0.5 and a 0.25 sweep: 50 + 25 + 25);
 - the limit is created on first use (capacity GPU_UNITS, active). A limit that exists is used as
-  it is: `prefect gcl update ddrsa-gpu-HOST-0 --limit 50` lets all sweeps together use half of
-  that GPU, `prefect gcl update ... --disable` switches the check off;
+  it is: after `prefect gcl update ddrsa-gpu-HOST-0 --limit 50` all sweeps together use at most
+  half of that GPU (an experiment whose share is larger holds all 50: it runs alone there);
+  `prefect gcl update ... --disable` switches the check off;
 - the device is the first entry of the worker's CUDA_VISIBLE_DEVICES (the physical index, UUID or
   MIG id the worker was given; the one it trains on); unset, device 0 when torch sees a GPU. A
   worker with no GPU (CUDA_VISIBLE_DEVICES empty, CPU runs) takes no limit;
@@ -64,23 +65,24 @@ def units_for(gpus_per_experiment: float) -> int:
     return max(1, GPU_UNITS // _slots(gpus_per_experiment))
 
 
-def ensure_limit(name: str, capacity: int = GPU_UNITS) -> bool:
-    """Create the global concurrency limit `name` unless it exists; True when this call created it."""
+def ensure_limit(name: str, capacity: int = GPU_UNITS) -> tuple[int, bool]:
+    """Create the global concurrency limit `name` (`capacity` slots) unless it exists.
+
+    Returns (its capacity now, whether this call created it)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     with get_client(sync_client=True) as client:
         try:
-            client.read_global_concurrency_limit_by_name(name)
-            return False
+            return client.read_global_concurrency_limit_by_name(name).limit, False
         except ObjectNotFound:
             pass
         try:
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=capacity))
-            return True
+            return capacity, True
         except ObjectAlreadyExists:  # another sweep created it a moment ago
-            return False
+            return client.read_global_concurrency_limit_by_name(name).limit, False
 
 
 def _holder():
@@ -104,14 +106,16 @@ def gpu_slot(gpus_per_experiment: float, logger=None):
     from prefect.concurrency.sync import concurrency
 
     name = limit_name(device)
-    if ensure_limit(name) and logger is not None:
+    capacity, created = ensure_limit(name)
+    if created and logger is not None:
         logger.info("created global concurrency limit %s (%d units = one GPU)", name, GPU_UNITS)
-    units = units_for(gpus_per_experiment)
+    # a limit an operator lowered below this share: hold all of it (Prefect refuses more than the limit)
+    units = max(1, min(units_for(gpus_per_experiment), capacity))
     t0 = time.monotonic()
     with concurrency(name, occupy=units, lease_duration=LEASE_S, strict=True, holder=_holder(),
                      raise_on_lease_renewal_failure=False):
         waited = time.monotonic() - t0
         if logger is not None:
-            logger.info("holding %d/%d units of %s%s", units, GPU_UNITS, name,
+            logger.info("holding %d/%d units of %s%s", units, capacity, name,
                         f" (waited {waited:.0f} s: another sweep was using the GPU)" if waited >= 1 else "")
         yield name

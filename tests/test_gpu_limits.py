@@ -175,3 +175,53 @@ def test_two_concurrent_sweeps_share_one_gpu_limit(tmp_path, prefect_server):
         finally:
             with contextlib.suppress(ObjectNotFound):
                 client.delete_global_concurrency_limit_by_name(name)
+
+
+# ------------------------------------------------------------------------------ one experiment's slot
+
+
+@pytest.fixture
+def fresh_limit(prefect_server):
+    """The limit of device 7 of this host, absent before and deleted after the test."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    name = gpu_limits.limit_name("7")
+    with get_client(sync_client=True) as client:
+        with contextlib.suppress(ObjectNotFound):
+            client.delete_global_concurrency_limit_by_name(name)
+        yield client, name
+        with contextlib.suppress(ObjectNotFound):
+            client.delete_global_concurrency_limit_by_name(name)
+
+
+def test_slot_created_on_first_use_held_and_given_back(monkeypatch, fresh_limit):
+    """On a worker given device 7, one 0.25 experiment: the limit appears (100 units, active),
+    25 are held inside, none after; a limit an operator lowered to 10 is kept and held whole."""
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    client, name = fresh_limit
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7,2")
+    with gpu_limits.gpu_slot(0.25) as held:
+        assert held == name
+        limit = client.read_global_concurrency_limit_by_name(name)
+        assert (limit.limit, limit.active, limit.active_slots) == (100, True, 25)
+    assert client.read_global_concurrency_limit_by_name(name).active_slots == 0
+    assert gpu_limits.ensure_limit(name) == (100, False)
+
+    client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=10))
+    with gpu_limits.gpu_slot(0.25):
+        limit = client.read_global_concurrency_limit_by_name(name)
+        assert (limit.limit, limit.active_slots) == (10, 10)      # operator's setting kept, held whole
+    assert client.read_global_concurrency_limit_by_name(name).active_slots == 0
+
+
+def test_cpu_worker_takes_no_limit(monkeypatch, fresh_limit):
+    from prefect.exceptions import ObjectNotFound
+
+    client, name = fresh_limit
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with gpu_limits.gpu_slot(1.0) as held:
+        assert held is None
+    with pytest.raises(ObjectNotFound):
+        client.read_global_concurrency_limit_by_name(name)
