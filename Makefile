@@ -4,14 +4,17 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: setup run test test-fast analysis clean
+.PHONY: setup run test test-fast analysis clean constraints
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt: the versions the suite passed with (make constraints rewrites it from the venv)
+CONSTRAINTS ?= constraints.txt
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@# CPU wheel where no NVIDIA GPU is present (a CUDA build otherwise comes from the range in pyproject)
-	@if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install --quiet torch==2.13.0; fi
-	$(PY) -m pip install --quiet -e ".[dev]"
+	@if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install --quiet -c $(CONSTRAINTS) torch; fi
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -27,6 +30,11 @@ test-fast: setup      ## everything but the slow end-to-end tests
 
 analysis: setup
 	$(PY) flows/analysis.py --output-dir parallel_experiments
+
+constraints: setup   ## rewrite constraints.txt from the venv (after an upgrade that passes make test)
+	@{ sed -n '1,4p' $(CONSTRAINTS); $(PY) -m pip freeze --exclude-editable | grep -v -E \
+	   '^(#|-e |nvidia-(cu|cuda|nccl|nvjitlink|nvtx|cusparse|cufft|curand|cublas|cudnn|cusolver|cufile)|triton==)' \
+	   | sed -E 's/^torch==([0-9.]+)\+.*/torch==\1/'; } > $(CONSTRAINTS).new && mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
