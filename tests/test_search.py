@@ -161,3 +161,33 @@ def test_paused_then_continued_run_equals_an_uninterrupted_one(tmp_path):
     assert [(e["train_loss"], e["val_loss"]) for e in a] == [(e["train_loss"], e["val_loss"]) for e in b]
     for key in ("rul_rmse", "rul_mae", "concordance_index", "val_loss"):
         assert done.metrics[key] == whole.metrics[key], key
+
+
+# ---------------------------------------------------------------------------------- report pieces
+def test_rung_chart_and_compute_sentence(tmp_path):
+    from reports.search_charts import compute_sentence, rung_chart, rung_curves
+
+    def run(name, epochs, status, rung, promoted):
+        d = tmp_path / "logs" / name
+        d.mkdir(parents=True)
+        (d / "training_log.json").write_text(json.dumps(
+            {"epochs": [{"epoch": e, "val_loss": 1.0 / e} for e in range(1, epochs + 1)]}))
+        return {"name": name, "run_dir": f"logs/{name}", "status": status, "search": "halving", "rung": rung,
+                "rung_epochs": [1, 3, 9], "epochs_trained": epochs, "promoted": promoted}
+
+    records = [run("a", 9, "completed", 2, True), run("b", 3, "stopped_early", 1, True),
+               run("c", 1, "stopped_early", 0, False), run("d", 1, "stopped_early", 0, False)]
+    curves = rung_curves(records, tmp_path)
+    assert len(curves) == 9 + 3 + 1 + 1
+    assert set(curves[curves["reached_last"]]["name"]) == {"a"}
+    spec = rung_chart(records, tmp_path).to_dict()
+    assert [{"epoch": 1}, {"epoch": 3}, {"epoch": 9}] in spec["datasets"].values()  # the rung rules
+    colours = spec["layer"][1]["encoding"]["color"]["scale"]
+    assert colours["domain"][0] == "reached the last rung"
+    manifest = {"search": {"grid_size": 4, "full_grid_epochs": 36}}
+    # 9 + 3 + 1 + 1 = 14 epochs of 4 x 9 = 36: 39%
+    assert compute_sentence(records, manifest) == (
+        "Successive halving trained 14 epochs over 4 configurations: 39% of the 36 epochs a full grid (4 x 9) "
+        "trains; 1 reached the last rung (9 epochs), 3 stopped early.")
+    grid = [{k: v for k, v in r.items() if k not in ("search", "rung", "rung_epochs", "promoted")} for r in records]
+    assert compute_sentence(grid, None) is None and rung_chart(grid, tmp_path) is None
