@@ -62,8 +62,10 @@ RETRIES, RETRY_DELAY_S = 2, 5  # an experiment that raises runs up to 3 times, 5
 def cache_key(_context, parameters: dict) -> str:
     """Experiment config + code version + data version + output folder; never the flow run."""
     folder = hashlib.sha256(str(parameters["output_dir"]).encode()).hexdigest()[:8]
+    stop = parameters.get("stop_after_epoch")  # a search's rung: its own result (same run folder)
+    rung = f"-e{stop}" if stop is not None and stop < parameters["planned"]["config"]["num_epochs"] else ""
     return (f"ddrsa-{parameters['planned']['experiment_id']}-{parameters['code_version']}"
-            f"-{parameters['data_version']}-{folder}")
+            f"-{parameters['data_version']}-{folder}{rung}")
 
 
 FINISHED = ("completed", "diverged")  # returned records, so Prefect caches them (a failure raises)
@@ -118,8 +120,12 @@ def start_over_if_stale(run_dir: Path, code_version: str, data_version: str) -> 
 @task(name="train-experiment", task_run_name="{name}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
       retry_condition_fn=retry_unless_timed_out, cache_key_fn=cache_key, persist_result=True)
 def train_experiment(name: str, planned: dict, output_dir: str, code_version: str,
-                     data_version: str, gpus_per_experiment: float = 1.0) -> dict:
+                     data_version: str, gpus_per_experiment: float = 1.0,
+                     stop_after_epoch: int | None = None) -> dict:
     """Train one experiment (resuming its checkpoint) and return its result record.
+
+    `stop_after_epoch` (adaptive search, flows/search.py): train up to that epoch only; the record
+    then has status `paused` and `best_val_loss`, and a later call continues the run.
 
     On a GPU it first takes its share of the GPU's global concurrency limit (flows/gpu_limits.py),
     so concurrent sweeps never oversubscribe a device. Exceptions are retried by Prefect; a
@@ -134,9 +140,12 @@ def train_experiment(name: str, planned: dict, output_dir: str, code_version: st
         start_over_if_stale(run_dir, code_version, data_version)
         started = now_iso()
         with injected_faults(name, attempt, run_dir) as fault:
-            result = train(config, run_dir, inject_nan=fault == "nan")
-        return make_record(planned, status=result.status, result=result.to_dict(), worker=_worker_name(),
-                           attempts=attempt, started_at=started)
+            result = train(config, run_dir, inject_nan=fault == "nan", stop_after_epoch=stop_after_epoch)
+        record = make_record(planned, status=result.status, result=result.to_dict(), worker=_worker_name(),
+                             attempts=attempt, started_at=started)
+        if stop_after_epoch is not None:
+            record["best_val_loss"] = result.best_val_loss
+        return record
 
 
 SUBMIT_WINDOW = 64  # experiments submitted but not yet recorded, at most (each submit costs ~0.1-0.2 s)
@@ -293,7 +302,17 @@ def _started_runner(plan, make_plan, logger, attempts: int = CLUSTER_START_ATTEM
 
 
 def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment, scheduler_address,
-         n_workers, fresh, run_analysis, append_to_history, preset, experiment_timeout=None) -> dict:
+         n_workers, fresh, run_analysis, append_to_history, preset, experiment_timeout=None,
+         search="grid", min_epochs=None, reduction_factor=3, n_trials=None) -> dict:
+    if search != "grid":  # adaptive search: flows/search.py
+        from flows.search import run_search
+
+        return run_search(spec, planned, data_versions, out, logger, search=search, min_epochs=min_epochs,
+                          reduction_factor=reduction_factor, n_trials=n_trials,
+                          gpus_per_experiment=gpus_per_experiment, scheduler_address=scheduler_address,
+                          n_workers=n_workers, fresh=fresh, run_analysis=run_analysis,
+                          append_to_history=append_to_history, preset=preset,
+                          experiment_timeout=experiment_timeout)
     version = code_version()
     plan = plan_cluster(gpus_per_experiment, scheduler_address, n_workers)
     if fresh:
