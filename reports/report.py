@@ -112,6 +112,12 @@ def run_analysis(output_dir: str | os.PathLike, append_to_history: bool = False,
         done_charts = build_charts(done, out, history, gpu)
     if charts and not len(done) and len(history):
         done_charts["history_trend"] = ch.history_trend(history)
+    from reports.search_charts import SEARCH_CHART, compute_sentence, rung_chart  # --search halving|tpe
+
+    if (sentence := compute_sentence(records, manifest)):
+        res.notes.insert(0, sentence)
+    if charts and (rungs := rung_chart(records, out)) is not None:
+        done_charts[SEARCH_CHART] = rungs
     for name, chart in done_charts.items():
         res.specs[name] = chart.to_dict()
         res.charts[name] = ch.save_chart(chart, out / PLOTS_DIR, name, spec=res.specs[name])

@@ -53,7 +53,8 @@ def rung_chart(records: list[dict], output_dir: str | os.PathLike) -> alt.TopLev
         "promoted, then stopped" if row["promoted"] else "stopped at the first rung"), axis=1)
     order = ["reached the last rung", "promoted, then stopped", "stopped at the first rung"]
     lines = alt.Chart(curves).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
-        x=alt.X("epoch:Q", title="epoch"),
+        x=alt.X("epoch:Q", title="epoch", scale=alt.Scale(zero=False, nice=False),
+                axis=alt.Axis(tickMinStep=1, format="d")),
         y=alt.Y("val_loss:Q", title="validation loss (DDRSA objective)", scale=alt.Scale(zero=False, type="log")),
         detail="name:N",
         color=alt.Color("outcome:N", sort=order, scale=alt.Scale(domain=order, range=["#d62728", "#7f7f7f", "#c7c7c7"]),
