@@ -39,7 +39,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import httpx
 
@@ -96,24 +95,13 @@ def _log_tail(log_path: Path | None, chars: int = 1500) -> str:
 
 def start_server(port: int | None = None, log_path: Path | None = None, home: Path | None = None,
                  database: str | None = None) -> tuple[subprocess.Popen, str]:
-    """Start Prefect's API and UI on 127.0.0.1 (a free port unless `port`); return (process, api_url)
-    once it answers.
+    """Start Prefect's API and UI on 127.0.0.1 (a free port unless `port`); return (process, api_url).
 
     `home`: the server's PREFECT_HOME (created); `database`: its connection URL. Unset, both come
     from this process's environment and profile as for `prefect server start`.
     """
-    proc, api_url = launch_server(port, log_path, home, database)
-    wait_until_healthy(proc, api_url, log_path)
-    return proc, api_url
+    import prefect
 
-
-def launch_server(port: int | None = None, log_path: Path | None = None, home: Path | None = None,
-                  database: str | None = None) -> tuple[subprocess.Popen, str]:
-    """`start_server` without waiting: (process, api_url) as soon as the process exists. Call it
-    from the main thread: the server's death signal follows the thread that started it."""
-    import importlib.util
-
-    app_dir = Path(importlib.util.find_spec("prefect").origin).parent.parent  # without importing prefect
     port = port or free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     # full server (not webserver-only): its services record the task runs that Dask workers report
@@ -129,18 +117,13 @@ def launch_server(port: int | None = None, log_path: Path | None = None, home: P
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir),
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent),
              "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
              "--port", str(port), "--log-level", "error", "--lifespan", "on"],
             env=env, stdout=out, stderr=out, preexec_fn=_die_with_parent)
     finally:
         if log_path:
             out.close()  # the child keeps its own descriptor
-    return proc, api_url
-
-
-def wait_until_healthy(proc: subprocess.Popen, api_url: str, log_path: Path | None = None) -> None:
-    """Wait for a launched server to answer /health; raise (and stop it) on exit or timeout."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -148,7 +131,7 @@ def wait_until_healthy(proc: subprocess.Popen, api_url: str, log_path: Path | No
                                + _log_tail(log_path))
         try:
             if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                return
+                return proc, api_url
         except httpx.HTTPError:
             pass
         time.sleep(0.25)
@@ -166,45 +149,19 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-class Launched(NamedTuple):
-    """A sweep's server process, started and maybe not answering yet (see `launch_sweep_server`)."""
-    proc: subprocess.Popen
-    api_url: str
-    log_path: Path | None
-    database: str | None
-    started: float  # time.monotonic() at launch
-
-
-def launch_sweep_server(output_dir: Path | None, log_path: Path | None = None) -> Launched | None:
-    """Start, without waiting, the server `api_server(output_dir)` would start (None when
-    PREFECT_API_URL is set). `python flows/sweep.py` calls it as soon as its command line is
-    checked, so the server boots while the sweep imports torch, Dask and its flows (about 9 of 14 s
-    of imports at load 14 on 2 cores); `api_server(..., launched=...)` then waits for it."""
+@contextlib.contextmanager
+def api_server(output_dir: Path | None = None, log_path: Path | None = None, echo=print):
+    """Use PREFECT_API_URL when set; else run a server on 127.0.0.1 for the duration, with its
+    home (and SQLite database, unless one is configured) in `output_dir`/.prefect."""
     if os.environ.get("PREFECT_API_URL"):
-        return None
+        yield os.environ["PREFECT_API_URL"]
+        return
     home = Path(output_dir) / SERVER_HOME if output_dir is not None else None
     if log_path is None and output_dir is not None:
         log_path = Path(output_dir) / "prefect-server.log"
     database = database_url(home) if home is not None else None
     t0 = time.monotonic()
-    proc, api_url = launch_server(log_path=log_path, home=home, database=database)
-    return Launched(proc, api_url, log_path, database, t0)
-
-
-@contextlib.contextmanager
-def api_server(output_dir: Path | None = None, log_path: Path | None = None, echo=print,
-               launched: Launched | None = None):
-    """Use PREFECT_API_URL when set; else run a server on 127.0.0.1 for the duration, with its
-    home (and SQLite database, unless one is configured) in `output_dir`/.prefect. `launched`:
-    that server, already started by `launch_sweep_server(output_dir)`."""
-    if os.environ.get("PREFECT_API_URL"):
-        if launched is not None:
-            stop_server(launched.proc)
-        yield os.environ["PREFECT_API_URL"]
-        return
-    launched = launched or launch_sweep_server(output_dir, log_path)
-    proc, api_url, log_path, database, t0 = launched
-    wait_until_healthy(proc, api_url, log_path)
+    proc, api_url = start_server(log_path=log_path, home=home, database=database)
     where = f"; database: {describe_database(database)}" if database else ""
     echo(f"Prefect server started on {api_url.removesuffix('/api')} in {time.monotonic() - t0:.0f} s{where} "
          "(UI there while the sweep runs; set PREFECT_API_URL to use your own server)")

@@ -22,12 +22,6 @@ if __name__ == "__main__":  # check the command line before the slow imports bel
     import os
 
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM", "ext://sys.stdout")
-    try:  # the sweep's own server boots while the imports below run (BENCHMARKS.md section 10)
-        from flows.server import launch_sweep_server
-
-        SERVER = launch_sweep_server(Path(PARAMS["output_dir"]))
-    except Exception:  # main() starts it again and reports what is wrong
-        SERVER = None
 
 import contextlib
 import hashlib
@@ -395,8 +389,7 @@ def main(params: dict) -> int:
     from flows.server import api_server
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    # its own database in OUTPUT_DIR/.prefect; already launched when run as `python flows/sweep.py`
-    with api_server(Path(params["output_dir"]), launched=globals().get("SERVER")):
+    with api_server(Path(params["output_dir"])):  # its own database in OUTPUT_DIR/.prefect
         summary = ddrsa_sweep(**params)
     from reports.tables import folder_data_sources
 
