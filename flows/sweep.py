@@ -211,8 +211,6 @@ def _collect(submit, todo: list[dict], store: ResultsStore, total: int, progress
         # forget it on the cluster: a worker that dies later must not make Dask recompute it
         dask_future.release()
         store.upsert(record)
-        fill()
-        _next_alone(wrapped, suspects, pending, resubmit_alone)
         counts[record["status"]] = counts.get(record["status"], 0) + 1
         counts["cached"] += cached
         done += 1
@@ -222,6 +220,8 @@ def _collect(submit, todo: list[dict], store: ResultsStore, total: int, progress
             update_progress_artifact(progress_id, 100.0 * done / total,
                                      description=f"{counts['completed']} completed, {counts['failed']} failed, "
                                                  f"{counts['diverged']} diverged of {total}")
+        fill()  # after the line and the artifact: they never wait for submissions
+        _next_alone(wrapped, suspects, pending, resubmit_alone)
     return counts
 
 
