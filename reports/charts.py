@@ -235,7 +235,10 @@ def epoch_ticks(epochs: pd.Series, most: int = 12) -> list[int]:
     '1, 2, 2'."""
     first, last = int(epochs.min()), int(epochs.max())
     step = max(1, math.ceil((last - first + 1) / most))
-    return list(range(first, last + 1, step))
+    if step > 1:  # round steps (5, 10, ...) from the first epoch on
+        step = next(s for s in (2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, step) if s >= step)
+        return sorted({first, *range(step * math.ceil(first / step) or step, last + 1, step)})
+    return list(range(first, last + 1))
 
 
 def learning_curves(curves: pd.DataFrame) -> alt.TopLevelMixin:
@@ -250,7 +253,7 @@ def learning_curves(curves: pd.DataFrame) -> alt.TopLevelMixin:
             color=alt.Color("model:N", title="model"),
             tooltip=["model:N", "epoch:Q", alt.Tooltip("val_loss:Q", format=".4g")]).properties(
             title=f"{ds}: best run (lowest validation RMSE) per model", width=420, height=220)]
-    return _finish(_rows(curves, row), "Learning curves",
+    return _finish(_rows(curves.drop(columns=["name"], errors="ignore"), row), "Learning curves",
                    "validation loss of the best run per dataset/model (test RMSE for runs without validation metrics)")
 
 
@@ -289,22 +292,21 @@ def parallel_data(df: pd.DataFrame) -> pd.DataFrame:
             raw = g[axis].astype(float)
             v = raw.map(lambda x: math.log10(x) if x > 0 else math.nan) if axis in LOG_BASE else raw
             lo, hi = v.min(), v.max()
-            out[f"n_{axis}"] = ((v - lo) / (hi - lo) if hi > lo else v * 0 + 0.5).round(4)
+            out[f"n_{axis}"] = ((v - lo) / (hi - lo) if hi > lo else v * 0 + 0.5).round(3)
         parts.append(out)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def _parallel_labels(g: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     """Text marks for one dataset: each model name at its place on the model axis, and the raw
-    minimum and maximum at the bottom and top of every other axis."""
+    minimum and maximum at the bottom and top of every other axis (`xi`: the axis' position)."""
     rows = []
-    for axis in axes:
+    for xi, axis in enumerate(axes):
         if axis == "model":
-            rows += [{"axis": "model", "norm": float(n), "label": m}
-                     for m, n in g.groupby("model")["n_model"].first().items()]
+            rows += [{"xi": xi, "norm": float(n), "label": m} for m, n in g.groupby("model")["n_model"].first().items()]
             continue
         lo, hi = g[axis].min(), g[axis].max()
-        rows += [{"axis": axis, "norm": float(g.loc[g[axis] == v, f"n_{axis}"].iloc[0]), "label": f"{v:.4g}"}
+        rows += [{"xi": xi, "norm": float(g.loc[g[axis] == v, f"n_{axis}"].iloc[0]), "label": f"{v:.4g}"}
                  for v in ({lo, hi} if lo != hi else {lo}) if not pd.isna(v)]
     return pd.DataFrame(rows)
 
@@ -316,41 +318,54 @@ def parallel_coordinates(df: pd.DataFrame) -> alt.TopLevelMixin:
     subtitle. The configuration whose `cfg` equals the signal `selected_cfg` (set by the report's
     leaderboard) is drawn on top in black.
 
-    Lines are opaque and thin (translucent strokes take minutes to rasterise for ~1,000 runs);
-    the worst runs are drawn first so the best ones lie on top.
+    Each line is drawn as one rule per pair of neighbouring axes (a Vega-Lite line per run would
+    make one sub-dataflow per run: seconds in a browser for ~1,000 runs). Opaque thin strokes
+    (translucent ones take minutes to rasterise); the worst runs first so the best lie on top.
     """
     data = parallel_data(df).sort_values("rank", ascending=False, kind="stable")
     width = 1.0 if df["dataset"].value_counts().max() < 200 else 0.6
 
     def row(ds, g):
         axes, left_out = parallel_axes(df[df["dataset"] == ds])
-        g = g[["run", "cfg", "model", *[a for a in axes if a != "model"], "rank", "rank_on",
-               *[f"n_{a}" for a in axes]]]
         on_val = (g["rank_on"] == SELECTED_ON_VALIDATION).all()
+        g = g[["run", "cfg", "model", *[a for a in axes if a != "model"], "rank", *[f"n_{a}" for a in axes]]]
         legend = ([ds, "validation RMSE (steps)"] if on_val
                   else [ds, "TEST RMSE (steps;", "no validation metrics)"])
-        x = alt.X("axis:N", sort=axes, title=None, axis=alt.Axis(labelAngle=-25, grid=True))
+        names = script_literal(axes)
+        x = alt.X("xi:Q", title=None, scale=alt.Scale(domain=[0, len(axes) - 1], nice=False),
+                  axis=alt.Axis(values=list(range(len(axes))), labelExpr=f"{names}[datum.value]", labelAngle=-25,
+                                grid=True, labelAlign="right"))
         y = alt.Y("norm:Q", title="normalised value (0 = min, 1 = max)", scale=alt.Scale(domain=[0, 1]))
-        base = alt.Chart().transform_fold([f"n_{a}" for a in axes], as_=["key", "norm"]).transform_calculate(
-            axis="slice(datum.key, 2)").transform_calculate(value="datum[datum.axis]")
+
+        def segments(chart):
+            return chart.transform_fold([f"n_{a}" for a in axes], as_=["key", "norm"]).transform_calculate(
+                axis="slice(datum.key, 2)", xi=f"indexof({names}, slice(datum.key, 2))").transform_calculate(
+                value="datum[datum.axis]").transform_window(
+                norm2="lead(norm)", xi2="lead(xi)", groupby=["run"], sort=[alt.SortField("xi")],
+                frame=[None, None]).transform_filter("isValid(datum.norm2)")
         tip = ["model:N", alt.Tooltip("cfg:Q", title="configuration"), "axis:N", alt.Tooltip("value:N", title="value"),
                alt.Tooltip("rank:Q", title="ranking value", format=".4g")]
-        lines = base.mark_line(strokeWidth=width).encode(
-            x=x, y=y, detail="run:N", tooltip=tip,
+        lines = segments(alt.Chart()).mark_rule(strokeWidth=width).encode(
+            x=x, x2="xi2:Q", y=y, y2="norm2:Q", tooltip=tip,
             color=alt.Color("rank:Q", title=legend, scale=alt.Scale(scheme="viridis", reverse=True)))
-        chosen = base.transform_filter(f"datum.cfg === {SELECTED_PARAM}").mark_line(
-            strokeWidth=3, color="black").encode(x=x, y=y, detail="run:N", tooltip=tip)
+        chosen = segments(alt.Chart().transform_filter(f"datum.cfg === {SELECTED_PARAM}")).mark_rule(
+            strokeWidth=3, color="black").encode(x=x, x2="xi2:Q", y=y, y2="norm2:Q", tooltip=tip)
         labels = alt.Chart(_parallel_labels(g, axes)).mark_text(
             align="left", dx=4, fontSize=10, color="#333").encode(x=x, y=y, text="label:N")
         said = ("left out (one value in this sweep): " + ", ".join(f"{hp} {v:g}" for hp, v in left_out.items())
                 if left_out else "every hyperparameter varied in this sweep")
-        return [_set(alt.layer(lines, chosen, data=g) + labels,
+        return [_set(alt.layer(alt.layer(lines, chosen, data=g), labels),
                      title=alt.Title(f"{ds}: all completed runs", subtitle=said), width=620, height=230)]
     chart = _rows(data, row, color="independent")
     chart = _finish(chart, "Parallel coordinates", "each line one run, test metrics on the axes, coloured by the "
                     "ranking value (validation RMSE); learning rate and batch size normalised on a log scale; "
                     "black: the configuration selected in the leaderboard")
     return _set(chart, params=[alt.param(name=SELECTED_PARAM, value=-1).param])
+
+
+def script_literal(values: list[str]) -> str:
+    """A Vega expression array literal of strings: ['model','batch_size']."""
+    return "[" + ",".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values) + "]"
 
 
 def gpu_utilization(samples: pd.DataFrame) -> alt.TopLevelMixin:

@@ -18,14 +18,14 @@ import math
 import numpy as np
 import pandas as pd
 
-from reports.tables import (CONFIG_KEYS, HYPERPARAMETERS, METRICS, _fmt_float, completed, config_ids, ranking_metric,
+from reports.tables import (CONFIG_KEYS, HYPERPARAMETERS, METRICS, SELECTED_ON_VALIDATION, _fmt_float, completed, config_ids, ranking_metric,
                             retrain_command)
 from reports.vega_page import script_json
 
 TOP_N = 10  # rows shown before "show all"
 # row fields holding exactly the text retrain_command writes for them (filled into the templates)
 COMMAND_FIELDS = ("dataset", "subset", "model", "batch_size", "learning_rate", "lambda_param", "nasa_weight",
-                  "dropout", "num_epochs", "seed")
+                  "dropout", "num_epochs", "seed", "cfg")
 # stand-ins for retrain_command's numeric fields (as it prints them) -> the row field filled in
 _SENTINELS = {"batch_size": -101, "learning_rate": -102.0, "lambda_param": -103.0, "nasa_weight": -104.0,
               "dropout": -105.0, "num_epochs": -106, "seed": -107}
@@ -84,12 +84,13 @@ def leaderboard_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def retrain_templates(output_dir: str) -> dict[str, str]:
-    """`retrain_command` for placeholder rows: {"turbofan": ..., "other": ...}; '@field@' marks
-    where a row's COMMAND_FIELDS text and '@name@' its retrain folder name go."""
+    """`retrain_command` for placeholder rows: {"turbofan": ..., "other": ...} ("turbofan" for
+    rows with a C-MAPSS subset); '@field@' marks where a row's COMMAND_FIELDS text goes."""
     out = {}
     for kind, dataset in (("turbofan", "turbofan"), ("other", "@dataset@")):
         row = {"dataset": dataset, "subset": "@subset@", "model": "@model@", **_SENTINELS}
-        cmd = retrain_command(row, output_dir, "@name@")
+        name = retrain_name({"dataset": dataset, "subset": "@subset@", "model": "@model@", "cfg": "@cfg@"})
+        cmd = retrain_command(row, output_dir, name)
         for field, value in sorted(_SENTINELS.items(), key=lambda kv: -len(str(kv[1]))):
             text = _fmt_float(value) if isinstance(value, float) else str(value)
             cmd = cmd.replace(text, f"@{field}@")
@@ -100,15 +101,15 @@ def retrain_templates(output_dir: str) -> dict[str, str]:
 def retrain_name(row: dict) -> str:
     """Folder name of a leaderboard row's retrain: '<dataset>[_<subset>]_<model>_cfg<cfg>'."""
     where = f"{row['dataset']}_{row['subset']}" if row["dataset"] == "turbofan" and row["subset"] else row["dataset"]
-    return f"{where}_{row['model']}_cfg{int(row['cfg'])}"
+    return f"{where}_{row['model']}_cfg{row['cfg']}"
 
 
 def fill_template(templates: dict[str, str], row: dict) -> str:
-    """The retrain command of one leaderboard payload row (Python twin of the page's JS, for tests)."""
-    cmd = templates["turbofan" if row["dataset"] == "turbofan" else "other"]
+    """The retrain command of one decoded payload row (the Python twin of the page's JS, for tests)."""
+    cmd = templates["turbofan" if row["dataset"] == "turbofan" and row["subset"] else "other"]
     for field in COMMAND_FIELDS:
         cmd = cmd.replace(f"@{field}@", str(row[field]))
-    return cmd.replace("@name@", row["name"])
+    return cmd
 
 
 def _shown(value):
@@ -120,21 +121,33 @@ def _shown(value):
 
 
 def payload(board: pd.DataFrame, output_dir: str) -> dict:
-    """What the page's script reads: column names, rows (arrays, floats cut), retrain templates.
-
-    The command fields hold the exact text `retrain_command` prints for them (so the hyperparameters
-    are strings like '0.001'; the page sorts them as numbers)."""
+    """What the page's script reads: {"cols", "rows" (one array per configuration), "dicts",
+    "templates", "top", "columns"}. A text column's rows hold indexes into `dicts[col]`; a column
+    that is empty in every row (CIs with one seed each) is left out. The command fields hold the
+    exact text `retrain_command` prints for them (hyperparameters as strings such as '0.001',
+    sorted as numbers by the page)."""
     cols = ["cfg", *[c for c, _, _ in COLUMNS]]
-    cols += [f"{m}_ci_{b}" for m in METRICS for b in ("low", "high")] + ["selected_on", "seed", "num_epochs", "name"]
-    rows = []
-    for rec in board.to_dict(orient="records"):
-        rec["name"] = retrain_name(rec)
+    cols += [f"{m}_ci_{b}" for m in METRICS for b in ("low", "high")] + ["selected_on", "seed", "num_epochs"]
+    recs = board.to_dict(orient="records")
+    for rec in recs:
         for hp in HYPERPARAMETERS:
             rec[hp] = str(int(rec[hp])) if hp == "batch_size" else _fmt_float(rec[hp])
-        rec["cfg"], rec["rank"], rec["n_seeds"] = int(rec["cfg"]), int(rec["rank"]), int(rec["n_seeds"])
-        rows.append([_shown(rec[c]) for c in cols])
-    return {"cols": cols, "rows": rows, "templates": retrain_templates(output_dir), "top": TOP_N,
+        for key in ("cfg", "rank", "n_seeds", "seed", "num_epochs"):
+            rec[key] = int(rec[key])
+        for key, value in rec.items():
+            rec[key] = _shown(value)
+    cols = [c for c in cols if any(rec[c] is not None for rec in recs)]
+    dicts = {c: list(dict.fromkeys(rec[c] for rec in recs)) for c in cols if all(isinstance(r[c], str) for r in recs)}
+    index = {c: {v: i for i, v in enumerate(values)} for c, values in dicts.items()}
+    rows = [[index[c][rec[c]] if c in index else rec[c] for c in cols] for rec in recs]
+    return {"cols": cols, "rows": rows, "dicts": dicts, "templates": retrain_templates(output_dir), "top": TOP_N,
             "columns": [{"field": f, "header": h, "kind": k} for f, h, k in COLUMNS]}
+
+
+def decoded_rows(data: dict) -> list[dict]:
+    """The payload's rows as dicts, text columns looked up (what the page's script starts from)."""
+    return [{c: (data["dicts"][c][v] if c in data["dicts"] else v) for c, v in zip(data["cols"], row)}
+            for row in data["rows"]]
 
 
 CSS = (".lb-controls{margin:0.5em 0}.lb-controls label{margin-right:1em}#leaderboard th{cursor:pointer;"
@@ -147,6 +160,7 @@ CSS = (".lb-controls{margin:0.5em 0}.lb-controls label{margin-right:1em}#leaderb
 SCRIPT = r"""(function(){
 var P=JSON.parse(document.getElementById("ddrsa-leaderboard-data").textContent);
 var C={};P.cols.forEach(function(c,i){C[c]=i;});
+P.rows.forEach(function(r){Object.keys(P.dicts).forEach(function(c){r[C[c]]=P.dicts[c][r[C[c]]];});});
 var state={key:"rank",dir:1,all:false,selected:null,open:null,filters:{}};
 var table=document.getElementById("leaderboard"),body=table.querySelector("tbody"),info=document.getElementById("lb-info");
 function esc(s){return String(s).replace(/[&<>"']/g,function(c){return{"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c];});}
@@ -155,9 +169,8 @@ function num(x){return typeof x==="number"?x:(x===null||x===""?NaN:parseFloat(x)
 function ci(r,f){var m=r[C[f]],lo=r[C[f+"_ci_low"]],hi=r[C[f+"_ci_high"]];
  return lo===null||lo===undefined?fmt(m):fmt(m)+" ["+fmt(lo)+", "+fmt(hi)+"]";}
 function cell(r,col){return col.kind==="ci"?ci(r,col.field):fmt(r[C[col.field]]);}
-function command(r){var t=P.templates[r[C.dataset]==="turbofan"?"turbofan":"other"];
- ["dataset","subset","model","batch_size","learning_rate","lambda_param","nasa_weight","dropout","num_epochs","seed"]
- .forEach(function(f){t=t.split("@"+f+"@").join(String(r[C[f]]));});return t.split("@name@").join(r[C.name]);}
+function command(r){var t=P.templates[r[C.dataset]==="turbofan"&&r[C.subset]?"turbofan":"other"];
+ FIELDS.forEach(function(f){t=t.split("@"+f+"@").join(String(r[C[f]]));});return t;}
 window.ddrsaRetrainCommand=function(cfg){var r=P.rows.find(function(r){return r[C.cfg]===cfg;});return r?command(r):null;};
 function matches(r,col,q){if(!q)return true;var v=r[C[col.field]],m=/^\s*(<=|>=|<|>|=)\s*(-?[0-9.eE+-]+)\s*$/.exec(q);
  if(m&&col.kind!=="text"){var x=num(v),y=parseFloat(m[2]);if(isNaN(x))return false;
@@ -216,7 +229,12 @@ def leaderboard_html(board: pd.DataFrame, output_dir: str) -> str:
     """The leaderboard section body (controls, table, data, script); '' without configurations."""
     if not len(board):
         return ""
-    heads = "".join(f'<th data-field="{f}" aria-sort="none">{html.escape(h)}</th>' for f, h, _ in COLUMNS)
+    if (board["selected_on"] != SELECTED_ON_VALIDATION).any():  # old records: say what ranked them
+        columns = [(f, "ranked on: RMSE (TEST where records lack validation metrics)" if f == "rank_value" else h, k)
+                   for f, h, k in COLUMNS]
+    else:
+        columns = COLUMNS
+    heads = "".join(f'<th data-field="{f}" aria-sort="none">{html.escape(h)}</th>' for f, h, _ in columns)
     filters = "".join(f'<th><input data-field="{f}" placeholder="{"&lt;20, &gt;=0.8" if k != "text" else "contains"}"'
                       f' aria-label="filter {html.escape(h)}"></th>' for f, h, k in COLUMNS)
     controls = (f'<div class="lb-controls"><label>dataset <select id="lb-dataset"><option value="">all</option>'
@@ -227,4 +245,5 @@ def leaderboard_html(board: pd.DataFrame, output_dir: str) -> str:
     data = script_json(payload(board, output_dir))
     return (f"{controls}<table id='leaderboard'><thead><tr>{heads}<th>retrain</th></tr>"
             f"<tr class='lb-filters'>{filters}<th></th></tr></thead><tbody></tbody></table>"
-            f'<script type="application/json" id="ddrsa-leaderboard-data">{data}</script><script>{SCRIPT}</script>')
+            f'<script type="application/json" id="ddrsa-leaderboard-data">{data}</script>'
+            f"<script>{SCRIPT.replace('FIELDS', script_json(list(COMMAND_FIELDS)))}</script>")

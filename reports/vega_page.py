@@ -25,7 +25,7 @@ from pathlib import Path
 from reports.tables import write_atomic
 
 BUNDLE_FILE = "vega-bundle.js"
-SIGNIFICANT = 5  # significant digits of floats in the report's pooled data sets
+SIGNIFICANT = 4  # significant digits of floats in the report's pooled data sets
 EMBED_OPTIONS = {"actions": {"export": True, "source": False, "compiled": False, "editor": False},
                  "renderer": "canvas"}
 
@@ -91,19 +91,31 @@ def _cut(value):
 
 
 def columnar(rows: list[dict]) -> dict:
-    """[{a: 1, b: 'x'}, ...] -> {"c": ["a", "b"], "v": [[1, ...], ["x", ...]]} (floats cut)."""
+    """[{a: 1.23456, b: 'x'}, ...] -> {"c": ["a", "b"], "v": [[1.235, ...], {"d": ["x"], "i": [0, ...]}]}:
+    one list per column, floats cut to SIGNIFICANT digits, a column of strings as its distinct
+    values plus one index per row (the loader in the page rebuilds the row objects)."""
     cols: list[str] = []
     for row in rows:
         for key in row:
             if key not in cols:
                 cols.append(key)
-    return {"c": cols, "v": [[_cut(row.get(c)) for row in rows] for c in cols]}
+    values = []
+    for c in cols:
+        col = [_cut(row.get(c)) for row in rows]
+        if all(isinstance(v, str) for v in col):
+            distinct = list(dict.fromkeys(col))
+            index = {v: i for i, v in enumerate(distinct)}
+            values.append({"d": distinct, "i": [index[v] for v in col]})
+        else:
+            values.append(col)
+    return {"c": cols, "v": values}
 
 
 LOADER = """(function(){
 var store=JSON.parse(document.getElementById("ddrsa-vdata").textContent);
-function rows(h){var d=store[h],n=d.v.length?d.v[0].length:0,out=new Array(n);
-for(var i=0;i<n;i++){var o={};for(var j=0;j<d.c.length;j++){var x=d.v[j][i];if(x!==null)o[d.c[j]]=x;}out[i]=o;}
+function col(v){return Array.isArray(v)?v:v.i.map(function(i){return v.d[i];});}
+function rows(h){var d=store[h],v=d.v.map(col),n=v.length?v[0].length:0,out=new Array(n);
+for(var i=0;i<n;i++){var o={};for(var j=0;j<d.c.length;j++){var x=v[j][i];if(x!==null)o[d.c[j]]=x;}out[i]=o;}
 return out;}
 window.ddrsaViews={};window.ddrsaChartErrors=[];window.ddrsaChartsDone=false;
 var opts=OPTIONS,jobs=[];
@@ -146,6 +158,7 @@ class PageCharts:
         """'' without charts; else the Vega bundle, the data pool and the loader (in this order)."""
         if not self.names:
             return ""
-        return (f"<script>{bundle_js()}</script>"
+        bundle = bundle_js().replace("</script", "<\\/script")  # none today; never let it end the element
+        return (f"<script>{bundle}</script>"
                 f'<script type="application/json" id="ddrsa-vdata">{script_json(self.datasets)}</script>'
                 f"<script>{LOADER.replace('OPTIONS', script_json(EMBED_OPTIONS))}</script>")
