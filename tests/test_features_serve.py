@@ -1,7 +1,8 @@
 """`python -m deployments.serve` running flow runs (issue 18): `--limit 1` really keeps a second
 deployment run waiting while one runs, and a run created by the launcher (`--where server`) is
 picked up by serve and completes, its records written. One serve process against the session's
-real Prefect server; two tiny one-experiment runs of `ddrsa-sweep/default`.
+real Prefect server; two tiny one-experiment runs of `ddrsa-sweep/default` into one folder (the
+second, run after the first, finds the experiment finished and trains nothing).
 
 The first run is held in training by the `hang` fault (flows/faults.py, inherited by the flow-run
 processes serve starts) until the test has seen the second one wait; states and start/end times
@@ -54,7 +55,7 @@ def test_serve_limit_1_and_a_launcher_server_run(tmp_path, prefect_server):
     from prefect.exceptions import ObjectNotFound
 
     release, attempts = tmp_path / "release", tmp_path / "attempts.jsonl"
-    outs = {"launcher": tmp_path / "by-launcher", "second": tmp_path / "second"}
+    out = tmp_path / "sweep"
     env = {**os.environ, "DDRSA_INJECT_FAULT": "hang:/:*", "DDRSA_FAULT_RELEASE": str(release),
            "DDRSA_FAULT_HANG_S": "120", "DDRSA_ATTEMPT_LOG": str(attempts),
            "PREFECT_RUNNER_POLL_FREQUENCY": "2"}           # serve looks for scheduled runs every 2 s
@@ -74,7 +75,7 @@ def test_serve_limit_1_and_a_launcher_server_run(tmp_path, prefect_server):
             dep = _wait("serve to register ddrsa-sweep/default", registered, serve, log_path)
 
             # 1. the launcher creates a real flow run of the deployment (it does not wait for it)
-            sets = [a for k, v in {**TINY_PARAMS, "output_dir": str(outs["launcher"])}.items()
+            sets = [a for k, v in {**TINY_PARAMS, "output_dir": str(out)}.items()
                     for a in ("--set", f"{k}={json.dumps(v)}")]
             proc = subprocess.run([sys.executable, "-m", "deployments.launcher", "--preset", "default", "--where",
                                    "server", "--yes", *sets], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -92,8 +93,8 @@ def test_serve_limit_1_and_a_launcher_server_run(tmp_path, prefect_server):
 
             # 2. a second run while the first runs: --limit 1 keeps it waiting
             second = run_deployment("ddrsa-sweep/default", timeout=0,
-                                    parameters={**TINY_PARAMS, "output_dir": str(outs["second"])})
-            time.sleep(8)                                   # four of serve's polls
+                                    parameters={**TINY_PARAMS, "output_dir": str(out)})
+            time.sleep(6)                                   # three of serve's polls
             assert client.read_flow_run(second.id).state.is_scheduled(), client.read_flow_run(second.id).state
             assert client.read_flow_run(first_id).state.is_running()
             assert len(attempts.read_text().splitlines()) == 1
@@ -121,10 +122,10 @@ def test_serve_limit_1_and_a_launcher_server_run(tmp_path, prefect_server):
         assert run.deployment_id == dep.id
     # never both running: the second started after the first ended (read back from the server)
     assert second_run.start_time >= first_run.end_time, (first_run.end_time, second_run.start_time)
-    assert first_run.parameters["output_dir"] == str(outs["launcher"]) and first_run.parameters["preset"] == "default"
+    assert first_run.parameters["output_dir"] == str(out) and first_run.parameters["preset"] == "default"
     assert first_run.parameters["num_epochs"] == 1 and first_run.parameters["models"] == ["paper"]
-    for out in outs.values():                              # each run trained its one experiment
-        records = read_results(out)
-        assert [(r["status"], r["dataset"], r["model"], r["seed"]) for r in records] == [
-            ("completed", "turbofan", "paper", 1)]
+    records = read_results(out)                            # the launcher's run trained its one experiment
+    assert [(r["status"], r["dataset"], r["model"], r["seed"]) for r in records] == [
+        ("completed", "turbofan", "paper", 1)]
+    assert len(attempts.read_text().splitlines()) == 1     # the second found it finished: trained nothing
     assert "scheduled runs skipped (at capacity)" in log_path.read_text()
