@@ -47,6 +47,7 @@ from flows.faults import injected_faults
 from flows.gpu_limits import gpu_slot
 from flows.gpu_monitor import GpuMonitor
 from flows.prepare import data_key, prepare
+from flows.run_ops import ddrsa_logs_to_prefect, failed_attempts, retry_if_transient, sweep_run_name, sweep_state
 from flows.sweep_cli import FLOW_FIELDS, SPEC_FIELDS, build_spec, flow_docstring, flow_signature
 
 RESULTS_CACHE = ".prefect-results"
@@ -91,11 +92,6 @@ def _worker_name() -> str | None:
         return None
 
 
-def retry_unless_timed_out(_task, _task_run, state) -> bool:
-    """Retry a raised exception; not a timeout (a hung experiment would hang again, at 3x the cost)."""
-    return not isinstance(state.data, TimeoutError)
-
-
 VERSIONS_FILE = ".versions.json"
 
 
@@ -112,7 +108,7 @@ def start_over_if_stale(run_dir: Path, code_version: str, data_version: str) -> 
 
 
 @task(name="train-experiment", task_run_name="{name}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
-      retry_condition_fn=retry_unless_timed_out, cache_key_fn=cache_key, persist_result=True)
+      retry_condition_fn=retry_if_transient, cache_key_fn=cache_key, persist_result=True)
 def train_experiment(name: str, planned: dict, output_dir: str, code_version: str,
                      data_version: str, gpus_per_experiment: float = 1.0,
                      stop_after_epoch: int | None = None) -> dict:
@@ -122,15 +118,17 @@ def train_experiment(name: str, planned: dict, output_dir: str, code_version: st
     then has status `paused` and `best_val_loss`, and a later call continues the run.
 
     On a GPU it first takes its share of the GPU's global concurrency limit (flows/gpu_limits.py),
-    so concurrent sweeps never oversubscribe a device. Exceptions are retried by Prefect; a
-    diverged run returns status `diverged` (no retry).
+    so concurrent sweeps never oversubscribe a device. Errors that can pass (I/O, out of memory:
+    flows/run_ops.py `transient_error`) are retried by Prefect; a configuration or data error or a
+    timeout fails at once; a diverged run returns status `diverged` (no retry). Its `ddrsa` log
+    lines (one per epoch) are this task run's logs in Prefect.
     """
     from prefect.runtime import task_run
 
     attempt = task_run.run_count or 1
     config = ExperimentConfig(**planned["config"])
     run_dir = safe_run_dir(Path(output_dir), planned["run_dir"])
-    with gpu_slot(gpus_per_experiment, get_run_logger()):
+    with ddrsa_logs_to_prefect(), gpu_slot(gpus_per_experiment, get_run_logger()):
         start_over_if_stale(run_dir, code_version, data_version)
         started = now_iso()
         with injected_faults(name, attempt, run_dir) as fault:
@@ -206,7 +204,7 @@ def _collect(submit, todo: list[dict], store: ResultsStore, total: int, progress
             elif state.name == "TimedOut":
                 record = make_record(planned, status="failed", error=f"timed out: {state.message}"[:2000])
             else:
-                record = make_record(planned, status="failed", attempts=attempts_allowed,
+                record = make_record(planned, status="failed", attempts=failed_attempts(state, attempts_allowed),
                                      error=(state.message or state.name)[:2000])
         # forget it on the cluster: a worker that dies later must not make Dask recompute it
         dask_future.release()
@@ -295,6 +293,13 @@ def _started_runner(plan, make_plan, logger, attempts: int = CLUSTER_START_ATTEM
         return
 
 
+def progress_key(preset: str | None, out: Path) -> str:
+    """`ddrsa-sweep-progress-<preset or output folder name>` (flows/analysis.py `artifact_scope`)."""
+    from flows.analysis import artifact_scope, scoped_key
+
+    return scoped_key(artifact_scope(preset, out), "sweep-progress")
+
+
 def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment, scheduler_address,
          n_workers, fresh, run_analysis, append_to_history, preset, experiment_timeout=None,
          search="grid", min_epochs=None, reduction_factor=3, n_trials=None) -> dict:
@@ -346,7 +351,7 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
             todo.append(item)
     skipped = len(planned) - len(todo)
     progress_id = create_progress_artifact(
-        progress=100.0 * skipped / max(len(planned), 1), key="ddrsa-sweep-progress",
+        progress=100.0 * skipped / max(len(planned), 1), key=progress_key(preset, out),
         description=f"{counts['completed']} completed, 0 failed, {counts['diverged']} diverged of {len(planned)}")
     if skipped:
         logger.info("[%d/%d] finished earlier with the same config, code and data versions (cache key): "
@@ -390,13 +395,18 @@ def main(params: dict) -> int:
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
     with api_server(Path(params["output_dir"])):  # its own database in OUTPUT_DIR/.prefect
-        summary = ddrsa_sweep(**params)
+        state = ddrsa_sweep(**params, return_state=True)
+        summary = state.result(raise_on_failure=False)
+    if isinstance(summary, BaseException):  # the flow raised (folder held by another sweep, ...)
+        raise summary
     from reports.tables import folder_data_sources
 
     print(f"{summary['completed']} completed ({summary['cached']} cached), {summary['failed']} failed, "
           f"{summary['diverged']} diverged of {summary['n_experiments']} in {summary['wall_seconds']:.0f} s; "
           f"data: {folder_data_sources(summary['output_dir'])}; results in {summary['output_dir']}")
-    return 0 if summary["failed"] == 0 else 1
+    if not state.is_completed():
+        print(f"flow run {state.name}: {state.message}")
+    return 0 if state.is_completed() else 1
 
 
 if __name__ == "__main__":
