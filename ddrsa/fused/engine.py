@@ -156,24 +156,35 @@ def _new_member(config: ExperimentConfig, run_dir: Path, n_features: int, steps_
 
 
 class _Stack:
-    """The active members' parameters and Adam state with a leading member dimension."""
+    """The active members' parameters and Adam state with a leading member dimension.
+
+    All parameters live in one flat leaf (A, P) (`flat`); `params[name]` are views of its column
+    blocks shaped (A, *shape), so the backward pass leaves one (A, P) gradient and clipping and
+    Adam are a handful of whole-buffer operations, whatever the number of parameter tensors.
+    """
 
     def __init__(self, members: list[_Member], device: torch.device) -> None:
         self.members = members
-        self.names = [n for n, _ in members[0].model.named_parameters()]
+        a = len(members)
         per = [dict(m.model.named_parameters()) for m in members]
-        self.params = {n: torch.stack([p[n].detach() for p in per]).requires_grad_(True) for n in self.names}
-        self.exp_avg, self.exp_avg_sq = {}, {}
+        self.names = list(per[0])
+        self.shapes = [per[0][n].shape for n in self.names]
+        self.sizes = [per[0][n].numel() for n in self.names]
+
+        def flat_of(get) -> torch.Tensor:
+            return torch.cat([torch.stack([get(i, n) for i in range(a)]).reshape(a, -1) for n in self.names], 1)
+
+        def state(i: int, n: str, key: str) -> torch.Tensor:
+            s = members[i].optimizer.state.get(per[i][n], {})
+            return s[key] if key in s else torch.zeros_like(per[i][n])
+
+        self.flat = flat_of(lambda i, n: per[i][n].detach()).requires_grad_(True)
+        self.exp_avg = flat_of(lambda i, n: state(i, n, "exp_avg")).detach()
+        self.exp_avg_sq = flat_of(lambda i, n: state(i, n, "exp_avg_sq")).detach()
         self.steps = []
         for i, m in enumerate(members):
             first = m.optimizer.state.get(per[i][self.names[0]], {})
             self.steps.append(int(first["step"]) if "step" in first else 0)
-        for n in self.names:
-            states = [m.optimizer.state.get(per[i][n], {}) for i, m in enumerate(members)]
-            self.exp_avg[n] = torch.stack([s["exp_avg"] if "exp_avg" in s else torch.zeros_like(per[i][n])
-                                           for i, s in enumerate(states)]).detach()
-            self.exp_avg_sq[n] = torch.stack([s["exp_avg_sq"] if "exp_avg_sq" in s else torch.zeros_like(per[i][n])
-                                              for i, s in enumerate(states)]).detach()
         self.lrs = [m.optimizer.param_groups[0]["lr"] for m in members]
         self.weight_decay = members[0].optimizer.param_groups[0]["weight_decay"]
         self.max_norm = members[0].config.grad_clip
@@ -185,44 +196,47 @@ class _Stack:
         self.use_nasa = any(c.nasa_weight > 0 for c in cfgs)
         self.drop = StackedDropout([c.dropout for c in cfgs], [m.gens.dropout for m in members], device)
 
-    def _shape(self, t: torch.Tensor) -> tuple:
-        return (-1,) + (1,) * (t.dim() - 1)
+    @property
+    def params(self) -> dict:
+        """name -> (A, *shape) view of `flat` (fresh views each call: one per training step)."""
+        a = len(self.members)
+        blocks = self.flat.split(self.sizes, dim=1)
+        return {n: b.view(a, *shape) for n, b, shape in zip(self.names, blocks, self.shapes)}
 
     @torch.no_grad()
     def clip_and_step(self) -> None:
-        """clip_grad_norm_ over each member's own parameters, then torch.optim.Adam's update
-        (single-tensor form, bias corrections in double precision) with each member's lr/step."""
-        grads = [self.params[n].grad for n in self.names]
-        a = len(self.members)
-        norms = torch.stack([torch.linalg.vector_norm(g.reshape(a, -1), 2, dim=1) for g in grads])
-        total = torch.linalg.vector_norm(norms, 2, dim=0)
-        coef = torch.clamp(self.max_norm / (total + 1e-6), max=1.0)
-        for g in grads:
-            g.mul_(coef.view(self._shape(g)))
+        """clip_grad_norm_ over each member's own parameters (its norm over all of them), then
+        torch.optim.Adam's update (single-tensor form, bias corrections in double precision) with
+        each member's learning rate and step count."""
+        p, g = self.flat, self.flat.grad
+        total = torch.linalg.vector_norm(g, 2, dim=1, keepdim=True)
+        g.mul_(torch.clamp(self.max_norm / (total + 1e-6), max=1.0))
         self.steps = [s + 1 for s in self.steps]
-        dev = grads[0].device
-        neg_step = torch.tensor([-lr / (1 - BETA1 ** s) for lr, s in zip(self.lrs, self.steps)],
-                                dtype=torch.float32, device=dev)
-        bc2_sqrt = torch.tensor([(1 - BETA2 ** s) ** 0.5 for s in self.steps], dtype=torch.float32, device=dev)
-        for n, g in zip(self.names, grads):
-            p, m, v = self.params[n], self.exp_avg[n], self.exp_avg_sq[n]
-            if self.weight_decay != 0:
-                g = g.add(p, alpha=self.weight_decay)
-            m.lerp_(g, 1 - BETA1)
-            v.mul_(BETA2).addcmul_(g, g, value=1 - BETA2)
-            shape = self._shape(p)
-            denom = (v.sqrt() / bc2_sqrt.view(shape)).add_(EPS)
-            p.add_(m * neg_step.view(shape) / denom)  # addcdiv_(m, denom, value=-step): (v*m)/denom
+        neg_step = torch.tensor([[-lr / (1 - BETA1 ** s)] for lr, s in zip(self.lrs, self.steps)],
+                                dtype=torch.float32, device=g.device)
+        bc2_sqrt = torch.tensor([[(1 - BETA2 ** s) ** 0.5] for s in self.steps], dtype=torch.float32,
+                                device=g.device)
+        if self.weight_decay != 0:
+            g = g.add(p, alpha=self.weight_decay)
+        self.exp_avg.lerp_(g, 1 - BETA1)
+        self.exp_avg_sq.mul_(BETA2).addcmul_(g, g, value=1 - BETA2)
+        denom = (self.exp_avg_sq.sqrt() / bc2_sqrt).add_(EPS)
+        p.add_(self.exp_avg * neg_step / denom)  # addcdiv_(m, denom, value=-step) computes (v*m)/denom
 
     @torch.no_grad()
     def write_back(self) -> None:
+        a = len(self.members)
+        views = [(n, b.view(a, *shape)) for n, b, shape in
+                 zip(self.names, self.flat.detach().split(self.sizes, 1), self.shapes)]
+        m1 = [b.view(a, *shape) for b, shape in zip(self.exp_avg.split(self.sizes, 1), self.shapes)]
+        m2 = [b.view(a, *shape) for b, shape in zip(self.exp_avg_sq.split(self.sizes, 1), self.shapes)]
         for i, member in enumerate(self.members):
             named = dict(member.model.named_parameters())
-            for n in self.names:
-                named[n].copy_(self.params[n][i])
+            for (n, v), e1, e2 in zip(views, m1, m2):
+                named[n].copy_(v[i])
                 member.optimizer.state[named[n]] = {
                     "step": torch.tensor(float(self.steps[i]), dtype=torch.float32),
-                    "exp_avg": self.exp_avg[n][i].clone(), "exp_avg_sq": self.exp_avg_sq[n][i].clone()}
+                    "exp_avg": e1[i].clone(), "exp_avg_sq": e2[i].clone()}
 
 
 def _fused_epoch(stack: _Stack, spec: dict, split: _Split, epoch: int, device: torch.device) -> torch.Tensor:
@@ -239,8 +253,7 @@ def _fused_epoch(stack: _Stack, spec: dict, split: _Split, epoch: int, device: t
             logits = stacked_forward(spec, stack.params, x, mask, stack.drop, config.pred_horizon)
         loss = stacked_loss(logits.float(), split.event_index[idx], split.censored[idx], stack.lam,
                             stack.one_minus_lam, stack.nasa, stack.use_nasa)
-        for p in stack.params.values():
-            p.grad = None
+        stack.flat.grad = None
         loss.sum().backward()
         stack.clip_and_step()
         total += loss.detach() * idx.shape[1]

@@ -38,14 +38,17 @@ class StackedDropout:
         self.training = True
         self.scale = torch.tensor([1.0 / (1.0 - p) for p in self.ps], dtype=torch.float32, device=device)
         self.any = any(p > 0 for p in self.ps)
+        self._ones: dict = {}
 
     def __call__(self, x: Tensor) -> Tensor:
         if not self.training or not self.any:
             return x
         shape = x.shape[1:]
+        key = (shape, x.dtype, x.device)
+        if key not in self._ones:  # members without dropout: one cached all-ones mask
+            self._ones[key] = torch.ones(shape, dtype=x.dtype, device=x.device)
         masks = [torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - p, generator=g)
-                 if p > 0 else torch.ones(shape, dtype=x.dtype, device=x.device)
-                 for p, g in zip(self.ps, self.gens)]
+                 if p > 0 else self._ones[key] for p, g in zip(self.ps, self.gens)]
         return x * torch.stack(masks) * self.scale.to(x.dtype).view(-1, *([1] * len(shape)))
 
 

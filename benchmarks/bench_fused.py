@@ -1,0 +1,193 @@
+"""Fused against separate training steps: aten operator calls and throughput per experiment.
+
+    python benchmarks/bench_fused.py                       # paper and lstm_basic, group of 16, CPU
+    python benchmarks/bench_fused.py --models paper --members 16 --threads 1 --json out.json
+
+One training step of the separate trainer (model forward, DDRSALoss, zero_grad, backward,
+clip_grad_norm_, Adam step: ddrsa/trainer.py's inner loop) against one step of a fused group of M
+members (ddrsa/fused: stacked forward, per-member loss, backward, per-member clipping, stacked Adam),
+both including the batch gather, at the sweep's shapes (F=14 features, K=128, L=64, batch 128).
+
+- Operator calls: torch.profiler counts the aten operators one step records, per experiment
+  (fused / M). `all` counts every aten event (nested ones too); `top` only those not called from
+  another aten operator (what the Python/autograd side dispatches); `compute` the top ones less
+  view/allocation-only operators (METADATA_OPS): on a GPU each of these launches at least one kernel.
+  Note `aten::to` of a tensor already on the device in its dtype and `item` are counted as metadata;
+  a host->device copy inside `to` would be a nested `copy_` and is not in `compute` either: the
+  batch indices (one small copy per step in both paths) are the only such copy.
+- Throughput: wall time per step on this machine's CPU with --threads torch threads;
+  experiments per hour ratio = M * t_separate / t_fused.
+On a GPU (when one is visible and --device cuda) the same numbers come from CUDA.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from ddrsa.config import ExperimentConfig  # noqa: E402
+from ddrsa.fused.engine import _new_member, _Stack  # noqa: E402
+from ddrsa.fused.stacked import stacked_forward, stacked_loss  # noqa: E402
+from ddrsa.losses import DDRSALoss  # noqa: E402
+from ddrsa.models import rnn_spec  # noqa: E402
+from ddrsa.trainer import _Split  # noqa: E402
+
+F, K, L, B, N_WINDOWS, N_ROWS = 14, 128, 64, 128, 4096, 20000
+
+
+def make_split(device) -> _Split:
+    g = torch.Generator().manual_seed(0)
+    censored = torch.rand(N_WINDOWS, generator=g) < 0.3
+    event = torch.randint(0, L, (N_WINDOWS,), generator=g)
+    return _Split(data=torch.randn(N_ROWS, F, generator=g).to(device),
+                  valid=(torch.rand(N_ROWS, generator=g) < 0.95).to(device),
+                  end=torch.randint(K - 1, N_ROWS, (N_WINDOWS,), generator=g).to(device),
+                  offsets=torch.arange(-K + 1, 1, device=device),
+                  event_index=event.to(device), censored=censored.to(device))
+
+
+def member_configs(model: str, m: int) -> list[ExperimentConfig]:
+    lrs, lams, nasas, drops = [1e-3, 3e-3, 1e-4, 3e-4], [0.5, 0.75], [0.0, 0.1], [0.0, 0.1, 0.3]
+    return [ExperimentConfig(model=model, batch_size=B, lookback_window=K, pred_horizon=L, seed=i,
+                             learning_rate=lrs[i % 4], lambda_param=lams[i % 2], nasa_weight=nasas[(i // 2) % 2],
+                             dropout=drops[i % 3], data_source="synthetic") for i in range(m)]
+
+
+def separate_step(member, split: _Split, device):
+    model, opt, cfg = member.model, member.optimizer, member.config
+    loss_fn = DDRSALoss(cfg.lambda_param, cfg.nasa_weight)
+    model.train()
+    g = torch.Generator().manual_seed(1)
+
+    def step():
+        idx = torch.randint(0, len(split), (B,), generator=g).to(device)
+        x, mask = split.batch(idx)
+        logits = model(x, mask)
+        loss = loss_fn(logits.float(), split.event_index[idx], split.censored[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        return loss.detach()
+    return step
+
+
+def fused_step(members, split: _Split, device):
+    stack = _Stack(members, device)
+    spec, cfg = rnn_spec(members[0].config.model), members[0].config
+    g = torch.Generator().manual_seed(1)
+    m = len(members)
+
+    def step():
+        idx = torch.randint(0, len(split), (m, B), generator=g).to(device)
+        x, mask = split.batch(idx)
+        logits = stacked_forward(spec, stack.params, x, mask, stack.drop, cfg.pred_horizon)
+        loss = stacked_loss(logits.float(), split.event_index[idx], split.censored[idx], stack.lam,
+                            stack.one_minus_lam, stack.nasa, stack.use_nasa)
+        stack.flat.grad = None
+        loss.sum().backward()
+        stack.clip_and_step()
+        return loss.detach()
+    return step
+
+
+# aten operators that only make a new view or allocate (no kernel on a GPU)
+METADATA_OPS = {f"aten::{n}" for n in (
+    "view", "reshape", "_reshape_alias", "_unsafe_view", "permute", "transpose", "t", "unsqueeze", "squeeze",
+    "expand", "as_strided", "select", "slice", "detach", "detach_", "alias", "split", "split_with_sizes",
+    "chunk", "unbind", "narrow", "lift_fresh", "empty", "empty_like", "empty_strided", "resize_", "to",
+    "_to_copy_noop", "numpy_T", "result_type", "is_nonzero", "item", "_local_scalar_dense")}
+
+
+def count_ops(step, device, steps: int = 3) -> dict:
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for _ in range(steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    events = [e for e in prof.events() if e.name.startswith("aten::")]
+    top = [e for e in events if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")]
+    compute = [e for e in top if e.name not in METADATA_OPS]
+    out = {"all": len(events) / steps, "top": len(top) / steps, "compute": len(compute) / steps}
+    if device.type == "cuda":
+        out["cuda_kernels"] = sum(1 for e in prof.events() if e.device_type.name == "CUDA") / steps
+    return out
+
+
+def time_step(step, device, min_seconds: float = 3.0, min_steps: int = 5) -> float:
+    for _ in range(2):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    n, t0 = 0, time.perf_counter()
+    while n < min_steps or time.perf_counter() - t0 < min_seconds:
+        step()
+        n += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / n
+
+
+def bench(model: str, m: int, device, tmp: Path) -> dict:
+    split = make_split(device)
+    members = [_new_member(c, tmp / f"{model}{i}", F, 1, device) for i, c in enumerate(member_configs(model, m))]
+    sep, fus = separate_step(members[0], split, device), fused_step(members, split, device)
+    ops_sep, ops_fus = count_ops(sep, device), count_ops(fus, device)
+    t_sep, t_fus = time_step(sep, device), time_step(fus, device)
+    per_exp = {k: v / m for k, v in ops_fus.items()}
+    return {"model": model, "members": m, "device": str(device), "threads": torch.get_num_threads(),
+            "ops_per_step_separate": ops_sep, "ops_per_step_fused_group": ops_fus,
+            "ops_per_experiment_step_fused": per_exp,
+            "op_reduction": {k: ops_sep[k] / per_exp[k] for k in ops_sep},
+            "seconds_per_step_separate": t_sep, "seconds_per_step_fused_group": t_fus,
+            "throughput_ratio": m * t_sep / t_fus}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["paper", "lstm_basic"])
+    p.add_argument("--members", type=int, default=16)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    load = os.getloadavg()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models:
+            row = bench(model, args.members, device, Path(tmp))
+            rows.append(row)
+            print(f"{model:10s} M={args.members} {device}: aten ops/experiment/step separate "
+                  f"{row['ops_per_step_separate']['all']:.0f} (top {row['ops_per_step_separate']['top']:.0f}, compute "
+                  f"{row['ops_per_step_separate']['compute']:.0f}), fused {row['ops_per_experiment_step_fused']['all']:.1f} "
+                  f"(top {row['ops_per_experiment_step_fused']['top']:.1f}, compute "
+                  f"{row['ops_per_experiment_step_fused']['compute']:.1f}) -> {row['op_reduction']['all']:.1f}x "
+                  f"(top {row['op_reduction']['top']:.1f}x, compute {row['op_reduction']['compute']:.1f}x); step separate {row['seconds_per_step_separate'] * 1e3:.1f} ms, "
+                  f"fused group {row['seconds_per_step_fused_group'] * 1e3:.1f} ms -> experiments/hour "
+                  f"fused/separate {row['throughput_ratio']:.2f}x", flush=True)
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": load,
+            "load_after": os.getloadavg(), "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(), "torch": torch.__version__}
+    print(json.dumps(meta))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
