@@ -20,6 +20,7 @@ class ClusterPlan:
     resource: str          # "GPU" or "CPU"
     per_experiment: float  # amount of `resource` one experiment holds
     description: str
+    devices: dict[str, str] | None = None  # local GPU worker name -> CUDA_VISIBLE_DEVICES entry
 
 
 def visible_gpu_count() -> int:
@@ -29,6 +30,51 @@ def visible_gpu_count() -> int:
         return torch.cuda.device_count()
     except Exception:  # broken driver: run on CPU
         return 0
+
+
+def parse_visible_devices(value: str) -> list[str]:
+    """The entries of a CUDA_VISIBLE_DEVICES value, as CUDA reads them: comma-separated device
+    indices (`2`), GPU UUIDs (`GPU-8a3f...`) or MIG device ids (`MIG-...`, `MIG-GPU-<uuid>/1/0`);
+    the list ends at the first entry that is none of these (CUDA ignores the rest). `""` or `-1`: none."""
+    out = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not (entry.isdigit() or entry.startswith(("GPU-", "MIG-"))):
+            break
+        out.append(entry)
+    return out
+
+
+def visible_devices() -> list[str]:
+    """The GPUs this sweep may use, one CUDA_VISIBLE_DEVICES entry each: the entries of the
+    sweep's own CUDA_VISIBLE_DEVICES (`2,3` -> ["2", "3"]) or, when it is unset, 0..n-1.
+    Empty when torch sees no GPU. Several MIG ids are all kept even when CUDA shows this process
+    only one of them: each worker gets one."""
+    n = visible_gpu_count()
+    if n == 0:
+        return []
+    raw = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if raw is None:
+        return [str(i) for i in range(n)]
+    entries = parse_visible_devices(raw)
+    return entries if any(e.startswith("MIG-") for e in entries) else entries[:n]
+
+
+def worker_names(devices: list[str]) -> dict[str, str]:
+    """Dask worker name -> its device: `gpu2` for device index 2, else the id's first 12
+    characters (`GPU-8a3f1c2d`, `MIG-5c1e07aa`), made unique with the position when needed.
+    flows/gpu_monitor.py labels its samples with the same names."""
+    names: dict[str, str] = {}
+    for i, device in enumerate(devices):
+        name = f"gpu{device}" if device.isdigit() else device[:12]
+        names[name if name not in names else f"{name}-{i}"] = device
+    return names
+
+
+def device_env() -> dict[str, str]:
+    """CUDA_DEVICE_ORDER for the workers: PCI_BUS_ID (nvidia-smi's and NVML's numbering, so device
+    index 2 of a worker is the GPU the monitor samples as index 2) unless the sweep's environment
+    chose an order."""
+    return {"CUDA_DEVICE_ORDER": os.environ.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID")}
 
 
 def check_scheduler_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
@@ -82,7 +128,8 @@ def plan_cluster(gpus_per_experiment: float = 1.0, scheduler_address: str | None
         check_scheduler_address(scheduler_address)
         return ClusterPlan(DaskTaskRunner(address=scheduler_address), "GPU", gpus_per_experiment,
                            f"existing Dask cluster at {scheduler_address} (workers declare GPU=1)")
-    n_gpus = visible_gpu_count()
+    devices = visible_devices()
+    n_gpus = len(devices)
     # dashboard on a free loopback port (the default ":8787" listens on every interface)
     scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}}
     common = {"nthreads": slots, "host": "127.0.0.1", "dashboard": False, "death_timeout": 120,
@@ -90,11 +137,14 @@ def plan_cluster(gpus_per_experiment: float = 1.0, scheduler_address: str | None
     if n_gpus:
         n = min(n_workers or n_gpus, n_gpus)
         threads = _torch_threads(n * slots)
-        workers = {f"gpu{i}": {"cls": Nanny, "options": {
-            **common, "name": f"gpu{i}", "resources": {"GPU": 1},
-            "env": {"CUDA_VISIBLE_DEVICES": str(i), "DDRSA_TORCH_THREADS": str(threads),
-                    "OMP_NUM_THREADS": str(threads)}}} for i in range(n)}
+        names = worker_names(devices[:n])
+        workers = {name: {"cls": Nanny, "options": {
+            **common, "name": name, "resources": {"GPU": 1},
+            "env": {"CUDA_VISIBLE_DEVICES": device, **device_env(), "DDRSA_TORCH_THREADS": str(threads),
+                    "OMP_NUM_THREADS": str(threads)}}} for name, device in names.items()}
         resource, desc = "GPU", f"{n} GPU worker(s), {slots} experiment(s) per GPU"
+        if devices[:n] != [str(i) for i in range(n)]:
+            desc += f" (devices {' '.join(devices[:n])})"
     else:
         cores = os.cpu_count() or 2
         n = n_workers or max(1, cores // 2)
@@ -106,4 +156,5 @@ def plan_cluster(gpus_per_experiment: float = 1.0, scheduler_address: str | None
         resource, desc = "CPU", f"{n} CPU worker(s) x {slots} slot(s), {threads} torch thread(s) each (no GPU)"
     runner = DaskTaskRunner(cluster_class=SpecCluster,
                             cluster_kwargs={"workers": workers, "scheduler": scheduler})
-    return ClusterPlan(runner, resource, gpus_per_experiment, desc)
+    return ClusterPlan(runner, resource, gpus_per_experiment, desc,
+                       devices=names if resource == "GPU" else {})

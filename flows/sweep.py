@@ -360,7 +360,7 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
     restart = None if scheduler_address else lambda: plan_cluster(gpus_per_experiment, None, n_workers)
     # no cluster when every experiment finished earlier
     runner_context = _started_runner(plan, restart, logger) if todo else contextlib.nullcontext()
-    with GpuMonitor(out), runner_context as runner:
+    with GpuMonitor(out, devices=plan.devices), runner_context as runner:
         def submit(item: dict):
             with dask.annotate(resources={plan.resource: plan.per_experiment}):
                 return runner.submit(task_fn, parameters=parameters(item))
