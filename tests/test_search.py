@@ -191,3 +191,137 @@ def test_rung_chart_and_compute_sentence(tmp_path):
         "trains; 1 reached the last rung (9 epochs), 3 stopped early.")
     grid = [{k: v for k, v in r.items() if k not in ("search", "rung", "rung_epochs", "promoted")} for r in records]
     assert compute_sentence(grid, None) is None and rung_chart(grid, tmp_path) is None
+
+
+# ---------------------------------------------------------------------------------- end to end
+SWEEP = ["flows/sweep.py"]
+# 6 configurations; learning rate 1e-7 is planted: after one epoch its validation loss is the
+# untrained model's, clearly worse than 3e-3's, so halving must never promote it
+HALVING = ["--datasets", "turbofan", "--models", "gru_basic", "--learning-rates", "1e-7", "3e-3",
+           "--batch-sizes", "32", "64", "128", "--data-source", "synthetic", "--max-units", "12",
+           "--window-stride", "8", "--lookback-window", "32", "--pred-horizon", "16", "--num-epochs", "3",
+           "--patience", "10", "--search", "halving", "--min-epochs", "1", "--reduction-factor", "3",
+           "--n-workers", "1", "--no-analysis"]
+
+
+def _events(out):
+    return [json.loads(line) for line in (out / "search_decisions.jsonl").read_text().splitlines()]
+
+
+def _kill_when(proc, ready, timeout: float = 300):
+    import time
+
+    from tests.test_reliability import crash
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, "the sweep ended before the state to kill it in"
+        assert time.monotonic() < deadline, "the sweep never reached the state to kill it in"
+        time.sleep(0.05)
+    crash(proc)
+
+
+@pytest.mark.slow
+@pytest.mark.reliability
+def test_killed_halving_sweep_resumes_to_the_same_decisions(tmp_path, prefect_server):
+    """SIGKILL the whole sweep after 3 rung results, run the same command again: the search goes on
+    (nothing finished trains again), its decisions are those an uninterrupted search makes with
+    the same validation losses (the pure ASHA logic, one slot, replayed here), and the planted
+    configurations (learning rate 1e-7) are stopped at the first rung."""
+    import subprocess
+
+    from tests.conftest import read_results, run_cli
+    from tests.test_reliability import process_group
+
+    out = tmp_path / "halving"
+    args = [*SWEEP, *HALVING, "--output-dir", str(out)]
+
+    def three_results():
+        path = out / "search_decisions.jsonl"
+        return path.exists() and sum('"result"' in line for line in path.read_text().splitlines()) >= 3
+
+    with process_group(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        _kill_when(proc, three_results)
+    before = _events(out)
+    run_cli(args, check=True, timeout=600)
+    events = _events(out)
+    assert events[:len(before)] == before  # append-only
+    results = [(e["id"], e["rung"]) for e in events if e["event"] == "result"]
+    assert len(results) == len(set(results))  # no rung trained twice
+    header, ids = events[0], events[0]["ids"]
+    # an uninterrupted search with one slot and these losses decides exactly the same
+    losses = {(e["id"], e["rung"]): e["val_loss"] for e in events if e["event"] == "result"}
+    expected = simulate(Asha(ids, header["rungs"], 3), lambda cid, rung: losses[(cid, rung)])
+    assert [e for e in events[1:] if e["event"] != "result"] == [e for e in expected if e["event"] != "result"]
+    records = read_results(out)
+    assert len(records) == 6
+    for r in records:
+        log = json.loads((out / r["run_dir"] / "training_log.json").read_text())
+        assert [e["epoch"] for e in log["epochs"]] == list(range(1, r["epochs_trained"] + 1))
+        if r["learning_rate"] == 1e-7:
+            assert r["status"] == "stopped_early" and r["rung"] == 0 and not r["promoted"], r
+            assert "rul_rmse" not in r["metrics"]
+    top = [r for r in records if r["rung"] == len(header["rungs"]) - 1]
+    assert top and all(r["status"] == "completed" and r["learning_rate"] == 3e-3 for r in top)
+    assert all(r["search"] == "halving" and r["rung_epochs"] == [1, 3] for r in records)
+    assert sum(r["epochs_trained"] for r in records) < 6 * 3
+
+
+@pytest.mark.slow
+@pytest.mark.reliability
+def test_killed_tpe_sweep_resumes_the_same_study(tmp_path, prefect_server):
+    """SIGKILL a 4-trial TPE sweep once its first trial is told, run the same command again: the
+    study in the output folder goes on to 4 trials, finished trials are not trained again."""
+    import subprocess
+
+    import optuna
+
+    from tests.conftest import read_results, run_cli
+    from tests.test_reliability import process_group
+
+    out = tmp_path / "tpe"
+    args = [*SWEEP, *HALVING[:HALVING.index("--search")], "--search", "tpe", "--n-trials", "4", "--min-epochs", "1",
+            "--n-workers", "1", "--no-analysis", "--output-dir", str(out)]
+    study_file = out / "optuna_study.db"
+
+    def finished_trials() -> list:
+        if not study_file.exists():
+            return []
+        try:
+            study = optuna.load_study(study_name="ddrsa-tpe", storage=f"sqlite:///{study_file}")
+        except Exception:  # not created yet
+            return []
+        return [t for t in study.trials if t.state.is_finished()]
+
+    with process_group(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        _kill_when(proc, lambda: len(finished_trials()) >= 1)
+    told = {t.number: t.state for t in finished_trials()}
+    logs = {n: (out / f"logs/tpe/trial{n:04d}" / "training_log.json").read_text() for n in told}
+    run_cli(args, check=True, timeout=600)
+    study = optuna.load_study(study_name="ddrsa-tpe", storage=f"sqlite:///{study_file}")
+    assert len(study.trials) == 4 and all(t.state.is_finished() for t in study.trials)
+    assert {n: study.trials[n].state for n in told} == told
+    for n, text in logs.items():  # not trained again (the log would be rewritten)
+        assert (out / f"logs/tpe/trial{n:04d}" / "training_log.json").read_text() == text
+    records = read_results(out)
+    assert sorted(r["trial"] for r in records) == [0, 1, 2, 3]
+    assert {r["status"] for r in records} <= {"completed", "stopped_early"}
+    assert any(r["status"] == "completed" for r in records)
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--search", "halving", "--reduction-factor", "1"], "--reduction-factor"),
+    (["--search", "halving", "--min-epochs", "5"], "--min-epochs"),
+    (["--search", "tpe", "--n-trials", "0"], "--n-trials"),
+    (["--search", "tpe"], "--n-trials"),
+    (["--search", "tpe", "--n-trials", "3", "--learning-rates", "1e-3"], "two or more values"),
+    (["--search", "best"], "--search"),
+])
+def test_bad_search_input(tmp_path, flags, needle):
+    from tests.conftest import assert_one_line_error, run_cli
+
+    out = tmp_path / "never"
+    base = ["--datasets", "turbofan", "--models", "gru_basic", "--data-source", "synthetic", "--num-epochs", "3"]
+    proc = run_cli([*SWEEP, *base, *flags, "--output-dir", str(out)])
+    assert_one_line_error(proc, needle)
+    assert not out.exists()
