@@ -12,8 +12,6 @@ import pytest
 from ddrsa.data import synthetic
 from tests.conftest import read_results
 
-pytestmark = pytest.mark.slow
-
 GRID = {"datasets": ["turbofan"], "models": ["paper"], "seeds": [1, 2], "max_units": 12, "window_stride": 8,
         "lookback_window": 32, "pred_horizon": 16, "num_epochs": 1, "n_workers": 1, "data_source": "real"}
 
@@ -36,6 +34,23 @@ def _sweep(out: Path):
     return summary, task_runs, progress
 
 
+def test_finished_under_key_needs_a_finished_record_its_key_and_its_result_file(tmp_path):
+    from flows.sweep import RESULTS_CACHE, finished_under_key
+
+    key = "ddrsa-0123456789ab-c0de-da7a-f01de12"
+    (tmp_path / RESULTS_CACHE).mkdir()
+    record = {"experiment_id": "0123456789ab", "status": "completed", "cache_key": key}
+    assert not finished_under_key(record, key, tmp_path)  # Prefect holds no result under the key
+    (tmp_path / RESULTS_CACHE / key).write_text("{}")
+    assert finished_under_key(record, key, tmp_path)
+    assert finished_under_key({**record, "status": "diverged"}, key, tmp_path)  # returned, so cached too
+    assert not finished_under_key({**record, "status": "failed"}, key, tmp_path)  # raised: never cached
+    assert not finished_under_key({**record, "cache_key": key + "x"}, key, tmp_path)  # other code/data/config
+    assert not finished_under_key({k: v for k, v in record.items() if k != "cache_key"}, key, tmp_path)
+    assert not finished_under_key(None, key, tmp_path)
+
+
+@pytest.mark.slow
 def test_rerun_of_finished_sweep_submits_nothing_and_new_data_retrains(tmp_path, prefect_server, monkeypatch):
     data, out = tmp_path / "data", tmp_path / "sweep"
     synthetic.write_synthetic_cmapss(data / "cmapss", "FD001", n_units=12, seed=0)
@@ -53,16 +68,6 @@ def test_rerun_of_finished_sweep_submits_nothing_and_new_data_retrains(tmp_path,
     assert task_runs == []
     assert progress.data == 100.0 and progress.description == "2 completed, 0 failed, 0 diverged of 2"
     assert (out / "all_results.json").read_bytes() == results_bytes
-    assert {r["experiment_id"]: r for r in read_results(out)} == first
-
-    # a record that does not match the cache key (here: another key) is submitted again, and comes
-    # back Cached from Prefect's own cache (its result file is still there)
-    records = json.loads(results_bytes)
-    records[0]["cache_key"] = "ddrsa-some-other-key"
-    (out / "all_results.json").write_text(json.dumps(records))
-    summary, task_runs, _ = _sweep(out)
-    assert (summary["completed"], summary["cached"]) == (2, 2)
-    assert [t.name for t in task_runs] == [records[0]["name"]] and task_runs[0].state.name == "Cached"
     assert {r["experiment_id"]: r for r in read_results(out)} == first
 
     # changed data: another data version, so both train again (task runs, new records)
