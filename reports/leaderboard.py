@@ -77,7 +77,7 @@ def leaderboard_frame(df: pd.DataFrame) -> pd.DataFrame:
         board["data_source"] = g["data_source"].agg(lambda s: " + ".join(sorted(set(s))))
         best_run = runs.loc[runs[rank_col].fillna(math.inf).groupby(runs["cfg"]).idxmin()].set_index("cfg")
         board["seed"], board["num_epochs"] = best_run["seed"].astype(int), best_run["num_epochs"].astype(int)
-        board["rank"] = board["rank_value"].rank(method="min", na_option="bottom")
+        board["rank"] = board["rank_value"].round(10).rank(method="min", na_option="bottom")  # ulp-level ties tie
         parts.append(board.reset_index())
     out = pd.concat(parts, ignore_index=True)
     return out.sort_values(["rank", "dataset", "subset"], kind="stable").reset_index(drop=True)

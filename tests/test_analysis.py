@@ -6,6 +6,7 @@ import csv
 import html
 import json
 import math
+import re
 import statistics
 import subprocess
 import sys
@@ -155,7 +156,12 @@ def test_validation_winner_is_reported_with_its_test_numbers(known):
     cfg, seeds = on_val[("turbofan", "lstm_basic", "RMSE")][:2]
     chosen = f"{statistics.mean(s['rul_rmse'] for s in seeds.values()):.4g}"
     test_best = f"{statistics.mean(s['rul_rmse'] for s in on_test[('turbofan', 'lstm_basic', 'RMSE')][1].values()):.4g}"
-    assert chosen in page and test_best not in page
+    # the headline (first screen) and the best table show the validation winner; the leaderboard
+    # lists every configuration, the test-best one included, so it is left out of this check
+    first_screen = page.split("<h2>Leaderboard</h2>")[0]
+    best_table = page.split("<h2>Best configurations per model and criterion</h2>")[1].split("<h2>")[0]
+    for part in (first_screen, best_table):
+        assert chosen in part and test_best not in part
     assert "falls back to test metrics" not in page
 
 
@@ -402,7 +408,75 @@ def test_flow_creates_artifacts(harness, tmp_path, capsys):
     overview = by_key["ddrsa-sweep-overview-test-run"]  # on this (top-level) flow run: chart inline, best table
     assert overview.type == "markdown" and overview.flow_run_id == by_key["ddrsa-sweep-headline-test-run"].flow_run_id
     png = (tmp_path / "analysis_plots" / "model_comparison.png").read_bytes()
-    assert f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in overview.data
+    [inline] = re.findall(r'<img alt="model_comparison" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', overview.data)
+    assert base64.b64decode(inline)[16:24] == png[16:24]  # the chart's PNG (same width, height), compressed
+    assert len(inline) < len(png)
     assert overview.data.count("\n| turbofan ") + overview.data.count("\n| azure_pm ") == 16  # one row per best
     assert {row["selected_on"] for row in table} == {"validation"}
     assert {row["data_source"] for row in table} == {"real", "real-no-telemetry"}
+
+
+# ------------------------------------------------------------------ leaderboard and report layout
+def test_leaderboard_pools_seeds_and_ranks_on_validation(known):
+    """Brute force over the fixture: one row per configuration, test means and t-intervals across
+    its seeds, ranked within each dataset on mean VALIDATION RMSE."""
+    from reports.leaderboard import decoded_rows, fill_template, payload
+    from reports.tables import retrain_command
+
+    root, res = known
+    board = res.leaderboard
+    configs = defaultdict(list)
+    for r in _completed():
+        configs[(r["dataset"], r["model"], r["batch_size"], r["learning_rate"])].append(r)
+    assert len(board) == len(configs)
+    for ds in ("turbofan", "azure_pm"):
+        mine = {k: v for k, v in configs.items() if k[0] == ds}
+        score = {k: statistics.mean(r["metrics"]["val_rul_rmse"] for r in v) for k, v in mine.items()}
+        rows = board[board["dataset"] == ds]
+        assert len(rows) == len(mine)
+        for r in rows.itertuples():  # rank = 1 + configurations with a lower mean validation RMSE (ties share)
+            key = (r.dataset, r.model, r.batch_size, r.learning_rate)
+            assert r.rank == 1 + sum(x < score[key] - 1e-9 for x in score.values()), key
+            runs = mine[(r.dataset, r.model, r.batch_size, r.learning_rate)]
+            vals = [x["metrics"]["rul_rmse"] for x in runs]
+            assert r.n_seeds == len(runs) and r.rul_rmse == pytest.approx(statistics.mean(vals))
+            assert r.rank_value == pytest.approx(statistics.mean(x["metrics"]["val_rul_rmse"] for x in runs))
+            if len(vals) > 1:
+                half = T975[len(vals)] * statistics.stdev(vals) / math.sqrt(len(vals))
+                assert r.rul_rmse_ci_low == pytest.approx(statistics.mean(vals) - half)
+            assert r.selected_on == "validation" and r.subset == ("FD001" if ds == "turbofan" else "")
+    # the page's retrain command (templates filled in) is exactly tables.retrain_command of that row
+    data = payload(board, str(root))
+    for row in decoded_rows(data):
+        assert fill_template(data["templates"], row) == retrain_command(
+            {**row, "batch_size": int(row["batch_size"]), "learning_rate": float(row["learning_rate"]),
+             "lambda_param": float(row["lambda_param"]), "nasa_weight": float(row["nasa_weight"]),
+             "dropout": float(row["dropout"])}, str(root),
+            f"{row['dataset']}{'_' + row['subset'] if row['subset'] else ''}_{row['model']}_cfg{row['cfg']}")
+
+
+def test_report_first_screen_is_headline_then_leaderboard(known):
+    root, res = known
+    page = (root / "report.html").read_text()
+    order = [page.index(t) for t in ("<h2>Best configuration per dataset</h2>", "<h2>Leaderboard</h2>",
+                                     "<h2>Sweep summary</h2>", "<h2>Best configurations per model and criterion</h2>")]
+    assert order == sorted(order)
+    head = page.split("<h2>Leaderboard</h2>")[0]
+    assert head.count("class='card'") == 2  # turbofan FD001 and azure_pm
+    assert "data: real</span>" in head and "data: real-no-telemetry</span>" in head
+    assert "id='leaderboard'" in page and "ddrsa-leaderboard-data" in page
+    # retrain commands are collapsed in the best table, never inline in a cell
+    assert "<details><summary>command</summary><code>python -m ddrsa.train" in page
+    assert "<td><code>python -m ddrsa.train" not in page
+
+
+def test_azure_rows_carry_no_cmapss_subset(known):
+    """The sweep records subset FD001 (its config default) for azure_pm too: reports drop it."""
+    root, res = known
+    rows = _csv(root / "best_configurations.csv")
+    assert {r["subset"] for r in rows if r["dataset"] == "azure_pm"} == {""}
+    assert {r["subset"] for r in rows if r["dataset"] == "turbofan"} == {"FD001"}
+    assert all(" --subset " not in r["retrain_command"] for r in rows if r["dataset"] == "azure_pm")
+    assert set(res.leaderboard.loc[res.leaderboard["dataset"] == "azure_pm", "subset"]) == {""}
+    page = (root / "report.html").read_text()
+    assert "azure_pm FD001" not in page and "<h3>azure_pm <span" in page
