@@ -58,12 +58,18 @@ def failed_attempts(state, allowed: int) -> int:
 MAX_REASONS = 3
 
 
+def _short(error: str | None) -> str:
+    """First line of a record's error, without Prefect's 'Task run encountered an exception' preamble."""
+    line = (error or "failed").strip().splitlines()[0] if (error or "").strip() else "failed"
+    return line.removeprefix("Task run encountered an exception ")[:300]
+
+
 def failure_reasons(output_dir: str | Path, experiment_ids: set[str] | None = None) -> list[str]:
     """`name: error` of each failed record in OUTPUT_DIR/all_results.json (of `experiment_ids` when given)."""
     from ddrsa.atomic import read_json
 
     records = read_json(Path(output_dir) / "all_results.json") or []
-    return [f"{r.get('name')}: {(r.get('error') or 'failed').splitlines()[0][:300]}" for r in records
+    return [f"{r.get('name')}: {_short(r.get('error'))}" for r in records
             if isinstance(r, dict) and r.get("status") == "failed"
             and (experiment_ids is None or r.get("experiment_id") in experiment_ids)]
 
