@@ -31,7 +31,7 @@ from ddrsa.config import ExperimentConfig
 from ddrsa.errors import DDRSAError
 from ddrsa.sweep.halving import Asha, DecisionLog, replay, result_event
 from ddrsa.sweep.results import JOURNAL, RESULTS, ResultsStore, make_record, now_iso, safe_run_dir, write_manifest
-from ddrsa.sweep.tpe import (STUDY_FILE, describe_space, fields_of, finite_or_none, open_study, rungs_for,
+from ddrsa.sweep.tpe import (STUDY_FILE, check_search, describe_space, fields_of, finite_or_none, open_study, rungs_for,
                              search_space, suggest)
 from ddrsa.version import code_version
 from flows.cluster import plan_cluster
@@ -77,6 +77,7 @@ def run_search(spec, planned, data_versions, out: Path, logger, *, search: str, 
     """The body of the flow `ddrsa-sweep` for `search` halving or tpe (the grid is flows/sweep.py:_run)."""
     from flows.sweep import _started_runner, result_storage, train_experiment
 
+    check_search(spec, search, min_epochs, reduction_factor, n_trials)  # runs started from the UI too
     version = code_version()
     eta = int(reduction_factor)
     rungs = rungs_for(spec, min_epochs, eta)
