@@ -71,7 +71,8 @@ WAIT_CHARTS = ("new Promise(r => { if (window.ddrsaChartsDone) r(1); "
 
 def browser_times(report: Path, runs: int) -> None:
     """Load report.html `runs` times in one headless Chromium (tests/chromium_cdp.py); print, per
-    load, ms from navigation start to the load event and to every chart rendered, and the median."""
+    load, ms from navigation start to the load event (first screen: headline, leaderboard) and to
+    every chart drawn (all forced at once right after the load event), and the median of the latter."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from chromium_cdp import Chromium, find_chromium
 
@@ -82,15 +83,16 @@ def browser_times(report: Path, runs: int) -> None:
     with Chromium() as browser:
         for i in range(runs):
             browser.open(report.as_uri())
-            browser.evaluate(WAIT_CHARTS, await_promise=True)
             load = browser.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd")
+            browser.evaluate("window.ddrsaRenderAll()")  # charts below the first screen draw on scroll
+            browser.evaluate(WAIT_CHARTS, await_promise=True)
             charts = browser.evaluate("window.ddrsaChartsMs")
             done.append(max(load, charts))
-            print(f"browser load {i + 1}: load event {load:.0f} ms, all charts rendered {charts:.0f} ms"
+            print(f"browser load {i + 1}: first screen (load event) {load:.0f} ms, all 10 charts drawn {charts:.0f} ms"
                   f" (chart errors {browser.evaluate('window.ddrsaChartErrors.length')}, console errors "
                   f"{len(browser.errors)})")
-    print(f"rendered by headless Chromium in {sorted(done)[len(done) // 2] / 1000:.2f} s (median of {runs};"
-          " target < 3 s)")
+    print(f"rendered by headless Chromium (every chart drawn) in {sorted(done)[len(done) // 2] / 1000:.2f} s"
+          f" (median of {runs}; target < 3 s)")
 
 
 def main() -> None:

@@ -202,7 +202,8 @@ function render(){var rows=visible(),shown=state.all?rows:rows.slice(0,P.top),ht
  document.getElementById("lb-all").textContent=state.all?"show top "+P.top:"show all "+rows.length;
  table.querySelectorAll("thead th[data-field]").forEach(function(th){th.setAttribute("aria-sort",
   th.getAttribute("data-field")===state.key?(state.dir>0?"ascending":"descending"):"none");});}
-function highlight(cfg){var v=window.ddrsaViews&&window.ddrsaViews.parallel_coordinates;
+function highlight(cfg){window.ddrsaSelectedCfg=cfg===null?-1:cfg;
+ var v=window.ddrsaViews&&window.ddrsaViews.parallel_coordinates;
  if(v){try{v.signal("selected_cfg",cfg===null?-1:cfg).runAsync();}catch(e){}}}
 function copy(text,btn){function done(){btn.textContent="copied";setTimeout(function(){btn.textContent="copy";},1500);}
  function fallback(){var ta=document.createElement("textarea");ta.value=text;document.body.appendChild(ta);ta.select();

@@ -11,8 +11,10 @@ no network and no CDN) is
 
 Each embedded chart's Vega view is kept in `window.ddrsaViews[name]` so the page can set its
 signals (the leaderboard highlights its selected configuration in the parallel coordinates);
+Charts are drawn when they come within 600 px of the viewport (the first screen, headline and
+leaderboard, does not wait for them); `window.ddrsaRenderAll()` draws the rest at once.
 `window.ddrsaChartsDone` becomes true once every chart has rendered (or failed:
-`window.ddrsaChartErrors` lists those).
+`window.ddrsaChartErrors` lists those), `window.ddrsaChartsMs` is then ms since navigation start.
 """
 from __future__ import annotations
 
@@ -118,16 +120,25 @@ function rows(h){var d=store[h],v=d.v.map(col),n=v.length?v[0].length:0,out=new 
 for(var i=0;i<n;i++){var o={};for(var j=0;j<d.c.length;j++){var x=v[j][i];if(x!==null)o[d.c[j]]=x;}out[i]=o;}
 return out;}
 window.ddrsaViews={};window.ddrsaChartErrors=[];window.ddrsaChartsDone=false;
-var opts=OPTIONS,jobs=[];
+var opts=OPTIONS,pending={},left=0;
+function settled(){if(--left===0){window.ddrsaChartsMs=performance.now();window.ddrsaChartsDone=true;
+document.dispatchEvent(new Event("ddrsa-charts-done"));}}
+function draw(name){var job=pending[name];if(!job)return;delete pending[name];job();}
+window.ddrsaRenderAll=function(){Object.keys(pending).forEach(draw);};
+var seen=("IntersectionObserver" in window)?new IntersectionObserver(function(entries){entries.forEach(function(e){
+if(e.isIntersecting){seen.unobserve(e.target);draw(e.target.getAttribute("data-name"));}});},{rootMargin:"600px"}):null;
 document.querySelectorAll("script.ddrsa-spec").forEach(function(el){
-var spec=JSON.parse(el.textContent),refs=JSON.parse(el.getAttribute("data-refs")),name=el.getAttribute("data-name");
-spec.datasets={};refs.forEach(function(h){spec.datasets[h]=rows(h);});
-var target=document.getElementById("chart-"+name);
-if(typeof vegaEmbed==="undefined"){jobs.push(Promise.reject(new Error("Vega bundle missing")));return;}
-jobs.push(vegaEmbed(target,spec,opts).then(function(r){window.ddrsaViews[name]=r.view;},
-function(e){window.ddrsaChartErrors.push(name+": "+e);target.textContent="chart "+name+" failed: "+e;throw e;}));});
-Promise.allSettled(jobs).then(function(){window.ddrsaChartsMs=performance.now();window.ddrsaChartsDone=true;
-document.dispatchEvent(new Event("ddrsa-charts-done"));});
+var name=el.getAttribute("data-name"),target=document.getElementById("chart-"+name);left++;
+target.setAttribute("data-name",name);target.textContent="drawing "+name+" ...";
+pending[name]=function(){
+var spec=JSON.parse(el.textContent),refs=JSON.parse(el.getAttribute("data-refs"));
+spec.datasets={};refs.forEach(function(h){spec.datasets[h]=rows(h);});target.textContent="";
+var fail=function(e){window.ddrsaChartErrors.push(name+": "+e);target.textContent="chart "+name+" failed: "+e;settled();};
+if(typeof vegaEmbed==="undefined"){fail(new Error("Vega bundle missing"));return;}
+vegaEmbed(target,spec,opts).then(function(r){window.ddrsaViews[name]=r.view;
+if(window.ddrsaSelectedCfg!==undefined){try{r.view.signal("selected_cfg",window.ddrsaSelectedCfg).runAsync();}catch(e){}}
+settled();},fail);};
+if(seen)seen.observe(target);else draw(name);});
 })();"""
 
 
