@@ -44,6 +44,7 @@ from ddrsa.trainer import train
 from ddrsa.version import code_version
 from flows.cluster import plan_cluster
 from flows.faults import injected_faults
+from flows.fused_run import finished_member, run_fused_groups  # fusion groups (--fuse)
 from flows.gpu_limits import gpu_slot
 from flows.gpu_monitor import GpuMonitor
 from flows.prepare import data_key, prepare
@@ -302,7 +303,7 @@ def progress_key(preset: str | None, out: Path) -> str:
 
 def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment, scheduler_address,
          n_workers, fresh, run_analysis, append_to_history, preset, experiment_timeout=None,
-         search="grid", min_epochs=None, reduction_factor=3, n_trials=None) -> dict:
+         search="grid", min_epochs=None, reduction_factor=3, n_trials=None, fuse="auto", max_fused=None) -> dict:
     if search != "grid":  # adaptive search: flows/search.py
         from flows.search import run_search
 
@@ -344,7 +345,7 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
     todo, counts = [], {"completed": 0, "failed": 0, "diverged": 0, "cached": 0}
     for item in (p.as_dict() for p in planned):
         record = None if fresh else store.get(item["experiment_id"])
-        if finished_under_key(record, key_of(item), out):
+        if finished_under_key(record, key_of(item), out) or finished_member(record, key_of(item), out):
             counts[record["status"]] += 1
             counts["cached"] += 1
         else:
@@ -370,6 +371,11 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
                 return runner.submit(task_fn, parameters=parameters(item))
 
         try:
+            if todo:  # fusion groups first (flows/fused_run.py), then one task per experiment left
+                todo, counts = run_fused_groups(
+                    todo, fuse=fuse, max_fused=max_fused, resource=plan.resource, runner=runner, out=out,
+                    store=store, code_version=version, data_version=data_version, key_of=key_of,
+                    counts=counts, total=len(planned), progress_id=progress_id, logger=logger)
             if todo:
                 counts = _collect(submit, todo, store, len(planned), progress_id, logger, runner.client.loop,
                                   resubmit_alone=resubmit_alone, counts=counts, key_of=key_of)

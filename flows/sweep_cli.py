@@ -56,6 +56,16 @@ class SweepOptions(BaseModel):
                                   json_schema_extra={"metavar": "ETA"})
     n_trials: int | None = Field(None, ge=1, description="tpe: number of trials",
                                  json_schema_extra={"metavar": "N"})
+    # fused training (ddrsa/fused, flows/fused_run.py)
+    fuse: typing.Literal["auto", "on", "off"] = Field(
+        "auto", description="train RNN experiments that differ only in learning rate, lambda, NASA weight, "
+                            "dropout and seed as one stacked model per group, each member still its own "
+                            "experiment (same results): on, off, or auto = on a GPU only (on a CPU fusion "
+                            "measured slower, BENCHMARKS.md); grid search only")
+    max_fused: int | None = Field(None, ge=2, description="most experiments per fused group (default: "
+                                                          "block-diagonal hidden size <= 1024, i.e. paper 64, "
+                                                          "*_basic 16, *_deep 8)",
+                                  json_schema_extra={"metavar": "N"})
 
 
 SPEC_FIELDS = tuple(SweepSpec.model_fields)
@@ -233,6 +243,22 @@ def _print_grid(spec: SweepSpec, planned: list[PlannedExperiment]) -> None:
     print(f"{len(planned)} experiments")
 
 
+def _print_groups(planned: list[PlannedExperiment], fuse: str, max_fused: int | None) -> None:
+    """The fusion groups this machine would train (--fuse auto: on a GPU only)."""
+    import torch
+
+    from ddrsa.fused.groups import describe, fuse_enabled, plan_groups
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not fuse_enabled(fuse, device):
+        print(f"fused training off (--fuse {fuse} on {device})")
+        return
+    groups, singles = plan_groups([p.as_dict() for p in planned], fuse, device, max_fused)
+    for line in describe(groups, singles):
+        print(line)
+    print(f"{len(groups)} fused group(s), {len(singles)} experiment(s) alone")
+
+
 def preflight(argv) -> dict | None:
     """Parse and check the command line; return the flow's parameters, or None after --dry-run."""
     args = build_parser().parse_args(argv)
@@ -242,6 +268,7 @@ def preflight(argv) -> dict | None:
     planned = expand(spec)
     if dry_run:
         _print_grid(spec, planned)
+        _print_groups(planned, params["fuse"], params["max_fused"])
         return None
     try:
         SweepOptions(**{k: params[k] for k in FLOW_FIELDS})

@@ -1,0 +1,92 @@
+"""Fusion groups of a sweep: which planned experiments train together, and under what name.
+
+Pure functions of the planned experiments (dicts as `PlannedExperiment.as_dict()`), the `fuse`
+choice and the device type; flows/sweep.py submits each group as one Prefect task.
+"""
+from __future__ import annotations
+
+import math
+
+from ddrsa.config import ExperimentConfig
+from ddrsa.models import rnn_spec
+
+from .engine import fusable, group_key
+
+FUSE_CHOICES = ("auto", "on", "off")
+# `--fuse auto` on a CPU: fuse only where benchmarks/bench_fused.py measured a throughput gain
+# (BENCHMARKS.md, fused training). It measured a loss (block-diagonal RNNs multiply M times the
+# recurrent arithmetic; CPU steps are bound by arithmetic, not by operator overhead): no fusion.
+CPU_FUSION_PAYS = False
+# Default cap: the block-diagonal hidden size M * H stays <= 1024 (paper 64, basic 16, deep 8
+# members). Memory and arithmetic of a block-diagonal recurrent weight grow as (M * H)^2: at
+# M * H = 1024 one LSTM layer's weights and gradients are 4 * 1024^2 * 2 floats = 32 MiB and its
+# saved activations at batch 128, K = 128 about 4 * 128 * 128 * 1024 floats = 256 MiB, so even
+# lstm_deep's five layers stay near 2 GiB per group (an estimate from the shapes, not a GPU
+# measurement: no GPU in the session that wrote this).
+MAX_BLOCK_HIDDEN = 1024
+
+
+def fuse_enabled(fuse: str, device_type: str) -> bool:
+    if fuse not in FUSE_CHOICES:
+        raise ValueError(f"fuse must be one of {', '.join(FUSE_CHOICES)} (got {fuse!r})")
+    if fuse == "auto":
+        return device_type == "cuda" or CPU_FUSION_PAYS
+    return fuse == "on"
+
+
+def default_max_fused(model: str) -> int:
+    spec = rnn_spec(model)
+    hidden = max(spec["hidden"], spec["dec_hidden"])
+    return max(1, MAX_BLOCK_HIDDEN // hidden)
+
+
+def group_name(config: ExperimentConfig, n: int) -> str:
+    """`turbofan/paper/bs128 x24` (the head as in `display_name`)."""
+    head = config.display_name().split("/")[0]
+    return f"{head}/{config.model}/bs{config.batch_size} x{n}"
+
+
+def plan_groups(items: list[dict], fuse: str, device_type: str,
+                max_fused: int | None = None) -> tuple[list[dict], list[dict]]:
+    """(groups, singles). A group is {"name", "experiment_id": "fused-<first member's id>", "members":
+    [items]} of 2 or more fusable experiments with one group key, at most `max_fused` (default
+    `default_max_fused`) per group, split evenly; everything else is a single experiment."""
+    if not fuse_enabled(fuse, device_type):
+        return [], list(items)
+    buckets: dict[str, list[dict]] = {}
+    singles = []
+    for item in items:
+        config = ExperimentConfig(**item["config"])
+        if fusable(config):
+            buckets.setdefault(group_key(config), []).append(item)
+        else:
+            singles.append(item)
+    groups = []
+    for members in buckets.values():
+        config = ExperimentConfig(**members[0]["config"])
+        cap = max_fused or default_max_fused(config.model)
+        n_groups = math.ceil(len(members) / cap)
+        size = math.ceil(len(members) / n_groups)
+        for start in range(0, len(members), size):
+            chunk = members[start:start + size]
+            if len(chunk) < 2:
+                singles.extend(chunk)
+                continue
+            groups.append({"name": group_name(config, len(chunk)),
+                           "experiment_id": "fused-" + chunk[0]["experiment_id"], "members": chunk})
+    return groups, singles
+
+
+def describe(groups: list[dict], singles: list[dict]) -> list[str]:
+    """Dry-run lines: one per group (with its member indices), then why the rest run alone."""
+    lines = [f"  fused  {g['name']}: experiments {' '.join(str(m['index']) for m in g['members'])}"
+             for g in groups]
+    alone = [s for s in singles if not fusable(ExperimentConfig(**s["config"]))]
+    if alone:
+        models = sorted({s["config"]["model"] for s in alone})
+        lines.append(f"  unfused: {len(alone)} experiment(s) of {', '.join(models)} (attention models and "
+                     "--compile train separately)")
+    rest = len(singles) - len(alone)
+    if rest:
+        lines.append(f"  unfused: {rest} experiment(s) without a partner in their group")
+    return lines

@@ -1,0 +1,112 @@
+"""Fused groups in the sweep (`--fuse auto|on|off`, `--max-fused N`; ddrsa/fused).
+
+`run_fused_groups` is called by flows/sweep.py `_run` with the experiments still to train: it
+groups them (ddrsa/fused/groups.py), runs each group as one Prefect task named for it
+(`turbofan/paper/bs128 x24`, holding a whole worker), records one result per member in
+all_results.json, and returns the experiments left for the ordinary one-task-per-experiment path.
+
+Caching and resume stay per member: a member whose record is finished under its own cache key
+(config + code + data version + folder, `cache_key`) with its test_metrics.json present is not
+submitted again; a group killed part-way resumes each unfinished member from its checkpoint
+(`train_group` loads checkpoint_last.pt per member), and a finished member trains no epoch.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask
+import distributed
+from prefect import get_run_logger, task
+from prefect.artifacts import update_progress_artifact
+
+from ddrsa.atomic import read_json
+from ddrsa.config import ExperimentConfig
+from ddrsa.fused.groups import plan_groups
+from ddrsa.sweep.results import make_record, now_iso, safe_run_dir
+from flows.run_ops import ddrsa_logs_to_prefect, retry_if_transient
+
+RETRIES, RETRY_DELAY_S = 2, 5
+FINISHED = ("completed", "diverged")
+
+
+@task(name="train-fused-group", task_run_name="{name}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
+      retry_condition_fn=retry_if_transient, persist_result=False)
+def train_fused_group(name: str, members: list[dict], output_dir: str, code_version: str,
+                      data_versions: list[str], keys: list[str]) -> list[dict]:
+    """Train one fusion group (resuming each member) and return one result record per member.
+    One log line per member per epoch (the task run's logs in Prefect)."""
+    from prefect.runtime import task_run
+
+    from ddrsa.fused import train_group
+    from flows.sweep import _worker_name, start_over_if_stale
+
+    attempt = task_run.run_count or 1
+    logger = get_run_logger()
+    configs = [ExperimentConfig(**m["config"]) for m in members]
+    dirs = [safe_run_dir(Path(output_dir), m["run_dir"]) for m in members]
+    for run_dir, version in zip(dirs, data_versions):
+        start_over_if_stale(run_dir, code_version, version)
+    started = now_iso()
+
+    def on_epoch(i: int, entry: dict) -> None:
+        logger.info("%s epoch %d/%d train %.4f val %.4f lr %.2e", members[i]["name"], entry["epoch"],
+                    configs[i].num_epochs, entry["train_loss"], entry["val_loss"], entry["learning_rate"])
+
+    with ddrsa_logs_to_prefect():
+        results = train_group(configs, dirs, on_epoch=on_epoch)
+    worker = _worker_name()
+    return [{**make_record(m, status=r.status, result=r.to_dict(), worker=worker, attempts=attempt,
+                           started_at=started), "cache_key": key}
+            for m, r, key in zip(members, results, keys)]
+
+
+def finished_member(record: dict | None, key: str, out: Path) -> bool:
+    """A member finished earlier under the same cache key (its test metrics on disk when completed)."""
+    if record is None or record.get("status") not in FINISHED or record.get("cache_key") != key:
+        return False
+    return record["status"] == "diverged" or (safe_run_dir(out, record["run_dir"]) / "test_metrics.json").is_file()
+
+
+def run_fused_groups(todo: list[dict], *, fuse: str, max_fused: int | None, resource: str, runner, out: Path,
+                     store, code_version: str, data_version: dict, key_of, counts: dict, total: int,
+                     progress_id, logger) -> tuple[list[dict], dict]:
+    """Train the fusable part of `todo` (not finished earlier: `_run` counts finished members via
+    `finished_member`) as groups; returns (experiments left, counts)."""
+    device_type = "cuda" if resource == "GPU" else "cpu"
+    groups, singles = plan_groups(todo, fuse, device_type, max_fused)
+    if not groups:
+        return singles, counts
+    logger.info("%d fused group(s): %s", len(groups), "; ".join(g["name"] for g in groups))
+    futures = {}
+    for group in groups:
+        members = group["members"]
+        params = dict(name=group["name"], members=members, output_dir=str(out), code_version=code_version,
+                      data_versions=[data_version[m["experiment_id"]] for m in members],
+                      keys=[key_of(m) for m in members])
+        with dask.annotate(resources={resource: 1}):  # a whole worker (or GPU) per group
+            futures[runner.submit(train_fused_group, parameters=params).wrapped_future] = group
+    done = total - len(todo)
+    for dask_future in distributed.as_completed(list(futures), loop=runner.client.loop):
+        group = futures.pop(dask_future)
+        try:
+            state = dask_future.result()
+            records = state.result(raise_on_failure=False) if state.is_completed() else None
+            error = None if records is not None else (state.message or state.name)[:2000]
+        except Exception as exc:  # KilledWorker and friends: this group's members
+            records, error = None, f"{type(exc).__name__}: {exc}"
+        dask_future.release()
+        if records is None or isinstance(records, BaseException):
+            error = error or f"{type(records).__name__}: {records}"
+            records = [make_record(m, status="failed", error=f"fused group {group['name']}: {error}")
+                       for m in group["members"]]
+        for record in records:
+            store.upsert(record)
+            counts[record["status"]] = counts.get(record["status"], 0) + 1
+            done += 1
+            logger.info("[%d/%d] %s %s (fused, %.0f s)", done, total, record["status"], record["name"],
+                        record.get("train_seconds") or 0.0)
+        if progress_id is not None:
+            update_progress_artifact(progress_id, 100.0 * done / total,
+                                     description=f"{counts['completed']} completed, {counts['failed']} failed, "
+                                                 f"{counts['diverged']} diverged of {total}")
+    return singles, counts
