@@ -4,7 +4,6 @@ without a task run; a changed data version still trains. Task runs are read back
 Prefect client. The flow runs in this process (as in tests/test_features_sweep.py)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
