@@ -163,3 +163,32 @@ def test_random_streams_ignore_the_global_rng(torch_state):
                build_model("lstm_deep", 5, 8, 0.3).decoder.modules())  # inter-layer dropout is seeded
     other = build_model("lstm_deep", 5, 8, 0.3, generator=torch.Generator().manual_seed(8))
     assert not torch.equal(p1, torch.nn.utils.parameters_to_vector(other.parameters()))
+
+
+@pytest.mark.slow
+def test_fused_sweep_writes_one_record_per_member_and_reruns_nothing(tmp_path, prefect_server, capsys):
+    """`--fuse on`: the four paper grid points train as one task `turbofan/paper/bs128 x4`, each
+    with its own record and run folder; the same command again retrains nothing."""
+    from tests.conftest import TINY, read_results, run_cli
+
+    out = tmp_path / "sweep"
+    grid = ["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "--learning-rates", "1e-3", "3e-3",
+            "--seeds", "1", "2", *TINY, "--fuse", "on", "--n-workers", "1", "--no-analysis", "--output-dir", str(out)]
+    from flows.sweep_cli import preflight
+
+    assert preflight([*grid[1:], "--dry-run"]) is None  # in-process: a subprocess costs seconds
+    assert "fused  turbofan/paper/bs128 x4: experiments 0 1 2 3" in capsys.readouterr().out
+    first = run_cli(grid, check=True)
+    assert "1 fused group(s): turbofan/paper/bs128 x4" in first.stdout
+    records = {r["experiment_id"]: r for r in read_results(out)}
+    assert len(records) == 4 and all(r["status"] == "completed" and r["metrics"] for r in records.values())
+    assert len({r["run_dir"] for r in records.values()}) == 4
+    for r in records.values():
+        run_dir = out / r["run_dir"]
+        assert len(_epochs(run_dir)) == r["epochs_trained"] == 2
+        assert (run_dir / "checkpoint_last.pt").is_file() and (run_dir / "test_metrics.json").is_file()
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("logs/**/*.pt")}
+    again = run_cli(grid, check=True)
+    assert "4 completed (4 cached)" in again.stdout
+    assert {r["experiment_id"]: r for r in read_results(out)} == records
+    assert {p: p.stat().st_mtime_ns for p in out.glob("logs/**/*.pt")} == mtimes
