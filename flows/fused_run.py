@@ -23,6 +23,7 @@ from ddrsa.atomic import read_json
 from ddrsa.config import ExperimentConfig
 from ddrsa.fused.groups import plan_groups
 from ddrsa.sweep.results import make_record, now_iso, safe_run_dir
+from flows.gpu_limits import gpu_slot
 from flows.run_ops import ddrsa_logs_to_prefect, retry_if_transient
 
 RETRIES, RETRY_DELAY_S = 2, 5
@@ -52,7 +53,7 @@ def train_fused_group(name: str, members: list[dict], output_dir: str, code_vers
         logger.info("%s epoch %d/%d train %.4f val %.4f lr %.2e", members[i]["name"], entry["epoch"],
                     configs[i].num_epochs, entry["train_loss"], entry["val_loss"], entry["learning_rate"])
 
-    with ddrsa_logs_to_prefect():
+    with ddrsa_logs_to_prefect(), gpu_slot(1.0, logger):  # a group holds its whole GPU's limit
         results = train_group(configs, dirs, on_epoch=on_epoch)
     worker = _worker_name()
     return [{**make_record(m, status=r.status, result=r.to_dict(), worker=worker, attempts=attempt,
