@@ -281,9 +281,18 @@ def preflight(argv) -> dict | None:
     if target.exists() and not target.is_dir():
         raise DDRSAError(f"output folder {target} is a file")
     if args.scheduler_address:
-        from flows.cluster import check_scheduler_address
+        import sys
 
-        check_scheduler_address(args.scheduler_address)
+        from prefect.settings import PREFECT_API_URL
+
+        from flows.cluster import (EXTERNAL_RESOURCE, api_url_warning, check_cluster_resources,
+                                   check_scheduler_address)
+
+        check_scheduler_address(args.scheduler_address)  # nothing listens: one line, at once
+        hosts = check_cluster_resources(args.scheduler_address, EXTERNAL_RESOURCE, args.gpus_per_experiment)
+        warning = api_url_warning(args.scheduler_address, PREFECT_API_URL.value(), hosts)
+        if warning:
+            print(f"python flows/sweep.py: warning: {warning}", file=sys.stderr)
     from ddrsa.sweep.results import SweepLock, check_output_dir
     from flows.prepare import prepare
 

@@ -179,3 +179,73 @@ def test_monitor_default_without_the_variable_is_every_gpu(tmp_path, monkeypatch
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     got = _sample(tmp_path, monkeypatch, _fake_pynvml(2))
     assert got == [("gpu0", 0, "0", 0.0), ("gpu1", 1, "10", 1024.0)]
+
+
+# ------------------------------------------------------------------------------ --scheduler-address
+
+def _start(args: list[str]):
+    import os
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DASK_LOGGING__DISTRIBUTED": "warning"}
+    return subprocess.Popen([f"{os.path.dirname(sys.executable)}/dask", *args], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+def test_scheduler_without_the_resource_is_refused_at_once(tmp_path):
+    """A real `dask scheduler` + `dask worker` on 127.0.0.1 whose worker declares no GPU: the sweep
+    refuses in seconds with one line (exit 2) and writes nothing, instead of waiting forever; once
+    a worker declares GPU=0.5, half-GPU experiments fit and whole-GPU ones still do not."""
+    import subprocess
+
+    from distributed import Client
+
+    from ddrsa.errors import DDRSAError
+    from flows.server import free_port
+    from tests.conftest import TINY, assert_one_line_error, run_cli
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [_start(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", "127.0.0.1:0"])]
+    try:  # a worker retries until the scheduler listens
+        procs.append(_start(["worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
+                             "--name", "plain"]))
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(1, timeout=120)
+        t0 = time.monotonic()
+        proc = run_cli(["flows/sweep.py", *TINY, "--datasets", "turbofan", "--models", "paper",
+                        "--scheduler-address", address, "--output-dir", str(tmp_path / "never")],
+                       env={"PREFECT_API_URL": ""}, timeout=120)
+        assert time.monotonic() - t0 < 60
+        assert_one_line_error(proc, address, "declares the resource GPU>=1", "plain")
+        assert not (tmp_path / "never").exists()
+
+        procs.append(_start(["worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
+                             "--name", "half", "--resources", "GPU=0.5"]))
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        assert cluster.check_cluster_resources(address, "GPU", 0.5) == ["127.0.0.1"]
+        with pytest.raises(DDRSAError, match="GPU>=1"):
+            cluster.check_cluster_resources(address, "GPU", 1.0)
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_api_url_warning_when_the_cluster_is_elsewhere():
+    """10.255.255.1 (an address this machine does not have) stands for another host."""
+    far = "tcp://10.255.255.1:8786"
+    assert "127.0.0.1" in cluster.api_url_warning(far, None)            # the sweep's own server
+    assert "10.255.255.1" in cluster.api_url_warning(far, "http://localhost:4200/api")
+    assert cluster.api_url_warning(far, "http://10.0.0.5:4200/api") is None  # a reachable API
+    assert cluster.api_url_warning("tcp://127.0.0.1:8786", None) is None     # all on this machine
+    assert "10.255.255.1" in cluster.api_url_warning("tcp://127.0.0.1:8786", None, ["10.255.255.1"])
+    assert cluster.is_this_host("127.0.0.1") and not cluster.is_this_host("10.255.255.1")
