@@ -19,7 +19,9 @@ limit of that device, `ddrsa-gpu-<host>-<device>`, and holds it while it trains:
 - slots are leased for LEASE_S seconds and renewed while the experiment runs: a worker killed
   mid-experiment frees its share at most LEASE_S seconds later.
 
-Time spent waiting for a share counts toward `--experiment-timeout` (the task's timeout).
+`--experiment-timeout` (the task's timeout) does not stop the wait for a share: in a thread that is
+not the main one (a Dask worker's) Prefect's timeout could not interrupt it (measured: a 3 s
+timeout, still waiting after 100 s).
 """
 from __future__ import annotations
 
