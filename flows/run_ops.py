@@ -87,15 +87,41 @@ def sweep_message(summary: dict, reasons: list[str]) -> str:
     return f"{summary['failed']} of {n} experiments failed{why} ({counts}; all in {summary.get('output_dir')})"
 
 
+class SweepFailed(Exception):
+    """Data of a Failed sweep state: what calling the flow in Python raises. `.summary`: the
+    summary dict a completed sweep returns (counts, output_dir, analysis)."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
+
+    def __reduce__(self):
+        return (SweepFailed, (str(self), self.summary))
+
+
 def sweep_state(summary: dict, experiment_ids: set[str] | None = None):
     """The sweep flow's final state: Failed when any experiment failed (diverged runs are results
-    of their hyperparameters, not failures), else Completed. The summary is the state's data."""
+    of their hyperparameters, not failures), else Completed. The data is the summary (Completed)
+    or a SweepFailed carrying it (Failed; `flow(..., return_state=True).result(raise_on_failure=False)`
+    returns it, a plain call raises it)."""
     from prefect.states import Completed, Failed
 
     if summary.get("failed"):
         reasons = failure_reasons(summary["output_dir"], experiment_ids) if summary.get("output_dir") else []
-        return Failed(message=sweep_message(summary, reasons), data=summary)
+        message = sweep_message(summary, reasons)
+        return Failed(message=message, data=SweepFailed(message, summary))
     return Completed(message=sweep_message(summary, []), data=summary)
+
+
+def state_summary(state) -> dict:
+    """The sweep's summary from its final state; re-raises what the flow raised otherwise
+    (a folder held by another sweep, bad parameters, ...)."""
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, SweepFailed):
+        return result.summary
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 # ------------------------------------------------------------------------------------ run names

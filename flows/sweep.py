@@ -48,7 +48,8 @@ from flows.fused_run import finished_member, run_fused_groups  # fusion groups (
 from flows.gpu_limits import gpu_slot
 from flows.gpu_monitor import GpuMonitor
 from flows.prepare import data_key, prepare
-from flows.run_ops import ddrsa_logs_to_prefect, failed_attempts, retry_if_transient, sweep_run_name, sweep_state
+from flows.run_ops import (ddrsa_logs_to_prefect, failed_attempts, retry_if_transient, state_summary, sweep_run_name,
+                           sweep_state)
 from flows.sweep_cli import FLOW_FIELDS, SPEC_FIELDS, build_spec, flow_docstring, flow_signature
 
 RESULTS_CACHE = ".prefect-results"
@@ -402,9 +403,7 @@ def main(params: dict) -> int:
     logging.getLogger("distributed").setLevel(logging.WARNING)
     with api_server(Path(params["output_dir"])):  # its own database in OUTPUT_DIR/.prefect
         state = ddrsa_sweep(**params, return_state=True)
-        summary = state.result(raise_on_failure=False)
-    if isinstance(summary, BaseException):  # the flow raised (folder held by another sweep, ...)
-        raise summary
+        summary = state_summary(state)  # raises what the flow raised (folder held by another sweep, ...)
     from reports.tables import folder_data_sources
 
     print(f"{summary['completed']} completed ({summary['cached']} cached), {summary['failed']} failed, "

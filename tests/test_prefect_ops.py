@@ -142,3 +142,23 @@ def test_sweep_state_name_logs_artifacts_and_retries_read_back(tmp_path, prefect
         overview = arts["ddrsa-sweep-overview-default"].data
         assert '<img alt="model_comparison" src="data:image/png;base64,' in overview
         assert "## Best configurations" in overview and "| gru_basic " in overview
+
+
+def test_failed_state_carries_the_summary(tmp_path):
+    from flows.run_ops import SweepFailed, state_summary, sweep_state
+
+    (tmp_path / "all_results.json").write_text(json.dumps([
+        {"experiment_id": "a", "name": "turbofan/paper/x", "status": "completed"},
+        {"experiment_id": "b", "name": "turbofan/gru_basic/y", "status": "failed",
+         "error": "Task run encountered an exception DataError: no rows\nTraceback ..."}]))
+    summary = {"n_experiments": 2, "completed": 1, "cached": 0, "failed": 1, "diverged": 0, "output_dir": str(tmp_path)}
+    state = sweep_state(summary, {"a", "b"})
+    assert state.is_failed() and state.message.startswith("1 of 2 experiments failed: turbofan/gru_basic/y: "
+                                                          "DataError: no rows (1 completed")
+    assert isinstance(state.data, SweepFailed) and state_summary(state) == summary
+    done = sweep_state({**summary, "failed": 0, "completed": 2})
+    assert done.is_completed() and state_summary(done)["completed"] == 2
+    with pytest.raises(ValueError, match="bad folder"):
+        from prefect.states import Failed
+
+        state_summary(Failed(data=ValueError("bad folder")))
