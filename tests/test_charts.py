@@ -18,6 +18,7 @@ from reports import charts as ch  # noqa: E402
 from reports.history import append_history  # noqa: E402
 from reports.report import PLOTS_DIR, run_analysis  # noqa: E402
 from reports.tables import completed, records_frame  # noqa: E402
+from reports.vega_page import BUNDLE_FILE, bundle_js, vl_version  # noqa: E402
 
 ALL_CHARTS = {"rul_mae_vs_hyperparameters", "rul_rmse_vs_hyperparameters", "concordance_index_vs_hyperparameters",
               "model_comparison", "batch_size_analysis", "learning_rate_analysis", "nasa_loss_impact",
@@ -54,14 +55,20 @@ def _texts(chart) -> str:
 def test_every_chart_renders_png_and_html(rendered):
     root, res = rendered
     assert set(res.charts) == ALL_CHARTS
+    bundle = (root / PLOTS_DIR / BUNDLE_FILE).read_text()
+    assert bundle == bundle_js() and "window.vegaEmbed=" in bundle
     for name in ALL_CHARTS:
         png = (root / PLOTS_DIR / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1024, name
         html = (root / PLOTS_DIR / f"{name}.html").read_text()
-        assert "vega" in html.lower() and len(html) > 1024
+        # the chart file loads the folder's one bundle instead of carrying its own copy
+        assert f'<script src="{BUNDLE_FILE}"></script>' in html and "window.vegaEmbed=" not in html
+        assert len(html) < 100_000 and '"$schema"' in html
     page = (root / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == len(ALL_CHARTS)
+    assert page.count("window.vegaEmbed=") == 1  # Vega inlined once for every chart
+    assert page.count('class="ddrsa-spec"') == len(ALL_CHARTS) and "data:image/png;base64," not in page
     assert f'href="{PLOTS_DIR}/model_comparison.html"' in page and "no GPU samples" not in page
+    assert "<script src=" not in page  # nothing from outside the file: it opens offline
     assert not list((root / PLOTS_DIR).glob("*.tmp"))
 
 
@@ -118,22 +125,94 @@ def test_learning_curves_and_parallel(done, rendered):
     assert best == "turbofan/lstm_basic/bs64_lr0.01_lam0.75_nasa0.1_drop0.1_s2"
     assert curves["val_loss"].iloc[0] == pytest.approx(3.0)
     par = ch.parallel_data(done)
-    assert len(par) == 9 * len(done) and par["norm"].between(0, 1).all()
-    t = par[(par.dataset == "turbofan") & (par.axis == "rul_mae")]
-    assert t["norm"].min() == 0 and t["norm"].max() == 1
-    assert (par[par.axis == "dropout"]["norm"] == 0.5).all()  # constant axis sits in the middle
+    assert len(par) == len(done)  # one row per run
+    t = par[par.dataset == "turbofan"]
+    assert t["n_rul_mae"].min() == 0 and t["n_rul_mae"].max() == 1
+    norms = par[[c for c in par if c.startswith("n_")]]
+    assert ((norms >= 0) & (norms <= 1) | norms.isna()).all().all()
     # the highlight (colour, drawing order) is the validation RMSE; the axes keep the test RMSE
-    rmse = par[par.axis == "rul_rmse"].merge(done.reset_index(drop=True).assign(run=range(len(done))), on="run")
-    assert (rmse["rank"] == rmse["val_rul_rmse"]).all() and (rmse["raw"] == rmse["rul_rmse"]).all()
+    merged = par.merge(done.reset_index(drop=True).assign(run=range(len(done))), on="run", suffixes=("", "_rec"))
+    assert (merged["rank"] == merged["val_rul_rmse"]).all() and (merged["rul_rmse"] == merged["rul_rmse_rec"]).all()
     assert "validation RMSE (steps)" in _texts(ch.parallel_coordinates(done))
+
+
+def test_parallel_coordinates_model_axis_and_one_valued_hyperparameters_left_out(done):
+    """Issue 17: a model axis; hyperparameters that took one value are not drawn (no flat line at
+    0.5) and the subtitle names them."""
+    axes, left_out = ch.parallel_axes(done[done.dataset == "turbofan"])
+    assert axes == ["model", "batch_size", "learning_rate", "rul_mae", "rul_rmse", "concordance_index", "nasa_score"]
+    assert left_out == {"lambda_param": 0.75, "nasa_weight": 0.1, "dropout": 0.1}
+    axes, left_out = ch.parallel_axes(done[done.dataset == "azure_pm"])
+    assert "batch_size" not in axes and left_out["batch_size"] == 64
+    par = ch.parallel_data(done)
+    assert "n_dropout" not in par and "n_lambda_param" not in par  # never a constant 0.5 line
+    t = par[par.dataset == "turbofan"]
+    assert dict(zip(t["model"], t["n_model"])) == {"gru_basic": 0.0, "lstm_basic": 1.0}  # sorted, evenly spaced
+    text = _texts(ch.parallel_coordinates(done))
+    assert "left out (one value in this sweep): lambda_param 0.75, nasa_weight 0.1, dropout 0.1" in text
+    assert "left out (one value in this sweep): batch_size 64, lambda_param 0.75" in text
+    assert '"name": "selected_cfg"' in text  # the leaderboard's selection signal
+
+
+def _axis_labels(spec: dict) -> list[list[str]]:
+    """Texts of every axis' labels, per axis, in the chart as Vega renders it (vl-convert scenegraph)."""
+    import vl_convert as vlc
+
+    out = []
+
+    def walk(node, role=None):
+        if isinstance(node, dict):
+            role = node.get("role", role)
+            if role == "axis-label" and "items" in node:
+                out.append([str(it.get("text")) for it in node["items"]])
+            for v in node.values():
+                walk(v, role)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, role)
+    walk(vlc.vegalite_to_scenegraph(spec, vl_version=vl_version()))
+    return out
+
+
+@pytest.mark.parametrize("n_epochs", [2, 3, 50])
+def test_learning_curve_epoch_labels_never_repeat(n_epochs):
+    """Issue 17: a short run's epoch axis read '1, 2, 2' (ticks between epochs, integer format)."""
+    curves = pd.DataFrame([{"dataset": "turbofan", "model": m, "name": "x", "epoch": e, "val_loss": 1.0 / e}
+                           for m in ("a", "b") for e in range(1, n_epochs + 1)])
+    epoch_axis = _axis_labels(ch.learning_curves(curves).to_dict())[0]
+    assert len(epoch_axis) == len(set(epoch_axis)) >= 2 and all(t.isdigit() for t in epoch_axis)
+    assert epoch_axis[0] == "1" and int(epoch_axis[-1]) <= n_epochs
+
+
+def test_model_comparison_draws_points_when_few_runs(done):
+    """Issue 17: azure_pm has 4 lstm_basic runs and 1 gru_basic run: points, no box of one run;
+    turbofan has 12 runs per model: boxes."""
+    spec = ch.model_comparison(done).to_dict()
+    for row in spec["vconcat"]:
+        ds = row["hconcat"][0]["title"].split(":")[0]
+        marks = {layer["mark"]["type"] for panel in row["hconcat"] for layer in panel["layer"]}
+        assert marks == ({"point"} if ds == "azure_pm" else {"boxplot"}), ds
+    assert "fewer than 5 runs: one point per run" in json.dumps(spec)
+
+
+def test_single_cell_heatmap_says_so(done):
+    """Issue 17: one batch size and one learning rate make one cell: a sentence, not one square."""
+    one = done[(done.dataset == "azure_pm") & (done.learning_rate == 0.001)]
+    spec = ch.hyperparameter_heatmap(pd.concat([done[done.dataset == "turbofan"], one])).to_dict()
+    rows = {r["hconcat"][0]["title"]["text"] if isinstance(r["hconcat"][0]["title"], dict)
+            else r["hconcat"][0]["title"]: r for r in spec["vconcat"]}
+    azure = next(r for t, r in rows.items() if t.startswith("azure_pm"))
+    assert len(azure["hconcat"]) == 1 and azure["hconcat"][0]["mark"]["type"] == "text"
+    assert "single cell: every run used batch size 64 and learning rate 0.001" in json.dumps(spec["datasets"])
+    turbofan = next(r for t, r in rows.items() if t.startswith("turbofan"))
+    assert "rect" in json.dumps(turbofan) and "single cell" not in json.dumps(turbofan)
 
 
 def test_old_records_highlight_test_rmse_and_say_so():
     old = completed(records_frame(known_records(with_validation=False)))
     par = ch.parallel_data(old)
-    rmse = par[par.axis == "rul_rmse"]
-    assert (rmse["rank"] == rmse["raw"]).all() and set(par["rank_on"]) == {"test (no validation metrics in records)"}
-    assert "TEST RMSE (steps; no validation metrics)" in _texts(ch.parallel_coordinates(old))
+    assert (par["rank"] == par["rul_rmse"]).all() and set(par["rank_on"]) == {"test (no validation metrics in records)"}
+    assert "TEST RMSE (steps;" in _texts(ch.parallel_coordinates(old))
 
 
 def test_history_trend_best_per_run():
