@@ -240,7 +240,6 @@ def _print_grid(spec: SweepSpec, planned: list[PlannedExperiment]) -> None:
              if "turbofan" in spec.datasets else ""))
     for item in planned:
         print(f"  {item.index:5d}  {item.name}")
-    print(f"{len(planned)} experiments")
 
 
 def _print_groups(planned: list[PlannedExperiment], fuse: str, max_fused: int | None) -> None:
@@ -269,6 +268,7 @@ def preflight(argv) -> dict | None:
     if dry_run:
         _print_grid(spec, planned)
         _print_groups(planned, params["fuse"], params["max_fused"])
+        print(f"{len(planned)} experiments")  # last: the launcher and scripts read it there
         return None
     try:
         SweepOptions(**{k: params[k] for k in FLOW_FIELDS})
