@@ -78,7 +78,10 @@ PATCHED_SWEEP = ("import runpy, sys; import flows.cluster as c; c.visible_gpu_co
 def _sweep(out: Path, env: dict):
     """A sweep process (its own process group, killed on the way out if still running)."""
     args = ["--datasets", "turbofan", "--models", "paper", "--seeds", "1", "2", *TINY, "--num-epochs", "1",
-            "--n-workers", "1", "--gpus-per-experiment", "0.5", "--no-analysis", "--output-dir", str(out)]
+            "--n-workers", "1", "--gpus-per-experiment", "0.5", "--no-analysis", "--output-dir", str(out),
+            # unfused: each experiment is its own task holding its own share (a fused group on the
+            # patched "GPU" would hold the whole device as one task)
+            "--fuse", "off"]
     log = open(out.parent / f"{out.name}.log", "w")
     proc = subprocess.Popen([sys.executable, "-c", PATCHED_SWEEP, *args], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 
 import numpy as np
@@ -208,16 +209,19 @@ def _events(out):
     return [json.loads(line) for line in (out / "search_decisions.jsonl").read_text().splitlines()]
 
 
-def _kill_when(proc, ready, timeout: float = 300):
+def _kill_when(proc, ready, timeout: float = 300, log_path=None, poll_s: float = 0.05):
     import time
 
     from tests.test_reliability import crash
 
+    def output() -> str:
+        return log_path.read_text()[-3000:] if log_path is not None and log_path.exists() else ""
+
     deadline = time.monotonic() + timeout
     while not ready():
-        assert proc.poll() is None, "the sweep ended before the state to kill it in"
-        assert time.monotonic() < deadline, "the sweep never reached the state to kill it in"
-        time.sleep(0.05)
+        assert proc.poll() is None, f"the sweep ended (rc {proc.returncode}) before the state to kill it in\n{output()}"
+        assert time.monotonic() < deadline, f"the sweep never reached the state to kill it in\n{output()}"
+        time.sleep(poll_s)
     crash(proc)
 
 
@@ -293,8 +297,11 @@ def test_killed_tpe_sweep_resumes_the_same_study(tmp_path, prefect_server):
             return []
         return [t for t in study.trials if t.state.is_finished()]
 
-    with process_group(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
-        _kill_when(proc, lambda: len(finished_trials()) >= 1)
+    # trial 2 hangs until the kill, so the sweep cannot finish before it (one worker: trials run in turn)
+    env = {**os.environ, "DDRSA_INJECT_FAULT": "hang:trial2/:*", "DDRSA_FAULT_HANG_S": "600"}
+    log_path = tmp_path / "first-run.log"
+    with open(log_path, "w") as log, process_group(args, stdout=log, stderr=subprocess.STDOUT, env=env) as proc:
+        _kill_when(proc, lambda: len(finished_trials()) >= 1, log_path=log_path, poll_s=0.5)
     told = {t.number: t.state for t in finished_trials()}
     logs = {n: (out / f"logs/tpe/trial{n:04d}" / "training_log.json").read_text() for n in told}
     run_cli(args, check=True, timeout=600)
