@@ -125,6 +125,18 @@ def run_cli(args: list[str], *, env: dict | None = None, timeout: float = 600,
     return proc
 
 
+def stop_processes(procs: list[subprocess.Popen], timeout: float = 15) -> None:
+    """Terminate `procs` in reverse start order (workers before their scheduler), killing any that
+    has not exited within `timeout` seconds."""
+    for proc in reversed(procs):
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def read_results(output_dir: Path) -> list[dict]:
     return json.loads((Path(output_dir) / "all_results.json").read_text())
 

@@ -205,7 +205,7 @@ def test_scheduler_without_the_resource_is_refused_at_once(tmp_path):
 
     from ddrsa.errors import DDRSAError
     from flows.server import free_port
-    from tests.conftest import TINY, assert_one_line_error, run_cli
+    from tests.conftest import TINY, assert_one_line_error, run_cli, stop_processes
 
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -231,13 +231,7 @@ def test_scheduler_without_the_resource_is_refused_at_once(tmp_path):
         with pytest.raises(DDRSAError, match="GPU>=1"):
             cluster.check_cluster_resources(address, "GPU", 1.0)
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
 
 
 def test_api_url_warning_when_the_cluster_is_elsewhere():

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +22,7 @@ import pytest
 
 from flows import gpu_limits
 from flows.faults import read_attempt_log
-from tests.conftest import ROOT, TINY, read_results
+from tests.conftest import TINY, read_results
 
 # ------------------------------------------------------------------------------ naming and shares
 
@@ -82,16 +79,11 @@ def _sweep(out: Path, env: dict):
             # unfused: each experiment is its own task holding its own share (a fused group on the
             # patched "GPU" would hold the whole device as one task)
             "--fuse", "off"]
-    log = open(out.parent / f"{out.name}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-c", PATCHED_SWEEP, *args], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    from tests.test_reliability import process_group
+
+    with open(out.parent / f"{out.name}.log", "w") as log, \
+            process_group(["-c", PATCHED_SWEEP, *args], env=env, stdout=log, stderr=subprocess.STDOUT) as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def _wait(what: str, check, procs, timeout: float = 180):

@@ -11,7 +11,7 @@ import pytest
 
 from ddrsa.sweep.spec import SweepSpec, expand
 from deployments.presets import preset_spec
-from tests.conftest import ROOT, TINY, read_results, run_cli
+from tests.conftest import ROOT, TINY, read_results, run_cli, stop_processes
 
 pytestmark = pytest.mark.slow
 
@@ -97,13 +97,7 @@ def dask_cluster(prefect_server, tmp_path_factory):
     with Client(address, timeout=60) as client:
         client.wait_for_workers(2, timeout=120)
     yield address
-    for proc in reversed(procs):
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    stop_processes(procs)
 
 
 def test_external_cluster_resource_limits_and_rerun(tmp_path, dask_cluster):
