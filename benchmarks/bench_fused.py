@@ -35,8 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from ddrsa.config import ExperimentConfig  # noqa: E402
-from ddrsa.fused.engine import _new_member, _Stack  # noqa: E402
-from ddrsa.fused.stacked import stacked_forward, stacked_loss  # noqa: E402
+from ddrsa.fused.engine import _new_member, _Stack, fused_step  # noqa: E402
 from ddrsa.losses import DDRSALoss  # noqa: E402
 from ddrsa.models import rnn_spec  # noqa: E402
 from ddrsa.trainer import _Split  # noqa: E402
@@ -81,22 +80,15 @@ def separate_step(member, split: _Split, device):
     return step
 
 
-def fused_step(members, split: _Split, device):
+def fused_group_step(members, split: _Split, device):
     stack = _Stack(members, device)
-    spec, cfg = rnn_spec(members[0].config.model), members[0].config
+    spec = rnn_spec(members[0].config.model)
     g = torch.Generator().manual_seed(1)
     m = len(members)
 
-    def step():
+    def step():  # the engine's own training step, on random windows
         idx = torch.randint(0, len(split), (m, B), generator=g).to(device)
-        x, mask = split.batch(idx)
-        logits = stacked_forward(spec, stack.params, x, mask, stack.drop, cfg.pred_horizon)
-        loss = stacked_loss(logits.float(), split.event_index[idx], split.censored[idx], stack.lam,
-                            stack.one_minus_lam, stack.nasa, stack.use_nasa)
-        stack.flat.grad = None
-        loss.sum().backward()
-        stack.clip_and_step()
-        return loss.detach()
+        return fused_step(stack, spec, split, idx, device)
     return step
 
 
@@ -144,7 +136,7 @@ def time_step(step, device, min_seconds: float = 3.0, min_steps: int = 5) -> flo
 def bench(model: str, m: int, device, tmp: Path) -> dict:
     split = make_split(device)
     members = [_new_member(c, tmp / f"{model}{i}", F, 1, device) for i, c in enumerate(member_configs(model, m))]
-    sep, fus = separate_step(members[0], split, device), fused_step(members, split, device)
+    sep, fus = separate_step(members[0], split, device), fused_group_step(members, split, device)
     ops_sep, ops_fus = count_ops(sep, device), count_ops(fus, device)
     t_sep, t_fus = time_step(sep, device), time_step(fus, device)
     per_exp = {k: v / m for k, v in ops_fus.items()}

@@ -248,16 +248,23 @@ def _fused_epoch(stack: _Stack, spec: dict, split: _Split, epoch: int, device: t
     total = torch.zeros(len(members), device=device)
     for start in range(0, len(split), config.batch_size):
         idx = orders[:, start:start + config.batch_size]
-        x, mask = split.batch(idx)
-        with _autocast(device, config.amp):
-            logits = stacked_forward(spec, stack.params, x, mask, stack.drop, config.pred_horizon)
-        loss = stacked_loss(logits.float(), split.event_index[idx], split.censored[idx], stack.lam,
-                            stack.one_minus_lam, stack.nasa, stack.use_nasa)
-        stack.flat.grad = None
-        loss.sum().backward()
-        stack.clip_and_step()
-        total += loss.detach() * idx.shape[1]
+        total += fused_step(stack, spec, split, idx, device) * idx.shape[1]
     return total
+
+
+def fused_step(stack: _Stack, spec: dict, split: _Split, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """One training step of every stacked member on its own windows `idx` (A, B): forward, loss,
+    backward, per-member clipping and Adam. Returns the members' mean batch losses (A,), detached."""
+    config = stack.members[0].config
+    x, mask = split.batch(idx)
+    with _autocast(device, config.amp):
+        logits = stacked_forward(spec, stack.params, x, mask, stack.drop, config.pred_horizon)
+    loss = stacked_loss(logits.float(), split.event_index[idx], split.censored[idx], stack.lam,
+                        stack.one_minus_lam, stack.nasa, stack.use_nasa)
+    stack.flat.grad = None
+    loss.sum().backward()
+    stack.clip_and_step()
+    return loss.detach()
 
 
 def _train_group_locked(configs, dirs, settings: Settings, data, inject_nan: set[int], on_epoch) -> list[TrainResult]:
