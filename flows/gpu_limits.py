@@ -19,9 +19,10 @@ limit of that device, `ddrsa-gpu-<host>-<device>`, and holds it while it trains:
 - slots are leased for LEASE_S seconds and renewed while the experiment runs: a worker killed
   mid-experiment frees its share at most LEASE_S seconds later.
 
-`--experiment-timeout` (the task's timeout) does not stop the wait for a share: in a thread that is
-not the main one (a Dask worker's) Prefect's timeout could not interrupt it (measured: a 3 s
-timeout, still waiting after 100 s).
+- `--experiment-timeout` (the task's `timeout_seconds`) bounds the wait for a share too: the task's
+  own timeout cannot interrupt a wait in a thread that is not the main one (a Dask worker's;
+  measured: a 3 s timeout, still waiting after 100 s), so the wait is given the same limit and an
+  experiment that could not get its GPU in time fails with "timed out ... waiting for a share".
 """
 from __future__ import annotations
 
@@ -87,6 +88,14 @@ def ensure_limit(name: str, capacity: int = GPU_UNITS) -> tuple[int, bool]:
             return client.read_global_concurrency_limit_by_name(name).limit, False
 
 
+def _task_timeout() -> float | None:
+    """`timeout_seconds` of the task this runs in (`--experiment-timeout`), or None."""
+    from prefect.context import TaskRunContext
+
+    ctx = TaskRunContext.get()
+    return ctx.task.timeout_seconds if ctx else None
+
+
 def _holder():
     """The task run holding the slot (shown by the server), when inside one."""
     from prefect.client.schemas.objects import ConcurrencyLeaseHolder
@@ -97,10 +106,12 @@ def _holder():
 
 
 @contextlib.contextmanager
-def gpu_slot(gpus_per_experiment: float, logger=None):
+def gpu_slot(gpus_per_experiment: float, logger=None, timeout_seconds: float | None = None):
     """Hold this experiment's share of its GPU's limit (waiting for it) around the body.
 
-    Yields the limit name, or None on a worker without a GPU (nothing is taken)."""
+    Waits at most `timeout_seconds` (default: the enclosing task's timeout, none outside a task),
+    then raises TimeoutError. Yields the limit name, or None on a worker without a GPU (nothing is
+    taken)."""
     device = worker_device()
     if device is None:
         yield None
@@ -113,9 +124,16 @@ def gpu_slot(gpus_per_experiment: float, logger=None):
         logger.info("created global concurrency limit %s (%d units = one GPU)", name, GPU_UNITS)
     # a limit an operator lowered below this share: hold all of it (Prefect refuses more than the limit)
     units = max(1, min(units_for(gpus_per_experiment), capacity))
+    timeout = timeout_seconds if timeout_seconds is not None else _task_timeout()
     t0 = time.monotonic()
-    with concurrency(name, occupy=units, lease_duration=LEASE_S, strict=True, holder=_holder(),
-                     raise_on_lease_renewal_failure=False):
+    slot = contextlib.ExitStack()
+    try:  # only the wait: a TimeoutError from the body must pass unchanged
+        slot.enter_context(concurrency(name, occupy=units, timeout_seconds=timeout, lease_duration=LEASE_S,
+                                       strict=True, holder=_holder(), raise_on_lease_renewal_failure=False))
+    except TimeoutError as exc:
+        raise TimeoutError(f"timed out after {timeout:g} s waiting for a share ({units} units) of {name}: "
+                           "another sweep holds the GPU") from exc
+    with slot:
         waited = time.monotonic() - t0
         if logger is not None:
             logger.info("holding %d/%d units of %s%s", units, capacity, name,

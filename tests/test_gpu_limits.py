@@ -220,3 +220,18 @@ def test_cpu_worker_takes_no_limit(monkeypatch, fresh_limit):
         assert held is None
     with pytest.raises(ObjectNotFound):
         client.read_global_concurrency_limit_by_name(name)
+
+
+def test_wait_for_a_share_ends_at_the_timeout(monkeypatch, fresh_limit):
+    """--experiment-timeout bounds the wait for a GPU another sweep holds: TimeoutError that says
+    what it waited for, nothing taken; the holder keeps its share."""
+    client, name = fresh_limit
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
+    with gpu_limits.gpu_slot(1.0):
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match=f"timed out after 2 s waiting for a share .50 units. of {name}"):
+            with gpu_limits.gpu_slot(0.5, timeout_seconds=2):
+                pytest.fail("entered a full GPU")
+        assert 2 <= time.monotonic() - t0 < 30
+        assert client.read_global_concurrency_limit_by_name(name).active_slots == 100
+    assert client.read_global_concurrency_limit_by_name(name).active_slots == 0
