@@ -175,7 +175,10 @@ def full_server(tmp_path):
 @pytest.mark.slow
 def test_prefect_deploy_worker_and_deployment_run(full_server, tmp_path):
     """prefect.yaml registered with `prefect deploy --all` against a real server; a process worker
-    runs `prefect deployment run ddrsa-sweep/quick-comparison` with tiny parameters."""
+    runs `prefect deployment run ddrsa-sweep/quick-comparison` with tiny parameters, one of its two
+    experiments failing on a data error (injected through the run's `env` job variable): the
+    deployment's flow run ends Failed with the count and the reason, the other experiment's record
+    and the analysis artifacts are there."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
 
@@ -204,9 +207,10 @@ def test_prefect_deploy_worker_and_deployment_run(full_server, tmp_path):
                 ("0 2 * * *", "UTC", True)]
             assert not deployments["quick-comparison"].schedules
 
-        params = {**TINY_PARAMS, "output_dir": str(out)}
-        started = _prefect(["deployment", "run", "ddrsa-sweep/quick-comparison", "--params", json.dumps(params)],
-                           env)
+        params = {**TINY_PARAMS, "seeds": [1, 2], "output_dir": str(out)}
+        fault = json.dumps({"DDRSA_INJECT_FAULT": "dataerror:_s2:*"})
+        started = _prefect(["deployment", "run", "ddrsa-sweep/quick-comparison", "--params", json.dumps(params),
+                            "--job-variable", f"env={fault}"], env)
         run_id = re.search(r"UUID: ([0-9a-f-]{36})", started.stdout).group(1)
         deadline = time.monotonic() + 300
         with get_client(sync_client=True) as client:
@@ -216,11 +220,14 @@ def test_prefect_deploy_worker_and_deployment_run(full_server, tmp_path):
                     break
                 assert time.monotonic() < deadline, f"flow run still {run.state.name} after 300 s"
                 time.sleep(2)
-            assert run.state.is_completed(), (run.state, (tmp_path / "worker.log").read_text()[-4000:])
+            assert run.state.is_failed(), (run.state, (tmp_path / "worker.log").read_text()[-4000:])
+            assert re.search(r"1 of 2 experiments failed: turbofan/paper/\S+_s2.*DataError", run.state.message), \
+                run.state.message
             assert run.parameters["preset"] == "quick-comparison" and run.parameters["num_epochs"] == 1
 
-            records = read_results(out)
-            assert [r["status"] for r in records] == ["completed"]
+            records = sorted(read_results(out), key=lambda r: r["seed"])
+            assert [r["status"] for r in records] == ["completed", "failed"]
+            assert "DataError" in records[1]["error"] and records[1]["attempts"] == 1  # not retried
             assert records[0]["name"].startswith("turbofan/paper/")
             assert (out / "report.html").is_file() and (out / "experiment_manifest.json").is_file()
 
