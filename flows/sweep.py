@@ -240,7 +240,10 @@ def _detail(record: dict) -> str:
         return (record.get("error") or f"diverged at epoch {record.get('diverged_epoch')}")[:200]
     metrics = record.get("metrics") or {}
     rmse, cindex = metrics.get("rul_rmse"), metrics.get("concordance_index")
-    return (f"rmse {rmse:.2f}" if rmse is not None else "rmse n/a") + (
+    # validation (what winners are chosen on) and, on official test units, the literature's number
+    also = [f"{label} {metrics[key]:.2f}" for label, key in (("val", "val_rul_rmse"), ("benchmark", "benchmark_rmse"))
+            if metrics.get(key) is not None]
+    return (f"rmse {rmse:.2f}" if rmse is not None else "rmse n/a") + (f" ({', '.join(also)})" if also else "") + (
         f" c-index {cindex:.3f}" if cindex is not None else " c-index n/a")
 
 
