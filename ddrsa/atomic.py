@@ -63,6 +63,38 @@ def read_json(path: Path, default: Any = None) -> Any:
         return json.load(fh)
 
 
+def append_json_line(path: Path, obj: Any) -> None:
+    """Append `obj` to the JSON-lines file `path` as one line, flushed and fsynced: a SIGKILL loses
+    at most this line. A last line torn by an earlier kill is ended first, so this one stays whole."""
+    line = json.dumps(json_safe(obj), allow_nan=False) + "\n"
+    with open(path, "a+b") as fh:
+        torn = False
+        if fh.seek(0, os.SEEK_END) > 0:
+            fh.seek(-1, os.SEEK_END)
+            torn = fh.read(1) != b"\n"
+        fh.write((("\n" + line) if torn else line).encode("utf-8"))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_json_lines(path: Path) -> list[dict]:
+    """The JSON objects of a JSON-lines file, one per line ([] when it is absent); a line torn by a
+    kill mid-append, or one that is not an object, is skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
 def torch_save(obj: Any, path: Path) -> None:
     """torch.save through a temporary file and os.replace."""
     import torch

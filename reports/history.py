@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ddrsa.atomic import read_json_lines
 from reports.tables import best_configurations, completed, records_frame, write_atomic
 
 HISTORY_FILE = "sweep_history.jsonl"
@@ -72,30 +73,14 @@ def append_history(output_root: str | os.PathLike, records: list[dict], run_labe
     if not rows:
         return 0
     path = Path(output_root) / HISTORY_FILE
-    old = [json.dumps(r) for r in _read_lines(path)]
+    old = [json.dumps(r) for r in read_json_lines(path)]
     write_atomic(path, "\n".join(old + [json.dumps(r) for r in rows]) + "\n")
     return len(rows)
 
 
-def _read_lines(path: Path) -> list[dict]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            out.append(row)
-    return out
-
-
 def read_history(output_root: str | os.PathLike) -> pd.DataFrame:
     """All history lines as a DataFrame (HISTORY_COLUMNS; empty when the file is absent)."""
-    rows = _read_lines(Path(output_root) / HISTORY_FILE)
+    rows = read_json_lines(Path(output_root) / HISTORY_FILE)
     df = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
     for col in ("best_rul_rmse", "best_concordance_index", "selection_rul_rmse", "selection_concordance_index"):
         df[col] = pd.to_numeric(df[col], errors="coerce")

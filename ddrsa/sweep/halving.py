@@ -20,11 +20,12 @@ Events (all JSON-able):
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ddrsa.atomic import append_json_line, read_json_lines
 
 DECISIONS = "search_decisions.jsonl"
 
@@ -150,30 +151,10 @@ class DecisionLog:
         self.path = Path(output_dir) / DECISIONS
 
     def read(self) -> list[dict]:
-        try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-        events = []
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:  # torn by a kill mid-append
-                continue
-            if isinstance(event, dict) and "event" in event:
-                events.append(event)
-        return events
+        return [event for event in read_json_lines(self.path) if "event" in event]
 
     def append(self, event: dict) -> None:
-        with open(self.path, "a+b") as fh:
-            torn = False
-            if fh.seek(0, os.SEEK_END) > 0:
-                fh.seek(-1, os.SEEK_END)
-                torn = fh.read(1) != b"\n"
-            line = json.dumps(event, allow_nan=False) + "\n"
-            fh.write((("\n" + line) if torn else line).encode("utf-8"))  # a torn line stays alone
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_json_line(self.path, event)
 
     def reset(self) -> None:
         self.path.unlink(missing_ok=True)

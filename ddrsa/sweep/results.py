@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from ddrsa.atomic import json_safe, read_json, write_json
+from ddrsa.atomic import append_json_line, read_json, read_json_lines, write_json
 from ddrsa.errors import DDRSAError
 
 MANIFEST = "experiment_manifest.json"
@@ -119,26 +118,15 @@ class ResultsStore:
 
     def _replay(self) -> int:
         n = 0
-        try:
-            lines = self.journal.read_text().splitlines()
-        except FileNotFoundError:
-            return 0
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except ValueError:  # a line torn by a kill mid-append
-                continue
-            if isinstance(record, dict) and "experiment_id" in record:
+        for record in read_json_lines(self.journal):
+            if "experiment_id" in record:
                 self._records[record["experiment_id"]] = record
                 n += 1
         return n
 
     def upsert(self, record: dict) -> None:
         self._records[record["experiment_id"]] = record
-        with open(self.journal, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_json_line(self.journal, record)
         if time.monotonic() >= self._next_compact:
             self.compact()
 
