@@ -294,10 +294,6 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
         history = list((read_json(run_dir / "training_log.json") or {}).get("epochs", []))[:start_epoch]
         if "dropout_rng" in state:  # dropout draws continue where the interrupted run stopped
             gens.dropout.set_state(state["dropout_rng"])
-        if "torch_rng" in state:  # global RNG: only MultiheadAttention's attention dropout uses it
-            torch.set_rng_state(state["torch_rng"])
-            if device.type == "cuda" and state.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(state["cuda_rng"], device)
         log.info("resuming %s from epoch %d", run_dir, start_epoch)
     resumed_from = start_epoch
     prior_seconds = sum(e["seconds"] for e in history)
@@ -308,8 +304,7 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "epoch": epoch, "best_score": best_val,
                 "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                "dropout_rng": gens.dropout.get_state(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "dropout_rng": gens.dropout.get_state(),
                 "config": config.model_dump(mode="json")}
 
     def write_log(final_status: str) -> None:

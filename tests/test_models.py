@@ -244,3 +244,47 @@ def test_distil_halves_length_and_mask():
     assert m[0].all()
     # pooled i covers inputs 2i-1, 2i, 2i+1: real from i = 5 (input 11) on
     assert m[1].tolist() == [False] * 5 + [True] * 3
+
+
+def test_seeded_attention_is_pytorch_attention_with_its_own_dropout_stream():
+    """SeededMultiheadAttention's own path (used in training with a generator) computes what
+    nn.MultiheadAttention computes, padding included; its dropout masks follow the generator,
+    not the global RNG."""
+    from ddrsa.models.seeding import SeededMultiheadAttention
+
+    g = torch.Generator().manual_seed(3)
+    attn = SeededMultiheadAttention(8, 2, dropout=0.0)
+    ref = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+    ref.load_state_dict(attn.state_dict())
+    x = torch.randn(3, 5, 8, generator=g)
+    pad = torch.tensor([[True, True, False, False, False], [False] * 5, [True] * 4 + [False]])
+    want, want_w = ref(x, x, x, key_padding_mask=pad)
+    got, got_w = attn.attend(x, x, x, pad, True, True, lambda w: w)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_w, want_w, rtol=1e-5, atol=1e-6)
+
+    attn.dropout = 0.4
+    attn.train()
+
+    def out(global_seed: int, stream_seed: int) -> torch.Tensor:
+        torch.manual_seed(global_seed)
+        attn.generator = torch.Generator().manual_seed(stream_seed)
+        return attn(x, x, x, key_padding_mask=pad, need_weights=False)[0]
+
+    assert torch.equal(out(0, 1), out(99, 1))
+    assert not torch.equal(out(0, 1), out(0, 2))
+
+
+@pytest.mark.parametrize("name", ["transformer_basic", "probsparse_basic", "lstm_deep"])
+def test_training_forward_ignores_the_global_rng(name):
+    """Every random draw of a training forward (init, dropout, attention dropout, key sampling)
+    comes from the experiment's generators: the global RNG state changes nothing."""
+    from ddrsa.models.seeding import set_generator
+
+    def run(global_seed: int):
+        torch.manual_seed(global_seed)
+        model = build_model(name, F, L, 0.3, lookback_window=K, generator=torch.Generator().manual_seed(7))
+        set_generator(model, torch.Generator().manual_seed(11))
+        return model.train()(*batch())
+
+    torch.testing.assert_close(run(0), run(123), rtol=0, atol=0)

@@ -87,8 +87,7 @@ class _Member:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best_score": self.best_val,
                 "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
-                "dropout_rng": self.gens.dropout.get_state(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "dropout_rng": self.gens.dropout.get_state(),
                 "config": self.config.model_dump(mode="json")}
 
     def write_log(self, final_status: str) -> None:

@@ -5,6 +5,7 @@ Every random draw of a training run comes from the run's own `torch.Generator`s 
 share a worker process as threads do not race, and a fused group member (ddrsa/fused) draws
 exactly what its separate run draws.
 
+- `SeededMultiheadAttention`: nn.MultiheadAttention whose attention-weight dropout is seeded the same way.
 - `SeededDropout(p)`: nn.Dropout whose mask comes from `module.generator` when set (the trainer
   sets it with `set_generator`), else from the global RNG. The mask is
   `empty(x.shape).bernoulli_(1 - p, generator)` and the output `x * mask * (1 / (1 - p))`; the fused
@@ -48,6 +49,51 @@ class SeededDropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class SeededMultiheadAttention(nn.MultiheadAttention):
+    """nn.MultiheadAttention (batch_first, packed q/k/v projection) whose attention-weight dropout
+    draws from `self.generator` when set: in training with dropout > 0 it computes
+    softmax(q k^T / sqrt(d_head) + key padding) -> seeded dropout -> @ v -> out_proj itself
+    (PyTorch's kernel takes no generator); otherwise, and with no generator, PyTorch's own path."""
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, **kwargs) -> None:
+        super().__init__(embed_dim, num_heads, dropout=dropout, batch_first=True, **kwargs)
+        self.generator: torch.Generator | None = None
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+                average_attn_weights=True, is_causal=False):
+        if not (self.training and self.dropout > 0.0 and self.generator is not None):
+            return super().forward(query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights,
+                                   attn_mask=attn_mask, average_attn_weights=average_attn_weights,
+                                   is_causal=is_causal)
+        if attn_mask is not None or is_causal or not self._qkv_same_embed_dim:
+            raise NotImplementedError("SeededMultiheadAttention: key padding masks only, packed projections")
+        return self.attend(query, key, value, key_padding_mask, need_weights, average_attn_weights,
+                           lambda w: dropout_with(w, self.dropout, self.generator))
+
+    def attend(self, query, key, value, key_padding_mask, need_weights, average_attn_weights, drop):
+        """Scaled dot-product attention with `drop` applied to the (batch, heads, T, S) weights.
+        query (batch, T, E), key/value (batch, S, E); key_padding_mask (batch, S): True or -inf = ignore."""
+        batch, t, e = query.shape
+        heads, d = self.num_heads, e // self.num_heads
+        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None, None, None)
+
+        def split(x, w, b):  # (batch, L, E) -> (batch, heads, L, d)
+            return F.linear(x, w, b).view(batch, -1, heads, d).transpose(1, 2)
+
+        q, k, v = split(query, w_q, b_q), split(key, w_k, b_k), split(value, w_v, b_v)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d)
+        if key_padding_mask is not None:
+            pad = key_padding_mask[:, None, None, :]
+            scores = scores.masked_fill(pad, float("-inf")) if pad.dtype == torch.bool else scores + pad
+        weights = torch.softmax(scores, dim=-1)
+        out = (drop(weights) @ v).transpose(1, 2).reshape(batch, t, e)
+        out = self.out_proj(out)
+        if not need_weights:
+            return out, None
+        return out, (weights.mean(dim=1) if average_attn_weights else weights)
 
 
 def set_generator(model: nn.Module, generator: torch.Generator | None) -> None:

@@ -4,8 +4,8 @@ Input Linear projection to d_model, fixed sinusoidal positions, nn.TransformerEn
 batch_first) with `src_key_padding_mask = ~mask` so attention never reads the front padding.
 Pooling: the output at the last position (the current time j, always real), which attends to the
 whole real history; a final LayerNorm, dropout, then a GRU hazard decoder.
-The encoder layers' dropouts are SeededDropout (the run's own generator); only the attention-weight
-dropout inside nn.MultiheadAttention still draws from the global RNG (it takes no generator).
+The encoder layers' dropouts are SeededDropout and their self-attention a SeededMultiheadAttention
+(attention-weight dropout included): every draw comes from the run's own generator.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .decoder import HazardDecoder, PositionalEncoding, masked_inputs
-from .seeding import SeededDropout
+from .seeding import SeededDropout, SeededMultiheadAttention
 
 
 class TransformerSurvival(nn.Module):
@@ -28,6 +28,7 @@ class TransformerSurvival(nn.Module):
                                            activation="gelu", batch_first=True, norm_first=True)
         for attr in ("dropout", "dropout1", "dropout2"):  # the run's own generator, not the global RNG
             setattr(layer, attr, SeededDropout(dropout))
+        layer.self_attn = SeededMultiheadAttention(d_model, heads, dropout=dropout)
         self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(d_model),
                                              enable_nested_tensor=False)
         self.z_drop = SeededDropout(dropout)
