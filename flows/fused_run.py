@@ -3,7 +3,9 @@
 `run_fused_groups` is called by flows/sweep.py `_run` with the experiments still to train: it
 groups them (ddrsa/fused/groups.py), runs each group as one Prefect task named for it
 (`turbofan/paper/bs128 x24`, holding a whole worker), records one result per member in
-all_results.json, and returns the experiments left for the ordinary one-task-per-experiment path.
+all_results.json, and returns the experiments left for the ordinary one-task-per-experiment path:
+the unfusable ones, and the members of a group that failed (its worker died, or it failed after
+its retries), which then train one by one.
 
 Caching and resume stay per member: a member whose record is finished under its own cache key
 (config + code + data version + folder, `cache_key`) with its test_metrics.json present is not
@@ -19,10 +21,10 @@ import distributed
 from prefect import get_run_logger, task
 from prefect.artifacts import update_progress_artifact
 
-from ddrsa.atomic import read_json
 from ddrsa.config import ExperimentConfig
 from ddrsa.fused.groups import plan_groups
 from ddrsa.sweep.results import make_record, now_iso, safe_run_dir
+from flows.faults import injected_faults
 from flows.gpu_limits import gpu_slot
 from flows.run_ops import ddrsa_logs_to_prefect, retry_if_transient
 
@@ -54,7 +56,8 @@ def train_fused_group(name: str, members: list[dict], output_dir: str, code_vers
                     configs[i].num_epochs, entry["train_loss"], entry["val_loss"], entry["learning_rate"])
 
     with ddrsa_logs_to_prefect(), gpu_slot(1.0, logger):  # a group holds its whole GPU's limit
-        results = train_group(configs, dirs, on_epoch=on_epoch)
+        with injected_faults(name, attempt, dirs[0]):  # DDRSA_INJECT_FAULT=MODE:<group name part>:N
+            results = train_group(configs, dirs, on_epoch=on_epoch)
     worker = _worker_name()
     return [{**make_record(m, status=r.status, result=r.to_dict(), worker=worker, attempts=attempt,
                            started_at=started), "cache_key": key}
@@ -97,9 +100,13 @@ def run_fused_groups(todo: list[dict], *, fuse: str, max_fused: int | None, reso
             records, error = None, f"{type(exc).__name__}: {exc}"
         dask_future.release()
         if records is None or isinstance(records, BaseException):
+            # its worker died or the group failed after its retries: the members train one by one
+            # (each resuming its own checkpoint, with the per-experiment retries and failure records)
             error = error or f"{type(records).__name__}: {records}"
-            records = [make_record(m, status="failed", error=f"fused group {group['name']}: {error}")
-                       for m in group["members"]]
+            logger.warning("fused group %s failed (%s): its %d members train one by one", group["name"],
+                           error[:300], len(group["members"]))
+            singles.extend(group["members"])
+            continue
         for record in records:
             store.upsert(record)
             counts[record["status"]] = counts.get(record["status"], 0) + 1

@@ -192,3 +192,24 @@ def test_fused_sweep_writes_one_record_per_member_and_reruns_nothing(tmp_path, p
     assert "4 completed (4 cached)" in again.stdout
     assert {r["experiment_id"]: r for r in read_results(out)} == records
     assert {p: p.stat().st_mtime_ns for p in out.glob("logs/**/*.pt")} == mtimes
+
+
+@pytest.mark.slow
+def test_a_failed_group_s_members_train_one_by_one(tmp_path, prefect_server):
+    """A fused group that fails (here a data error injected into the group's task, not retried)
+    does not fail its members: each trains as its own experiment and completes."""
+    import os
+
+    from tests.conftest import TINY, read_results, run_cli
+
+    out = tmp_path / "sweep"
+    grid = ["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "--seeds", "1", "2", *TINY,
+            "--num-epochs", "1", "--fuse", "on", "--n-workers", "1", "--no-analysis", "--output-dir", str(out)]
+    proc = run_cli(grid, check=True, env={**os.environ, "DDRSA_INJECT_FAULT": "dataerror:x2:*"})
+    assert "fused group turbofan/paper/bs128 x2 failed (" in proc.stdout, proc.stdout[-3000:]
+    assert "injected data error in turbofan/paper/bs128 x2" in proc.stdout
+    assert "its 2 members train one by one" in proc.stdout
+    assert "2 completed (0 cached), 0 failed" in proc.stdout
+    records = read_results(out)
+    assert sorted(r["seed"] for r in records) == [1, 2] and {r["status"] for r in records} == {"completed"}
+    assert all(r["attempts"] == 1 and len(_epochs(out / r["run_dir"])) == 1 for r in records)
