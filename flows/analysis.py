@@ -21,6 +21,8 @@ from prefect import flow, get_run_logger  # noqa: E402
 from prefect.artifacts import (create_link_artifact, create_markdown_artifact,  # noqa: E402
                                create_table_artifact)
 
+from flows.run_ops import analysis_run_name  # noqa: E402
+
 KEY_PREFIX = "ddrsa"
 HEADLINE_CHART = "model_comparison"  # the chart shown in the overview artifact on the flow run page
 # test metrics first: the UI shows a wide table's left part and scrolls the rest
@@ -118,7 +120,7 @@ def publish_overview(markdown: str, key: str, description: str) -> None:
                                               flow_run_id=target))
 
 
-@flow(name="ddrsa-analysis")
+@flow(name="ddrsa-analysis", flow_run_name=analysis_run_name)
 def analysis_flow(output_dir: str = "parallel_experiments", append_to_history: bool = False,
                   run_label: str | None = None) -> dict:
     """Analyse `output_dir` in place; publish table, markdown and link artifacts.
@@ -130,9 +132,10 @@ def analysis_flow(output_dir: str = "parallel_experiments", append_to_history: b
     Returns {"counts": {...}, "report": path, "summary_statistics": path,
     "best_configurations": path, "charts": {name: html path}, "history_lines_added": int,
     "notes": [str], "selected_on": what ranked the winners ("validation" or the fallback),
-    "data_sources": {dataset: [data_source, ...]}, "artifact_scope": str}.
+    "data_sources": {dataset: [data_source, ...]}, "artifact_scope": str, "winners": [str] (the
+    best model per dataset/subset and the C-MAPSS benchmark lines, as the terminal prints them)}.
     """
-    from reports.report import headline_markdown, run_analysis, selection_summary
+    from reports.report import headline_markdown, run_analysis, selection_summary, winner_lines
 
     logger = get_run_logger()
     res = run_analysis(output_dir, append_to_history=append_to_history, run_label=run_label)
@@ -158,7 +161,7 @@ def analysis_flow(output_dir: str = "parallel_experiments", append_to_history: b
             "charts": {n: str(p["html"]) for n, p in res.charts.items()},
             "history_lines_added": res.history_lines_added, "notes": res.notes,
             "selected_on": selection_summary(res.best), "data_sources": res.data_sources,
-            "artifact_scope": scope}
+            "artifact_scope": scope, "winners": winner_lines(res) + res.benchmark}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -182,11 +185,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from reports.tables import data_source_line
 
-    summary = analysis_flow(str(out), append_to_history=args.append_to_history, run_label=args.run_label)
+    from flows.server import api_server
+
+    with api_server(out):  # PREFECT_API_URL, else a server with its database in OUTPUT_DIR/.prefect
+        summary = analysis_flow(str(out), append_to_history=args.append_to_history, run_label=args.run_label)
     c = summary["counts"]
     print(f"{c['completed']} completed, {c['failed']} failed, {c['diverged']} diverged, {c['pending']} pending;"
           f" winners ranked on {summary['selected_on']}, test metrics reported;"
           f" data: {data_source_line(summary['data_sources'])}; report: {summary['report']}")
+    for line in summary["winners"]:
+        print(f"  {line}")
     return 0
 
 

@@ -7,7 +7,8 @@
   (the task is re-run elsewhere, see flows/sweep.py `_collect`), not a Prefect retry.
 - `sweep_state(summary, ...)`: the flow's return value, a `Failed` state when any experiment failed
   (message: how many and why; `data`: the summary), else `Completed` with a one-line message.
-- `sweep_run_name()`: the flow's `flow_run_name`, e.g. `batch-study-60exp-parallel-experiments-1129-1905`.
+- `sweep_run_name()`: the flow's `flow_run_name`, e.g. `batch-study-60exp-parallel-experiments-1129-1905`;
+  `analysis_run_name()` the analysis flow's, e.g. `analysis-fd001-1129-2224`.
 - `ddrsa_logs_to_prefect()`: around one experiment, the `ddrsa` loggers' records (one INFO line
   per epoch from ddrsa.trainer) go to Prefect's API as logs of the current task run, on any
   Dask worker (nothing to configure on the workers).
@@ -154,6 +155,15 @@ def sweep_run_name() -> str:
     from prefect.runtime import flow_run
 
     return run_name(dict(flow_run.parameters or {}))
+
+
+def analysis_run_name() -> str:
+    """`flow_run_name` of the analysis flow: `analysis-<run label or output folder>-<MMDD-HHMM UTC>`."""
+    from prefect.runtime import flow_run
+
+    parameters = dict(flow_run.parameters or {})
+    what = parameters.get("run_label") or Path(str(parameters.get("output_dir") or "parallel_experiments")).name
+    return slug(f"analysis-{what}-{datetime.now(timezone.utc):%m%d-%H%M}")
 
 
 # ------------------------------------------------------------------------------------ task-run logs

@@ -164,7 +164,7 @@ def api_server(output_dir: Path | None = None, log_path: Path | None = None, ech
     proc, api_url = start_server(log_path=log_path, home=home, database=database)
     where = f"; database: {describe_database(database)}" if database else ""
     echo(f"Prefect server started on {api_url.removesuffix('/api')} in {time.monotonic() - t0:.0f} s{where} "
-         "(UI there while the sweep runs; set PREFECT_API_URL to use your own server)")
+         "(UI there while this command runs; set PREFECT_API_URL to use your own server)")
     os.environ["PREFECT_API_URL"] = api_url  # for child processes (Dask workers)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 

@@ -412,6 +412,8 @@ def main(params: dict) -> int:
     print(f"{summary['completed']} completed ({summary['cached']} cached), {summary['failed']} failed, "
           f"{summary['diverged']} diverged of {summary['n_experiments']} in {summary['wall_seconds']:.0f} s; "
           f"data: {folder_data_sources(summary['output_dir'])}; results in {summary['output_dir']}")
+    for line in (summary.get("analysis") or {}).get("winners", []):
+        print(f"  {line}")
     if not state.is_completed():
         print(f"flow run {state.name}: {state.message}")
     return 0 if state.is_completed() else 1

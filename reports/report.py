@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports import charts as ch
-from reports.benchmark import write_benchmark_section
+from reports.benchmark import benchmark_summary, has_benchmark, write_benchmark_section
 from reports.history import append_history, read_history
 from reports.leaderboard import CSS as LEADERBOARD_CSS
 from reports.leaderboard import TOP_N, leaderboard_frame, leaderboard_html
@@ -61,6 +61,7 @@ class AnalysisResult:
     history_lines_added: int = 0
     data_sources: dict[str, list[str]] = field(default_factory=dict)
     benchmark_html: str = ""  # "Benchmark vs literature" section; "" without C-MAPSS benchmark metrics
+    benchmark: list[str] = field(default_factory=list)  # benchmark_lines(): one per subset on official test units
     specs: dict[str, dict] = field(default_factory=dict)  # chart name -> Vega-Lite spec (interactive in the report)
     leaderboard: pd.DataFrame | None = None  # every configuration, seeds pooled (reports.leaderboard)
 
@@ -123,6 +124,7 @@ def run_analysis(output_dir: str | os.PathLike, append_to_history: bool = False,
         res.charts[name] = ch.save_chart(chart, out / PLOTS_DIR, name, spec=res.specs[name])
     res.leaderboard = leaderboard_frame(df)
     res.benchmark_html = write_benchmark_section(records, out, PLOTS_DIR, charts=charts)
+    res.benchmark = benchmark_lines(records)
     res.files["report"] = write_atomic(out / "report.html", render_report(res))
     return res
 
@@ -394,6 +396,53 @@ def _ci_text(r: pd.Series, m: str, fmt: str) -> str:
     return f"{r[m]:{fmt}}"
 
 
+def _seeds(n) -> str:
+    return f"{int(n)} seed" + ("" if int(n) == 1 else "s")
+
+
+def winner_lines(res: AnalysisResult, markdown: bool = False) -> list[str]:
+    """One line per dataset (and C-MAPSS subset): the best model (RMSE criterion, chosen on
+    validation RMSE) with its hyperparameters and test metrics (mean [95% CI] across seeds)."""
+    best = res.best[res.best["criterion"] == "RMSE"] if len(res.best) else res.best
+    lines = []
+    for (dataset, subset), g in (best.groupby(["dataset", "subset"]) if len(best) else []):
+        r, chosen_on = _headline_winner(g)
+        where = f"{dataset} {subset}" if dataset == "turbofan" and subset else dataset
+        on = (f"selected on validation RMSE {r['selection_score']:.3f}" if chosen_on == SELECTED_ON_VALIDATION
+              else f"selected on {chosen_on}")
+        name, model = (f"**{where}**", f"`{r['model']}`") if markdown else (where, r["model"])
+        lines.append(f"{name} (data: {r['data_source']}): {model} (bs {r['batch_size']:g}, "
+                     f"lr {r['learning_rate']:g}, lambda {r['lambda_param']:g}, nasa {r['nasa_weight']:g}, "
+                     f"dropout {r['dropout']:g}): test RMSE {_ci_text(r, 'rul_rmse', '.3f')}, "
+                     f"MAE {_ci_text(r, 'rul_mae', '.3f')} steps, C-index {_ci_text(r, 'concordance_index', '.3f')}, "
+                     f"NASA {r['nasa_score']:.4g} ({_seeds(r['n_seeds'])}); {on}")
+    return lines
+
+
+def benchmark_lines(records: list[dict]) -> list[str]:
+    """One line per C-MAPSS subset scored on its official test units: the literature's numbers
+    (last window per unit, truth capped at 125) of the configuration chosen on validation.
+    Held-out splits (not the literature's protocol) are left to the report's benchmark section."""
+    if not has_benchmark(records):
+        return []
+    lines = []
+    for _, r in benchmark_summary(records).iterrows():
+        if r["test_split"] != "official":
+            continue
+        def stat(m: str, fmt: str) -> str:
+            text = f"{r[f'{m}_mean']:{fmt}}"
+            if not math.isnan(r[f"{m}_sd"]):
+                text += f" ± {r[f'{m}_sd']:{fmt}} [{r[f'{m}_ci_low']:{fmt}}, {r[f'{m}_ci_high']:{fmt}}]"
+            return text
+
+        lines.append(f"benchmark {r['subset']} ({r['test_split']} test units, {r['benchmark_n_units']}): "
+                     f"RMSE {stat('benchmark_rmse', '.2f')} (truth capped at 125), uncapped "
+                     f"{stat('benchmark_rmse_uncapped', '.2f')}, NASA score {stat('benchmark_nasa_score', '.0f')}; "
+                     f"{r['model']} lr {r['learning_rate']:g}, nasa {r['nasa_weight']:g}, dropout {r['dropout']:g}, "
+                     f"{_seeds(r['n_seeds'])}, chosen on {r['selected_on']} among {r['n_configs']} configuration(s)")
+    return lines
+
+
 def headline_markdown(res: AnalysisResult) -> str:
     """Markdown headline: data sources (a warning when generated), the best model per dataset (and
     C-MAPSS subset; RMSE criterion, chosen on validation RMSE) with its test metrics, counts, files."""
@@ -412,19 +461,8 @@ def headline_markdown(res: AnalysisResult) -> str:
         lines += [f"> **Note**: {text}" if text == note else text, ""]
     lines += [f"{c['completed']} completed, {c['failed']} failed, {c['diverged']} diverged, "
               f"{c['pending']} pending (of {c['total']}); {c['collapsed']} collapsed (constant prediction).", ""]
-    best = res.best[res.best["criterion"] == "RMSE"] if len(res.best) else res.best
-    if not len(best):
-        lines.append("No results yet.")
-    for (dataset, subset), g in (best.groupby(["dataset", "subset"]) if len(best) else []):
-        r, chosen_on = _headline_winner(g)
-        where = f"{dataset} {subset}" if dataset == "turbofan" and subset else dataset
-        on = (f"selected on validation RMSE {r['selection_score']:.3f}" if chosen_on == SELECTED_ON_VALIDATION
-              else f"selected on {chosen_on}")
-        lines.append(f"- **{where}** (data: {r['data_source']}): `{r['model']}` (bs {r['batch_size']:g}, "
-                     f"lr {r['learning_rate']:g}, lambda {r['lambda_param']:g}, nasa {r['nasa_weight']:g}, "
-                     f"dropout {r['dropout']:g}): test RMSE {_ci_text(r, 'rul_rmse', '.3f')}, "
-                     f"MAE {_ci_text(r, 'rul_mae', '.3f')} steps, C-index {_ci_text(r, 'concordance_index', '.3f')}, "
-                     f"NASA {r['nasa_score']:.4g} ({r['n_seeds']} seeds); {on}")
+    winners = winner_lines(res, markdown=True)
+    lines += [f"- {w}" for w in winners] or ["No results yet."]
     lines += ["", f"Report: `{res.files.get('report', '')}`", f"Charts: `{res.output_dir / PLOTS_DIR}`",
               f"Tables: `{res.files.get('summary_statistics', '')}`, `{res.files.get('best_configurations', '')}`"]
     return "\n".join(lines)

@@ -142,6 +142,15 @@ def test_summary_chooses_on_validation_and_reports_seed_statistics():
     assert r["n_seeds"] == 5 and r["seeds"] == "0 1 2 3 4" and bool(r["comparable"])
     assert summary.loc["FD002", "benchmark_nasa_score_mean"] == pytest.approx(210.0)
 
+    from reports.report import benchmark_lines
+
+    fd001 = next(line for line in benchmark_lines(_records()) if line.startswith("benchmark FD001"))
+    assert fd001.startswith(f"benchmark FD001 (official test units, 100): RMSE 14.00 ± {values.std(ddof=1):.2f} "
+                            f"[{14 - half:.2f}, {14 + half:.2f}] (truth capped at 125)")
+    assert "paper lr 0.01," in fd001 and fd001.endswith("5 seeds, chosen on validation among 2 configuration(s)")
+    assert benchmark_lines([{**r, "metrics": {"rul_rmse": 9.0}} for r in _records()]) == []
+    assert benchmark_lines([{**r, "test_split": "held-out"} for r in _records()]) == []  # not the literature's
+
 
 def test_summary_without_validation_metrics_says_it_chose_on_test():
     recs = [_record("FD001", lr, s, b, 0, val_metrics=False) for lr, b in ((0.01, 14.0), (0.003, 12.0))

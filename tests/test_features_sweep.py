@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,16 @@ def test_launcher_run_cache_invalidation_fresh_and_analysis_cli(tmp_path, prefec
     proc = run_cli(["flows/analysis.py", "--output-dir", str(out), "--append-to-history", "--run-label", "cli-label"],
                    check=True, timeout=300)
     assert "2 completed, 0 failed, 0 diverged, 0 pending" in proc.stdout and "report: " in proc.stdout
+    # the winner per dataset (chosen on validation, test metrics) under the summary line
+    assert re.search(r"^  turbofan( FD00\d)? \(data: real\): paper \(bs .*test RMSE [\d.]+.*; selected on "
+                     r"validation RMSE [\d.]+$", proc.stdout, re.M), proc.stdout[-2000:]
+    assert re.search(r"^  azure_pm \(data: synthetic\): ", proc.stdout, re.M)
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:  # the run is named for what it analysed
+        names = [fr.name for fr in client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["ddrsa-analysis"])))]
+    assert any(n.startswith("analysis-cli-label-") for n in names), names
     history = [json.loads(line) for line in (out / "sweep_history.jsonl").read_text().splitlines()]
     assert history[:2] == nightly_lines
     assert {(h["dataset"], h["run_label"]) for h in history[2:]} == {("turbofan", "cli-label"), ("azure_pm", "cli-label")}
