@@ -73,11 +73,12 @@ def _val_loss(record: dict) -> float | None:
 def run_search(spec, planned, data_versions, out: Path, logger, *, search: str, min_epochs=None,
                reduction_factor: int = 3, n_trials=None, gpus_per_experiment: float = 1.0,
                scheduler_address=None, n_workers=None, fresh: bool = False, run_analysis: bool = True,
-               append_to_history: bool = False, preset=None, experiment_timeout=None, **_more) -> dict:
+               append_to_history: bool = False, preset=None, experiment_timeout=None, fuse: str = "auto",
+               **_more) -> dict:
     """The body of the flow `ddrsa-sweep` for `search` halving or tpe (the grid is flows/sweep.py:_run)."""
     from flows.sweep import _started_runner, result_storage, train_experiment
 
-    check_search(spec, search, min_epochs, reduction_factor, n_trials)  # runs started from the UI too
+    check_search(spec, search, min_epochs, reduction_factor, n_trials, fuse)  # runs started from the UI too
     version = code_version()
     eta = int(reduction_factor)
     rungs = rungs_for(spec, min_epochs, eta)

@@ -316,7 +316,7 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
                           gpus_per_experiment=gpus_per_experiment, scheduler_address=scheduler_address,
                           n_workers=n_workers, fresh=fresh, run_analysis=run_analysis,
                           append_to_history=append_to_history, preset=preset,
-                          experiment_timeout=experiment_timeout)
+                          experiment_timeout=experiment_timeout, fuse=fuse)
     version = code_version()
     plan = plan_cluster(gpus_per_experiment, scheduler_address, n_workers)
     if fresh:

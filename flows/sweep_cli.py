@@ -276,7 +276,7 @@ def preflight(argv) -> dict | None:
         raise DDRSAError(_options_error(exc)) from None
     from ddrsa.sweep.tpe import check_search
 
-    check_search(spec, args.search, args.min_epochs, args.reduction_factor, args.n_trials)
+    check_search(spec, args.search, args.min_epochs, args.reduction_factor, args.n_trials, args.fuse)
     target = Path(args.output_dir)
     if target.exists() and not target.is_dir():
         raise DDRSAError(f"output folder {target} is a file")

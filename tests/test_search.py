@@ -323,6 +323,7 @@ def test_killed_tpe_sweep_resumes_the_same_study(tmp_path, prefect_server):
     (["--search", "tpe"], "--n-trials"),
     (["--search", "tpe", "--n-trials", "3", "--learning-rates", "1e-3"], "two or more values"),
     (["--search", "best"], "--search"),
+    (["--search", "halving", "--fuse", "on"], "--fuse on fuses grid sweeps only"),
 ])
 def test_bad_search_input(tmp_path, flags, needle):
     from tests.conftest import assert_one_line_error, run_cli

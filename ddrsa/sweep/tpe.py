@@ -59,12 +59,15 @@ def describe_space(space: dict[str, dict]) -> str:
 
 
 def check_search(spec: SweepSpec, search: str, min_epochs: int | None, reduction_factor: int,
-                 n_trials: int | None) -> None:
+                 n_trials: int | None, fuse: str = "auto") -> None:
     """Refuse a search request that cannot run (DDRSAError, one line for the command line)."""
     if search not in SEARCHES:
         raise DDRSAError(f"--search must be one of {', '.join(SEARCHES)}, got {search!r}")
     if search == "grid":
         return
+    if fuse == "on":  # rungs and trials are one task per experiment (flows/search.py)
+        raise DDRSAError(f"--fuse on fuses grid sweeps only; --search {search} trains each experiment on its own "
+                         "(drop --fuse on)")
     if reduction_factor < 2:
         raise DDRSAError(f"--reduction-factor must be at least 2, got {reduction_factor}")
     if min_epochs is not None and not 1 <= min_epochs <= spec.num_epochs:
