@@ -387,8 +387,11 @@ def test_flow_creates_artifacts(harness, tmp_path, capsys):
 
     write_known_folder(tmp_path)
     assert main(["--output-dir", str(tmp_path), "--append-to-history", "--run-label", "test-run"]) == 0
-    out = capsys.readouterr().out.strip().splitlines()[-1]  # the terminal summary line
-    assert out.startswith("29 completed, 1 failed, 1 diverged, 2 pending;")
+    lines = capsys.readouterr().out.strip().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("29 completed, 1 failed, 1 diverged, 2 pending;"))
+    out, winners = lines[at], lines[at + 1:]  # the terminal summary line, then one winner per dataset
+    assert [w.split(" (data: ")[0] for w in winners] == ["  azure_pm", "  turbofan FD001"], winners
+    assert all("; selected on validation RMSE" in w for w in winners)
     assert "winners ranked on validation, test metrics reported" in out
     assert "data: azure_pm: real-no-telemetry; turbofan: real;" in out
     assert len((tmp_path / "sweep_history.jsonl").read_text().splitlines()) == 4
