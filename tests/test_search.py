@@ -1,6 +1,7 @@
 """Adaptive search (issue 13): ASHA promotion logic, resumable epochs, TPE study, the CLI end to end."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import math
@@ -289,19 +290,28 @@ def test_killed_tpe_sweep_resumes_the_same_study(tmp_path, prefect_server):
     study_file = out / "optuna_study.db"
 
     def finished_trials() -> list:
+        return [t for t in optuna.load_study(study_name="ddrsa-tpe", storage=f"sqlite:///{study_file}").trials
+                if t.state.is_finished()]
+
+    def any_trial_told() -> bool:
+        """Read-only SQL on the study file: opening it with Optuna while the sweep creates it
+        would race the sweep's own schema set-up."""
+        import sqlite3
+
         if not study_file.exists():
-            return []
+            return False
         try:
-            study = optuna.load_study(study_name="ddrsa-tpe", storage=f"sqlite:///{study_file}")
-        except Exception:  # not created yet
-            return []
-        return [t for t in study.trials if t.state.is_finished()]
+            with contextlib.closing(sqlite3.connect(f"file:{study_file}?mode=ro", uri=True)) as db:
+                return db.execute("SELECT count(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED', 'FAIL')"
+                                  ).fetchone()[0] >= 1
+        except sqlite3.Error:  # tables not created yet
+            return False
 
     # trial 2 hangs until the kill, so the sweep cannot finish before it (one worker: trials run in turn)
     env = {**os.environ, "DDRSA_INJECT_FAULT": "hang:trial2/:*", "DDRSA_FAULT_HANG_S": "600"}
     log_path = tmp_path / "first-run.log"
     with open(log_path, "w") as log, process_group(args, stdout=log, stderr=subprocess.STDOUT, env=env) as proc:
-        _kill_when(proc, lambda: len(finished_trials()) >= 1, log_path=log_path, poll_s=0.5)
+        _kill_when(proc, any_trial_told, log_path=log_path, poll_s=0.5)
     told = {t.number: t.state for t in finished_trials()}
     logs = {n: (out / f"logs/tpe/trial{n:04d}" / "training_log.json").read_text() for n in told}
     run_cli(args, check=True, timeout=600)

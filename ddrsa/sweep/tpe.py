@@ -17,6 +17,7 @@ same rungs as `--search halving` (min_resource = --min-epochs, reduction_factor 
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 from ddrsa.errors import DDRSAError
@@ -125,8 +126,18 @@ def open_study(output_dir: str | Path, rungs: list[int], eta: int, seed: int):
     storage = f"sqlite:///{Path(output_dir) / STUDY_FILE}"
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=rungs[0], reduction_factor=eta)
-    return optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner,
-                               direction="minimize", load_if_exists=True)
+    import sqlalchemy.exc
+
+    for attempt in range(5):
+        try:
+            return optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner,
+                                       direction="minimize", load_if_exists=True)
+        except sqlalchemy.exc.IntegrityError:
+            # another process (optuna-dashboard, a script reading the study) set up the same new
+            # database file at the same moment and stamped its schema version first: load it now
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def finite_or_none(value) -> float | None:
