@@ -17,22 +17,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reports.benchmark import BENCHMARK_METRICS, benchmark_runs, benchmark_summary  # noqa: E402
+from reports.benchmark import BENCHMARK_METRICS, benchmark_runs, benchmark_summary, mean_sd_ci  # noqa: E402
 from reports.tables import CONFIG_KEYS, load_records  # noqa: E402
-
-
-def _pm(mean: float, sd: float, low: float, high: float, digits: int) -> str:
-    if sd != sd:  # one seed
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {sd:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def chosen_table(records: list[dict]) -> str:
     rows = ["| subset | chosen on | model | lr | NASA w | dropout | seeds | configs | RMSE (capped) | "
             "RMSE (uncapped) | NASA score |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in benchmark_summary(records).iterrows():
-        cells = [_pm(*(r[f"{m}_{s}"] for s in ("mean", "sd", "ci_low", "ci_high")), 0 if "nasa" in m else 2)
-                 for m in BENCHMARK_METRICS]
+        cells = [mean_sd_ci(r, m, ".0f" if "nasa" in m else ".2f") for m in BENCHMARK_METRICS]
         rows.append(f"| {r['subset']} ({r['test_split']}) | {r['selected_on']} | {r['model']} | "
                     f"{r['learning_rate']:g} | {r['nasa_weight']:g} | {r['dropout']:g} | {r['n_seeds']} | "
                     f"{r['n_configs']} | " + " | ".join(cells) + " |")

@@ -148,7 +148,8 @@ def _e(value) -> str:
     return html.escape(str(value))
 
 
-def _pm(r: pd.Series, m: str, fmt: str) -> str:
+def mean_sd_ci(r: pd.Series, m: str, fmt: str) -> str:
+    """`mean ± sd [ci_low, ci_high]` of metric `m` in a benchmark_summary row (the mean alone with one seed)."""
     mean, sd, low, high = (r[f"{m}_{s}"] for s in ("mean", "sd", "ci_low", "ci_high"))
     if math.isnan(sd):
         return format(mean, fmt)
@@ -165,8 +166,8 @@ def section_html(summary: pd.DataFrame, literature: pd.DataFrame, png: bytes | N
     for _, r in summary.iterrows():
         cells = [r["subset"], r["test_split"], r["selected_on"], r["model"], int(r["batch_size"]),
                  r["learning_rate"], r["lambda_param"], r["nasa_weight"], r["dropout"], r["n_seeds"],
-                 r["n_configs"], _pm(r, "benchmark_rmse", ".2f"), _pm(r, "benchmark_rmse_uncapped", ".2f"),
-                 _pm(r, "benchmark_nasa_score", ".0f")]
+                 r["n_configs"], mean_sd_ci(r, "benchmark_rmse", ".2f"), mean_sd_ci(r, "benchmark_rmse_uncapped", ".2f"),
+                 mean_sd_ci(r, "benchmark_nasa_score", ".0f")]
         body.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
     ours = "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(body) + "</table>"
     subsets = sorted(set(summary["subset"]))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports import charts as ch
-from reports.benchmark import benchmark_summary, has_benchmark, write_benchmark_section
+from reports.benchmark import benchmark_summary, has_benchmark, mean_sd_ci, write_benchmark_section
 from reports.history import append_history, read_history
 from reports.leaderboard import CSS as LEADERBOARD_CSS
 from reports.leaderboard import TOP_N, leaderboard_frame, leaderboard_html
@@ -429,15 +429,10 @@ def benchmark_lines(records: list[dict]) -> list[str]:
     for _, r in benchmark_summary(records).iterrows():
         if r["test_split"] != "official":
             continue
-        def stat(m: str, fmt: str) -> str:
-            text = f"{r[f'{m}_mean']:{fmt}}"
-            if not math.isnan(r[f"{m}_sd"]):
-                text += f" ± {r[f'{m}_sd']:{fmt}} [{r[f'{m}_ci_low']:{fmt}}, {r[f'{m}_ci_high']:{fmt}}]"
-            return text
-
         lines.append(f"benchmark {r['subset']} ({r['test_split']} test units, {r['benchmark_n_units']}): "
-                     f"RMSE {stat('benchmark_rmse', '.2f')} (truth capped at 125), uncapped "
-                     f"{stat('benchmark_rmse_uncapped', '.2f')}, NASA score {stat('benchmark_nasa_score', '.0f')}; "
+                     f"RMSE {mean_sd_ci(r, 'benchmark_rmse', '.2f')} (truth capped at 125), uncapped "
+                     f"{mean_sd_ci(r, 'benchmark_rmse_uncapped', '.2f')}, NASA score "
+                     f"{mean_sd_ci(r, 'benchmark_nasa_score', '.0f')}; "
                      f"{r['model']} lr {r['learning_rate']:g}, nasa {r['nasa_weight']:g}, dropout {r['dropout']:g}, "
                      f"{_seeds(r['n_seeds'])}, chosen on {r['selected_on']} among {r['n_configs']} configuration(s)")
     return lines
