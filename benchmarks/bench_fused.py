@@ -2,11 +2,14 @@
 
     python benchmarks/bench_fused.py                       # paper and lstm_basic, group of 16, CPU
     python benchmarks/bench_fused.py --models paper --members 16 --threads 1 --json out.json
+    python benchmarks/bench_fused.py --recurrences bmm     # one of the two fused recurrences only
 
 One training step of the separate trainer (model forward, DDRSALoss, zero_grad, backward,
 clip_grad_norm_, Adam step: ddrsa/trainer.py's inner loop) against one step of a fused group of M
 members (ddrsa/fused: stacked forward, per-member loss, backward, per-member clipping, stacked Adam),
 both including the batch gather, at the sweep's shapes (F=14 features, K=128, L=64, batch 128).
+The fused step is measured with each recurrence (ddrsa/fused/stacked.py): "blockdiag" (one
+block-diagonal torch.lstm/torch.gru call per layer) and "bmm" (one batched matmul per time step).
 
 - Operator calls: torch.profiler counts the aten operators one step records, per experiment
   (fused / M). `all` counts every aten event (nested ones too); `top` only those not called from
@@ -36,6 +39,7 @@ import torch  # noqa: E402
 
 from ddrsa.config import ExperimentConfig  # noqa: E402
 from ddrsa.fused.engine import _new_member, _Stack, fused_step  # noqa: E402
+from ddrsa.fused.stacked import RECURRENCES  # noqa: E402
 from ddrsa.losses import DDRSALoss  # noqa: E402
 from ddrsa.models import rnn_spec  # noqa: E402
 from ddrsa.trainer import _Split  # noqa: E402
@@ -80,8 +84,8 @@ def separate_step(member, split: _Split, device):
     return step
 
 
-def fused_group_step(members, split: _Split, device):
-    stack = _Stack(members, device)
+def fused_group_step(members, split: _Split, device, recurrence: str):
+    stack = _Stack(members, device, recurrence)
     spec = rnn_spec(members[0].config.model)
     g = torch.Generator().manual_seed(1)
     m = len(members)
@@ -133,19 +137,35 @@ def time_step(step, device, min_seconds: float = 3.0, min_steps: int = 5) -> flo
     return (time.perf_counter() - t0) / n
 
 
-def bench(model: str, m: int, device, tmp: Path) -> dict:
+def bench(model: str, m: int, device, tmp: Path, recurrence: str, separate: dict | None = None) -> dict:
+    """One row: separate vs a fused group of `m` with `recurrence`; `separate` reuses the separate
+    step's figures of an earlier row of the same model (measured once per model)."""
     split = make_split(device)
     members = [_new_member(c, tmp / f"{model}{i}", F, 1, device) for i, c in enumerate(member_configs(model, m))]
-    sep, fus = separate_step(members[0], split, device), fused_group_step(members, split, device)
-    ops_sep, ops_fus = count_ops(sep, device), count_ops(fus, device)
-    t_sep, t_fus = time_step(sep, device), time_step(fus, device)
+    fus = fused_group_step(members, split, device, recurrence)
+    if separate is None:
+        sep = separate_step(members[0], split, device)
+        separate = {"ops": count_ops(sep, device), "seconds": time_step(sep, device)}
+    ops_sep, t_sep = separate["ops"], separate["seconds"]
+    ops_fus, t_fus = count_ops(fus, device), time_step(fus, device)
     per_exp = {k: v / m for k, v in ops_fus.items()}
-    return {"model": model, "members": m, "device": str(device), "threads": torch.get_num_threads(),
-            "ops_per_step_separate": ops_sep, "ops_per_step_fused_group": ops_fus,
+    return {"model": model, "members": m, "recurrence": recurrence, "device": str(device),
+            "threads": torch.get_num_threads(), "ops_per_step_separate": ops_sep, "ops_per_step_fused_group": ops_fus,
             "ops_per_experiment_step_fused": per_exp,
             "op_reduction": {k: ops_sep[k] / per_exp[k] for k in ops_sep},
             "seconds_per_step_separate": t_sep, "seconds_per_step_fused_group": t_fus,
             "throughput_ratio": m * t_sep / t_fus}
+
+
+def row_line(row: dict) -> str:
+    sep, fus = row["ops_per_step_separate"], row["ops_per_experiment_step_fused"]
+    red = row["op_reduction"]
+    return (f"{row['model']:10s} M={row['members']} {row['recurrence']:9s} {row['device']}: aten ops/experiment/step "
+            f"separate {sep['all']:.0f} (top {sep['top']:.0f}, compute {sep['compute']:.0f}), fused {fus['all']:.1f} "
+            f"(top {fus['top']:.1f}, compute {fus['compute']:.1f}) -> {red['all']:.1f}x (top {red['top']:.1f}x, "
+            f"compute {red['compute']:.1f}x); step separate {row['seconds_per_step_separate'] * 1e3:.1f} ms, "
+            f"fused group {row['seconds_per_step_fused_group'] * 1e3:.1f} ms -> experiments/hour fused/separate "
+            f"{row['throughput_ratio']:.2f}x")
 
 
 def main(argv=None) -> int:
@@ -153,6 +173,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=["paper", "lstm_basic"])
     p.add_argument("--members", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--recurrences", nargs="+", choices=RECURRENCES, default=list(RECURRENCES))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
@@ -162,16 +183,12 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
-            row = bench(model, args.members, device, Path(tmp))
-            rows.append(row)
-            print(f"{model:10s} M={args.members} {device}: aten ops/experiment/step separate "
-                  f"{row['ops_per_step_separate']['all']:.0f} (top {row['ops_per_step_separate']['top']:.0f}, compute "
-                  f"{row['ops_per_step_separate']['compute']:.0f}), fused {row['ops_per_experiment_step_fused']['all']:.1f} "
-                  f"(top {row['ops_per_experiment_step_fused']['top']:.1f}, compute "
-                  f"{row['ops_per_experiment_step_fused']['compute']:.1f}) -> {row['op_reduction']['all']:.1f}x "
-                  f"(top {row['op_reduction']['top']:.1f}x, compute {row['op_reduction']['compute']:.1f}x); step separate {row['seconds_per_step_separate'] * 1e3:.1f} ms, "
-                  f"fused group {row['seconds_per_step_fused_group'] * 1e3:.1f} ms -> experiments/hour "
-                  f"fused/separate {row['throughput_ratio']:.2f}x", flush=True)
+            separate = None  # measured with the first recurrence, reused for the others
+            for recurrence in args.recurrences:
+                row = bench(model, args.members, device, Path(tmp), recurrence, separate)
+                separate = {"ops": row["ops_per_step_separate"], "seconds": row["seconds_per_step_separate"]}
+                rows.append(row)
+                print(row_line(row), flush=True)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": load,
             "load_after": os.getloadavg(), "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "torch": torch.__version__}

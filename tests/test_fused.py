@@ -22,6 +22,7 @@ import torch
 from ddrsa.config import ExperimentConfig
 from ddrsa.errors import DDRSAError
 from ddrsa.fused import fusable, group_key, train_group
+from ddrsa.fused.stacked import RECURRENCES, stacked_rnn
 from ddrsa.models import SeededDropout, build_model, set_generator
 from ddrsa.settings import Settings
 from ddrsa.trainer import train
@@ -77,13 +78,14 @@ def _assert_same_run(separate: Path, fused: Path) -> None:
         assert la[key] == lb[key]
 
 
+@pytest.mark.parametrize("recurrence", RECURRENCES)
 @pytest.mark.parametrize("model, stopper_lr", [("paper", 5e-2), ("lstm_basic", 1e-2)])
-def test_fused_group_equals_separate_runs(tmp_path, torch_state, model, stopper_lr):
+def test_fused_group_equals_separate_runs(tmp_path, torch_state, model, stopper_lr, recurrence):
     members = [dict(m, learning_rate=stopper_lr) if i == 2 else m for i, m in enumerate(MEMBERS)]
     configs = [ExperimentConfig(**BASE, **m, model=model) for m in members]
     separate = [train(c, tmp_path / f"sep{i}", settings=SYNTHETIC) for i, c in enumerate(configs)]
     fused_dirs = [tmp_path / f"fused{i}" for i in range(len(configs))]
-    fused = train_group(configs, fused_dirs, settings=SYNTHETIC)
+    fused = train_group(configs, fused_dirs, settings=SYNTHETIC, recurrence=recurrence)
     lengths = [r.epochs_trained for r in separate]
     assert min(lengths) < BASE["num_epochs"] == max(lengths)  # one stopped early, others went on
     for i, (s, f) in enumerate(zip(separate, fused)):
@@ -92,6 +94,55 @@ def test_fused_group_equals_separate_runs(tmp_path, torch_state, model, stopper_
         assert set(f.to_dict()) == set(s.to_dict())
         assert f.metrics.keys() == s.metrics.keys()
         assert sorted(p.name for p in fused_dirs[i].iterdir()) == sorted(p.name for p in (tmp_path / f"sep{i}").iterdir())
+
+
+@pytest.mark.parametrize("recurrence", RECURRENCES)
+@pytest.mark.parametrize("cell, constant_input", [("lstm", False), ("gru", False), ("lstm", True), ("gru", True)])
+def test_stacked_rnn_layer_is_each_member_s_torch_rnn(torch_state, cell, constant_input, recurrence):
+    """One stacked layer of 3 members = each member's own nn.LSTM/nn.GRU (PyTorch's kernels, the
+    reference): outputs and the gradients of a loss with respect to inputs, initial state and every
+    weight, with an initial state (the decoder's case) and without (the encoder's); the constant
+    input is the decoder's z fed at every step."""
+    g = torch.Generator().manual_seed(0)
+    m, b, t, i, h = 3, 5, 7, 4, 6
+    rnns = [(torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(i, h, batch_first=True) for _ in range(m)]
+    for rnn in rnns:
+        for p in rnn.parameters():
+            p.data = torch.randn(p.shape, generator=g) * 0.5
+    x = torch.randn(m, b, i if constant_input else t * i, generator=g).view(m, b, *(() if constant_input else (t,)), i)
+    h0 = torch.randn(m, b, h, generator=g)
+    hx = (h0, torch.randn(m, b, h, generator=g)) if cell == "lstm" else h0
+    weights = torch.randn(m, b, t, h, generator=g)  # a loss that weighs every output differently
+
+    for state in (hx, None):
+        inputs = [x] + (list(hx) if cell == "lstm" else [hx]) * (state is not None)
+        inputs = [v.detach().requires_grad_(True) for v in inputs]
+        xin = inputs[0]
+        given = None if state is None else (tuple(inputs[1:]) if cell == "lstm" else inputs[1])
+        params = {n: torch.stack([dict(r.named_parameters())[n] for r in rnns]).detach().requires_grad_(True)
+                  for n in dict(rnns[0].named_parameters())}
+        out = stacked_rnn(cell, params, "", xin, given, recurrence, t if constant_input else None)
+        (out * weights).sum().backward()
+        for r in rnns:
+            r.zero_grad()
+        refs = []
+        for k in range(m):
+            xs = x[k].detach().clone().requires_grad_(True)
+            xk = xs.unsqueeze(1).expand(b, t, i) if constant_input else xs
+            st = None if state is None else (
+                tuple(s[k].detach().unsqueeze(0).clone().requires_grad_(True) for s in hx) if cell == "lstm"
+                else hx[k].detach().unsqueeze(0).clone().requires_grad_(True))
+            y = rnns[k](xk, st)[0]
+            (y * weights[k]).sum().backward()
+            refs.append((y, xs, st))
+        for k, (y, xs, st) in enumerate(refs):
+            torch.testing.assert_close(out[k], y, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(xin.grad[k], xs.grad, rtol=1e-5, atol=1e-6)
+            if state is not None:
+                for got, want in zip(inputs[1:], st if cell == "lstm" else (st,)):
+                    torch.testing.assert_close(got.grad[k], want.grad[0], rtol=1e-5, atol=1e-6)
+            for n, p in rnns[k].named_parameters():
+                torch.testing.assert_close(params[n].grad[k], p.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_killed_group_resumes_each_member_from_its_checkpoint(tmp_path, torch_state):

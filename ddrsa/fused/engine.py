@@ -38,7 +38,7 @@ from ddrsa.trainer import (TrainResult, _autocast, _check_run_dir, _load_checkpo
                            _run_lock, _Split, _test_metrics, _validation_loss, _validation_metrics,
                            experiment_generators, resolve_device)
 
-from .stacked import StackedDropout, stacked_forward, stacked_loss
+from .stacked import RECURRENCES, StackedDropout, default_recurrence, stacked_forward, stacked_loss
 
 # What members of one group may differ in; every other config field is shared (the group key).
 MEMBER_FIELDS = ("learning_rate", "lambda_param", "nasa_weight", "dropout", "seed")
@@ -109,12 +109,15 @@ def check_group(configs: list[ExperimentConfig]) -> None:
 
 
 def train_group(configs: list[ExperimentConfig], run_dirs: list[str | Path], settings: Settings | None = None,
-                inject_nan: set[int] | None = None, on_epoch=None) -> list[TrainResult]:
+                inject_nan: set[int] | None = None, on_epoch=None, recurrence: str | None = None) -> list[TrainResult]:
     """Train `configs` (one fused group, see `group_key`) into `run_dirs`, resuming each member from
     its checkpoint_last.pt. Returns one TrainResult per member, in order. `on_epoch(i, entry)` is
     called after member i's epoch (progress display). `inject_nan` holds member indices whose
-    first epoch is poisoned (fault drills)."""
+    first epoch is poisoned (fault drills). `recurrence` ("blockdiag" or "bmm", see
+    ddrsa/fused/stacked.py) defaults to the device's faster one (`default_recurrence`)."""
     check_group(configs)
+    if recurrence is not None and recurrence not in RECURRENCES:
+        raise DDRSAError(f"recurrence must be one of {', '.join(RECURRENCES)} (got {recurrence!r})")
     if len(set(map(str, run_dirs))) != len(run_dirs) or len(run_dirs) != len(configs):
         raise DDRSAError("a fused group needs one distinct run folder per member")
     settings = settings or get_settings()
@@ -127,7 +130,7 @@ def train_group(configs: list[ExperimentConfig], run_dirs: list[str | Path], set
         for run_dir in sorted(dirs):  # one order for every process: no lock-order deadlock
             run_dir.mkdir(parents=True, exist_ok=True)
             stack.enter_context(_run_lock(run_dir))
-        return _train_group_locked(configs, dirs, settings, data, inject_nan or set(), on_epoch)
+        return _train_group_locked(configs, dirs, settings, data, inject_nan or set(), on_epoch, recurrence)
 
 
 def _new_member(config: ExperimentConfig, run_dir: Path, n_features: int, steps_per_epoch: int,
@@ -162,8 +165,9 @@ class _Stack:
     Adam are a handful of whole-buffer operations, whatever the number of parameter tensors.
     """
 
-    def __init__(self, members: list[_Member], device: torch.device) -> None:
+    def __init__(self, members: list[_Member], device: torch.device, recurrence: str | None = None) -> None:
         self.members = members
+        self.recurrence = recurrence or default_recurrence(device)
         a = len(members)
         per = [dict(m.model.named_parameters()) for m in members]
         self.names = list(per[0])
@@ -257,7 +261,7 @@ def fused_step(stack: _Stack, spec: dict, split: _Split, idx: torch.Tensor, devi
     config = stack.members[0].config
     x, mask = split.batch(idx)
     with _autocast(device, config.amp):
-        logits = stacked_forward(spec, stack.params, x, mask, stack.drop, config.pred_horizon)
+        logits = stacked_forward(spec, stack.params, x, mask, stack.drop, config.pred_horizon, stack.recurrence)
     loss = stacked_loss(logits.float(), split.event_index[idx], split.censored[idx], stack.lam,
                         stack.one_minus_lam, stack.nasa, stack.use_nasa)
     stack.flat.grad = None
@@ -266,7 +270,8 @@ def fused_step(stack: _Stack, spec: dict, split: _Split, idx: torch.Tensor, devi
     return loss.detach()
 
 
-def _train_group_locked(configs, dirs, settings: Settings, data, inject_nan: set[int], on_epoch) -> list[TrainResult]:
+def _train_group_locked(configs, dirs, settings: Settings, data, inject_nan: set[int], on_epoch,
+                        recurrence: str | None) -> list[TrainResult]:
     device = resolve_device(settings)
     if device.type == "cuda" and configs[0].amp and not torch.cuda.is_bf16_supported():
         raise DDRSAError("fused training needs bf16 autocast on CUDA (or --no-amp): this GPU has fp16 only")
@@ -297,7 +302,7 @@ def _train_group_locked(configs, dirs, settings: Settings, data, inject_nan: set
                 break
             continue
         t0 = time.perf_counter()
-        stack = _Stack(active, device)
+        stack = _Stack(active, device, recurrence)
         for m in active:
             m.model.train()
         totals = _fused_epoch(stack, spec, train_split, epoch, device)

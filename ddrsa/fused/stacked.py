@@ -5,14 +5,23 @@ gru_basic, lstm_deep, gru_deep) run as one computation. Parameters are a dict
 `name -> (M, *shape)` with the separate model's parameter names (`model.named_parameters()`), so
 member m's slice is exactly its separate model's tensor.
 
-Recurrences: `torch.func.vmap` does not batch nn.LSTM/nn.GRU, so each RNN layer of the M members
-is ONE call of the same fused kernel the separate model uses (`torch.lstm` / `torch.gru`: cuDNN on
-GPU, oneDNN/native on CPU) with block-diagonal weights: hidden size M*H, input size M*I, member m
-in block m of every gate. Blocks do not interact (off-block weights are exact zeros, and their
-gradients are discarded by construction), so member m computes what its separate RNN computes, up
-to floating-point summation order. The price is M times the recurrent arithmetic of M separate
-RNNs (zeros are multiplied too); on a GPU a small model's step is bound by kernel launches, not by
-that arithmetic, on a CPU it is not (see BENCHMARKS.md, fused training).
+Recurrences (`torch.func.vmap` does not batch nn.LSTM/nn.GRU), two interchangeable ways
+(RECURRENCES; BENCHMARKS.md, fused training, measures both):
+- "blockdiag": each RNN layer of the M members is ONE call of the same fused kernel the separate
+  model uses (`torch.lstm` / `torch.gru`: cuDNN on GPU, oneDNN/native on CPU) with block-diagonal
+  weights: hidden size M*H, input size M*I, member m in block m of every gate. Blocks do not
+  interact (off-block weights are exact zeros, and their gradients are discarded by construction).
+  Fewest operators (one per layer), but M times the recurrent arithmetic of M separate RNNs (the
+  zeros are multiplied too): what a GPU, bound by kernel launches, wants.
+- "bmm": the cell equations written out per time step (autograd records them), one batched matmul
+  over the members dimension per step (`baddbmm`: (M, B, H) @ (M, H, G*H)), the input projection
+  of all steps in one batched matmul before the loop. No wasted arithmetic, ~8 operators per time
+  step for the whole group. Faster than "blockdiag" on a CPU, still slower there than separate
+  oneDNN RNNs (a hand-written backward pass was tried and was no faster: the time goes to the
+  arithmetic and memory traffic of the small per-step tensors, not to autograd).
+Either way member m computes what its separate RNN computes (PyTorch's gate order and equations:
+LSTM i, f, g, o; GRU r, z, n with n = tanh(W_in x + b_in + r * (W_hn h + b_hn))), up to
+floating-point summation order.
 
 Dropout: member m's masks are drawn from member m's own generator with the separate model's call
 (`empty(shape).bernoulli_(1 - p, generator)`, same shape, same order of dropout sites), so a fused
@@ -68,9 +77,26 @@ def block_bias(b: Tensor, gates: int) -> Tensor:
     return b.view(m, gates, gh // gates).transpose(0, 1).reshape(-1)
 
 
-def stacked_rnn(cell: str, params: dict, prefix: str, x: Tensor, hx=None) -> Tensor:
-    """One RNN layer for M members. x (M, B, T, I); hx (M, B, H) or (h, c) for an LSTM, or None.
+RECURRENCES = ("blockdiag", "bmm")
+
+
+def default_recurrence(device: torch.device) -> str:
+    """cuDNN's one-kernel block-diagonal RNN on a GPU; per-step batched matmuls on a CPU, where
+    benchmarks/bench_fused.py measured them faster (BENCHMARKS.md, fused training)."""
+    return "blockdiag" if device.type == "cuda" else "bmm"
+
+
+def stacked_rnn(cell: str, params: dict, prefix: str, x: Tensor, hx=None, recurrence: str = "blockdiag",
+                steps: int | None = None) -> Tensor:
+    """One RNN layer for M members. x (M, B, T, I), or (M, B, I) fed at each of `steps` time steps
+    (the decoder's constant input); hx (M, B, H) or (h, c) for an LSTM, or None.
     Returns the output sequence (M, B, T, H) in float32 (autocast off, like `run_rnn`)."""
+    if recurrence == "bmm":
+        return _rnn_steps(cell, params, prefix, x, hx, steps)
+    if recurrence != "blockdiag":
+        raise ValueError(f"recurrence must be one of {', '.join(RECURRENCES)} (got {recurrence!r})")
+    if steps is not None:
+        x = x.unsqueeze(2).expand(*x.shape[:2], steps, x.shape[-1])
     gates = 4 if cell == "lstm" else 3
     m, b, t, i = x.shape
     w_ih, w_hh = params[prefix + "weight_ih_l0"], params[prefix + "weight_hh_l0"]
@@ -95,6 +121,48 @@ def stacked_rnn(cell: str, params: dict, prefix: str, x: Tensor, hx=None) -> Ten
     return out.view(b, t, m, h).permute(2, 0, 1, 3)
 
 
+def _rnn_steps(cell: str, params: dict, prefix: str, x: Tensor, hx, steps: int | None) -> Tensor:
+    """The "bmm" recurrence: PyTorch's LSTM/GRU cell equations per time step for M members."""
+    w_ih, w_hh = params[prefix + "weight_ih_l0"], params[prefix + "weight_hh_l0"]
+    b_ih, b_hh = params[prefix + "bias_ih_l0"], params[prefix + "bias_hh_l0"]
+    m, b = x.shape[:2]
+    h_size = w_hh.shape[-1]
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x = x.float()
+        whh_t = w_hh.float().transpose(1, 2)                           # (M, H, G*H)
+        flat = x.reshape(m, -1, x.shape[-1])                           # (M, B*T or B, I)
+        bias = b_ih + b_hh if cell == "lstm" else b_ih                 # GRU: b_hn stays inside r * (.)
+        proj = torch.baddbmm(bias.float().unsqueeze(1), flat, w_ih.float().transpose(1, 2))
+        if steps is None:  # unbind, not a slice per step: a slice's backward fills a zero
+            steps = x.shape[2]  # tensor of the whole sequence's size for every step
+            per_step = proj.view(m, b, steps, -1).unbind(2)
+        else:
+            per_step = [proj.view(m, b, -1)] * steps
+        if cell == "lstm":
+            h, c = (x.new_zeros(m, b, h_size),) * 2 if hx is None else (hx[0].float(), hx[1].float())
+        else:
+            h = x.new_zeros(m, b, h_size) if hx is None else hx.float()
+            b_hh = b_hh.float().unsqueeze(1)
+        outs = []
+        for t in range(steps):
+            if cell == "lstm":
+                gates = torch.baddbmm(per_step[t], h, whh_t)                  # (M, B, 4H): i, f, g, o
+                sig = torch.sigmoid(gates)
+                i, f, o = sig[..., :h_size], sig[..., h_size:2 * h_size], sig[..., 3 * h_size:]
+                g = torch.tanh(gates[..., 2 * h_size:3 * h_size])
+                c = torch.addcmul(f * c, i, g)
+                h = o * torch.tanh(c)
+            else:
+                hh = torch.baddbmm(b_hh, h, whh_t)                      # (M, B, 3H): r, z, n
+                xt = per_step[t]
+                rz = torch.sigmoid(xt[..., :2 * h_size] + hh[..., :2 * h_size])
+                r, z = rz[..., :h_size], rz[..., h_size:]
+                n = torch.tanh(torch.addcmul(xt[..., 2 * h_size:], r, hh[..., 2 * h_size:]))
+                h = torch.addcmul(n, z, h - n)                          # (1 - z) * n + z * h
+            outs.append(h)
+        return torch.stack(outs, dim=2)
+
+
 def stacked_linear(params: dict, prefix: str, x: Tensor) -> Tensor:
     """x (M, ..., I) @ W[m]^T + b[m] -> (M, ..., O)."""
     w, bias = params[prefix + "weight"], params[prefix + "bias"]
@@ -111,7 +179,7 @@ def stacked_layer_norm(params: dict, prefix: str, x: Tensor, eps: float = 1e-5) 
 
 
 def stacked_forward(spec: dict, params: dict, x: Tensor, mask: Tensor, drop: StackedDropout,
-                    pred_horizon: int) -> Tensor:
+                    pred_horizon: int, recurrence: str = "blockdiag") -> Tensor:
     """RNNSurvival.forward for M members (same operations, same dropout sites in the same order)."""
     cell = spec["cell"]
     m, b = x.shape[:2]
@@ -121,26 +189,26 @@ def stacked_forward(spec: dict, params: dict, x: Tensor, mask: Tensor, drop: Sta
         h = stacked_linear(params, "in_proj.", xin)
         for i in range(spec["layers"]):
             y = stacked_layer_norm(params, f"blocks.{i}.norm.", h)
-            h = h + drop(stacked_rnn(cell, params, f"blocks.{i}.rnn.", y))
+            h = h + drop(stacked_rnn(cell, params, f"blocks.{i}.rnn.", y, recurrence=recurrence))
         last = h[:, :, -1]
     else:
-        last = stacked_rnn(cell, params, "rnn.", xin)[:, :, -1]
+        last = stacked_rnn(cell, params, "rnn.", xin, recurrence=recurrence)[:, :, -1]
     if spec.get("z_norm", True):
         last = stacked_layer_norm(params, "z_norm.", last)
     z = drop(last)                                                  # (M, B, H)
     # decoder (HazardDecoder.forward)
     layers, hd = spec["dec_layers"], spec["dec_hidden"]
-    inp = drop(z).unsqueeze(2).expand(m, b, pred_horizon, z.shape[-1])
+    inp, steps = drop(z), pred_horizon                              # (M, B, H), fed at every step
     states = stacked_linear(params, "decoder.init_proj.", z).view(m, b, -1, layers, hd)
     out = inp
     for i in range(layers):
         if i:
-            out = drop(out)
+            out, steps = drop(out), None
         if cell == "lstm":
             hx = (torch.tanh(states[:, :, 0, i]), states[:, :, 1, i])
         else:
             hx = torch.tanh(states[:, :, 0, i])
-        out = stacked_rnn(cell, params, f"decoder.rnns.{i}.", out, hx)
+        out = stacked_rnn(cell, params, f"decoder.rnns.{i}.", out, hx, recurrence, steps)
     return stacked_linear(params, "decoder.head.", drop(out)).squeeze(-1).float()
 
 
