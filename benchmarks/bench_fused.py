@@ -3,6 +3,7 @@
     python benchmarks/bench_fused.py                       # paper and lstm_basic, group of 16, CPU
     python benchmarks/bench_fused.py --models paper --members 16 --threads 1 --json out.json
     python benchmarks/bench_fused.py --recurrences bmm     # one of the two fused recurrences only
+    python benchmarks/bench_fused.py --probe-vmap transformer_basic probsparse_basic
 
 One training step of the separate trainer (model forward, DDRSALoss, zero_grad, backward,
 clip_grad_norm_, Adam step: ddrsa/trainer.py's inner loop) against one step of a fused group of M
@@ -157,6 +158,41 @@ def bench(model: str, m: int, device, tmp: Path, recurrence: str, separate: dict
             "throughput_ratio": m * t_sep / t_fus}
 
 
+def probe_vmap(model: str, m: int, device) -> str:
+    """Can `torch.func.vmap` train a group of `m` members of `model` (the way attention models
+    would fuse)? One vmapped grad of the DDRSA loss over stacked parameters (dropout 0, so no
+    random draw is involved); the outcome, or the error, in one line."""
+    import copy
+    import warnings
+
+    from torch.func import functional_call, grad, stack_module_state, vmap
+
+    from ddrsa.models import build_model
+
+    models = [build_model(model, F, L, 0.0, lookback_window=K, generator=torch.Generator().manual_seed(i)).to(device)
+              for i in range(m)]
+    params, buffers = stack_module_state(models)
+    skeleton = copy.deepcopy(models[0]).to("meta")
+    loss_fn = DDRSALoss(0.5, 0.0)
+    x, mask = torch.randn(m, B, K, F, device=device), torch.ones(m, B, K, dtype=torch.bool, device=device)
+    event, censored = torch.randint(0, L, (m, B), device=device), torch.rand(m, B, device=device) < 0.3
+
+    def member_loss(p, b, x, mask, event, censored):
+        return loss_fn(functional_call(skeleton, (p, b), (x, mask)).float(), event, censored)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            vmap(grad(member_loss))(params, buffers, x, mask, event, censored)
+            outcome = "vmap(grad) ran"
+        except Exception as exc:  # the finding: what stops it
+            outcome = f"vmap(grad) failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    fallbacks = sorted({str(w.message).split("batching rule for ")[1].split(".")[0] for w in caught
+                        if "batching rule for" in str(w.message)})
+    return f"{model} M={m} {device}: {outcome}" + (f"; no vmap batching rule (per-member loop) for {', '.join(fallbacks)}"
+                                                     if fallbacks else "")
+
+
 def row_line(row: dict) -> str:
     sep, fus = row["ops_per_step_separate"], row["ops_per_experiment_step_fused"]
     red = row["op_reduction"]
@@ -176,9 +212,14 @@ def main(argv=None) -> int:
     p.add_argument("--recurrences", nargs="+", choices=RECURRENCES, default=list(RECURRENCES))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--probe-vmap", nargs="+", metavar="MODEL", help="only try vmap-fusing these models and say what happens")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.probe_vmap:
+        for model in args.probe_vmap:
+            print(probe_vmap(model, args.members, device), flush=True)
+        return 0
     load = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

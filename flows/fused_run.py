@@ -1,11 +1,12 @@
 """Fused groups in the sweep (`--fuse auto|on|off`, `--max-fused N`; ddrsa/fused).
 
-`run_fused_groups` is called by flows/sweep.py `_run` with the experiments still to train: it
-groups them (ddrsa/fused/groups.py), runs each group as one Prefect task named for it
-(`turbofan/paper/bs128 x24`, holding a whole worker), records one result per member in
-all_results.json, and returns the experiments left for the ordinary one-task-per-experiment path:
-the unfusable ones, and the members of a group that failed (its worker died, or it failed after
-its retries), which then train one by one.
+`submit_groups` is called by flows/sweep.py `_run` with the experiments still to train: it groups
+them (ddrsa/fused/groups.py) and submits each group as one Prefect task named for it
+(`turbofan/paper/bs128 x24`, holding a whole worker). The experiments left alone (unfusable, or
+without a partner) are submitted by `_collect` next to the groups, so both run side by side;
+`_collect` records one result per member (`group_records`) as each group finishes, and the
+members of a group that failed (its worker died, or it failed after its retries) go back into its
+queue to train one by one.
 
 Caching and resume stay per member: a member whose record is finished under its own cache key
 (config + code + data version + folder, `cache_key`) with its test_metrics.json present is not
@@ -17,9 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dask
-import distributed
 from prefect import get_run_logger, task
-from prefect.artifacts import update_progress_artifact
 
 from ddrsa.config import ExperimentConfig
 from ddrsa.fused.groups import plan_groups
@@ -71,16 +70,15 @@ def finished_member(record: dict | None, key: str, out: Path) -> bool:
     return record["status"] == "diverged" or (safe_run_dir(out, record["run_dir"]) / "test_metrics.json").is_file()
 
 
-def run_fused_groups(todo: list[dict], *, fuse: str, max_fused: int | None, resource: str, runner, out: Path,
-                     store, code_version: str, data_version: dict, key_of, counts: dict, total: int,
-                     progress_id, logger) -> tuple[list[dict], dict]:
-    """Train the fusable part of `todo` (not finished earlier: `_run` counts finished members via
-    `finished_member`) as groups; returns (experiments left, counts)."""
+def submit_groups(todo: list[dict], *, fuse: str, max_fused: int | None, resource: str, runner, out: Path,
+                  code_version: str, data_version: dict, key_of, logger) -> tuple[dict, list[dict]]:
+    """Group the experiments `todo` (ddrsa/fused/groups.py) and submit each group as one task
+    holding a whole worker (or GPU). Returns ({Dask future: group}, the experiments left alone);
+    flows/sweep.py `_collect` records the groups as they finish, side by side with the others."""
     device_type = "cuda" if resource == "GPU" else "cpu"
     groups, singles = plan_groups(todo, fuse, device_type, max_fused)
-    if not groups:
-        return singles, counts
-    logger.info("%d fused group(s): %s", len(groups), "; ".join(g["name"] for g in groups))
+    if groups:
+        logger.info("%d fused group(s): %s", len(groups), "; ".join(g["name"] for g in groups))
     futures = {}
     for group in groups:
         members = group["members"]
@@ -89,32 +87,22 @@ def run_fused_groups(todo: list[dict], *, fuse: str, max_fused: int | None, reso
                       keys=[key_of(m) for m in members])
         with dask.annotate(resources={resource: 1}):  # a whole worker (or GPU) per group
             futures[runner.submit(train_fused_group, parameters=params).wrapped_future] = group
-    done = total - len(todo)
-    for dask_future in distributed.as_completed(list(futures), loop=runner.client.loop):
-        group = futures.pop(dask_future)
-        try:
-            state = dask_future.result()
-            records = state.result(raise_on_failure=False) if state.is_completed() else None
-            error = None if records is not None else (state.message or state.name)[:2000]
-        except Exception as exc:  # KilledWorker and friends: this group's members
-            records, error = None, f"{type(exc).__name__}: {exc}"
-        dask_future.release()
-        if records is None or isinstance(records, BaseException):
-            # its worker died or the group failed after its retries: the members train one by one
-            # (each resuming its own checkpoint, with the per-experiment retries and failure records)
-            error = error or f"{type(records).__name__}: {records}"
-            logger.warning("fused group %s failed (%s): its %d members train one by one", group["name"],
-                           error[:300], len(group["members"]))
-            singles.extend(group["members"])
-            continue
-        for record in records:
-            store.upsert(record)
-            counts[record["status"]] = counts.get(record["status"], 0) + 1
-            done += 1
-            logger.info("[%d/%d] %s %s (fused, %.0f s)", done, total, record["status"], record["name"],
-                        record.get("train_seconds") or 0.0)
-        if progress_id is not None:
-            update_progress_artifact(progress_id, 100.0 * done / total,
-                                     description=f"{counts['completed']} completed, {counts['failed']} failed, "
-                                                 f"{counts['diverged']} diverged of {total}")
-    return singles, counts
+    return futures, singles
+
+
+def group_records(dask_future, group: dict, logger) -> list[dict] | None:
+    """The member records of a finished group task, or None when the group failed (its worker
+    died, or it failed after its retries): then its members train one by one, each resuming its
+    own checkpoint, with the per-experiment retries and failure records."""
+    try:
+        state = dask_future.result()
+        records = state.result(raise_on_failure=False) if state.is_completed() else None
+        error = None if records is not None else (state.message or state.name)[:2000]
+    except Exception as exc:  # KilledWorker and friends: this group's members
+        records, error = None, f"{type(exc).__name__}: {exc}"
+    if records is None or isinstance(records, BaseException):
+        error = error or f"{type(records).__name__}: {records}"
+        logger.warning("fused group %s failed (%s): its %d members train one by one", group["name"],
+                       error[:300], len(group["members"]))
+        return None
+    return records

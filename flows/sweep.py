@@ -23,6 +23,7 @@ if __name__ == "__main__":  # check the command line before the slow imports bel
 
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM", "ext://sys.stdout")
 
+import collections
 import contextlib
 import hashlib
 import os
@@ -44,7 +45,7 @@ from ddrsa.trainer import train
 from ddrsa.version import code_version
 from flows.cluster import plan_cluster
 from flows.faults import injected_faults
-from flows.fused_run import finished_member, run_fused_groups  # fusion groups (--fuse)
+from flows.fused_run import finished_member, group_records, submit_groups  # fusion groups (--fuse)
 from flows.gpu_limits import gpu_slot
 from flows.gpu_monitor import GpuMonitor
 from flows.prepare import data_key, prepare
@@ -146,12 +147,18 @@ SUBMIT_WINDOW = 64  # experiments submitted but not yet recorded, at most (each 
 
 
 def _collect(submit, todo: list[dict], store: ResultsStore, total: int, progress_id, logger, loop,
-             resubmit_alone=None, *, counts: dict | None = None, key_of=None, window: int = SUBMIT_WINDOW) -> dict:
+             resubmit_alone=None, *, counts: dict | None = None, key_of=None, window: int = SUBMIT_WINDOW,
+             groups: dict | None = None) -> dict:
     """Submit the experiments `todo` (`submit(planned)` -> Prefect future) at most `window` in
     flight, and record each as it finishes; a failure never stops the others. Submission and
     recording interleave, so progress moves from the first finished experiment on instead of after
     the last submission. `counts` holds what was counted before (experiments not submitted);
     `key_of(planned)`: the cache key a completed record is stamped with (`cache_key`).
+
+    `groups` ({Dask future: fused group}, flows/fused_run.py `submit_groups`) are already running:
+    they are recorded member by member as they finish, side by side with the experiments of
+    `todo`; a failed group's members join the queue and train one by one. `total` counts every
+    experiment, grouped or not.
 
     An experiment whose worker died too often (KilledWorker) may only have shared the worker
     (or its queue) with the experiment that kills it. Once nothing else is in flight, each such
@@ -160,27 +167,55 @@ def _collect(submit, todo: list[dict], store: ResultsStore, total: int, progress
     as failed.
     """
     counts = dict(counts or {"completed": 0, "failed": 0, "diverged": 0, "cached": 0})
-    done = total - len(todo)  # counted before: not submitted
+    groups = dict(groups or {})
+    done = total - len(todo) - sum(len(g["members"]) for g in groups.values())  # counted before: not submitted
     attempts_allowed = 1 + (train_experiment.retries or 0)
-    queue = iter(todo)
-    wrapped: dict = {}  # Dask future -> planned, submitted and not yet recorded
+    queue = collections.deque(todo)
+    wrapped: dict = dict(groups)  # Dask future -> planned (or group), submitted and not yet recorded
     alone: set[str] = set()  # experiment ids already re-run on a worker of their own
     suspects: list[dict] = []  # KilledWorker once: to re-run alone when nothing else runs
-    pending = distributed.as_completed([], loop=loop)
+    pending = distributed.as_completed(list(groups), loop=loop)
 
     def fill() -> None:
         """Submit up to `window` in flight; stop early when one has finished (record it first)."""
-        while len(wrapped) < window and (planned := next(queue, None)) is not None:
+        while len(wrapped) < window and queue:
+            planned = queue.popleft()
             future = submit(planned).wrapped_future
             wrapped[future] = planned
             pending.add(future)
             if pending.has_ready():
                 return
 
+    def record_one(record: dict, cached: bool, how: str = "") -> None:
+        nonlocal done
+        store.upsert(record)
+        counts[record["status"]] = counts.get(record["status"], 0) + 1
+        counts["cached"] += cached
+        done += 1
+        logger.info("[%d/%d] %s%s %s (%s%.0f s) %s", done, total, record["status"], " (cached)" if cached else "",
+                    record["name"], how, record.get("train_seconds") or 0.0, _detail(record))
+
+    def show_progress() -> None:
+        if progress_id is not None:
+            update_progress_artifact(progress_id, 100.0 * done / total,
+                                     description=f"{counts['completed']} completed, {counts['failed']} failed, "
+                                                 f"{counts['diverged']} diverged of {total}")
+
     fill()
     while wrapped:
         dask_future = next(pending)
         planned = wrapped.pop(dask_future)
+        if dask_future in groups:  # a fused group: one record per member, or its members one by one
+            records = group_records(dask_future, groups.pop(dask_future), logger)
+            dask_future.release()
+            for record in records or ():
+                record_one(record, cached=False, how="fused, ")
+            if records is None:
+                queue.extend(planned["members"])
+            show_progress()
+            fill()
+            _next_alone(wrapped, suspects, pending, resubmit_alone)
+            continue
         cached = False
         try:
             state = dask_future.result()
@@ -210,16 +245,8 @@ def _collect(submit, todo: list[dict], store: ResultsStore, total: int, progress
                                      error=(state.message or state.name)[:2000])
         # forget it on the cluster: a worker that dies later must not make Dask recompute it
         dask_future.release()
-        store.upsert(record)
-        counts[record["status"]] = counts.get(record["status"], 0) + 1
-        counts["cached"] += cached
-        done += 1
-        logger.info("[%d/%d] %s%s %s (%.0f s) %s", done, total, record["status"], " (cached)" if cached else "",
-                    record["name"], record.get("train_seconds") or 0.0, _detail(record))
-        if progress_id is not None:
-            update_progress_artifact(progress_id, 100.0 * done / total,
-                                     description=f"{counts['completed']} completed, {counts['failed']} failed, "
-                                                 f"{counts['diverged']} diverged of {total}")
+        record_one(record, cached)
+        show_progress()
         fill()  # after the line and the artifact: they never wait for submissions
         _next_alone(wrapped, suspects, pending, resubmit_alone)
     return counts
@@ -375,14 +402,12 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
                 return runner.submit(task_fn, parameters=parameters(item))
 
         try:
-            if todo:  # fusion groups first (flows/fused_run.py), then one task per experiment left
-                todo, counts = run_fused_groups(
+            if todo:  # fusion groups (flows/fused_run.py) and one task per experiment left, side by side
+                groups, todo = submit_groups(
                     todo, fuse=fuse, max_fused=max_fused, resource=plan.resource, runner=runner, out=out,
-                    store=store, code_version=version, data_version=data_version, key_of=key_of,
-                    counts=counts, total=len(planned), progress_id=progress_id, logger=logger)
-            if todo:
+                    code_version=version, data_version=data_version, key_of=key_of, logger=logger)
                 counts = _collect(submit, todo, store, len(planned), progress_id, logger, runner.client.loop,
-                                  resubmit_alone=resubmit_alone, counts=counts, key_of=key_of)
+                                  resubmit_alone=resubmit_alone, counts=counts, key_of=key_of, groups=groups)
         finally:  # every record in all_results.json, even after Ctrl-C (a SIGKILL leaves the journal)
             store.close()
     wall = time.monotonic() - t0

@@ -219,28 +219,38 @@ def test_random_streams_ignore_the_global_rng(torch_state):
 @pytest.mark.slow
 def test_fused_sweep_writes_one_record_per_member_and_reruns_nothing(tmp_path, prefect_server, capsys):
     """`--fuse on`: the four paper grid points train as one task `turbofan/paper/bs128 x4`, each
-    with its own record and run folder; the same command again retrains nothing."""
+    with its own record and run folder, while the unfusable transformer experiment trains on the
+    other worker at the same time; the same command again retrains nothing."""
     from tests.conftest import TINY, read_results, run_cli
 
     out = tmp_path / "sweep"
-    grid = ["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "--learning-rates", "1e-3", "3e-3",
-            "--seeds", "1", "2", *TINY, "--fuse", "on", "--n-workers", "1", "--no-analysis", "--output-dir", str(out)]
+    grid = ["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "transformer_basic", "--learning-rates",
+            "1e-3", "3e-3", "--seeds", "1", "2", *TINY, "--fuse", "on", "--n-workers", "2", "--no-analysis",
+            "--output-dir", str(out)]
     from flows.sweep_cli import preflight
 
     assert preflight([*grid[1:], "--dry-run"]) is None  # in-process: a subprocess costs seconds
-    assert "fused  turbofan/paper/bs128 x4: experiments 0 1 2 3" in capsys.readouterr().out
+    dry = capsys.readouterr().out
+    assert "fused  turbofan/paper/bs128 x4: experiments 0 1 2 3" in dry, dry
+    assert "unfused: 4 experiment(s) of transformer_basic" in dry
     first = run_cli(grid, check=True)
     assert "1 fused group(s): turbofan/paper/bs128 x4" in first.stdout
     records = {r["experiment_id"]: r for r in read_results(out)}
-    assert len(records) == 4 and all(r["status"] == "completed" and r["metrics"] for r in records.values())
-    assert len({r["run_dir"] for r in records.values()}) == 4
-    for r in records.values():
+    assert len(records) == 8 and all(r["status"] == "completed" and r["metrics"] for r in records.values())
+    assert len({r["run_dir"] for r in records.values()}) == 8
+    fused = [r for r in records.values() if r["model"] == "paper"]
+    alone = [r for r in records.values() if r["model"] == "transformer_basic"]
+    for r in fused:
         run_dir = out / r["run_dir"]
         assert len(_epochs(run_dir)) == r["epochs_trained"] == 2
         assert (run_dir / "checkpoint_last.pt").is_file() and (run_dir / "test_metrics.json").is_file()
+    # side by side: the first transformer experiment started before the group finished
+    group_start, group_end = fused[0]["started_at"], fused[0]["finished_at"]
+    assert min(r["started_at"] for r in alone) < group_end and group_start < max(r["finished_at"] for r in alone)
+    assert {r["worker"] for r in fused}.isdisjoint({min(alone, key=lambda r: r["started_at"])["worker"]})
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("logs/**/*.pt")}
     again = run_cli(grid, check=True)
-    assert "4 completed (4 cached)" in again.stdout
+    assert "8 completed (8 cached)" in again.stdout
     assert {r["experiment_id"]: r for r in read_results(out)} == records
     assert {p: p.stat().st_mtime_ns for p in out.glob("logs/**/*.pt")} == mtimes
 
