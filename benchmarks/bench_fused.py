@@ -193,6 +193,38 @@ def probe_vmap(model: str, m: int, device) -> str:
                                                      if fallbacks else "")
 
 
+def _rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def group_memory(model: str, m: int, recurrence: str, device) -> dict:
+    """Peak memory a fused group of `m` adds for training (stacked parameters, Adam moments,
+    activations saved for backward, gradients) over 2 steps, in MiB: on CUDA
+    `max_memory_allocated` above what was allocated before; on a CPU the process's peak resident
+    set (ru_maxrss) above its resident set before (run one per process: `--memory` does)."""
+    import resource
+
+    split = make_split(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        members = [_new_member(c, Path(tmp) / f"{model}{i}", F, 1, device)
+                   for i, c in enumerate(member_configs(model, m))]
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            before = torch.cuda.memory_allocated(device) / 2**20
+            torch.cuda.reset_peak_memory_stats(device)
+        else:
+            before = _rss_mb()
+        step = fused_group_step(members, split, device, recurrence)
+        step(), step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated(device) / 2**20
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"model": model, "members": m, "recurrence": recurrence, "device": str(device),
+            "group_mb": peak - before, "per_member_mb": (peak - before) / m}
+
+
 def row_line(row: dict) -> str:
     sep, fus = row["ops_per_step_separate"], row["ops_per_experiment_step_fused"]
     red = row["op_reduction"]
@@ -204,6 +236,27 @@ def row_line(row: dict) -> str:
             f"{row['throughput_ratio']:.2f}x")
 
 
+def memory_table(args, device) -> int:
+    """`--memory M...`: each (model, M, recurrence) in a fresh process, so one peak does not hide another."""
+    import subprocess
+
+    rows = []
+    for model in args.models:
+        for recurrence in args.recurrences:
+            for m in args.memory:
+                proc = subprocess.run([sys.executable, __file__, "--memory-one", model, str(m), recurrence,
+                                       "--device", str(device), "--threads", str(args.threads)],
+                                      capture_output=True, text=True, check=True)
+                row = json.loads(proc.stdout.strip().splitlines()[-1])
+                rows.append(row)
+                print(f"{model:10s} {recurrence:9s} M={m:3d} {device}: group {row['group_mb']:8.1f} MiB, "
+                      f"{row['per_member_mb']:6.1f} MiB per member", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                               "rows": rows}, indent=1))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["paper", "lstm_basic"])
@@ -213,9 +266,18 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--probe-vmap", nargs="+", metavar="MODEL", help="only try vmap-fusing these models and say what happens")
+    p.add_argument("--memory", nargs="+", type=int, metavar="M",
+                   help="only measure the peak memory of fused groups of these sizes (one process each)")
+    p.add_argument("--memory-one", nargs=3, metavar=("MODEL", "M", "RECURRENCE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.memory_one:
+        model, m, recurrence = args.memory_one
+        print(json.dumps(group_memory(model, int(m), recurrence, device)))
+        return 0
+    if args.memory:
+        return memory_table(args, device)
     if args.probe_vmap:
         for model in args.probe_vmap:
             print(probe_vmap(model, args.members, device), flush=True)

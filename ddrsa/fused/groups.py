@@ -19,11 +19,13 @@ FUSE_CHOICES = ("auto", "on", "off")
 # LSTMs and parity, within noise, for gru_basic; CPU steps are bound by arithmetic): no fusion.
 CPU_FUSION_PAYS = False
 # Default cap: the block-diagonal hidden size M * H stays <= 1024 (paper 64, basic 16, deep 8
-# members). Memory and arithmetic of a block-diagonal recurrent weight grow as (M * H)^2: at
-# M * H = 1024 one LSTM layer's weights and gradients are 4 * 1024^2 * 2 floats = 32 MiB and its
-# saved activations at batch 128, K = 128 about 4 * 128 * 128 * 1024 floats = 256 MiB, so even
-# lstm_deep's five layers stay near 2 GiB per group (an estimate from the shapes, not a GPU
-# measurement: no GPU in the session that wrote this).
+# members): a block-diagonal layer's arithmetic grows as (M * H)^2, so beyond that the zeros it
+# multiplies dominate. Memory is far from binding at these caps, measured (BENCHMARKS.md section
+# 12, `python benchmarks/bench_fused.py --memory ...`, CPU, batch 128, K 128, L 64): the peak a
+# training group adds grows linearly, ~21-25 MiB per paper member, ~80-95 per lstm_basic/gru_basic
+# member, ~430-530 per lstm_deep member, with either recurrence: a default-size group needs 1.3-1.5
+# GiB (paper x64, lstm_basic x16) or 3.5-3.7 GiB (lstm_deep x8). The same tensors on a GPU (cuDNN's
+# workspace aside) fit any 8 GB card; a GPU session should confirm with `--device cuda`.
 MAX_BLOCK_HIDDEN = 1024
 
 
