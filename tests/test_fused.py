@@ -2,10 +2,14 @@
 
 Reference = the separate trainer (`ddrsa.trainer.train`, nn.LSTM/nn.GRU modules, torch.optim.Adam,
 clip_grad_norm_), an independent code path from the fused engine's block-diagonal RNN kernels,
-stacked Adam and per-member clipping. Tolerance: 1e-5 relative (1e-7 absolute for values near 0).
-Separate and fused runs differ only in floating-point summation order (block-diagonal matmuls
-add exact zeros in another order, batched norms reduce in another order): ~1e-7 per step,
-measured worst 1.5e-6 relative over 5 epochs. The member that stops early has the largest
+stacked Adam and per-member clipping. Tolerance: 1e-5 relative (1e-7 absolute for values near 0)
+for the training trajectory (per-epoch losses, learning rates); 5e-5 for the evaluation metrics
+computed from the final model. Separate and fused runs differ only in floating-point summation
+order (block-diagonal matmuls add exact zeros in another order, the "bmm" recurrence adds the
+input and recurrent products separately, batched norms reduce in another order): ~1e-7 per step,
+measured worst over 5 epochs (2026-11-30): losses 1.9e-6 relative; metrics 1.8e-6 (blockdiag) and
+8.9e-6 (bmm: lstm_basic's early stopper, its validation NASA score and RUL MAE, which go through
+the expected-RUL sum and exp(): they amplify the final weights' 2e-6). The member that stops early has the largest
 learning rate (5e-2 for paper, 1e-2 for lstm_basic): at 5e-2 lstm_basic's training on this tiny set
 is chaotic and 1e-7 rounding grows into another early-stopping epoch (measured), which says
 nothing about the engine.
@@ -36,6 +40,7 @@ MEMBERS = [dict(learning_rate=1e-3, lambda_param=0.75, nasa_weight=0.1, dropout=
            dict(learning_rate=1e-2, lambda_param=0.3, nasa_weight=0.3, dropout=0.3, seed=3),
            dict(learning_rate=1e-4, lambda_param=0.9, nasa_weight=0.05, dropout=0.2, seed=4)]
 REL, ABS = 1e-5, 1e-7
+REL_METRICS = 5e-5
 
 
 @pytest.fixture()
@@ -57,9 +62,9 @@ def _metrics(run_dir: Path) -> dict:
     return metrics
 
 
-def _close(a, b) -> bool:
+def _close(a, b, rel: float = REL) -> bool:
     if isinstance(a, float) and isinstance(b, float):
-        return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= max(REL * abs(a), ABS)
+        return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= max(rel * abs(a), ABS)
     return a == b
 
 
@@ -71,7 +76,7 @@ def _assert_same_run(separate: Path, fused: Path) -> None:
             assert _close(ea[key], eb[key]), (separate.name, ea["epoch"], key, ea[key], eb[key])
     ma, mb = _metrics(separate), _metrics(fused)
     assert set(ma) == set(mb)
-    bad = {k: (ma[k], mb[k]) for k in ma if not _close(ma[k], mb[k])}
+    bad = {k: (ma[k], mb[k]) for k in ma if not _close(ma[k], mb[k], REL_METRICS)}
     assert not bad, bad
     la, lb = (json.loads((d / "training_log.json").read_text()) for d in (separate, fused))
     for key in ("best_epoch", "stopped_early", "status"):
