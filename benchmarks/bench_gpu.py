@@ -70,22 +70,19 @@ def lstm_100_epochs() -> dict:
     return out
 
 
-def packing(epochs: int) -> list[dict]:
+def packing(epochs: int, extra: list[str] | None = None) -> list[dict]:
     rows = []
     for share in (1.0, 0.5, 0.25, 0.125):
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "flows/sweep.py", "--datasets", "turbofan", "--models", "lstm_basic",
-                   "--seeds", *[str(s) for s in range(8)], "--num-epochs", str(epochs), "--patience", "1000",
-                   "--gpus-per-experiment", str(share), "--n-workers", "1", "--no-analysis",
-                   "--output-dir", tmp]
-            t0 = time.perf_counter()
-            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-            wall = time.perf_counter() - t0
-            records = json.loads((Path(tmp) / "all_results.json").read_text()) if proc.returncode == 0 else []
+            wall, records, rc, tail = _sweep(
+                ["--datasets", "turbofan", "--models", "lstm_basic", "--seeds", *[str(s) for s in range(8)],
+                 "--num-epochs", str(epochs), "--patience", "1000", "--gpus-per-experiment", str(share),
+                 "--n-workers", "1", *(extra or [])], tmp)
+        records = records if rc == 0 else []
         rows.append({"gpus_per_experiment": share, "wall_seconds": wall, "experiments": len(records),
                      "experiments_per_hour": 3600 * len(records) / wall if records else 0,
                      "peak_gpu_mb": max((r.get("peak_gpu_mb") or 0) for r in records) if records else None,
-                     "rc": proc.returncode, "stderr_tail": proc.stderr[-500:] if proc.returncode else ""})
+                     "rc": rc, "stderr_tail": tail})
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["experiments_per_hour"] or 1
     for row in rows:
@@ -156,7 +153,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="fewer epochs everywhere")
     p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="what to measure")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
-                   help="more sweep flags for the fused section (a CPU try-out: --data-source synthetic ...)")
+                   help="more sweep flags for the packing and fused sections (a CPU try-out: --data-source synthetic ...)")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,7 +169,7 @@ def main() -> None:
         results["lstm_basic_100_epochs"] = lstm_100_epochs()
         save()
     if "packing" in args.sections:
-        results["packing"] = packing(5 if args.quick else 20)
+        results["packing"] = packing(5 if args.quick else 20, extra=args.extra)
         save()
     if "fused" in args.sections:
         results["fused"] = fused(2 if args.quick else 5, extra=args.extra)
