@@ -250,7 +250,9 @@ def _print_groups(planned: list[PlannedExperiment], fuse: str, max_fused: int | 
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if not fuse_enabled(fuse, device):
-        print(f"fused training off (--fuse {fuse} on {device})")
+        why = ("--fuse auto fuses on a GPU only: on a CPU it measured slower than separate runs, "
+               "BENCHMARKS.md section 12; --fuse on fuses anyway") if fuse == "auto" else "--fuse off"
+        print(f"fused training off ({why})")
         return
     groups, singles = plan_groups([p.as_dict() for p in planned], fuse, device, max_fused)
     for line in describe(groups, singles):

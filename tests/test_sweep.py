@@ -71,6 +71,10 @@ def test_dry_run_prints_grid_and_trains_nothing(tmp_path):
                    check=True)
     assert proc.stdout.strip().endswith("60 experiments")
     assert not (tmp_path / "o").exists()
+    import torch
+
+    if not torch.cuda.is_available():  # --fuse auto says why nothing fuses here
+        assert "fused training off (--fuse auto fuses on a GPU only: on a CPU it measured slower" in proc.stdout
 
 
 @pytest.fixture(scope="module")
