@@ -39,10 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from ddrsa.config import ExperimentConfig  # noqa: E402
-from ddrsa.fused.engine import _new_member, _Stack, fused_step  # noqa: E402
+from ddrsa.fused.engine import _new_member, _Stack, fused_spec, fused_step  # noqa: E402
 from ddrsa.fused.stacked import RECURRENCES  # noqa: E402
 from ddrsa.losses import DDRSALoss  # noqa: E402
-from ddrsa.models import rnn_spec  # noqa: E402
 from ddrsa.trainer import _Split  # noqa: E402
 
 F, K, L, B, N_WINDOWS, N_ROWS = 14, 128, 64, 128, 4096, 20000
@@ -87,7 +86,7 @@ def separate_step(member, split: _Split, device):
 
 def fused_group_step(members, split: _Split, device, recurrence: str):
     stack = _Stack(members, device, recurrence)
-    spec = rnn_spec(members[0].config.model)
+    spec = fused_spec(members[0].config.model)
     g = torch.Generator().manual_seed(1)
     m = len(members)
 

@@ -1,9 +1,10 @@
-"""`train_group(configs, run_dirs) -> [TrainResult]`: M experiments of one RNN architecture trained
-as one stacked model, each member exactly its separate run (ddrsa.trainer.train).
+"""`train_group(configs, run_dirs) -> [TrainResult]`: M experiments of one RNN or transformer
+architecture trained as one stacked model, each member exactly its separate run (ddrsa.trainer.train).
 
 Per member, as in the separate trainer: initialisation, batch order and dropout masks from its own
 generators (`experiment_generators(seed)`), its own learning rate, lambda, NASA weight, dropout
-rate, Adam state (bias corrections from its own step count), ReduceLROnPlateau scheduler, gradient
+rate, Adam state (bias corrections from its own step count), learning-rate schedule (the RNNs'
+ReduceLROnPlateau per epoch, the transformers' warm-up + cosine per step), gradient
 clipping (over its own parameters), early stopping, checkpoints (the separate trainer's format:
 either trainer resumes the other's), training_log.json, test_metrics.json and TrainResult.
 
@@ -22,6 +23,7 @@ import contextlib
 import math
 import resource
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from ddrsa.config import ExperimentConfig
 from ddrsa.data import load_dataset
 from ddrsa.errors import DDRSAError
 from ddrsa.losses import DDRSALoss, check_labels
-from ddrsa.models import build_model, rnn_spec, set_generator
+from ddrsa.models import build_model, rnn_spec, set_generator, transformer_spec
 from ddrsa.settings import Settings, get_settings
 from ddrsa.trainer import (TrainResult, _autocast, _check_run_dir, _load_checkpoint, _make_scheduler, _peak_gpu_mb,
                            _run_lock, _Split, _test_metrics, _validation_loss, _validation_metrics,
@@ -45,9 +47,22 @@ MEMBER_FIELDS = ("learning_rate", "lambda_param", "nasa_weight", "dropout", "see
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam defaults, as the separate trainer uses
 
 
+def fused_spec(model: str) -> dict | None:
+    """What the stacked forward (ddrsa/fused/stacked.py) needs of `model`: kind "rnn" (paper,
+    lstm/gru basic/deep) or "transformer" (transformer_basic/deep; GRU decoder), None for the
+    models that cannot fuse (probsparse_*: its random key sampling)."""
+    spec = rnn_spec(model)
+    if spec is not None:
+        return {"kind": "rnn", **spec}
+    spec = transformer_spec(model)
+    if spec is not None:
+        return {"kind": "transformer", "cell": "gru", **spec}
+    return None
+
+
 def fusable(config: ExperimentConfig) -> bool:
-    """RNN models without torch.compile; attention models (and compile) train separately."""
-    return rnn_spec(config.model) is not None and not config.compile
+    """RNN and transformer models without torch.compile; ProbSparse (and compile) train separately."""
+    return fused_spec(config.model) is not None and not config.compile
 
 
 def group_key(config: ExperimentConfig) -> str:
@@ -189,6 +204,9 @@ class _Stack:
             first = m.optimizer.state.get(per[i][self.names[0]], {})
             self.steps.append(int(first["step"]) if "step" in first else 0)
         self.lrs = [m.optimizer.param_groups[0]["lr"] for m in members]
+        # attention models' warm-up + cosine schedule steps after every training step (the trainer's
+        # `per_step_schedule`); the RNNs' ReduceLROnPlateau once per epoch, on validation loss
+        self.per_step = [not isinstance(m.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) for m in members]
         self.weight_decay = members[0].optimizer.param_groups[0]["weight_decay"]
         self.max_norm = members[0].config.grad_clip
         cfgs = [m.config for m in members]
@@ -225,6 +243,16 @@ class _Stack:
         self.exp_avg_sq.mul_(BETA2).addcmul_(g, g, value=1 - BETA2)
         denom = (self.exp_avg_sq.sqrt() / bc2_sqrt).add_(EPS)
         p.add_(self.exp_avg * neg_step / denom)  # addcdiv_(m, denom, value=-step) computes (v*m)/denom
+
+    def step_schedulers(self) -> None:
+        """After a training step: each per-step scheduler steps (as the trainer's does after
+        optimizer.step()) and the member's next learning rate is read back."""
+        for i, member in enumerate(self.members):
+            if self.per_step[i]:
+                with warnings.catch_warnings():  # the stack, not optimizer.step(), moved the weights
+                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+                    member.scheduler.step()
+                self.lrs[i] = member.optimizer.param_groups[0]["lr"]
 
     @torch.no_grad()
     def write_back(self) -> None:
@@ -267,6 +295,7 @@ def fused_step(stack: _Stack, spec: dict, split: _Split, idx: torch.Tensor, devi
     stack.flat.grad = None
     loss.sum().backward()
     stack.clip_and_step()
+    stack.step_schedulers()
     return loss.detach()
 
 
@@ -294,7 +323,7 @@ def _train_group_locked(configs, dirs, settings: Settings, data, inject_nan: set
     members = [_new_member(c, d, train_split.n_features, steps_per_epoch, device) for c, d in zip(configs, dirs)]
     for i in inject_nan:
         members[i].inject_nan = True
-    spec = rnn_spec(first.model)
+    spec = fused_spec(first.model)
     for epoch in range(min(m.epoch for m in members) + 1, first.num_epochs + 1):
         active = [m for m in members if m.wants(epoch)]
         if not active:
@@ -325,7 +354,7 @@ def _end_epoch(m: _Member, epoch: int, train_loss: float, val_split: _Split, dev
     config = m.config
     val_loss = _validation_loss(m.model, m.loss_fn, val_split, device, config.amp)
     lr = m.optimizer.param_groups[0]["lr"]
-    if math.isfinite(val_loss):
+    if isinstance(m.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and math.isfinite(val_loss):
         m.scheduler.step(val_loss)
     seconds = share + (time.perf_counter() - t1)
     m.seconds += seconds

@@ -8,9 +8,8 @@ from __future__ import annotations
 import math
 
 from ddrsa.config import ExperimentConfig
-from ddrsa.models import rnn_spec
 
-from .engine import fusable, group_key
+from .engine import fusable, fused_spec, group_key
 
 FUSE_CHOICES = ("auto", "on", "off")
 # `--fuse auto` on a CPU: fuse only where benchmarks/bench_fused.py measured a throughput gain
@@ -37,10 +36,20 @@ def fuse_enabled(fuse: str, device_type: str) -> bool:
     return fuse == "on"
 
 
+# Transformers: the attention weights saved for backward grow as members x heads x layers (x batch
+# x K^2); measured (`bench_fused.py --memory`, CPU, batch 128, K 128): ~400 MiB per transformer_basic
+# member (4 heads x 2 layers; 16 members 6.4 GiB), ~1.5 GiB per transformer_deep member (8 x 4;
+# 4 members 6.2 GiB). Capping members x heads x layers at 128 keeps a group near 6.5 GiB.
+MAX_ATTENTION_MAPS = 128
+
+
 def default_max_fused(model: str) -> int:
-    spec = rnn_spec(model)
-    hidden = max(spec["hidden"], spec["dec_hidden"])
-    return max(1, MAX_BLOCK_HIDDEN // hidden)
+    spec = fused_spec(model)
+    hidden = max(spec.get("hidden", spec.get("d_model", 0)), spec["dec_hidden"])
+    cap = MAX_BLOCK_HIDDEN // hidden
+    if spec["kind"] == "transformer":
+        cap = min(cap, MAX_ATTENTION_MAPS // (spec["heads"] * spec["layers"]))
+    return max(1, cap)
 
 
 def group_name(config: ExperimentConfig, n: int) -> str:
@@ -87,7 +96,7 @@ def describe(groups: list[dict], singles: list[dict]) -> list[str]:
     alone = [s for s in singles if not fusable(ExperimentConfig(**s["config"]))]
     if alone:
         models = sorted({s["config"]["model"] for s in alone})
-        lines.append(f"  unfused: {len(alone)} experiment(s) of {', '.join(models)} (attention models and "
+        lines.append(f"  unfused: {len(alone)} experiment(s) of {', '.join(models)} (ProbSparse models and "
                      "--compile train separately)")
     rest = len(singles) - len(alone)
     if rest:

@@ -1,7 +1,10 @@
-"""Stacked (horizontally fused) forward pass of the RNN models and the per-member DDRSA loss.
+"""Stacked (horizontally fused) forward pass of the RNN and transformer models and the per-member
+DDRSA loss.
 
-M members of one RNN architecture (`ddrsa.models.registry._RNN_SPECS`: paper, lstm_basic,
-gru_basic, lstm_deep, gru_deep) run as one computation. Parameters are a dict
+M members of one architecture (ddrsa/fused/engine.py `fused_spec`: paper, lstm_basic, gru_basic,
+lstm_deep, gru_deep, transformer_basic, transformer_deep; not ProbSparse, whose key sampling is
+random) run as one computation. Attention is batched matmuls over a members dimension (as
+SeededMultiheadAttention.attend computes it per model). Parameters are a dict
 `name -> (M, *shape)` with the separate model's parameter names (`model.named_parameters()`), so
 member m's slice is exactly its separate model's tensor.
 
@@ -30,6 +33,8 @@ member draws exactly the masks of its separate run.
 Shapes: x (M, B, K, F) float, mask (M, B, K) bool -> logits (M, B, L).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -180,9 +185,19 @@ def stacked_layer_norm(params: dict, prefix: str, x: Tensor, eps: float = 1e-5) 
 
 def stacked_forward(spec: dict, params: dict, x: Tensor, mask: Tensor, drop: StackedDropout,
                     pred_horizon: int, recurrence: str = "blockdiag") -> Tensor:
-    """RNNSurvival.forward for M members (same operations, same dropout sites in the same order)."""
+    """The model's forward for M members (same operations, same dropout sites in the same order):
+    RNNSurvival for spec kind "rnn", TransformerSurvival for kind "transformer"
+    (ddrsa/fused/engine.py `fused_spec`), then the HazardDecoder."""
+    if spec["kind"] == "transformer":
+        z = _transformer_encode(spec, params, x, mask, drop)
+    else:
+        z = _rnn_encode(spec, params, x, mask, drop, recurrence)
+    return _decode(spec, params, z, drop, pred_horizon, recurrence)
+
+
+def _rnn_encode(spec: dict, params: dict, x: Tensor, mask: Tensor, drop: StackedDropout, recurrence: str) -> Tensor:
+    """RNNSurvival.encode for M members: (M, B, K, F) -> z (M, B, H)."""
     cell = spec["cell"]
-    m, b = x.shape[:2]
     maskf = mask.unsqueeze(-1).to(x.dtype)
     xin = torch.cat([x * maskf, maskf], dim=-1)                     # (M, B, K, F+1)
     if spec["deep"]:
@@ -195,10 +210,51 @@ def stacked_forward(spec: dict, params: dict, x: Tensor, mask: Tensor, drop: Sta
         last = stacked_rnn(cell, params, "rnn.", xin, recurrence=recurrence)[:, :, -1]
     if spec.get("z_norm", True):
         last = stacked_layer_norm(params, "z_norm.", last)
-    z = drop(last)                                                  # (M, B, H)
-    # decoder (HazardDecoder.forward)
-    layers, hd = spec["dec_layers"], spec["dec_hidden"]
-    inp, steps = drop(z), pred_horizon                              # (M, B, H), fed at every step
+    return drop(last)
+
+
+def _transformer_encode(spec: dict, params: dict, x: Tensor, mask: Tensor, drop: StackedDropout) -> Tensor:
+    """TransformerSurvival.encode for M members: input projection, sinusoidal positions, pre-norm
+    encoder layers (self-attention with the key padding mask, GELU feed-forward), final LayerNorm,
+    the last position -> z (M, B, d_model). Dropout sites in nn.TransformerEncoderLayer's order:
+    embedding; per layer the attention weights (inside self-attention), dropout1, the feed-forward's
+    inner dropout, dropout2; then z."""
+    from ddrsa.models.decoder import sinusoidal_positions
+
+    k = x.shape[2]
+    h = stacked_linear(params, "in_proj.", x * mask.unsqueeze(-1).to(x.dtype))
+    h = drop(h + sinusoidal_positions(k, h.shape[-1], device=h.device).to(h.dtype))
+    # the float form nn.TransformerEncoder gives a boolean padding mask: -inf where padded
+    pad = torch.zeros(mask.shape, dtype=h.dtype, device=h.device).masked_fill(~mask, float("-inf"))
+    for i in range(spec["layers"]):
+        prefix = f"encoder.layers.{i}."
+        y = stacked_layer_norm(params, prefix + "norm1.", h)
+        h = h + drop(_stacked_attention(params, prefix + "self_attn.", y, pad, spec["heads"], drop))
+        y = stacked_layer_norm(params, prefix + "norm2.", h)
+        inner = drop(F.gelu(stacked_linear(params, prefix + "linear1.", y)))
+        h = h + drop(stacked_linear(params, prefix + "linear2.", inner))
+    h = stacked_layer_norm(params, "encoder.norm.", h)
+    return drop(h[:, :, -1])
+
+
+def _stacked_attention(params: dict, prefix: str, x: Tensor, pad: Tensor, heads: int, drop: StackedDropout) -> Tensor:
+    """SeededMultiheadAttention.attend for M members: x (M, B, T, E), pad (M, B, T) additive ->
+    (M, B, T, E); `drop` acts on the (M, B, heads, T, T) attention weights."""
+    m, b, t, e = x.shape
+    d = e // heads
+    w, bias = params[prefix + "in_proj_weight"], params[prefix + "in_proj_bias"]
+    qkv = torch.baddbmm(bias.unsqueeze(1).to(x.dtype), x.reshape(m, b * t, e), w.transpose(1, 2).to(x.dtype))
+    q, k, v = qkv.view(m, b, t, 3, heads, d).permute(3, 0, 1, 4, 2, 5)   # each (M, B, heads, T, d)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d) + pad[:, :, None, None, :]
+    out = (drop(torch.softmax(scores, dim=-1)) @ v).transpose(2, 3).reshape(m, b, t, e)
+    return stacked_linear(params, prefix + "out_proj.", out)
+
+
+def _decode(spec: dict, params: dict, z: Tensor, drop: StackedDropout, pred_horizon: int, recurrence: str) -> Tensor:
+    """HazardDecoder.forward for M members: z (M, B, In) -> logits (M, B, L) float32."""
+    cell, layers, hd = spec["cell"], spec["dec_layers"], spec["dec_hidden"]
+    m, b = z.shape[:2]
+    inp, steps = drop(z), pred_horizon                              # (M, B, In), fed at every step
     states = stacked_linear(params, "decoder.init_proj.", z).view(m, b, -1, layers, hd)
     out = inp
     for i in range(layers):

@@ -65,5 +65,12 @@ def rnn_spec(name: str) -> dict | None:
     return dict(_RNN_SPECS[name]) if name in _RNN_SPECS else None
 
 
+def transformer_spec(name: str) -> dict | None:
+    """The architecture table entry of a transformer_* model (a copy), None for the others."""
+    if not name.startswith("transformer_"):
+        return None
+    return dict(_ATTENTION_SPECS[name][1])
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
