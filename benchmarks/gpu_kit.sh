@@ -11,7 +11,7 @@
 #   bash benchmarks/gpu_kit.sh run       # there: install the kit, measure, write everything under $OUT
 #
 # `run` fits in about 8 minutes: bench_fused.py --device cuda (aten ops, CUDA kernels and step times
-# of both fused recurrences against separate training, paper and lstm_basic, groups of 16) and
+# of both fused recurrences against separate training, paper, lstm_basic and transformer_basic, groups of 16) and
 # bench_gpu.py --sections fused --quick --extra --window-stride 4 (16 paper and 16 lstm_basic FD001 experiments as sweeps one per
 # GPU, packed 8 per GPU and fused: experiments per hour, speed-ups, NVML utilisation), each under a
 # timeout so that one slow part cannot eat the session's device time.
@@ -102,11 +102,12 @@ run() {
     export PYTHONPATH=/tmp/site:$PWD DDRSA_DATA_DIR=$PWD/$KIT/data DDRSA_DATA_SOURCE=real
     export PREFECT_SERVER_ANALYTICS_ENABLED=false
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" || true
-    timeout 120 python3 benchmarks/bench_fused.py --device cuda --members 16 --json "$OUT/bench_fused.json" \
+    timeout 150 python3 benchmarks/bench_fused.py --device cuda --members 16 --models paper lstm_basic transformer_basic \
+        --json "$OUT/bench_fused.json" \
         > "$OUT/bench_fused.log" 2>&1 || echo "bench_fused exit $?" >> "$OUT/bench_fused.log"
     # every 4th window: 4x shorter epochs, the same comparison (each row prints as it ends, so a
     # timeout keeps the rows before it in the log)
-    timeout 330 python3 benchmarks/bench_gpu.py --out "$OUT" --sections fused --quick --extra --window-stride 4 \
+    timeout 300 python3 benchmarks/bench_gpu.py --out "$OUT" --sections fused --quick --extra --window-stride 4 \
         > "$OUT/bench_gpu_fused.log" 2>&1 || echo "bench_gpu exit $?" >> "$OUT/bench_gpu_fused.log"
     tail -n 20 "$OUT"/bench_fused.log "$OUT"/bench_gpu_fused.log
 }
