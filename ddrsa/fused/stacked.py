@@ -34,6 +34,7 @@ Shapes: x (M, B, K, F) float, mask (M, B, K) bool -> logits (M, B, L).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -41,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ddrsa.losses import log_event_probability, log_survival, nasa_score_terms
+from ddrsa.models.decoder import sinusoidal_positions
 
 
 class StackedDropout:
@@ -219,11 +221,9 @@ def _transformer_encode(spec: dict, params: dict, x: Tensor, mask: Tensor, drop:
     the last position -> z (M, B, d_model). Dropout sites in nn.TransformerEncoderLayer's order:
     embedding; per layer the attention weights (inside self-attention), dropout1, the feed-forward's
     inner dropout, dropout2; then z."""
-    from ddrsa.models.decoder import sinusoidal_positions
-
     k = x.shape[2]
     h = stacked_linear(params, "in_proj.", x * mask.unsqueeze(-1).to(x.dtype))
-    h = drop(h + sinusoidal_positions(k, h.shape[-1], device=h.device).to(h.dtype))
+    h = drop(h + _positions(k, h.shape[-1], h.device).to(h.dtype))
     # the float form nn.TransformerEncoder gives a boolean padding mask: -inf where padded
     pad = torch.zeros(mask.shape, dtype=h.dtype, device=h.device).masked_fill(~mask, float("-inf"))
     for i in range(spec["layers"]):
@@ -235,6 +235,12 @@ def _transformer_encode(spec: dict, params: dict, x: Tensor, mask: Tensor, drop:
         h = h + drop(stacked_linear(params, prefix + "linear2.", inner))
     h = stacked_layer_norm(params, "encoder.norm.", h)
     return drop(h[:, :, -1])
+
+
+@functools.lru_cache(maxsize=8)
+def _positions(length: int, d_model: int, device: torch.device) -> Tensor:
+    """PositionalEncoding's table, computed once per shape and device (not on every step)."""
+    return sinusoidal_positions(length, d_model, device=device)
 
 
 def _stacked_attention(params: dict, prefix: str, x: Tensor, pad: Tensor, heads: int, drop: StackedDropout) -> Tensor:
