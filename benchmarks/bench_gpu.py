@@ -103,14 +103,11 @@ def _sweep(args: list[str], out: str) -> tuple[float, list[dict], int, str]:
 
 def mean_utilization(out: str) -> float | None:
     """Mean of the sweep's NVML utilisation samples (flows/gpu_monitor.py), in %; None without any."""
-    import csv
+    from reports.tables import load_gpu_samples
 
-    path = Path(out) / "gpu_utilization.csv"
-    if not path.is_file():
-        return None
-    with path.open() as f:
-        values = [float(r["utilization_pct"]) for r in csv.DictReader(f) if r.get("utilization_pct")]
-    return sum(values) / len(values) if values else None
+    samples = load_gpu_samples(out)
+    util = None if samples is None else samples["utilization_pct"].dropna()
+    return float(util.mean()) if util is not None and len(util) else None
 
 
 FUSED_MODES = {"one per GPU": ["--fuse", "off", "--gpus-per-experiment", "1"],

@@ -149,6 +149,12 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, enabled=False)
 
 
+def steps_per_batch(scheduler) -> bool:
+    """True for the attention models' warm-up + cosine schedule (stepped after every training
+    step), False for the RNNs' ReduceLROnPlateau (stepped once per epoch on validation loss)."""
+    return not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
 def _make_scheduler(config: ExperimentConfig, optimizer, steps_per_epoch: int):
     """Plateau for RNNs (stepped on validation loss), warm-up + cosine for attention (per step)."""
     if not uses_attention(config.model):
@@ -280,7 +286,7 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
                                  weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
     scheduler = _make_scheduler(config, optimizer, steps_per_epoch)
-    per_step_schedule = not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    per_step_schedule = steps_per_batch(scheduler)
     loss_fn = DDRSALoss(config.lambda_param, config.nasa_weight)
     use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)

@@ -201,53 +201,49 @@ def _collect(submit, todo: list[dict], store: ResultsStore, total: int, progress
                                      description=f"{counts['completed']} completed, {counts['failed']} failed, "
                                                  f"{counts['diverged']} diverged of {total}")
 
+    def outcome_of(dask_future, planned: dict) -> tuple[dict, bool] | None:
+        """(record, cached) of a finished single experiment; None when it goes back to run alone."""
+        try:
+            state = dask_future.result()
+        except Exception as exc:  # KilledWorker and friends: this experiment only
+            if (type(exc).__name__ == "KilledWorker" and resubmit_alone is not None
+                    and planned["experiment_id"] not in alone):
+                alone.add(planned["experiment_id"])
+                logger.warning("%s: its worker died (%s); it runs again alone once nothing else runs",
+                               planned["name"], type(exc).__name__)
+                suspects.append(planned)
+                return None
+            note = " (also when run alone on a worker)" if planned["experiment_id"] in alone else ""
+            return make_record(planned, status="failed", error=f"{type(exc).__name__}: {exc}{note}"), False
+        if state.is_completed():
+            record = state.result(raise_on_failure=False)
+            if key_of is not None:  # what it is cached under: a re-run need not submit it
+                record = {**record, "cache_key": key_of(planned)}
+            return record, state.name == "Cached"
+        if state.name == "TimedOut":
+            return make_record(planned, status="failed", error=f"timed out: {state.message}"[:2000]), False
+        return make_record(planned, status="failed", attempts=failed_attempts(state, attempts_allowed),
+                           error=(state.message or state.name)[:2000]), False
+
     fill()
     while wrapped:
         dask_future = next(pending)
         planned = wrapped.pop(dask_future)
         if dask_future in groups:  # a fused group: one record per member, or its members one by one
             records = group_records(dask_future, groups.pop(dask_future), logger)
-            dask_future.release()
-            for record in records or ():
-                record_one(record, cached=False, how="fused, ")
             if records is None:
                 queue.extend(planned["members"])
-            show_progress()
-            fill()
-            _next_alone(wrapped, suspects, pending, resubmit_alone)
-            continue
-        cached = False
-        try:
-            state = dask_future.result()
-        except Exception as exc:  # KilledWorker and friends: this experiment only
-            if (type(exc).__name__ == "KilledWorker" and resubmit_alone is not None
-                    and planned["experiment_id"] not in alone):
-                dask_future.release()
-                alone.add(planned["experiment_id"])
-                logger.warning("%s: its worker died (%s); it runs again alone once nothing else runs",
-                               planned["name"], type(exc).__name__)
-                suspects.append(planned)
-                fill()
-                _next_alone(wrapped, suspects, pending, resubmit_alone)
-                continue
-            note = " (also when run alone on a worker)" if planned["experiment_id"] in alone else ""
-            record = make_record(planned, status="failed", error=f"{type(exc).__name__}: {exc}{note}")
+            outcomes = [(record, False, "fused, ") for record in records or ()]
         else:
-            if state.is_completed():
-                record = state.result(raise_on_failure=False)
-                cached = state.name == "Cached"
-                if key_of is not None:  # what it is cached under: a re-run need not submit it
-                    record = {**record, "cache_key": key_of(planned)}
-            elif state.name == "TimedOut":
-                record = make_record(planned, status="failed", error=f"timed out: {state.message}"[:2000])
-            else:
-                record = make_record(planned, status="failed", attempts=failed_attempts(state, attempts_allowed),
-                                     error=(state.message or state.name)[:2000])
+            outcome = outcome_of(dask_future, planned)
+            outcomes = [] if outcome is None else [(*outcome, "")]
         # forget it on the cluster: a worker that dies later must not make Dask recompute it
         dask_future.release()
-        record_one(record, cached)
-        show_progress()
-        fill()  # after the line and the artifact: they never wait for submissions
+        for record, cached, how in outcomes:
+            record_one(record, cached, how)
+        if outcomes:
+            show_progress()
+        fill()  # after the lines and the artifact: they never wait for submissions
         _next_alone(wrapped, suspects, pending, resubmit_alone)
     return counts
 

@@ -38,7 +38,7 @@ from ddrsa.models import build_model, rnn_spec, set_generator, transformer_spec
 from ddrsa.settings import Settings, get_settings
 from ddrsa.trainer import (TrainResult, _autocast, _check_run_dir, _load_checkpoint, _make_scheduler, _peak_gpu_mb,
                            _run_lock, _Split, _test_metrics, _validation_loss, _validation_metrics,
-                           experiment_generators, resolve_device)
+                           experiment_generators, resolve_device, steps_per_batch)
 
 from .stacked import RECURRENCES, StackedDropout, default_recurrence, stacked_forward, stacked_loss
 
@@ -55,8 +55,8 @@ def fused_spec(model: str) -> dict | None:
     if spec is not None:
         return {"kind": "rnn", **spec}
     spec = transformer_spec(model)
-    if spec is not None:
-        return {"kind": "transformer", "cell": "gru", **spec}
+    if spec is not None:  # `hidden`: the encoder's width, as for the RNNs
+        return {"kind": "transformer", "cell": "gru", "hidden": spec["d_model"], **spec}
     return None
 
 
@@ -204,9 +204,6 @@ class _Stack:
             first = m.optimizer.state.get(per[i][self.names[0]], {})
             self.steps.append(int(first["step"]) if "step" in first else 0)
         self.lrs = [m.optimizer.param_groups[0]["lr"] for m in members]
-        # attention models' warm-up + cosine schedule steps after every training step (the trainer's
-        # `per_step_schedule`); the RNNs' ReduceLROnPlateau once per epoch, on validation loss
-        self.per_step = [not isinstance(m.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) for m in members]
         self.weight_decay = members[0].optimizer.param_groups[0]["weight_decay"]
         self.max_norm = members[0].config.grad_clip
         cfgs = [m.config for m in members]
@@ -248,7 +245,7 @@ class _Stack:
         """After a training step: each per-step scheduler steps (as the trainer's does after
         optimizer.step()) and the member's next learning rate is read back."""
         for i, member in enumerate(self.members):
-            if self.per_step[i]:
+            if steps_per_batch(member.scheduler):
                 with warnings.catch_warnings():  # the stack, not optimizer.step(), moved the weights
                     warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
                     member.scheduler.step()
@@ -354,7 +351,7 @@ def _end_epoch(m: _Member, epoch: int, train_loss: float, val_split: _Split, dev
     config = m.config
     val_loss = _validation_loss(m.model, m.loss_fn, val_split, device, config.amp)
     lr = m.optimizer.param_groups[0]["lr"]
-    if isinstance(m.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and math.isfinite(val_loss):
+    if not steps_per_batch(m.scheduler) and math.isfinite(val_loss):
         m.scheduler.step(val_loss)
     seconds = share + (time.perf_counter() - t1)
     m.seconds += seconds

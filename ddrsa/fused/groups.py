@@ -45,8 +45,7 @@ MAX_ATTENTION_MAPS = 128
 
 def default_max_fused(model: str) -> int:
     spec = fused_spec(model)
-    hidden = max(spec.get("hidden", spec.get("d_model", 0)), spec["dec_hidden"])
-    cap = MAX_BLOCK_HIDDEN // hidden
+    cap = MAX_BLOCK_HIDDEN // max(spec["hidden"], spec["dec_hidden"])
     if spec["kind"] == "transformer":
         cap = min(cap, MAX_ATTENTION_MAPS // (spec["heads"] * spec["layers"]))
     return max(1, cap)

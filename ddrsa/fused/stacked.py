@@ -137,14 +137,13 @@ def _rnn_steps(cell: str, params: dict, prefix: str, x: Tensor, hx, steps: int |
     with torch.autocast(device_type=x.device.type, enabled=False):
         x = x.float()
         whh_t = w_hh.float().transpose(1, 2)                           # (M, H, G*H)
-        flat = x.reshape(m, -1, x.shape[-1])                           # (M, B*T or B, I)
         bias = b_ih + b_hh if cell == "lstm" else b_ih                 # GRU: b_hn stays inside r * (.)
-        proj = torch.baddbmm(bias.float().unsqueeze(1), flat, w_ih.float().transpose(1, 2))
+        proj = batched_linear(x, w_ih.float(), bias.float())           # (M, B, T, G*H) or (M, B, G*H)
         if steps is None:  # unbind, not a slice per step: a slice's backward fills a zero
             steps = x.shape[2]  # tensor of the whole sequence's size for every step
-            per_step = proj.view(m, b, steps, -1).unbind(2)
+            per_step = proj.unbind(2)
         else:
-            per_step = [proj.view(m, b, -1)] * steps
+            per_step = [proj] * steps
         if cell == "lstm":
             h, c = (x.new_zeros(m, b, h_size),) * 2 if hx is None else (hx[0].float(), hx[1].float())
         else:
@@ -171,8 +170,12 @@ def _rnn_steps(cell: str, params: dict, prefix: str, x: Tensor, hx, steps: int |
 
 
 def stacked_linear(params: dict, prefix: str, x: Tensor) -> Tensor:
-    """x (M, ..., I) @ W[m]^T + b[m] -> (M, ..., O)."""
-    w, bias = params[prefix + "weight"], params[prefix + "bias"]
+    """The members' nn.Linear `prefix`: x (M, ..., I) @ W[m]^T + b[m] -> (M, ..., O)."""
+    return batched_linear(x, params[prefix + "weight"], params[prefix + "bias"])
+
+
+def batched_linear(x: Tensor, w: Tensor, bias: Tensor) -> Tensor:
+    """x (M, ..., I), w (M, O, I), bias (M, O) -> x[m] @ w[m]^T + bias[m], (M, ..., O); one baddbmm."""
     m = x.shape[0]
     flat = x.reshape(m, -1, x.shape[-1])
     out = torch.baddbmm(bias.unsqueeze(1).to(flat.dtype), flat, w.transpose(1, 2).to(flat.dtype))
@@ -248,8 +251,7 @@ def _stacked_attention(params: dict, prefix: str, x: Tensor, pad: Tensor, heads:
     (M, B, T, E); `drop` acts on the (M, B, heads, T, T) attention weights."""
     m, b, t, e = x.shape
     d = e // heads
-    w, bias = params[prefix + "in_proj_weight"], params[prefix + "in_proj_bias"]
-    qkv = torch.baddbmm(bias.unsqueeze(1).to(x.dtype), x.reshape(m, b * t, e), w.transpose(1, 2).to(x.dtype))
+    qkv = batched_linear(x, params[prefix + "in_proj_weight"], params[prefix + "in_proj_bias"])
     q, k, v = qkv.view(m, b, t, 3, heads, d).permute(3, 0, 1, 4, 2, 5)   # each (M, B, heads, T, d)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d) + pad[:, :, None, None, :]
     out = (drop(torch.softmax(scores, dim=-1)) @ v).transpose(2, 3).reshape(m, b, t, e)
@@ -260,9 +262,8 @@ def _decode(spec: dict, params: dict, z: Tensor, drop: StackedDropout, pred_hori
     """HazardDecoder.forward for M members: z (M, B, In) -> logits (M, B, L) float32."""
     cell, layers, hd = spec["cell"], spec["dec_layers"], spec["dec_hidden"]
     m, b = z.shape[:2]
-    inp, steps = drop(z), pred_horizon                              # (M, B, In), fed at every step
+    out, steps = drop(z), pred_horizon                              # (M, B, In), fed at every step
     states = stacked_linear(params, "decoder.init_proj.", z).view(m, b, -1, layers, hd)
-    out = inp
     for i in range(layers):
         if i:
             out, steps = drop(out), None
