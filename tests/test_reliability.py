@@ -402,7 +402,7 @@ def test_hung_experiment_times_out_and_the_others_complete(tmp_path, prefect_ser
     out = tmp_path / "hung"
     t0 = time.monotonic()
     proc = run_cli([*SWEEP, "--datasets", "turbofan", "--models", "paper", "gru_basic", *TINY, "--n-workers", "1",
-                    "--gpus-per-experiment", "0.5", "--experiment-timeout", "5", "--no-analysis",
+                    "--gpus-per-experiment", "0.5", "--experiment-timeout", "10", "--no-analysis",
                     "--output-dir", str(out)],
                    env={"DDRSA_INJECT_FAULT": "hang:gru_basic:*", "DDRSA_ATTEMPT_LOG": str(tmp_path / "a.log")})
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-5000:]
