@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from ddrsa.errors import DDRSAError
 
 CONNECT_TIMEOUT_S = 5.0
+NEVER_CLOSE_LOST_WORKERS = "3650 days"  # lost-worker-timeout of the local cluster (keep_restarting_workers)
 
 
 @dataclass
@@ -194,6 +195,21 @@ def _warn_api_url(scheduler_address: str, worker_hosts: list[str]) -> None:
         logging.getLogger("ddrsa.cluster").warning(message)
 
 
+def keep_restarting_workers() -> None:
+    """Stop SpecCluster from closing a worker's Nanny for good after a worker death.
+
+    SpecCluster checks, `distributed.deploy.lost-worker-timeout` (15 s) after each worker death,
+    whether a worker of that name is registered, and closes its Nanny when none is. Our Nannies
+    restart their workers themselves, so the check only fails while a restart after a later death
+    is under way; the closed Nanny is never replaced: the cluster loses the worker, the experiment
+    it was about to run gets KilledWorker, and a one-worker sweep waits forever. Measured: two
+    deaths 11 s apart under load closed the Nanny mid-restart (tests/test_reliability.py).
+    """
+    import dask
+
+    dask.config.set({"distributed.deploy.lost-worker-timeout": NEVER_CLOSE_LOST_WORKERS})
+
+
 def plan_cluster(gpus_per_experiment: float = 1.0, scheduler_address: str | None = None,
                  n_workers: int | None = None) -> ClusterPlan:
     """Build the DaskTaskRunner for this machine (or for `scheduler_address`)."""
@@ -207,6 +223,7 @@ def plan_cluster(gpus_per_experiment: float = 1.0, scheduler_address: str | None
         _warn_api_url(scheduler_address, hosts)
         return ClusterPlan(DaskTaskRunner(address=scheduler_address), EXTERNAL_RESOURCE, gpus_per_experiment,
                            f"existing Dask cluster at {scheduler_address} (workers declare GPU=1)")
+    keep_restarting_workers()
     devices = visible_devices()
     n_gpus = len(devices)
     # dashboard on a free loopback port (the default ":8787" listens on every interface)

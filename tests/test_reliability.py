@@ -183,16 +183,23 @@ def test_experiment_that_always_kills_its_worker_fails_alone(tmp_path, prefect_s
     """lstm_basic kills its worker on every attempt while sharing it (0.5 GPU each) with others:
     Dask gives up on everything the dead worker held (KilledWorker, no allowed failures); each is
     re-run alone on a worker, where only the killer dies again. The killer is recorded failed;
-    its neighbours complete; the sweep ends normally (exit 1)."""
+    its neighbours complete; the sweep ends normally (exit 1).
+
+    Dask's lost-worker-timeout is 0 s here (default 15 s): SpecCluster would close the worker's
+    Nanny at the first death, while it restarts the worker, and the sweep would lose its only
+    worker (the neighbours' runs alone fail or wait forever). Under load the default did that
+    once (two deaths 11 s apart); the sweep's cluster keeps its Nannies (flows/cluster.py)."""
     out = tmp_path / "killer"
     proc = run_cli([*SWEEP, "--datasets", "turbofan", "--models", "lstm_basic", "paper", "gru_basic", *TINY,
                     "--n-workers", "1", "--gpus-per-experiment", "0.5", "--no-analysis", "--output-dir", str(out)],
                    env={"DDRSA_INJECT_FAULT": "kill:lstm_basic:*",
-                        "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}, timeout=600)
+                        "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
+                        "DASK_DISTRIBUTED__DEPLOY__LOST_WORKER_TIMEOUT": "0s"}, timeout=300)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-5000:]
     records = {r["model"]: r for r in read_results(out)}
     assert {m: r["status"] for m, r in records.items()} == {
-        "lstm_basic": "failed", "paper": "completed", "gru_basic": "completed"}
+        "lstm_basic": "failed", "paper": "completed", "gru_basic": "completed"}, (
+        {m: r.get("error") for m, r in records.items()}, proc.stdout[-6000:])
     assert "KilledWorker" in records["lstm_basic"]["error"] and "alone" in records["lstm_basic"]["error"]
     assert "2 completed (0 cached), 1 failed, 0 diverged of 3" in proc.stdout
 
