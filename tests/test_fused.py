@@ -85,22 +85,31 @@ def _assert_same_run(separate: Path, fused: Path) -> None:
         assert la[key] == lb[key]
 
 
+def _assert_group_equals_separate_runs(tmp_path: Path, configs: list, **group_kwargs) -> tuple[list, list]:
+    """Train each config alone (into sep{i}) and all of them as one group (into fused{i}); assert
+    every member's run equals its separate run. Returns (separate results, fused results)."""
+    separate = [train(c, tmp_path / f"sep{i}", settings=SYNTHETIC) for i, c in enumerate(configs)]
+    fused = train_group(configs, [tmp_path / f"fused{i}" for i in range(len(configs))], settings=SYNTHETIC,
+                        **group_kwargs)
+    for i in range(len(configs)):
+        _assert_same_run(tmp_path / f"sep{i}", tmp_path / f"fused{i}")
+    return separate, fused
+
+
 @pytest.mark.parametrize("recurrence", RECURRENCES)
 @pytest.mark.parametrize("model, stopper_lr", [("paper", 5e-2), ("lstm_basic", 1e-2)])
 def test_fused_group_equals_separate_runs(tmp_path, torch_state, model, stopper_lr, recurrence):
     members = [dict(m, learning_rate=stopper_lr) if i == 2 else m for i, m in enumerate(MEMBERS)]
     configs = [ExperimentConfig(**BASE, **m, model=model) for m in members]
-    separate = [train(c, tmp_path / f"sep{i}", settings=SYNTHETIC) for i, c in enumerate(configs)]
-    fused_dirs = [tmp_path / f"fused{i}" for i in range(len(configs))]
-    fused = train_group(configs, fused_dirs, settings=SYNTHETIC, recurrence=recurrence)
+    separate, fused = _assert_group_equals_separate_runs(tmp_path, configs, recurrence=recurrence)
     lengths = [r.epochs_trained for r in separate]
     assert min(lengths) < BASE["num_epochs"] == max(lengths)  # one stopped early, others went on
     for i, (s, f) in enumerate(zip(separate, fused)):
         assert (f.status, f.epochs_trained, f.best_epoch) == (s.status, s.epochs_trained, s.best_epoch)
-        _assert_same_run(tmp_path / f"sep{i}", fused_dirs[i])
         assert set(f.to_dict()) == set(s.to_dict())
         assert f.metrics.keys() == s.metrics.keys()
-        assert sorted(p.name for p in fused_dirs[i].iterdir()) == sorted(p.name for p in (tmp_path / f"sep{i}").iterdir())
+        assert sorted(p.name for p in (tmp_path / f"fused{i}").iterdir()) == sorted(
+            p.name for p in (tmp_path / f"sep{i}").iterdir())
 
 
 @settings(max_examples=40, deadline=None)
@@ -135,12 +144,7 @@ def test_fused_transformer_group_equals_separate_runs(tmp_path, torch_state):
     separate runs over 3 epochs (measured worst 3.7e-6 relative on losses, 2026-11-30)."""
     configs = [ExperimentConfig(**{**BASE, "num_epochs": 3, "patience": 5}, **m, model="transformer_basic")
                for m in MEMBERS]
-    for i, c in enumerate(configs):
-        train(c, tmp_path / f"sep{i}", settings=SYNTHETIC)
-    dirs = [tmp_path / f"fused{i}" for i in range(len(configs))]
-    train_group(configs, dirs, settings=SYNTHETIC)
-    for i, d in enumerate(dirs):
-        _assert_same_run(tmp_path / f"sep{i}", d)
+    _assert_group_equals_separate_runs(tmp_path, configs)
 
 
 @pytest.mark.parametrize("recurrence", RECURRENCES)
@@ -152,12 +156,7 @@ def test_fused_deep_gru_group_equals_separate_runs(tmp_path, torch_state, recurr
     loss 2.6e-4 apart, measured 2026-11-30), which says nothing about the engine."""
     configs = [ExperimentConfig(**{**BASE, "num_epochs": 2, "patience": 5}, **m, model="gru_deep")
                for m in (MEMBERS[0], MEMBERS[3])]
-    for i, c in enumerate(configs):
-        train(c, tmp_path / f"sep{i}", settings=SYNTHETIC)
-    dirs = [tmp_path / f"fused{i}" for i in range(2)]
-    train_group(configs, dirs, settings=SYNTHETIC, recurrence=recurrence)
-    for i, d in enumerate(dirs):
-        _assert_same_run(tmp_path / f"sep{i}", d)
+    _assert_group_equals_separate_runs(tmp_path, configs, recurrence=recurrence)
 
 
 @pytest.mark.parametrize("recurrence", RECURRENCES)
