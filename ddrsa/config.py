@@ -22,12 +22,14 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dataset: Literal["turbofan", "azure_pm"] = "turbofan"
-    subset: Literal["FD001", "FD002", "FD003", "FD004"] = "FD001"
+    dataset: Literal["turbofan", "azure_pm"] = Field("turbofan", description="turbofan (NASA C-MAPSS) or azure_pm")
+    subset: Literal["FD001", "FD002", "FD003", "FD004"] = Field(
+        "FD001", description="C-MAPSS subset FD001-FD004 (turbofan only)")
     lookback_window: int = Field(128, ge=1, le=4096, description="K, covariate steps the encoder reads")
     pred_horizon: int = Field(64, ge=2, le=1024, description="L_max, future steps with a hazard each")
     split_seed: int = Field(0, description="seed of the unit/machine split (kept fixed across repeats)")
-    test_fraction: float = Field(0.3, gt=0, lt=1)
+    test_fraction: float = Field(0.3, gt=0, lt=1, description="fraction of the units held out for test "
+                                                              "(test_split held-out)")
     val_fraction: float = Field(0.3, gt=0, lt=1, description="fraction of the training units for validation")
     downsample_hours: int = Field(15, ge=1, le=24 * 30, description="Azure PM: hours per step")
     window_stride: int = Field(1, ge=1, description="take every n-th window (tests and quick runs)")
@@ -46,21 +48,22 @@ class DataConfig(BaseModel):
 
 
 class ExperimentConfig(DataConfig):
-    """One training run. `python -m ddrsa.train` flags map 1:1 onto these fields."""
+    """One training run. Every field is a flag of `python -m ddrsa.train` (ddrsa/cli.py
+    `add_model_arguments`: --field-name, its description as help)."""
 
-    model: str = "lstm_basic"
-    batch_size: int = Field(128, ge=1, le=1_000_000)
-    learning_rate: float = Field(1e-3, gt=0, le=10)
-    lambda_param: float = Field(0.75, ge=0, le=1)
-    nasa_weight: float = Field(0.1, ge=0)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    num_epochs: int = Field(100, ge=1, le=100_000)
+    model: str = Field("lstm_basic", description="model variant, from: " + " ".join(MODEL_NAMES))
+    batch_size: int = Field(128, ge=1, le=1_000_000, description="windows per optimiser step")
+    learning_rate: float = Field(1e-3, gt=0, le=10, description="Adam learning rate (> 0)")
+    lambda_param: float = Field(0.75, ge=0, le=1, description="DDRSA loss weight of the event-time term, in [0, 1]")
+    nasa_weight: float = Field(0.1, ge=0, description="weight of the expected-NASA-score auxiliary loss (0 disables)")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout rate in [0, 1)")
+    num_epochs: int = Field(100, ge=1, le=100_000, description="maximum epochs")
     patience: int = Field(10, ge=1, description="early stopping: epochs without validation improvement")
     seed: int = Field(42, description="torch/numpy/random seed of the run")
-    grad_clip: float = Field(1.0, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    amp: bool = Field(True, description="bf16/fp16 autocast on CUDA (ignored on CPU)")
-    deterministic: bool = False
+    grad_clip: float = Field(1.0, gt=0, description="clip the gradient's global L2 norm to this value")
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay (L2 penalty)")
+    amp: bool = Field(True, description="bf16/fp16 autocast on CUDA (ignored on CPU); --no-amp disables it")
+    deterministic: bool = Field(False, description="deterministic kernels (slower)")
     compile: bool = Field(False, description="torch.compile the model")
 
     @field_validator("model")

@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from reports.tables import (CONFIG_KEYS, HYPERPARAMETERS, METRICS, SELECTED_ON_VALIDATION, _fmt_float, completed, config_ids, ranking_metric,
+from reports.tables import (CONFIG_KEYS, HYPERPARAMETERS, METRICS, SELECTED_ON_VALIDATION, fmt_float, completed, config_ids, ranking_metric,
                             retrain_command)
 from reports.vega_page import script_json
 
@@ -92,7 +92,7 @@ def retrain_templates(output_dir: str) -> dict[str, str]:
         name = retrain_name({"dataset": dataset, "subset": "@subset@", "model": "@model@", "cfg": "@cfg@"})
         cmd = retrain_command(row, output_dir, name)
         for field, value in sorted(_SENTINELS.items(), key=lambda kv: -len(str(kv[1]))):
-            text = _fmt_float(value) if isinstance(value, float) else str(value)
+            text = fmt_float(value) if isinstance(value, float) else str(value)
             cmd = cmd.replace(text, f"@{field}@")
         out[kind] = cmd
     return out
@@ -131,7 +131,7 @@ def payload(board: pd.DataFrame, output_dir: str) -> dict:
     recs = board.to_dict(orient="records")
     for rec in recs:
         for hp in HYPERPARAMETERS:
-            rec[hp] = str(int(rec[hp])) if hp == "batch_size" else _fmt_float(rec[hp])
+            rec[hp] = str(int(rec[hp])) if hp == "batch_size" else fmt_float(rec[hp])
         for key in ("cfg", "rank", "n_seeds", "seed", "num_epochs"):
             rec[key] = int(rec[key])
         for key, value in rec.items():

@@ -1,4 +1,7 @@
-"""Charts of one training run (`python -m ddrsa.train --create-visualization`)."""
+"""Charts of one training run, read from its folder: `python -m reports.run_charts RUN_DIR`.
+
+Loss curves from training_log.json; predicted-vs-true and hazard/survival charts when the folder
+holds test_predictions.npz (`python -m ddrsa.train --create-visualization`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +12,7 @@ import pandas as pd
 
 from ddrsa.atomic import read_json
 from ddrsa.metrics import expected_time
+from ddrsa.run_predictions import load_predictions
 from reports.charts import save_chart
 
 
@@ -55,11 +59,13 @@ def hazard_and_survival(predictions: dict, n_units: int = 4) -> alt.Chart:
             title="Survival", width=300, height=240))
 
 
-def write_run_charts(run_dir: Path, predictions: dict | None, config) -> list[Path]:
+def write_run_charts(run_dir: Path, predictions: dict | None = None) -> list[Path]:
     """Write loss_curves, predicted_vs_true, hazard_survival (.html + .png) into run_dir/plots."""
     folder = Path(run_dir) / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     log = read_json(Path(run_dir) / "training_log.json", {})
+    if predictions is None:
+        predictions = load_predictions(run_dir)
     charts = {"loss_curves": loss_curves(log)}
     if predictions is not None:
         charts["predicted_vs_true"] = predicted_vs_true(predictions)
@@ -67,3 +73,21 @@ def write_run_charts(run_dir: Path, predictions: dict | None, config) -> list[Pa
     for name, chart in charts.items():
         save_chart(chart, folder, name)
     return [folder / f"{n}.png" for n in charts]
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m reports.run_charts",
+                                description="Write the charts of one run folder into RUN_DIR/plots.")
+    p.add_argument("run_dir", help="run folder of `python -m ddrsa.train` (or of a sweep)")
+    run_dir = Path(p.parse_args(argv).run_dir)
+    if not (run_dir / "training_log.json").is_file():
+        p.error(f"{run_dir} holds no training_log.json")
+    for path in write_run_charts(run_dir):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -158,7 +158,8 @@ def _welch_same(a: np.ndarray, b: np.ndarray, alpha: float = 0.05) -> bool:
     return bool(p >= alpha)
 
 
-def _fmt_float(value: float) -> str:
+def fmt_float(value: float) -> str:
+    """`repr` of a float: the shortest text that reads back as the same value."""
     return repr(float(value))
 
 
@@ -168,9 +169,9 @@ def retrain_command(row: dict, output_dir: str, name: str) -> str:
     if row["dataset"] == "turbofan" and row.get("subset"):
         parts += ["--subset", str(row["subset"])]
     parts += ["--model", str(row["model"]), "--batch-size", str(int(row["batch_size"])),
-              "--learning-rate", _fmt_float(row["learning_rate"]),
-              "--lambda-param", _fmt_float(row["lambda_param"]),
-              "--nasa-weight", _fmt_float(row["nasa_weight"]), "--dropout", _fmt_float(row["dropout"]),
+              "--learning-rate", fmt_float(row["learning_rate"]),
+              "--lambda-param", fmt_float(row["lambda_param"]),
+              "--nasa-weight", fmt_float(row["nasa_weight"]), "--dropout", fmt_float(row["dropout"]),
               "--num-epochs", str(int(row["num_epochs"])), "--seed", str(int(row["seed"])),
               "--output-dir", f"{output_dir.rstrip('/')}/retrain/{name}", "--create-visualization"]
     return " ".join(shlex.quote(p) for p in parts)
