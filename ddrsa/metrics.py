@@ -5,6 +5,22 @@ import numpy as np
 
 BENCHMARK_RUL_CAP = 125.0
 
+# The metrics that rank configurations (the one definition of their names and directions):
+# name -> True when larger is better. A completed record's `metrics` holds the test value under
+# the name and the validation value of the same (best) checkpoint under `val_<name>`, plus
+# `val_loss` (the DDRSA training objective on the validation units, lower is better).
+RANKED_METRICS = {"rul_mae": False, "rul_rmse": False, "concordance_index": True, "nasa_score": False}
+VAL_PREFIX = "val_"
+VAL_LOSS = "val_loss"
+
+
+def val_key(metric: str) -> str:
+    """Record key of the validation value of a test metric: 'rul_rmse' -> 'val_rul_rmse'."""
+    return VAL_PREFIX + metric
+
+
+VALIDATION_KEYS = (VAL_LOSS, *(val_key(m) for m in RANKED_METRICS))
+
 
 def survival_from_logits(logits: np.ndarray) -> np.ndarray:
     """S(k) = prod_{m<=k} (1 - sigmoid(logit_m)). (N, L) -> (N, L), computed in log space."""
