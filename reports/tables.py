@@ -164,7 +164,8 @@ def fmt_float(value: float) -> str:
 
 
 def retrain_command(row: dict, output_dir: str, name: str) -> str:
-    """`python -m ddrsa.train ...` reproducing one run (`row` holds the config, seed, num_epochs)."""
+    """`python -m ddrsa.train ... && python -m reports.run_charts DIR` reproducing one run (`row` holds the config, seed, num_epochs)."""
+    run_dir = f"{output_dir.rstrip('/')}/retrain/{name}"
     parts = ["python", "-m", "ddrsa.train", "--dataset", str(row["dataset"])]
     if row["dataset"] == "turbofan" and row.get("subset"):
         parts += ["--subset", str(row["subset"])]
@@ -173,8 +174,10 @@ def retrain_command(row: dict, output_dir: str, name: str) -> str:
               "--lambda-param", fmt_float(row["lambda_param"]),
               "--nasa-weight", fmt_float(row["nasa_weight"]), "--dropout", fmt_float(row["dropout"]),
               "--num-epochs", str(int(row["num_epochs"])), "--seed", str(int(row["seed"])),
-              "--output-dir", f"{output_dir.rstrip('/')}/retrain/{name}", "--create-visualization"]
-    return " ".join(shlex.quote(p) for p in parts)
+              "--output-dir", run_dir, "--create-visualization"]
+    # the charts are a reports entry point over the run folder (ddrsa/ never imports reports/)
+    charts = ["python", "-m", "reports.run_charts", run_dir]
+    return " ".join(shlex.quote(p) for p in parts) + " && " + " ".join(shlex.quote(p) for p in charts)
 
 
 def ranking_metric(runs: pd.DataFrame, metric: str) -> tuple[str, str]:
