@@ -11,29 +11,7 @@ import math
 import torch
 from torch import nn
 
-from .seeding import SeededDropout
-
-
-def init_rnn_(rnn: nn.RNNBase, generator: torch.Generator | None = None) -> None:
-    """Xavier input weights, orthogonal recurrent weights, zero biases (+1 LSTM forget gate);
-    random draws from `generator` (None: the global RNG).
-
-    Orthogonal recurrent matrices keep the hidden state from saturating or vanishing over the
-    128-step lookback, one of the causes of deep RNNs collapsing to a constant prediction.
-    """
-    gates = 4 if isinstance(rnn, nn.LSTM) else 3
-    for name, param in rnn.named_parameters():
-        if name.startswith("weight_ih"):
-            for chunk in param.data.chunk(gates, 0):
-                nn.init.xavier_uniform_(chunk, generator=generator)
-        elif name.startswith("weight_hh"):
-            for chunk in param.data.chunk(gates, 0):
-                nn.init.orthogonal_(chunk, generator=generator)
-        elif name.startswith("bias"):
-            nn.init.zeros_(param)
-            if isinstance(rnn, nn.LSTM) and name.startswith("bias_ih"):
-                hidden = param.shape[0] // 4
-                param.data[hidden:2 * hidden].fill_(1.0)  # forget gate (gate order i, f, g, o)
+from .seeding import SeededDropout, init_rnn_
 
 
 def initial_hazard_bias(pred_horizon: int) -> float:

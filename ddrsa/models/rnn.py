@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .decoder import HazardDecoder, init_rnn_, masked_inputs, run_rnn
+from .decoder import HazardDecoder, masked_inputs, run_rnn
+from .seeding import init_rnn_
 from .seeding import SeededDropout
 
 

@@ -113,11 +113,31 @@ def _linear_default_(weight: torch.Tensor, bias: torch.Tensor | None, g: torch.G
         nn.init.uniform_(bias, -bound, bound, generator=g)
 
 
+def init_rnn_(rnn: nn.RNNBase, generator: torch.Generator | None = None) -> None:
+    """Xavier input weights, orthogonal recurrent weights, zero biases (+1 LSTM forget gate);
+    random draws from `generator` (None: the global RNG).
+
+    Orthogonal recurrent matrices keep the hidden state from saturating or vanishing over the
+    128-step lookback, one of the causes of deep RNNs collapsing to a constant prediction.
+    """
+    gates = 4 if isinstance(rnn, nn.LSTM) else 3
+    for name, param in rnn.named_parameters():
+        if name.startswith("weight_ih"):
+            for chunk in param.data.chunk(gates, 0):
+                nn.init.xavier_uniform_(chunk, generator=generator)
+        elif name.startswith("weight_hh"):
+            for chunk in param.data.chunk(gates, 0):
+                nn.init.orthogonal_(chunk, generator=generator)
+        elif name.startswith("bias"):
+            nn.init.zeros_(param)
+            if isinstance(rnn, nn.LSTM) and name.startswith("bias_ih"):
+                hidden = param.shape[0] // 4
+                param.data[hidden:2 * hidden].fill_(1.0)  # forget gate (gate order i, f, g, o)
+
+
 @torch.no_grad()
 def reset_parameters_(model: nn.Module, generator: torch.Generator) -> None:
     """Re-initialise every parameter of `model` from `generator` alone (deterministic per seed)."""
-    from .decoder import init_rnn_
-
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv1d)):
             _linear_default_(module.weight, module.bias, generator)
