@@ -362,8 +362,10 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
             torch_save(checkpoint(epoch), run_dir / "checkpoint_best.pt")
         else:
             bad_epochs += 1
-        torch_save(checkpoint(epoch), run_dir / "checkpoint_last.pt")
+        # log first: a kill between the two leaves the log one epoch ahead (cut on resume), never
+        # behind the checkpoint (the resumed log would lack that epoch)
         write_log("running")
+        torch_save(checkpoint(epoch), run_dir / "checkpoint_last.pt")
         log.info("%s epoch %d/%d train %.4f val %.4f lr %.2e %.1fs", config.display_name(), epoch,
                  config.num_epochs, train_loss, val_loss, lr, history[-1]["seconds"])
 

@@ -367,8 +367,8 @@ def _end_epoch(m: _Member, epoch: int, train_loss: float, val_split: _Split, dev
         torch_save(m.checkpoint(device), m.run_dir / "checkpoint_best.pt")
     else:
         m.bad_epochs += 1
+    m.write_log("running")  # before the checkpoint, as in ddrsa/trainer.py
     torch_save(m.checkpoint(device), m.run_dir / "checkpoint_last.pt")
-    m.write_log("running")
 
 
 def _finish(m: _Member, data, val_split: _Split, device, n_members: int) -> TrainResult:
