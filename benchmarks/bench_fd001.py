@@ -77,13 +77,13 @@ def summarize(name: str, run_dir: Path) -> dict | None:
 
 
 def partial(name: str, run_dir: Path) -> dict:
-    """An unfinished run: test metrics of its checkpoint_best.pt so far (the trainer's own _test_metrics)."""
+    """An unfinished run: test metrics of its checkpoint_best.pt so far (the trainer's own metrics_on_test)."""
     import torch
 
     from ddrsa.config import ExperimentConfig
     from ddrsa.data import load_dataset
     from ddrsa.models import build_model
-    from ddrsa.trainer import _test_metrics
+    from ddrsa.evaluation import metrics_on_test
 
     log = json.loads((run_dir / "training_log.json").read_text())
     config = ExperimentConfig(**json.loads((run_dir / "config.json").read_text()))
@@ -92,7 +92,7 @@ def partial(name: str, run_dir: Path) -> dict:
                         dropout=config.dropout, lookback_window=config.lookback_window)
     best = torch.load(run_dir / "checkpoint_best.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(best["model"])
-    m, _ = _test_metrics(model, data, torch.device("cpu"), config)
+    m, _ = metrics_on_test(model, data, torch.device("cpu"), config)
     secs = [e["seconds"] for e in log["epochs"]]
     return {"name": name, "status": f"UNFINISHED: best of {len(secs)} epochs", "epochs": len(secs),
             "best_epoch": best.get("epoch"), "s_per_epoch": sorted(secs)[len(secs) // 2],

@@ -39,19 +39,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from ddrsa.config import ExperimentConfig  # noqa: E402
-from ddrsa.fused.engine import _new_member, _Stack, fused_spec, fused_step  # noqa: E402
+from ddrsa.device import Split  # noqa: E402
+from ddrsa.fused.engine import MemberStack, fused_spec, fused_step, new_member  # noqa: E402
 from ddrsa.fused.stacked import RECURRENCES  # noqa: E402
 from ddrsa.losses import DDRSALoss  # noqa: E402
-from ddrsa.trainer import _Split  # noqa: E402
 
 F, K, L, B, N_WINDOWS, N_ROWS = 14, 128, 64, 128, 4096, 20000
 
 
-def make_split(device) -> _Split:
+def make_split(device) -> Split:
     g = torch.Generator().manual_seed(0)
     censored = torch.rand(N_WINDOWS, generator=g) < 0.3
     event = torch.randint(0, L, (N_WINDOWS,), generator=g)
-    return _Split(data=torch.randn(N_ROWS, F, generator=g).to(device),
+    return Split(data=torch.randn(N_ROWS, F, generator=g).to(device),
                   valid=(torch.rand(N_ROWS, generator=g) < 0.95).to(device),
                   end=torch.randint(K - 1, N_ROWS, (N_WINDOWS,), generator=g).to(device),
                   offsets=torch.arange(-K + 1, 1, device=device),
@@ -65,7 +65,7 @@ def member_configs(model: str, m: int) -> list[ExperimentConfig]:
                              dropout=drops[i % 3], data_source="synthetic") for i in range(m)]
 
 
-def separate_step(member, split: _Split, device):
+def separate_step(member, split: Split, device):
     model, opt, cfg = member.model, member.optimizer, member.config
     loss_fn = DDRSALoss(cfg.lambda_param, cfg.nasa_weight)
     model.train()
@@ -84,8 +84,8 @@ def separate_step(member, split: _Split, device):
     return step
 
 
-def fused_group_step(members, split: _Split, device, recurrence: str):
-    stack = _Stack(members, device, recurrence)
+def fused_group_step(members, split: Split, device, recurrence: str):
+    stack = MemberStack(members, device, recurrence)
     spec = fused_spec(members[0].config.model)
     g = torch.Generator().manual_seed(1)
     m = len(members)
@@ -141,7 +141,7 @@ def bench(model: str, m: int, device, tmp: Path, recurrence: str, separate: dict
     """One row: separate vs a fused group of `m` with `recurrence`; `separate` reuses the separate
     step's figures of an earlier row of the same model (measured once per model)."""
     split = make_split(device)
-    members = [_new_member(c, tmp / f"{model}{i}", F, 1, device) for i, c in enumerate(member_configs(model, m))]
+    members = [new_member(c, tmp / f"{model}{i}", F, 1, device) for i, c in enumerate(member_configs(model, m))]
     fus = fused_group_step(members, split, device, recurrence)
     if separate is None:
         sep = separate_step(members[0], split, device)
@@ -205,7 +205,7 @@ def group_memory(model: str, m: int, recurrence: str, device) -> dict:
 
     split = make_split(device)
     with tempfile.TemporaryDirectory() as tmp:
-        members = [_new_member(c, Path(tmp) / f"{model}{i}", F, 1, device)
+        members = [new_member(c, Path(tmp) / f"{model}{i}", F, 1, device)
                    for i, c in enumerate(member_configs(model, m))]
         if device.type == "cuda":
             torch.cuda.synchronize()

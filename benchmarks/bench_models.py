@@ -4,7 +4,7 @@
                                       [--max-steps 40] [--via-trainer]
 
 Config: K=128, L=64, batch 128, default split (10,195 training windows, 4,146 validation windows).
-Default mode times the trainer's own building blocks (`ddrsa.trainer._Split` flat storage + gather,
+Default mode times the trainer's own building blocks (`ddrsa.device.Split` flat storage + gather,
 `build_model`, `DDRSALoss`, Adam, grad-norm clipping, `predict_logits` for validation), exactly the
 hot loop of `ddrsa.trainer.train`, split into phases:
   - train: `--max-steps` optimiser steps (after 3 warm-up steps), repeated `--repeats` times; the
@@ -47,13 +47,15 @@ def bench_variant(name: str, data, args) -> dict:
     from ddrsa.config import ExperimentConfig
     from ddrsa.losses import DDRSALoss
     from ddrsa.models import build_model, count_parameters
-    from ddrsa.trainer import _Split, predict_logits, seed_everything
+    from ddrsa.device import Split
+    from ddrsa.evaluation import predict_logits
+    from ddrsa.trainer import seed_everything
 
     cfg = ExperimentConfig(model=name, batch_size=args.batch_size)
     device = torch.device("cpu")
     seed_everything(0, False)
-    train_split = _Split.from_windows(data.train, device)
-    val_split = _Split.from_windows(data.val, device)
+    train_split = Split.from_windows(data.train, device)
+    val_split = Split.from_windows(data.val, device)
     model = build_model(name, n_features=train_split.n_features, pred_horizon=cfg.pred_horizon,
                         dropout=cfg.dropout, lookback_window=cfg.lookback_window).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
@@ -84,7 +86,7 @@ def bench_variant(name: str, data, args) -> dict:
     per_step = [steps(k) / k for _ in range(args.repeats)]
     step_s = statistics.median(per_step)
     n_val = len(val_split)
-    sub = val_split if n_val <= args.max_val else _Split(val_split.data, val_split.valid, val_split.end[:args.max_val],
+    sub = val_split if n_val <= args.max_val else Split(val_split.data, val_split.valid, val_split.end[:args.max_val],
                                                          val_split.offsets, val_split.event_index[:args.max_val],
                                                          val_split.censored[:args.max_val])
     t0 = time.perf_counter()

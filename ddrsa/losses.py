@@ -61,11 +61,22 @@ def log_event_probability(logits: Tensor) -> Tensor:
     return -F.softplus(-logits) + log_s_prev
 
 
-def ddrsa_loss(logits: Tensor, event_index: Tensor, censored: Tensor, lambda_param: float) -> Tensor:
-    """Mean DDRSA loss over the batch.
+def _per_member(weight, like: Tensor):
+    """A loss weight as the loss multiplies it: a Python float as it is, a tensor (...) of one
+    weight per member as `like`'s dtype with a trailing axis for the batch, (..., 1)."""
+    if isinstance(weight, Tensor):
+        return weight.to(like.dtype).unsqueeze(-1)
+    return weight
 
-    logits (N, L) float; event_index (N,) int, lag of the event (uncensored, must be < L) or
-    censoring index (censored; clipped to L-1); censored (N,) bool. Returns a scalar.
+
+def ddrsa_loss(logits: Tensor, event_index: Tensor, censored: Tensor, lambda_param: float | Tensor) -> Tensor:
+    """Mean DDRSA loss over the batch, per member when there is a leading member axis.
+
+    logits (..., N, L) float; event_index (..., N) int, lag of the event (uncensored, must be < L)
+    or censoring index (censored; clipped to L-1); censored (..., N) bool. lambda_param a float,
+    or a tensor (...) of one lambda per member (e.g. (M,) for logits (M, N, L)): give it in float64
+    so that 1 - lambda is rounded once, as with a float. Returns the mean over N, shape (...):
+    a scalar for logits (N, L), (M,) for (M, N, L).
     L = -lambda * log l_z - (1 - lambda) * [(1-c) log l_u + c log l_c], l_z only when c = 0.
     Raises LabelError (CPU tensors) for an uncensored event_index >= L or a negative one; on an
     accelerator the same check runs asynchronously (see the module docstring).
@@ -83,9 +94,11 @@ def ddrsa_loss(logits: Tensor, event_index: Tensor, censored: Tensor, lambda_par
     log_lz = log_pz.gather(-1, idx).squeeze(-1)
     log_lu = torch.logsumexp(log_pz, dim=-1)
     log_lc = log_survival(logits).gather(-1, idx).squeeze(-1)
-    uncensored_term = -lambda_param * log_lz - (1.0 - lambda_param) * log_lu
-    censored_term = -(1.0 - lambda_param) * log_lc
-    return torch.where(cens, censored_term, uncensored_term).mean()
+    lam = _per_member(lambda_param, logits)
+    one_minus_lam = _per_member(1.0 - lambda_param, logits)
+    uncensored_term = -lam * log_lz - one_minus_lam * log_lu
+    censored_term = -one_minus_lam * log_lc
+    return torch.where(cens, censored_term, uncensored_term).mean(-1)
 
 
 def nasa_score_terms(d: Tensor) -> Tensor:
@@ -96,30 +109,44 @@ def nasa_score_terms(d: Tensor) -> Tensor:
 def nasa_expected_loss(logits: Tensor, event_index: Tensor, censored: Tensor) -> Tensor:
     """Expected NASA score under the predicted event distribution, mean over uncensored samples.
 
-    The predicted event lag is k with probability P(T=k) for k < L, and L (beyond the horizon)
-    with probability S(L-1). Censored samples carry no true lag and contribute nothing.
-    Returns 0 when the batch holds no uncensored sample.
+    logits (..., N, L), event_index and censored (..., N) -> shape (...) (per member with a
+    leading member axis). The predicted event lag is k with probability P(T=k) for k < L, and L
+    (beyond the horizon) with probability S(L-1). Censored samples carry no true lag and
+    contribute nothing. Returns 0 where the batch holds no uncensored sample.
     """
     logits = logits.float()
     horizon = logits.shape[-1]
     probs = torch.cat([log_event_probability(logits), log_survival(logits)[..., -1:]], dim=-1).exp()
     lags = torch.arange(horizon + 1, device=logits.device, dtype=logits.dtype)
-    d = lags.unsqueeze(0) - event_index.to(logits.dtype).unsqueeze(-1)
+    d = lags - event_index.to(logits.dtype).unsqueeze(-1)
     expected = (probs * nasa_score_terms(d)).sum(-1)
     weight = (~censored.bool()).to(logits.dtype)
-    return (expected * weight).sum() / weight.sum().clamp_min(1.0)
+    return (expected * weight).sum(-1) / weight.sum(-1).clamp_min(1.0)
 
 
 class DDRSALoss(nn.Module):
-    """DDRSA loss plus `nasa_weight` times the expected NASA score (0 disables it)."""
+    """DDRSA loss plus `nasa_weight` times the expected NASA score (0 disables it).
 
-    def __init__(self, lambda_param: float = 0.75, nasa_weight: float = 0.0):
+    With floats: logits (N, L) -> a scalar. With one weight per member, lambda_param a float64
+    tensor (M,) and nasa_weight a tensor (M,) on the logits' device: logits (M, N, L), labels
+    (M, N) -> (M,), member m's loss exactly DDRSALoss(lambda_m, nasa_m) of its own batch (a member
+    with NASA weight 0 gets the DDRSA loss alone, as the float form does).
+    """
+
+    def __init__(self, lambda_param: float | Tensor = 0.75, nasa_weight: float | Tensor = 0.0):
         super().__init__()
-        self.lambda_param = float(lambda_param)
-        self.nasa_weight = float(nasa_weight)
+        per_member = isinstance(lambda_param, Tensor) or isinstance(nasa_weight, Tensor)
+        self.lambda_param = lambda_param if isinstance(lambda_param, Tensor) else float(lambda_param)
+        self.nasa_weight = nasa_weight if isinstance(nasa_weight, Tensor) else float(nasa_weight)
+        self.per_member = per_member
+        self.use_nasa = bool((torch.as_tensor(self.nasa_weight) > 0).any())
 
     def forward(self, logits: Tensor, event_index: Tensor, censored: Tensor) -> Tensor:
         loss = ddrsa_loss(logits, event_index, censored, self.lambda_param)
-        if self.nasa_weight > 0:
-            loss = loss + self.nasa_weight * nasa_expected_loss(logits, event_index, censored)
-        return loss
+        if not self.use_nasa:
+            return loss
+        term = nasa_expected_loss(logits, event_index, censored)
+        if not self.per_member:
+            return loss + self.nasa_weight * term
+        nasa = torch.as_tensor(self.nasa_weight, device=loss.device).to(loss.dtype)
+        return torch.where(nasa > 0, loss + nasa * term, loss)

@@ -5,6 +5,22 @@ import numpy as np
 
 BENCHMARK_RUL_CAP = 125.0
 
+# The metrics that rank configurations (the one definition of their names and directions):
+# name -> True when larger is better. A completed record's `metrics` holds the test value under
+# the name and the validation value of the same (best) checkpoint under `val_<name>`, plus
+# `val_loss` (the DDRSA training objective on the validation units, lower is better).
+RANKED_METRICS = {"rul_mae": False, "rul_rmse": False, "concordance_index": True, "nasa_score": False}
+VAL_PREFIX = "val_"
+VAL_LOSS = "val_loss"
+
+
+def val_key(metric: str) -> str:
+    """Record key of the validation value of a test metric: 'rul_rmse' -> 'val_rul_rmse'."""
+    return VAL_PREFIX + metric
+
+
+VALIDATION_KEYS = (VAL_LOSS, *(val_key(m) for m in RANKED_METRICS))
+
 
 def survival_from_logits(logits: np.ndarray) -> np.ndarray:
     """S(k) = prod_{m<=k} (1 - sigmoid(logit_m)). (N, L) -> (N, L), computed in log space."""
@@ -169,3 +185,101 @@ def benchmark_metrics(survival: np.ndarray, true_rul: np.ndarray) -> dict:
         "benchmark_n_units": int(len(truth)),
         "benchmark_comparable": bool(horizon >= BENCHMARK_RUL_CAP),
     }
+
+
+def cumulative_dynamic_auc(risk: np.ndarray, event_index: np.ndarray, censored: np.ndarray,
+                           times) -> np.ndarray:
+    """IPCW cumulative/dynamic AUC(k) (Uno et al. 2007) at steps k in `times`, higher is better.
+
+    "Are the windows whose event comes within k steps ranked above those that outlive k?"
+    Time mapping of `brier_scores` (event at lag l -> time l; censoring index c -> c + 1/2), so at
+    k: cases = uncensored with l <= k, controls = samples with time > k (events l > k, censorings
+    c >= k). AUC(k) = sum_{case i, control j} w_i [1(r_i > r_j) + 1/2 1(r_i = r_j)] /
+    (sum_cases w_i * n_controls), w_i = 1 / G(l_i), G the censoring Kaplan-Meier of
+    `censoring_survival` on these samples (scikit-survival's `cumulative_dynamic_auc` with
+    survival_train = survival_test; the tests pin it there). risk (N,) or (N, len(times)), higher =
+    earlier event (e.g. 1 - S(k), see `dynamic_auc`). times: ints 0 <= k. NaN at a k without cases
+    or controls. -> float64 (len(times),).
+    """
+    times = np.atleast_1d(np.asarray(times, dtype=np.int64))
+    risk = np.asarray(risk, dtype=np.float64)
+    risk = np.broadcast_to(risk[:, None], (len(risk), len(times))) if risk.ndim == 1 else risk
+    n = len(risk)
+    out = np.full(len(times), np.nan)
+    if n == 0:
+        return out
+    horizon = int(max(times.max() + 1, 1))
+    time2 = _doubled_times(event_index, censored, horizon + 1)
+    event = ~np.asarray(censored, dtype=bool)
+    g = censoring_survival(event_index, censored, horizon + 1)
+    inv_g = np.divide(1.0, g, out=np.zeros_like(g), where=g > 0)
+    w = np.where(event, inv_g[np.minimum(time2 // 2, horizon)], 0.0)
+    for t, k in enumerate(times):
+        case = event & (time2 <= 2 * k)
+        control = time2 > 2 * k
+        if not case.any() or not control.any():
+            continue
+        r = risk[:, t]
+        rc = np.sort(r[control])
+        below = np.searchsorted(rc, r[case], side="left")         # controls with r_j < r_i
+        ties = np.searchsorted(rc, r[case], side="right") - below
+        num = (w[case] * (below + 0.5 * ties)).sum()
+        out[t] = num / (w[case].sum() * len(rc))
+    return out
+
+
+def dynamic_auc(survival: np.ndarray, event_index: np.ndarray, censored: np.ndarray, times) -> np.ndarray:
+    """`cumulative_dynamic_auc` with the risk at k = P(T <= k) = 1 - S(k). survival (N, L); times < L."""
+    times = np.atleast_1d(np.asarray(times, dtype=np.int64))
+    survival = np.asarray(survival, dtype=np.float64)
+    return cumulative_dynamic_auc(1.0 - survival[:, times], event_index, censored, times)
+
+
+def comparable_pairs(event_times: np.ndarray, observed: np.ndarray) -> int:
+    """Number of pairs comparable under the pair rule of `concordance` (O(N log N))."""
+    t = np.asarray(event_times, dtype=np.float64)
+    obs = np.asarray(observed, dtype=bool)
+    ts = np.sort(t)
+    tc = np.sort(t[~obs])
+    te = t[obs]
+    later = len(ts) - np.searchsorted(ts, te, side="right")
+    same_censored = np.searchsorted(tc, te, side="right") - np.searchsorted(tc, te, side="left")
+    return int(later.sum() + same_censored.sum())
+
+
+def _pair_counts(t: np.ndarray, p: np.ndarray, obs: np.ndarray) -> tuple[float, int]:
+    """(concordant + tied/2, comparable) over all pairs of one small group, brute force (n^2)."""
+    ti, tj = t[:, None], t[None, :]
+    comp = obs[:, None] & ((ti < tj) | ((ti == tj) & ~obs[None, :]))
+    pi, pj = p[:, None], p[None, :]
+    score = np.where(pi < pj, 1.0, np.where(pi == pj, 0.5, 0.0))
+    return float(score[comp].sum()), int(comp.sum())
+
+
+def concordance_between_units(event_times: np.ndarray, predicted_times: np.ndarray,
+                              observed: np.ndarray, units: np.ndarray) -> float:
+    """Harrell's C over pairs of windows of DIFFERENT units only; NaN without such pairs.
+
+    Same pair rule, times and scores as `concordance` (higher predicted time = longer survival;
+    tied predictions count 1/2); a pair of two windows of one unit is dropped, so the value shows
+    how well the model orders engines rather than the windows of one engine by time. Computed as
+    (C_all * P_all - within-unit concordance) / (P_all - within-unit pairs), the within-unit part
+    counted per unit by brute force (sum of n_u^2)."""
+    t = np.asarray(event_times, dtype=np.float64)
+    p = np.asarray(predicted_times, dtype=np.float64)
+    obs = np.asarray(observed, dtype=bool)
+    units = np.asarray(units)
+    n_all = comparable_pairs(t, obs)
+    if n_all == 0:
+        return float("nan")
+    c_all = concordance(t, p, obs)
+    within_score, within_n = 0.0, 0
+    order = np.argsort(units, kind="stable")
+    bounds = np.flatnonzero(np.diff(units[order])) + 1
+    for idx in np.split(order, bounds):
+        s, m = _pair_counts(t[idx], p[idx], obs[idx])
+        within_score += s
+        within_n += m
+    if n_all - within_n == 0:
+        return float("nan")
+    return float((c_all * n_all - within_score) / (n_all - within_n))

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from ddrsa.atomic import write_data
-from ddrsa.sweep.results import RANKED_METRICS, VAL_LOSS, val_key
+from ddrsa.metrics import RANKED_METRICS, VAL_LOSS, val_key
 
-METRICS = tuple(RANKED_METRICS)                       # test metrics (names from ddrsa.sweep.results)
+METRICS = tuple(RANKED_METRICS)                       # test metrics (names from ddrsa.metrics)
 VAL_METRICS = tuple(val_key(m) for m in METRICS)      # the same metrics on the validation units
 SUMMARY_COLUMNS = METRICS + ("train_seconds",)
 STATS = ("mean", "std", "min", "max", "count")

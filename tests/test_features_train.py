@@ -234,14 +234,14 @@ def test_run_folder_of_another_configuration_is_refused(tmp_path, torch_state):
 def test_second_trainer_on_one_folder_waits_for_the_lock(tmp_path, torch_state):
     """The per-run flock: while another process holds it the trainer waits (documented: a dying
     worker of a killed sweep), then trains once it is released; past the timeout it refuses."""
-    from ddrsa.trainer import _run_lock
+    from ddrsa.run_state import run_lock
 
     run = tmp_path / "run"
     run.mkdir()
     holder = open(run / ".run.lock", "a+")
     fcntl.flock(holder, fcntl.LOCK_EX)
     with pytest.raises(DDRSAError, match="locked by another training process"):
-        with _run_lock(run, timeout_s=0.5):
+        with run_lock(run, timeout_s=0.5):
             pass
     outcome = {}
 

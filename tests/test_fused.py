@@ -22,13 +22,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
 
 from ddrsa.config import ExperimentConfig
 from ddrsa.errors import DDRSAError
 from ddrsa.fused import fusable, group_key, train_group
-from ddrsa.fused.stacked import RECURRENCES, stacked_loss, stacked_rnn
-from ddrsa.losses import DDRSALoss
+from ddrsa.fused.stacked import RECURRENCES, stacked_rnn
 from ddrsa.models import SeededDropout, build_model, set_generator
 from ddrsa.settings import Settings
 from ddrsa.trainer import train
@@ -110,31 +108,6 @@ def test_fused_group_equals_separate_runs(tmp_path, torch_state, model, stopper_
         assert f.metrics.keys() == s.metrics.keys()
         assert sorted(p.name for p in (tmp_path / f"fused{i}").iterdir()) == sorted(
             p.name for p in (tmp_path / f"sep{i}").iterdir())
-
-
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), members=st.integers(1, 4), batch=st.integers(1, 9),
-       horizon=st.integers(1, 12), lams=st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4),
-       nasas=st.lists(st.sampled_from([0.0, 0.05, 0.3, 1.0]), min_size=4, max_size=4))
-def test_stacked_loss_is_each_member_s_ddrsa_loss(seed, members, batch, horizon, lams, nasas):
-    """Member m's stacked loss (and its gradient) = DDRSALoss(lambda_m, nasa_m) on its own batch,
-    for any mix of censored and uncensored labels, NASA weights zero or not, batches without an
-    uncensored sample included."""
-    g = torch.Generator().manual_seed(seed)
-    logits = (torch.randn(members, batch, horizon, generator=g) * 3).requires_grad_(True)
-    censored = torch.rand(members, batch, generator=g) < 0.4
-    event = torch.randint(0, horizon, (members, batch), generator=g)
-    lam = torch.tensor(lams[:members], dtype=torch.float32)
-    oml = torch.tensor([1.0 - v for v in lams[:members]], dtype=torch.float32)
-    nasa = torch.tensor(nasas[:members], dtype=torch.float32)
-    got = stacked_loss(logits, event, censored, lam, oml, nasa, use_nasa=any(v > 0 for v in nasas[:members]))
-    got.sum().backward()
-    for m in range(members):
-        one = logits[m].detach().clone().requires_grad_(True)
-        want = DDRSALoss(lams[m], nasas[m])(one, event[m], censored[m])
-        want.backward()
-        torch.testing.assert_close(got[m], want, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(logits.grad[m], one.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_fused_transformer_group_equals_separate_runs(tmp_path, torch_state):

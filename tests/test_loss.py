@@ -173,3 +173,28 @@ def test_loaders_never_emit_uncensored_labels_beyond_the_horizon():
                 if name != "benchmark":   # both kinds of label are there to check
                     assert w.censored.any() and (~w.censored).any()
                 check_labels(w.event_index, w.censored, cfg.pred_horizon, where=name)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), members=st.integers(1, 4), batch=st.integers(1, 9),
+       horizon=st.integers(1, 12), lams=st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4),
+       nasas=st.lists(st.sampled_from([0.0, 0.05, 0.3, 1.0]), min_size=4, max_size=4))
+def test_member_axis_loss_is_each_member_s_ddrsa_loss(seed, members, batch, horizon, lams, nasas):
+    """With a leading member axis (one lambda and NASA weight per member, as ddrsa/fused trains a
+    group), member m's loss (and its gradient) = DDRSALoss(lambda_m, nasa_m) on its own batch, for
+    any mix of censored and uncensored labels, NASA weights zero or not, batches without an
+    uncensored sample included."""
+    g = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(members, batch, horizon, generator=g) * 3).requires_grad_(True)
+    censored = torch.rand(members, batch, generator=g) < 0.4
+    event = torch.randint(0, horizon, (members, batch), generator=g)
+    lam = torch.tensor(lams[:members], dtype=torch.float64)
+    nasa = torch.tensor(nasas[:members], dtype=torch.float32)
+    got = DDRSALoss(lam, nasa)(logits, event, censored)
+    got.sum().backward()
+    for m in range(members):
+        one = logits[m].detach().clone().requires_grad_(True)
+        want = DDRSALoss(lams[m], nasas[m])(one, event[m], censored[m])
+        want.backward()
+        torch.testing.assert_close(got[m], want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(logits.grad[m], one.grad, rtol=1e-5, atol=1e-6)

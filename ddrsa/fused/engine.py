@@ -11,36 +11,35 @@ either trainer resumes the other's), training_log.json, test_metrics.json and Tr
 Per epoch: the active members (not stopped, not finished, resumed to this epoch) are stacked
 (parameters and Adam moments get a leading member dimension), the epoch's training steps run fused
 (ddrsa/fused/stacked.py), then the stack is written back into each member's own nn.Module and
-torch.optim.Adam, and validation, scheduler, early stopping and checkpoints run per member with
-the separate trainer's functions. A stopped member leaves the stack (it costs nothing further).
+torch.optim.Adam, and validation, scheduler, early stopping and checkpoints run per member in
+its RunState (ddrsa/run_state.py), the separate trainer's own. A stopped member leaves the stack
+(it costs nothing further). The loss is ddrsa/losses.py's DDRSALoss with one lambda and NASA
+weight per member (its leading member axis).
 
 Time and memory per member: `seconds` of an epoch = the fused training time / active members +
 the member's own validation time; peak_gpu_mb = the group's peak / members (an even share).
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import resource
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ddrsa.atomic import read_json, torch_save, write_json
 from ddrsa.config import ExperimentConfig
 from ddrsa.data import load_dataset
+from ddrsa.device import Split, autocast, resolve_device
 from ddrsa.errors import DDRSAError
 from ddrsa.losses import DDRSALoss, check_labels
-from ddrsa.models import build_model, rnn_spec, set_generator, transformer_spec
+from ddrsa.models import rnn_spec, transformer_spec
+from ddrsa.run_state import RunState, TrainResult, locked_run_dirs, write_config
+from ddrsa.schedule import steps_per_batch
 from ddrsa.settings import Settings, get_settings
-from ddrsa.trainer import (TrainResult, _autocast, _check_run_dir, _load_checkpoint, _make_scheduler, _peak_gpu_mb,
-                           _run_lock, _Split, _test_metrics, _validation_loss, _validation_metrics,
-                           experiment_generators, resolve_device, steps_per_batch)
+from ddrsa.trainer import new_run_state
 
-from .stacked import RECURRENCES, StackedDropout, default_recurrence, stacked_forward, stacked_loss
+from .stacked import RECURRENCES, StackedDropout, default_recurrence, stacked_forward
 
 # What members of one group may differ in; every other config field is shared (the group key).
 MEMBER_FIELDS = ("learning_rate", "lambda_param", "nasa_weight", "dropout", "seed")
@@ -73,46 +72,6 @@ def group_key(config: ExperimentConfig) -> str:
     return json.dumps(fields, sort_keys=True)
 
 
-@dataclass
-class _Member:
-    config: ExperimentConfig
-    run_dir: Path
-    model: torch.nn.Module
-    optimizer: torch.optim.Adam
-    scheduler: object
-    gens: object
-    loss_fn: DDRSALoss
-    history: list = field(default_factory=list)
-    epoch: int = 0                 # last finished epoch
-    best_val: float = math.inf
-    best_epoch: int | None = None
-    bad_epochs: int = 0
-    status: str = "running"
-    diverged_epoch: int | None = None
-    resumed_from: int = 0
-    prior_seconds: float = 0.0
-    seconds: float = 0.0           # this session's share of training + own validation time
-    inject_nan: bool = False
-
-    def wants(self, epoch: int) -> bool:
-        return (self.status == "running" and self.epoch == epoch - 1 and epoch <= self.config.num_epochs
-                and self.bad_epochs < self.config.patience)
-
-    def checkpoint(self, device: torch.device) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best_score": self.best_val,
-                "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
-                "dropout_rng": self.gens.dropout.get_state(),
-                "config": self.config.model_dump(mode="json")}
-
-    def write_log(self, final_status: str) -> None:
-        write_json(self.run_dir / "training_log.json", {
-            "epochs": self.history, "best_epoch": self.best_epoch,
-            "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
-            "stopped_early": final_status == "completed" and len(self.history) < self.config.num_epochs,
-            "status": final_status, "diverged_epoch": self.diverged_epoch})
-
-
 def check_group(configs: list[ExperimentConfig]) -> None:
     if not configs:
         raise DDRSAError("a fused group needs at least one experiment")
@@ -138,41 +97,18 @@ def train_group(configs: list[ExperimentConfig], run_dirs: list[str | Path], set
     settings = settings or get_settings()
     data = load_dataset(configs[0].data_config(), settings)  # before any folder is created
     dirs = [Path(d) for d in run_dirs]
-    for config, run_dir in zip(configs, dirs):
-        if run_dir.exists():
-            _check_run_dir(run_dir, config)
-    with contextlib.ExitStack() as stack:
-        for run_dir in sorted(dirs):  # one order for every process: no lock-order deadlock
-            run_dir.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(_run_lock(run_dir))
+    with locked_run_dirs(configs, dirs):
         return _train_group_locked(configs, dirs, settings, data, inject_nan or set(), on_epoch, recurrence)
 
 
-def _new_member(config: ExperimentConfig, run_dir: Path, n_features: int, steps_per_epoch: int,
-                device: torch.device) -> _Member:
-    write_json(run_dir / "config.json", config.model_dump(mode="json"))
-    gens = experiment_generators(config.seed, device)
-    model = build_model(config.model, n_features=n_features, pred_horizon=config.pred_horizon,
-                        dropout=config.dropout, lookback_window=config.lookback_window,
-                        generator=gens.init).to(device)
-    set_generator(model, gens.dropout)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = _make_scheduler(config, optimizer, steps_per_epoch)
-    member = _Member(config, run_dir, model, optimizer, scheduler, gens,
-                     DDRSALoss(config.lambda_param, config.nasa_weight))
-    state = _load_checkpoint(run_dir / "checkpoint_last.pt", model, optimizer, scheduler)
-    if state is not None:
-        member.epoch = member.resumed_from = int(state["epoch"])
-        member.best_val, member.best_epoch = float(state["best_score"]), state.get("best_epoch")
-        member.bad_epochs = int(state.get("bad_epochs", 0))
-        member.history = list((read_json(run_dir / "training_log.json") or {}).get("epochs", []))[:member.epoch]
-        if "dropout_rng" in state:
-            gens.dropout.set_state(state["dropout_rng"])
-    member.prior_seconds = sum(e["seconds"] for e in member.history)
-    return member
+def new_member(config: ExperimentConfig, run_dir: Path, n_features: int, steps_per_epoch: int,
+               device: torch.device) -> RunState:
+    """Member `config`'s run state in `run_dir` (config.json written), as the separate trainer builds it."""
+    write_config(run_dir, config)
+    return new_run_state(config, run_dir, n_features, steps_per_epoch, device)
 
 
-class _Stack:
+class MemberStack:
     """The active members' parameters and Adam state with a leading member dimension.
 
     All parameters live in one flat leaf (A, P) (`flat`); `params[name]` are views of its column
@@ -180,7 +116,7 @@ class _Stack:
     Adam are a handful of whole-buffer operations, whatever the number of parameter tensors.
     """
 
-    def __init__(self, members: list[_Member], device: torch.device, recurrence: str | None = None) -> None:
+    def __init__(self, members: list[RunState], device: torch.device, recurrence: str | None = None) -> None:
         self.members = members
         self.recurrence = recurrence or default_recurrence(device)
         a = len(members)
@@ -207,11 +143,9 @@ class _Stack:
         self.weight_decay = members[0].optimizer.param_groups[0]["weight_decay"]
         self.max_norm = members[0].config.grad_clip
         cfgs = [m.config for m in members]
-        f32 = dict(dtype=torch.float32, device=device)
-        self.lam = torch.tensor([c.lambda_param for c in cfgs], **f32)
-        self.one_minus_lam = torch.tensor([1.0 - c.lambda_param for c in cfgs], **f32)
-        self.nasa = torch.tensor([c.nasa_weight for c in cfgs], **f32)
-        self.use_nasa = any(c.nasa_weight > 0 for c in cfgs)
+        # one lambda and NASA weight per member; lambda in float64 so 1 - lambda rounds as the float form's
+        self.loss_fn = DDRSALoss(torch.tensor([c.lambda_param for c in cfgs], dtype=torch.float64, device=device),
+                                 torch.tensor([c.nasa_weight for c in cfgs], dtype=torch.float32, device=device))
         self.drop = StackedDropout([c.dropout for c in cfgs], [m.gens.dropout for m in members], device)
 
     @property
@@ -267,7 +201,7 @@ class _Stack:
                     "exp_avg": e1[i].clone(), "exp_avg_sq": e2[i].clone()}
 
 
-def _fused_epoch(stack: _Stack, spec: dict, split: _Split, epoch: int, device: torch.device) -> torch.Tensor:
+def _fused_epoch(stack: MemberStack, spec: dict, split: Split, epoch: int, device: torch.device) -> torch.Tensor:
     """One epoch of training steps for the stacked members; returns the summed losses (A,)."""
     members = stack.members
     config = members[0].config
@@ -280,15 +214,14 @@ def _fused_epoch(stack: _Stack, spec: dict, split: _Split, epoch: int, device: t
     return total
 
 
-def fused_step(stack: _Stack, spec: dict, split: _Split, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+def fused_step(stack: MemberStack, spec: dict, split: Split, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
     """One training step of every stacked member on its own windows `idx` (A, B): forward, loss,
     backward, per-member clipping and Adam. Returns the members' mean batch losses (A,), detached."""
     config = stack.members[0].config
     x, mask = split.batch(idx)
-    with _autocast(device, config.amp):
+    with autocast(device, config.amp):
         logits = stacked_forward(spec, stack.params, x, mask, stack.drop, config.pred_horizon, stack.recurrence)
-    loss = stacked_loss(logits.float(), split.event_index[idx], split.censored[idx], stack.lam,
-                        stack.one_minus_lam, stack.nasa, stack.use_nasa)
+    loss = stack.loss_fn(logits.float(), split.event_index[idx], split.censored[idx])
     stack.flat.grad = None
     loss.sum().backward()
     stack.clip_and_step()
@@ -312,14 +245,12 @@ def _train_group_locked(configs, dirs, settings: Settings, data, inject_nan: set
     for name, windows in (("training", data.train), ("validation", data.val)):
         check_labels(windows.event_index, windows.censored, first.pred_horizon,
                      where=f"{first.dataset} {name} windows")
-    train_split = _Split.from_windows(data.train, device)
-    val_split = _Split.from_windows(data.val, device)
+    train_split = Split.from_windows(data.train, device)
+    val_split = Split.from_windows(data.val, device)
     if len(train_split) == 0 or len(val_split) == 0:
         raise DDRSAError("no training or validation windows: too few units for the split")
     steps_per_epoch = math.ceil(len(train_split) / first.batch_size)
-    members = [_new_member(c, d, train_split.n_features, steps_per_epoch, device) for c, d in zip(configs, dirs)]
-    for i in inject_nan:
-        members[i].inject_nan = True
+    members = [new_member(c, d, train_split.n_features, steps_per_epoch, device) for c, d in zip(configs, dirs)]
     spec = fused_spec(first.model)
     for epoch in range(min(m.epoch for m in members) + 1, first.num_epochs + 1):
         active = [m for m in members if m.wants(epoch)]
@@ -328,7 +259,7 @@ def _train_group_locked(configs, dirs, settings: Settings, data, inject_nan: set
                 break
             continue
         t0 = time.perf_counter()
-        stack = _Stack(active, device, recurrence)
+        stack = MemberStack(active, device, recurrence)
         for m in active:
             m.model.train()
         totals = _fused_epoch(stack, spec, train_split, epoch, device)
@@ -336,62 +267,9 @@ def _train_group_locked(configs, dirs, settings: Settings, data, inject_nan: set
         share = (time.perf_counter() - t0) / len(active)
         totals = totals.cpu()
         for j, m in enumerate(active):
-            t1 = time.perf_counter()
-            total = float(totals[j]) * (math.nan if m.inject_nan and epoch == m.resumed_from + 1 else 1.0)
-            _end_epoch(m, epoch, total / len(train_split), val_split, device, t1, share)
+            i = members.index(m)
+            total = float(totals[j]) * (math.nan if i in inject_nan and epoch == m.resumed_from + 1 else 1.0)
+            m.end_epoch(epoch, total / len(train_split), val_split, device, share)
             if on_epoch is not None:
-                on_epoch(members.index(m), m.history[-1])
-    return [_finish(m, data, val_split, device, len(members)) for m in members]
-
-
-def _end_epoch(m: _Member, epoch: int, train_loss: float, val_split: _Split, device, t1: float,
-               share: float) -> None:
-    """The separate trainer's end of an epoch for one member: validation, scheduler, history,
-    divergence, early-stopping counters, checkpoints, training_log.json."""
-    config = m.config
-    val_loss = _validation_loss(m.model, m.loss_fn, val_split, device, config.amp)
-    lr = m.optimizer.param_groups[0]["lr"]
-    if not steps_per_batch(m.scheduler) and math.isfinite(val_loss):
-        m.scheduler.step(val_loss)
-    seconds = share + (time.perf_counter() - t1)
-    m.seconds += seconds
-    m.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                      "learning_rate": lr, "seconds": seconds})
-    m.epoch = epoch
-    if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-        m.status, m.diverged_epoch = "diverged", epoch
-        m.write_log("running")
-        return
-    if val_loss < m.best_val - 1e-6:
-        m.best_val, m.best_epoch, m.bad_epochs = val_loss, epoch, 0
-        torch_save(m.checkpoint(device), m.run_dir / "checkpoint_best.pt")
-    else:
-        m.bad_epochs += 1
-    m.write_log("running")  # before the checkpoint, as in ddrsa/trainer.py
-    torch_save(m.checkpoint(device), m.run_dir / "checkpoint_last.pt")
-
-
-def _finish(m: _Member, data, val_split: _Split, device, n_members: int) -> TrainResult:
-    """The separate trainer's end of a run: best checkpoint, test and validation metrics."""
-    config = m.config
-    train_seconds = m.prior_seconds + m.seconds
-    metrics: dict = {}
-    if m.status != "diverged":
-        m.status = "completed"
-        if (m.run_dir / "checkpoint_best.pt").exists():
-            best = torch.load(m.run_dir / "checkpoint_best.pt", map_location="cpu", weights_only=True)
-            m.model.load_state_dict(best["model"])
-        metrics, _ = _test_metrics(m.model, data, device, config)
-        metrics.update(_validation_metrics(m.model, m.loss_fn, val_split, data.val, device, config))
-        metrics["train_seconds"] = train_seconds
-        write_json(m.run_dir / "test_metrics.json", metrics)
-    m.write_log(m.status)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    gpu = _peak_gpu_mb(device)
-    return TrainResult(status=m.status, metrics=metrics, train_seconds=train_seconds,
-                       epochs_trained=len(m.history), best_epoch=m.best_epoch,
-                       diverged_epoch=m.diverged_epoch, device=str(device),
-                       data_source=data.data_source, data_version=data.data_version,
-                       peak_rss_mb=rss_mb, peak_gpu_mb=None if gpu is None else gpu / n_members,
-                       resumed_from_epoch=m.resumed_from,
-                       best_val_loss=m.best_val if math.isfinite(m.best_val) else None)
+                on_epoch(i, m.history[-1])
+    return [m.finish(data, val_split, device, gpu_share=len(members)) for m in members]

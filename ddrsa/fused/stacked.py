@@ -1,5 +1,5 @@
-"""Stacked (horizontally fused) forward pass of the RNN and transformer models and the per-member
-DDRSA loss.
+"""Stacked (horizontally fused) forward pass of the RNN and transformer models (the per-member loss
+is ddrsa/losses.py's DDRSALoss over a leading member axis).
 
 M members of one architecture (ddrsa/fused/engine.py `fused_spec`: paper, lstm_basic, gru_basic,
 lstm_deep, gru_deep, transformer_basic, transformer_deep; not ProbSparse, whose key sampling is
@@ -41,7 +41,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ddrsa.losses import log_event_probability, log_survival, nasa_score_terms
 from ddrsa.models.decoder import sinusoidal_positions
 
 
@@ -273,34 +272,3 @@ def _decode(spec: dict, params: dict, z: Tensor, drop: StackedDropout, pred_hori
             hx = torch.tanh(states[:, :, 0, i])
         out = stacked_rnn(cell, params, f"decoder.rnns.{i}.", out, hx, recurrence, steps)
     return stacked_linear(params, "decoder.head.", drop(out)).squeeze(-1).float()
-
-
-def stacked_loss(logits: Tensor, event_index: Tensor, censored: Tensor, lam: Tensor, one_minus_lam: Tensor,
-                 nasa: Tensor, use_nasa: bool) -> Tensor:
-    """DDRSALoss per member: logits (M, B, L), labels (M, B), lam/one_minus_lam/nasa (M,) -> (M,).
-
-    The same operations as `ddrsa_loss` + `nasa_expected_loss` (labels are checked once per split
-    by the engine, as in the separate trainer); 1 - lambda comes precomputed in double precision
-    from the member's config, as the separate loss's Python scalar does."""
-    logits = logits.float()
-    horizon = logits.shape[-1]
-    cens = censored.bool()
-    idx = event_index.long().clamp(max=horizon - 1).unsqueeze(-1)
-    log_pz = log_event_probability(logits)
-    log_lz = log_pz.gather(-1, idx).squeeze(-1)
-    log_lu = torch.logsumexp(log_pz, dim=-1)
-    log_s = log_survival(logits)
-    log_lc = log_s.gather(-1, idx).squeeze(-1)
-    lam, oml = lam.unsqueeze(-1), one_minus_lam.unsqueeze(-1)
-    uncensored_term = -lam * log_lz - oml * log_lu
-    censored_term = -oml * log_lc
-    loss = torch.where(cens, censored_term, uncensored_term).mean(-1)
-    if use_nasa:
-        probs = torch.cat([log_pz, log_s[..., -1:]], dim=-1).exp()
-        lags = torch.arange(horizon + 1, device=logits.device, dtype=logits.dtype)
-        d = lags - event_index.to(logits.dtype).unsqueeze(-1)
-        expected = (probs * nasa_score_terms(d)).sum(-1)
-        weight = (~cens).to(logits.dtype)
-        term = (expected * weight).sum(-1) / weight.sum(-1).clamp_min(1.0)
-        loss = torch.where(nasa > 0, loss + nasa * term, loss)
-    return loss

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ddrsa.atomic import append_json_line, read_json, read_json_lines, write_json
 from ddrsa.errors import DDRSAError
+from ddrsa.metrics import RANKED_METRICS, VAL_LOSS, VAL_PREFIX, VALIDATION_KEYS, val_key  # noqa: F401 (re-exported)
 
 MANIFEST = "experiment_manifest.json"
 RESULTS = "all_results.json"
@@ -17,21 +18,6 @@ JOURNAL = ".all_results.journal.jsonl"  # records not yet compacted into RESULTS
 LOCK = ".sweep.lock"
 HYPERPARAMETERS = ("dataset", "subset", "model", "batch_size", "learning_rate", "lambda_param",
                    "nasa_weight", "dropout", "seed", "num_epochs")
-# The metrics that rank configurations (the one definition of their names and directions):
-# name -> True when larger is better. A completed record's `metrics` holds the test value under
-# the name and the validation value of the same (best) checkpoint under `val_<name>`, plus
-# `val_loss` (the DDRSA training objective on the validation units, lower is better).
-RANKED_METRICS = {"rul_mae": False, "rul_rmse": False, "concordance_index": True, "nasa_score": False}
-VAL_PREFIX = "val_"
-VAL_LOSS = "val_loss"
-
-
-def val_key(metric: str) -> str:
-    """Record key of the validation value of a test metric: 'rul_rmse' -> 'val_rul_rmse'."""
-    return VAL_PREFIX + metric
-
-
-VALIDATION_KEYS = (VAL_LOSS, *(val_key(m) for m in RANKED_METRICS))
 
 
 def now_iso() -> str:
