@@ -187,8 +187,10 @@ class RunState:
             torch_save(self.checkpoint(), self.run_dir / "checkpoint_best.pt")
         else:
             self.bad_epochs += 1
-        torch_save(self.checkpoint(), self.run_dir / "checkpoint_last.pt")
+        # log first: a kill between the two leaves the log one epoch ahead (cut on resume), never
+        # behind the checkpoint (the resumed log would lack that epoch)
         self.write_log("running")
+        torch_save(self.checkpoint(), self.run_dir / "checkpoint_last.pt")
 
     def finish(self, data, val_split: Split, device: torch.device, session_seconds: float | None = None,
                gpu_share: int = 1, return_predictions: bool = False) -> TrainResult:

@@ -78,3 +78,24 @@ def test_rerun_of_finished_sweep_submits_nothing_and_new_data_retrains(tmp_path,
     after = {r["experiment_id"]: r for r in read_results(out)}
     assert all(after[k]["metrics"]["data_version"] != first[k]["metrics"]["data_version"] for k in first)
     assert all(after[k]["cache_key"] != first[k]["cache_key"] for k in first)
+
+
+@pytest.mark.slow
+def test_rerun_of_finished_sweep_starts_no_dask_cluster(tmp_path, prefect_server):
+    """README, "the same command again on a finished sweep": no Dask cluster when none is left.
+    Checked from outside the sweep process: a Dask worker makes its scratch folder under dask's
+    temporary-directory (DASK_TEMPORARY_DIRECTORY); the first run's folder shows it does, the
+    re-run's stays empty. Bug tried (benchmarks/mutation.py): the cluster started even with
+    nothing to submit."""
+    from tests.conftest import TINY, run_cli
+
+    out = tmp_path / "sweep"
+    args = ["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", *TINY, "--n-workers", "1",
+            "--no-analysis", "--output-dir", str(out)]
+    first_tmp, again_tmp = tmp_path / "dask-first", tmp_path / "dask-again"
+    first_tmp.mkdir(), again_tmp.mkdir()
+    run_cli(args, env={"DASK_TEMPORARY_DIRECTORY": str(first_tmp)}, check=True)
+    assert list(first_tmp.iterdir()), "the first run's workers left no trace: the check below would prove nothing"
+    again = run_cli(args, env={"DASK_TEMPORARY_DIRECTORY": str(again_tmp)}, check=True)
+    assert "(1 cached)" in again.stdout, again.stdout[-2000:]
+    assert list(again_tmp.iterdir()) == [], "the re-run of a finished sweep started Dask workers"

@@ -235,6 +235,31 @@ def test_group_rules():
         train_group([a, a.model_copy(update={"batch_size": 32})], ["x", "y"], settings=SYNTHETIC)
 
 
+def test_max_fused_caps_the_group_sizes(tmp_path, capsys):
+    """`--max-fused 4` on 6 paper experiments of one group key: two groups of 3 (split evenly) in
+    the dry run and in the planner; without it one group of 6 (the default cap is 64). Bugs tried
+    (benchmarks/mutation.py): the cap ignored in plan_groups, --max-fused not passed to the dry run."""
+    from ddrsa.fused.groups import plan_groups
+    from flows.sweep_cli import preflight
+
+    grid = ["--datasets", "turbofan", "--models", "paper", "--seeds", "1", "2", "3", "4", "5", "6",
+            "--data-source", "synthetic", "--fuse", "on", "--output-dir", str(tmp_path / "o"), "--dry-run"]
+    sizes = {}
+    for cap in ([], ["--max-fused", "4"]):
+        assert preflight([*grid, *cap]) is None
+        dry = capsys.readouterr().out
+        sizes[bool(cap)] = [line.split(":")[0].rsplit(" x", 1)[1] for line in dry.splitlines()
+                            if line.startswith("  fused  ")]
+    assert sizes == {False: ["6"], True: ["3", "3"]}, sizes
+    items = [{"experiment_id": f"e{i}", "index": i, "config": {**BASE, "model": "paper", "seed": i}}
+             for i in range(7)]
+    for cap, expected in ((None, [7]), (2, [2, 2, 2]), (3, [3, 3]), (7, [7])):
+        groups, singles = plan_groups(items, "on", "cpu", cap)
+        assert [len(g["members"]) for g in groups] == expected, cap
+        placed = [m["index"] for g in groups for m in g["members"]] + [s["index"] for s in singles]
+        assert sorted(placed) == list(range(7)), cap  # each experiment exactly once
+
+
 def test_random_streams_ignore_the_global_rng(torch_state):
     """Init and dropout draw from the experiment's generators only: the global RNG state (what
     another experiment in the same process would move) changes nothing."""

@@ -91,10 +91,16 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
     proc.wait()
     killed_at = torch.load(out / "checkpoint_last.pt", weights_only=True)["epoch"]
     assert 1 <= killed_at < 8
+    before = json.loads((out / "training_log.json").read_text())["epochs"]
     done = run_cli(args[1:], check=True)
     log = json.loads((out / "training_log.json").read_text())
     assert [e["epoch"] for e in log["epochs"]] == list(range(1, 9))
     assert json.loads(done.stdout)["status"] == "completed"
+    # epochs up to the checkpoint were not re-run: their records (losses, learning rate and the
+    # measured seconds, which a re-run would change) are the first process's, byte for byte
+    kept = [e for e in before if e["epoch"] <= killed_at]
+    assert [e["epoch"] for e in kept] == list(range(1, killed_at + 1))
+    assert log["epochs"][:killed_at] == kept
 
 
 @pytest.mark.parametrize("flags,needle", [
