@@ -6,12 +6,12 @@ no server or cluster starts until the grid, the data and the output folder have 
 from __future__ import annotations
 
 import inspect
-import types
 import typing
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ddrsa.cli import field_flag, field_kind
 from ddrsa.errors import DDRSAError
 from ddrsa.sweep.spec import GRID_AXES, PlannedExperiment, SweepSpec, expand
 
@@ -95,47 +95,18 @@ def _fields() -> dict:
     return {**SweepSpec.model_fields, **SweepOptions.model_fields}
 
 
-def _strip_optional(annotation):
-    """`X | None` -> X; Annotated and lists are kept."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return annotation
-
-
-def _base(annotation):
-    """(is_list, scalar type, choices or None) of a field's annotation."""
-    ann = _strip_optional(annotation)
-    is_list = typing.get_origin(ann) is list
-    if is_list:
-        ann = typing.get_args(ann)[0]
-    if typing.get_origin(ann) is typing.Annotated:
-        ann = typing.get_args(ann)[0]
-    if typing.get_origin(ann) is typing.Literal:
-        choices = list(typing.get_args(ann))
-        return is_list, type(choices[0]), choices
-    return is_list, ann, None
-
-
 def item_type(name: str):
     """int, float, str or bool: the type of one value of parameter `name` (one element of a list)."""
-    return _base(_fields()[name].annotation)[1]
+    return field_kind(_fields()[name].annotation)[1]
 
 
 def flag(name: str) -> str:
     """The command-line option of parameter `name`: --batch-sizes, --no-amp, --no-analysis."""
-    info = _fields()[name]
-    extra = info.json_schema_extra or {}
-    if "flag" in extra:
-        return extra["flag"]
-    if _base(info.annotation)[1] is bool and info.default is True:
-        return "--no-" + name.replace("_", "-")
-    return "--" + name.replace("_", "-")
+    return field_flag(name, _fields()[name])
 
 
 def _add_argument(group, name: str, info, from_preset: bool) -> None:
-    is_list, kind, choices = _base(info.annotation)
+    is_list, kind, choices = field_kind(info.annotation)
     extra = info.json_schema_extra or {}
     kwargs: dict = {"dest": name, "help": (info.description or "").replace("%", "%%")}
     if kind is bool:
@@ -182,7 +153,7 @@ def cli_args(params: dict) -> list[str]:
         if value is None:
             continue
         info = _fields()[name]
-        if _base(info.annotation)[1] is bool:
+        if field_kind(info.annotation)[1] is bool:
             args += [flag(name)] if bool(value) != (info.default is True) else []
         elif isinstance(value, (list, tuple)):
             args += [flag(name), *(str(v) for v in value)]
