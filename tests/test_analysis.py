@@ -312,7 +312,11 @@ def test_partial_and_crashed_folders(tmp_path, kind):
         from reports.tables import completed
 
         charts = build_charts(completed(res.records), tmp_path)
-        assert all(c.to_dict() for c in charts.values())  # valid Vega-Lite specs
+        assert charts
+        for name, chart in charts.items():  # valid Vega-Lite specs (to_dict validates) holding the records' rows
+            spec = chart.to_dict(validate=True)
+            assert spec["$schema"].startswith("https://vega.github.io/schema/vega-lite/"), name
+            assert spec.get("datasets") and all(len(rows) > 0 for rows in spec["datasets"].values()), name
         assert len(res.best) == 4  # turbofan/lstm_basic, one row per criterion
     else:
         assert "No results yet" in page and len(res.best) == 0
