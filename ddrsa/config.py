@@ -11,6 +11,10 @@ DATASETS = ("turbofan", "azure_pm")
 SUBSETS = ("FD001", "FD002", "FD003", "FD004")
 DEFAULT_MODELS = ("lstm_basic", "lstm_deep", "gru_basic", "gru_deep", "transformer_basic", "transformer_deep")
 MODEL_NAMES = DEFAULT_MODELS + ("probsparse_basic", "probsparse_deep", "paper")
+# Yardstick models (ddrsa/baselines/): named like any model, scored by the same code, never "best DDRSA
+# configuration". km: Kaplan-Meier on training lifetimes conditioned on age (the floor); cox: penalised
+# Cox PH on window summaries; gbm: gradient-boosted trees on window summaries predicting capped RUL.
+BASELINE_MODELS = ("gbm", "cox", "km")
 # What the `test` split holds: "held-out" = `test_fraction` of the training units/machines, held out
 # by `split_seed`; "official" (C-MAPSS only) = every training unit trains or validates and `test` is
 # the official test_FD00x units, labelled from RUL_FD00x.txt (the literature's benchmark protocol).
