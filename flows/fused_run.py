@@ -22,12 +22,13 @@ from prefect import get_run_logger, task
 
 from ddrsa.config import ExperimentConfig
 from ddrsa.fused.groups import plan_groups
+from ddrsa.status import DIVERGED, FINISHED
 from ddrsa.sweep.results import make_record, now_iso, safe_run_dir
 from flows.faults import injected_faults
 from flows.gpu_limits import gpu_slot
 from flows.run_ops import ddrsa_logs_to_prefect, retry_if_transient
 from flows.runner import worker_name
-from flows.tasks import FINISHED, RETRIES, RETRY_DELAY_S, start_over_if_stale
+from flows.tasks import RETRIES, RETRY_DELAY_S, start_over_if_stale
 
 
 @task(name="train-fused-group", task_run_name="{name}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
@@ -65,7 +66,7 @@ def finished_member(record: dict | None, key: str, out: Path) -> bool:
     """A member finished earlier under the same cache key (its test metrics on disk when completed)."""
     if record is None or record.get("status") not in FINISHED or record.get("cache_key") != key:
         return False
-    return record["status"] == "diverged" or (safe_run_dir(out, record["run_dir"]) / "test_metrics.json").is_file()
+    return record["status"] == DIVERGED or (safe_run_dir(out, record["run_dir"]) / "test_metrics.json").is_file()
 
 
 def submit_groups(todo: list[dict], *, fuse: str, max_fused: int | None, resource: str, runner, out: Path,

@@ -9,6 +9,7 @@ from pathlib import Path
 import distributed
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+from ddrsa.status import COMPLETED, DIVERGED, FAILED
 from ddrsa.sweep.results import ResultsStore, make_record, now_iso, write_manifest
 from flows.fused_run import finished_member, group_records, submit_groups
 from flows.prepare import data_key
@@ -30,7 +31,7 @@ def progress_key(preset: str | None, out: Path) -> str:
 
 def detail(record: dict) -> str:
     """The end of a record's log line: its error, or its test (and validation) RMSE and C-index."""
-    if record["status"] != "completed":
+    if record["status"] != COMPLETED:
         return (record.get("error") or f"diverged at epoch {record.get('diverged_epoch')}")[:200]
     metrics = record.get("metrics") or {}
     rmse, cindex = metrics.get("rul_rmse"), metrics.get("concordance_index")
@@ -128,7 +129,7 @@ class GridCollector:
                 self.suspects.append(planned)
                 return None
             note = " (also when run alone on a worker)" if planned["experiment_id"] in self.alone else ""
-            return make_record(planned, status="failed", error=f"{type(outcome).__name__}: {outcome}{note}"), False
+            return make_record(planned, status=FAILED, error=f"{type(outcome).__name__}: {outcome}{note}"), False
         state = outcome
         if state.is_completed():
             record = state.result(raise_on_failure=False)
@@ -136,8 +137,8 @@ class GridCollector:
                 record = {**record, "cache_key": self.key_of(planned)}
             return record, state.name == "Cached"
         if state.name == "TimedOut":
-            return make_record(planned, status="failed", error=f"timed out: {state.message}"[:2000]), False
-        return make_record(planned, status="failed", attempts=failed_attempts(state, self.attempts_allowed),
+            return make_record(planned, status=FAILED, error=f"timed out: {state.message}"[:2000]), False
+        return make_record(planned, status=FAILED, attempts=failed_attempts(state, self.attempts_allowed),
                            error=(state.message or state.name)[:2000]), False
 
 
@@ -160,7 +161,7 @@ def run_grid(session: SweepSession, *, fuse: str = "auto", max_fused: int | None
         return cache_key(None, parameters(item))
 
     # finished earlier under the same cache key: counted as cached, not submitted (tests/test_fullgrid_cache.py)
-    todo, counts = [], {"completed": 0, "failed": 0, "diverged": 0, "cached": 0}
+    todo, counts = [], {COMPLETED: 0, FAILED: 0, DIVERGED: 0, "cached": 0}
     for item in (p.as_dict() for p in planned):
         record = None if session.fresh else store.get(item["experiment_id"])
         if finished_under_key(record, key_of(item), out) or finished_member(record, key_of(item), out):

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ddrsa.errors import DDRSAError
+from ddrsa.status import FAILED
 
 # ------------------------------------------------------------------------------------ retries
 TRANSIENT_NAMES = {"KilledWorker", "CommClosedError", "OutOfMemoryError"}  # distributed / torch classes
@@ -71,7 +72,7 @@ def failure_reasons(output_dir: str | Path, experiment_ids: set[str] | None = No
 
     records = read_json(Path(output_dir) / "all_results.json") or []
     return [f"{r.get('name')}: {_short(r.get('error'))}" for r in records
-            if isinstance(r, dict) and r.get("status") == "failed"
+            if isinstance(r, dict) and r.get("status") == FAILED
             and (experiment_ids is None or r.get("experiment_id") in experiment_ids)]
 
 

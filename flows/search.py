@@ -23,6 +23,7 @@ import time
 
 from ddrsa.config import ExperimentConfig
 from ddrsa.errors import DDRSAError
+from ddrsa.status import COMPLETED, DIVERGED, FAILED, PAUSED, STOPPED_EARLY
 from ddrsa.sweep.halving import Asha, DecisionLog, replay, result_event
 from ddrsa.sweep.results import make_record, now_iso, write_manifest
 from ddrsa.sweep.tpe import (STUDY_FILE, describe_space, fields_of, finite_or_none, open_study, rungs_for,
@@ -31,9 +32,7 @@ from flows.prepare import data_key
 from flows.runner import Completions, slot_count
 from flows.session import SweepSession
 
-PAUSED = "paused"
 SHUFFLE_SEED = 0  # order in which halving starts the grid's configurations
-STOPPED = "stopped_early"
 
 
 def _outcome_of(outcome, planned: dict) -> tuple[dict, bool]:
@@ -44,14 +43,14 @@ def _outcome_of(outcome, planned: dict) -> tuple[dict, bool]:
         record = outcome.result(raise_on_failure=True)
         cached = outcome.name == "Cached"
     except Exception as exc:  # retries exhausted, timeout, KilledWorker: this run only
-        record = make_record(planned, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        record = make_record(planned, status=FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
         cached = False
     return record, cached
 
 
 def _val_loss(record: dict) -> float | None:
     """What a rung ranks on: the lowest validation loss so far (the best checkpoint's)."""
-    if record["status"] == "completed":
+    if record["status"] == COMPLETED:
         return finite_or_none((record.get("metrics") or {}).get("val_loss", record.get("best_val_loss")))
     if record["status"] == PAUSED:
         return finite_or_none(record.get("best_val_loss"))
@@ -94,7 +93,7 @@ def run_search(session: SweepSession, *, search: str, min_epochs=None, reduction
     write_manifest(out, planned=items, **{**manifest, "extra": {**manifest["extra"], "search": settings}},
                    finished_at=now_iso())
     records = store.records()
-    counts = {s: sum(r["status"] == s for r in records) for s in ("completed", "failed", "diverged", STOPPED)}
+    counts = {s: sum(r["status"] == s for r in records) for s in (COMPLETED, FAILED, DIVERGED, STOPPED_EARLY)}
     logger.info("ddrsa-sweep --search %s finished in %.0f s: %s; %d of the full grid's %d epochs (%.0f%%)",
                 search, wall, counts, summary["epochs_trained"], settings["full_grid_epochs"],
                 100.0 * summary["epochs_trained"] / max(settings["full_grid_epochs"], 1))
@@ -156,7 +155,7 @@ def _annotate(record: dict, search: str, rung: int | None, rungs: list[int], pro
     """The record with the search's fields; a paused run the search `stopped` becomes stopped_early."""
     out = dict(record, search=search, rung=rung, rung_epochs=rungs, promoted=bool(promoted))
     if stopped and out["status"] == PAUSED:
-        out["status"] = STOPPED
+        out["status"] = STOPPED_EARLY
     return out
 
 

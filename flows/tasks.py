@@ -10,6 +10,7 @@ from prefect import get_run_logger, task
 from prefect.filesystems import LocalFileSystem
 
 from ddrsa.config import ExperimentConfig
+from ddrsa.status import FINISHED
 from ddrsa.sweep.results import make_record, now_iso, safe_run_dir
 from ddrsa.trainer import train
 from flows.faults import injected_faults
@@ -19,7 +20,6 @@ from flows.runner import worker_name
 
 RESULTS_CACHE = ".prefect-results"
 RETRIES, RETRY_DELAY_S = 2, 5  # an experiment that raises runs up to 3 times, 5 s apart
-FINISHED = ("completed", "diverged")  # returned records, so Prefect caches them (a failure raises)
 VERSIONS_FILE = ".versions.json"
 
 
