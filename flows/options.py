@@ -109,8 +109,8 @@ def flow_signature() -> inspect.Signature:
     params = []
     for name, info in SweepSpec.model_fields.items():
         ann = typing.Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                        annotation=typing.Optional[ann]))  # noqa: UP045 (a runtime type object)
+        optional = typing.Optional[ann]  # noqa: UP045 (built at run time from the field's type)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=optional))
     for name, info in SweepOptions.model_fields.items():
         ann = typing.Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info.default,
