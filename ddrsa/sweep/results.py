@@ -7,7 +7,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import TypedDict, cast
+from typing import TextIO, TypedDict, cast
 
 from ddrsa.atomic import append_json_line, read_json, read_json_lines, write_json
 from ddrsa.errors import DDRSAError
@@ -202,22 +202,22 @@ class SweepLock:
 
     def __init__(self, output_dir: Path):
         self.path = Path(output_dir) / LOCK
-        self._fh = None
+        self._fh: TextIO | None = None
 
     def __enter__(self) -> "SweepLock":
-        self._fh = open(self.path, "a+")
+        self._fh = fh = open(self.path, "a+")
         try:
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._fh.seek(0)
-            holder = self._fh.read().strip() or "another process"
-            self._fh.close()
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
             raise DDRSAError(f"another sweep ({holder}) is writing to {self.path.parent}; "
                              "wait for it or use another --output-dir") from None
-        self._fh.seek(0)
-        self._fh.truncate()
-        self._fh.write(f"pid {os.getpid()} since {now_iso()}")
-        self._fh.flush()
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {now_iso()}")
+        fh.flush()
         return self
 
     def __exit__(self, *exc) -> None:
