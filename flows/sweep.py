@@ -415,6 +415,10 @@ def _run(spec, planned, data_versions, out: Path, logger, *, gpus_per_experiment
 
         summary["analysis"] = analysis_flow(output_dir=str(out), append_to_history=append_to_history,
                                             run_label=preset)
+    if spec.refit:  # after the analysis: it chose the winners (best_configurations.csv)
+        from ddrsa.refit import refit_winners
+
+        summary["packages"] = refit_winners(out)
     return summary
 
 
@@ -435,6 +439,8 @@ def main(params: dict) -> int:
           f"data: {folder_data_sources(summary['output_dir'])}; results in {summary['output_dir']}")
     for line in (summary.get("analysis") or {}).get("winners", []):
         print(f"  {line}")
+    for name, folder in (summary.get("packages") or {}).items():
+        print(f"  model package {name}: {folder} (python -m ddrsa.score --model {folder} --data FILE)")
     if not state.is_completed():
         print(f"flow run {state.name}: {state.message}")
     return 0 if state.is_completed() else 1

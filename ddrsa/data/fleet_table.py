@@ -172,6 +172,11 @@ def _encode(path: Path, df: pd.DataFrame, names: list[str], limit: int,
             raise DataError(f"{path}: covariate {c!r} is not numeric (row {i + 1}: '{col.iloc[i]}') and has "
                             f"{len(values)} distinct values, more than the one-hot limit {limit} "
                             "(max_categories)")
+        if known is not None:
+            unseen = sorted(set(text.dropna().unique()) - set(known))
+            if unseen:
+                raise DataError(f"{path}: covariates do not match the package: {c!r} has value(s) "
+                                f"{', '.join(map(repr, unseen[:3]))} it was not trained on (known: {', '.join(known)})")
         cats[c] = values
         for v in values:
             out[f"{c}={v}"] = (text == v).astype(float).where(text.notna())

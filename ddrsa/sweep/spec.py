@@ -77,6 +77,10 @@ class SweepSpec(BaseModel):
     data_source: Literal["auto", "real", "synthetic"] | None = Field(
         None, description="real data, synthetic data, or auto (real when present)",
         json_schema_extra={"run_only": True})
+    refit: bool = Field(False, description="after the analysis, refit each data set's winner on training + "
+                                           "validation units for its best epoch count and write a model package "
+                                           "OUTPUT_DIR/packages/<data set>/ (ddrsa/refit.py)",
+                        json_schema_extra={"run_only": True})
     amp: bool = Field(True, description="mixed precision on GPU (--no-amp turns it off)",
                       json_schema_extra={"run_only": True})
     compile: bool = Field(False, description="torch.compile each model (off by default)",
