@@ -21,9 +21,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ddrsa.data.cmapss import N_COLUMNS, SENSOR_NAMES  # noqa: E402
-from ddrsa.data.io import find_file, read_whitespace_table  # noqa: E402
-from ddrsa.settings import get_settings  # noqa: E402
+from ddrsa.data.cmapss import N_COLUMNS, SENSOR_NAMES
+from ddrsa.data.io import find_file, read_whitespace_table
+from ddrsa.settings import get_settings
 
 KEPT_SENSORS = (2, 3, 4, 7, 8, 9, 11, 12, 13, 14, 15, 17, 20, 21)
 

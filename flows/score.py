@@ -20,10 +20,10 @@ if __package__ in (None, ""):  # run as a script: repo root importable; a slow t
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from prefect import flow, get_run_logger  # noqa: E402
-from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.analysis import artifact_key, embedded_png  # noqa: E402
+from flows.analysis import artifact_key, embedded_png
 
 
 def score_run_name() -> str:

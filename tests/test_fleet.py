@@ -105,7 +105,7 @@ def test_check_cli_subprocess_prints_the_summary(tmp_path):
     assert r.returncode == 0, r.stderr
     n_fail = int(df.event.sum())
     censored = int(sum(g.event.iloc[-1] == 0 for _, g in df.groupby("unit")))
-    assert f"units 12" in r.stdout and f"failures {n_fail}, censored {censored}" in r.stdout
+    assert "units 12" in r.stdout and f"failures {n_fail}, censored {censored}" in r.stdout
     assert f"segments {n_fail + censored}" in r.stdout
     assert "const (constant on the training units)" in r.stdout and "site=a, site=b" in r.stdout
     assert "suggested: --pred-horizon" in r.stdout

@@ -1,18 +1,33 @@
 """Issue 28 end to end on a generated fleet whose wear drives the hazard: `check`, a two-model sweep
-on the file with --refit, `score` on a later snapshot of the same units, and the `ddrsa-score` flow
-publishing its artifacts on a real Prefect server. The riskiest scored units must be the ones the
+on the file with --refit, `score` on a later snapshot of the same units, and the `ddrsa-score/fleet-nightly`
+deployment run by a process worker on a real Prefect server, publishing its artifacts. The riskiest scored units must be the ones the
 generator made riskiest."""
 from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import read_results, run_cli
+from tests.conftest import ROOT, read_results, run_cli, stop_processes
 from tests.fleet_fixtures import make_fleet, true_risk
+from tests.test_deployments import full_server  # noqa: F401 (fixture: `prefect server start`, all services)
 
 pytestmark = pytest.mark.slow
 N_UNITS, TRAIN_STEPS, LATER_STEPS, HORIZON = 24, 100, 130, 16
+
+
+def prefect_cmd(args: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    proc = subprocess.run([f"{os.path.dirname(sys.executable)}/prefect", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"prefect {args}: {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +47,7 @@ def fleet_sweep(tmp_path_factory, prefect_server):
 
 
 def test_check_sweep_refit_score_finds_the_riskiest_units(fleet_sweep, tmp_path):
-    root, table, out, check, sweep, env = fleet_sweep
+    _, table, out, check, sweep, env = fleet_sweep
     assert check.returncode == 0 and f"units {N_UNITS}" in check.stdout, check.stderr
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     records = read_results(out)
@@ -67,25 +82,48 @@ def test_check_sweep_refit_score_finds_the_riskiest_units(fleet_sweep, tmp_path)
     assert again.returncode == 0 and "(2 cached)" in again.stdout, again.stdout[-2000:]
 
 
-def test_score_flow_publishes_the_units_at_risk(fleet_sweep, tmp_path):
+def test_score_deployment_runs_on_a_process_worker(fleet_sweep, full_server, tmp_path):
+    """`ddrsa-score/fleet-nightly` from prefect.yaml, deployed with `prefect deploy` on a real server and
+    run by a process worker on the sweep's package: Completed, its CSV written, the table artifact of
+    the riskiest units and the survival-curve markdown artifact on its flow run."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    from flows.score import ddrsa_score
-
-    root, table, out, _, sweep, _ = fleet_sweep
+    _, table, out, _, sweep, _ = fleet_sweep
     assert sweep.returncode == 0
-    result = ddrsa_score(model_dir=str(out / "packages" / "pumps"), data_path=str(table),
-                         output_dir=str(tmp_path / "scores"), top_n=5)
-    assert result["n_units"] == N_UNITS
-    scores = pd.read_csv(tmp_path / "scores" / "pumps-latest.csv")
-    with get_client(sync_client=True) as client:
-        arts = {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
-            any_=["ddrsa-fleet-risk-pumps", "ddrsa-fleet-survival-pumps"])))}
-    assert set(arts) == {"ddrsa-fleet-risk-pumps", "ddrsa-fleet-survival-pumps"}
-    table_rows = arts["ddrsa-fleet-risk-pumps"].data
-    rows = table_rows if isinstance(table_rows, list) else __import__("json").loads(table_rows)
-    assert [r["unit"] for r in rows] == scores["unit"].head(5).tolist()
-    assert np.allclose([r["expected_time_to_failure"] for r in rows], scores["expected_time_to_failure"].head(5),
+    env = {**full_server, "DDRSA_PROJECT_DIR": str(ROOT), "PREFECT_WORKER_QUERY_SECONDS": "2",
+           "DDRSA_TORCH_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    prefect_cmd(["work-pool", "create", "ddrsa-local", "--type", "process"], env)
+    worker_log = open(tmp_path / "worker.log", "wb")
+    worker = subprocess.Popen([f"{os.path.dirname(sys.executable)}/prefect", "worker", "start", "--pool",
+                               "ddrsa-local"], cwd=tmp_path, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    scores = tmp_path / "scores"
+    try:
+        prefect_cmd(["--no-prompt", "deploy", "--name", "fleet-nightly"], env, timeout=240)
+        params = {"model_dir": str(out / "packages" / "pumps"), "data_path": str(table),
+                  "output_dir": str(scores), "top_n": 5}
+        started = prefect_cmd(["deployment", "run", "ddrsa-score/fleet-nightly", "--params", json.dumps(params)], env)
+        run_id = re.search(r"UUID: ([0-9a-f-]{36})", started.stdout).group(1)
+        deadline = time.monotonic() + 300
+        with get_client(sync_client=True) as client:
+            dep = client.read_deployment_by_name("ddrsa-score/fleet-nightly")
+            assert [(s.schedule.cron, s.active) for s in dep.schedules] == [("0 6 * * *", False)]
+            while not ((run := client.read_flow_run(run_id)).state and run.state.is_final()):
+                assert time.monotonic() < deadline, f"flow run still {run.state.name} after 300 s"
+                time.sleep(2)
+            assert run.state.is_completed(), (run.state, (tmp_path / "worker.log").read_text()[-4000:])
+            arts = {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))}
+    finally:
+        stop_processes([worker], timeout=20)
+        worker_log.close()
+    latest = pd.read_csv(scores / "pumps-latest.csv")
+    assert len(latest) == N_UNITS
+    assert {"ddrsa-fleet-risk-pumps", "ddrsa-fleet-survival-pumps"} <= set(arts)
+    rows = arts["ddrsa-fleet-risk-pumps"].data
+    rows = json.loads(rows) if isinstance(rows, str) else rows
+    assert [r["unit"] for r in rows] == latest["unit"].head(5).tolist()
+    assert np.allclose([r["expected_time_to_failure"] for r in rows], latest["expected_time_to_failure"].head(5),
                        rtol=1e-5)
     assert "data:image/png;base64," in arts["ddrsa-fleet-survival-pumps"].data

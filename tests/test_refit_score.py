@@ -39,7 +39,7 @@ def fleet_run(tmp_path_factory):
 def test_refit_loop_equals_the_trainer_on_the_same_windows(fleet_run):
     """The refit's training loop on the training windows alone, with the run's logged learning rates,
     gives the trainer's weights after the same epochs (checkpoint_last.pt)."""
-    root, path, _, config, _, _ = fleet_run
+    root, _, _, config, _, _ = fleet_run
     data = load_dataset(config.data_config())
     log = json.loads((root / "run" / "training_log.json").read_text())
     model = fit_epochs(config, data.train, 3, torch.device("cpu"), [e["learning_rate"] for e in log["epochs"]])
@@ -58,7 +58,7 @@ def test_join_windows_keeps_every_window(fleet_run):
 
 
 def test_package_holds_the_contract_and_loads_with_weights_only(fleet_run):
-    root, path, _, config, result, pkg = fleet_run
+    _, _, _, config, result, pkg = fleet_run
     meta = json.loads((pkg / "package.json").read_text())
     for key in ("config", "feature_names", "covariates", "categories", "scaler", "columns", "data_version",
                 "code_version", "validation_metrics", "refit", "intervention"):

@@ -28,7 +28,7 @@ class FleetScaler:
     """Imputation, dropped covariates and min-max scaling, fitted on training units' raw steps.
     `transform(steps (T, C)) -> float32 (T, F)`; `to_dict`/`from_dict` for a model package."""
 
-    def fit(self, covariates: list[str], steps: list[np.ndarray]) -> "FleetScaler":
+    def fit(self, covariates: list[str], steps: list[np.ndarray]) -> FleetScaler:
         self.covariates = list(covariates)
         raw = np.concatenate(steps)
         observed = ~np.isnan(raw)
@@ -71,7 +71,7 @@ class FleetScaler:
                 "lo": self.lo.tolist(), "hi": self.hi.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FleetScaler":
+    def from_dict(cls, d: dict) -> FleetScaler:
         s = cls()
         s.covariates, s.keep = list(d["covariates"]), np.asarray(d["keep"], np.int64)
         s.median, s.lo, s.hi = (np.asarray(d[k], np.float64) for k in ("median", "lo", "hi"))
