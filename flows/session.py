@@ -91,10 +91,15 @@ class SweepSession:
             return runner.submit(task_fn, parameters=parameters)
 
     def analyse(self, summary: dict) -> dict:
-        """`summary` with the analysis subflow's result under "analysis" (unless --no-analysis)."""
+        """`summary` with the analysis subflow's result under "analysis" (unless --no-analysis), and
+        with --refit the model packages of the winners it chose under "packages" (ddrsa/refit.py)."""
         if self.run_analysis:
             from flows.analysis import analysis_flow
 
             summary["analysis"] = analysis_flow(output_dir=str(self.out), append_to_history=self.append_to_history,
                                                 run_label=self.preset)
+        if self.spec.refit:  # after the analysis: it chose the winners (best_configurations.csv)
+            from ddrsa.refit import refit_winners
+
+            summary["packages"] = refit_winners(self.out)
         return summary

@@ -92,6 +92,8 @@ def main(params: dict) -> int:
           f"data: {folder_data_sources(summary['output_dir'])}; results in {summary['output_dir']}")
     for line in (summary.get("analysis") or {}).get("winners", []):
         print(f"  {line}")
+    for name, folder in (summary.get("packages") or {}).items():
+        print(f"  model package {name}: {folder} (python -m ddrsa.score --model {folder} --data FILE)")
     if not state.is_completed():
         print(f"flow run {state.name}: {state.message}")
     return 0 if state.is_completed() else 1

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ddrsa.config import DATASETS, DEFAULT_MODELS, MODEL_NAMES, SUBSETS, ExperimentConfig
+from ddrsa.config import DATASETS, DEFAULT_MODELS, MODEL_NAMES, SUBSETS, ExperimentConfig, check_dataset
 from ddrsa.errors import DDRSAError
 
 # Sweep field -> ExperimentConfig field, in grid order (outermost first).
@@ -49,9 +49,9 @@ class SweepSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    datasets: list[Literal["turbofan", "azure_pm"]] = Field(
-        default_factory=lambda: list(DATASETS),  # type: ignore[arg-type]  # DATASETS: those two names
-        description="data sets: turbofan (C-MAPSS) and/or azure_pm")
+    datasets: list[str] = Field(
+        default_factory=lambda: list(DATASETS), description="data sets: turbofan (C-MAPSS), azure_pm and/or "
+                                                            "paths of fleet tables (docs/DATA.md)")
     models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS),
                               description="architectures, from: " + " ".join(MODEL_NAMES))
     # the element types are built at import (_item): mypy cannot read them as types
@@ -81,6 +81,10 @@ class SweepSpec(BaseModel):
     data_source: Literal["auto", "real", "synthetic"] | None = Field(
         None, description="real data, synthetic data, or auto (real when present)",
         json_schema_extra={"run_only": True})
+    refit: bool = Field(False, description="after the analysis, refit each data set's winner on training + "
+                                           "validation units for its best epoch count and write a model package "
+                                           "OUTPUT_DIR/packages/<data set>/ (ddrsa/refit.py)",
+                        json_schema_extra={"run_only": True})
     amp: bool = Field(True, description="mixed precision on GPU (--no-amp turns it off)",
                       json_schema_extra={"run_only": True})
     compile: bool = Field(False, description="torch.compile each model (off by default)",
@@ -88,6 +92,11 @@ class SweepSpec(BaseModel):
     deterministic: bool = Field(False, description="deterministic kernels and cuDNN settings "
                                                    "(reproducible, slower on GPU)",
                                 json_schema_extra={"run_only": True})
+
+    @field_validator("datasets")
+    @classmethod
+    def _known_datasets(cls, datasets: list[str]) -> list[str]:
+        return [check_dataset(d) for d in datasets]
 
     @field_validator("models")
     @classmethod
