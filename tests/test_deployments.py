@@ -15,7 +15,7 @@ import yaml
 
 from deployments import generate
 from deployments.estimates import NO_MEASUREMENT, estimate_preset, estimate_spec
-from deployments.presets import PRESETS, preset_parameters, preset_size, preset_spec
+from deployments.presets import PRESETS, deployment_parameters, preset_size, preset_spec
 from tests.conftest import ROOT, read_results
 
 TINY_PARAMS = {"data_source": "synthetic", "max_units": 12, "window_stride": 8, "lookback_window": 32,
@@ -35,7 +35,7 @@ def test_prefect_yaml_is_generated_from_the_presets():
     for name, dep in by_name.items():
         assert dep["entrypoint"] == "flows/sweep.py:ddrsa_sweep"
         assert dep["work_pool"]["name"] == "ddrsa-local"
-        assert dep["parameters"] == preset_parameters(name)
+        assert dep["parameters"] == deployment_parameters(name)
         assert dep["parameters"]["preset"] == name
         assert f"{preset_size(name)} experiments" in dep["description"]
         assert ("schedules" in dep) == (name == "nightly")
@@ -95,7 +95,7 @@ def test_serve_builds_the_same_deployments_as_prefect_yaml():
 
     deps = {d.name: d for d in build_deployments(list(PRESETS), timezone="Europe/Berlin")}
     assert list(deps) == list(PRESETS)
-    assert deps["batch-study"].parameters == preset_parameters("batch-study")
+    assert deps["batch-study"].parameters == deployment_parameters("batch-study")
     assert deps["batch-study"].entrypoint.endswith("flows/sweep.py:ddrsa_sweep")
     assert not deps["batch-study"].schedules
     nightly = deps["nightly"]
@@ -198,7 +198,7 @@ def test_prefect_deploy_worker_and_deployment_run(full_server, tmp_path):
             deployments = {d.name: d for d in client.read_deployments()}
             assert set(deployments) == set(PRESETS)
             for name, dep in deployments.items():
-                assert dep.parameters == preset_parameters(name)
+                assert dep.parameters == deployment_parameters(name)
                 assert dep.work_pool_name == "ddrsa-local"
                 assert dep.pull_steps == [{"prefect.deployments.steps.set_working_directory":
                                            {"directory": str(ROOT)}}]
