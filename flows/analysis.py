@@ -39,10 +39,14 @@ def artifact_key(name: str) -> str:
 
 
 def artifact_scope(run_label: str | None, output_dir: str | os.PathLike) -> str:
-    """What a sweep's artifact keys are scoped by: its preset / run label, else its output folder's
-    name. `ddrsa-best-configurations-nightly` and `ddrsa-best-configurations-full-grid` are
-    separate keys, so one study's latest tables never replace another's."""
-    return artifact_key(run_label or Path(output_dir).resolve().name) or "sweep"
+    """What a sweep's artifact keys are scoped by: its preset (run label) AND its output folder's
+    name, so only runs of the same study replace each other's "latest" artifacts: `batch-study`
+    for the deployment's folder `parallel_experiments/batch-study` (folder named like the preset),
+    `quick-comparison-fault-drill` for the same preset run into `fault-drill/`, `my-sweep` for a
+    sweep without a preset in `my-sweep/`."""
+    label, folder = artifact_key(run_label or ""), artifact_key(Path(output_dir).resolve().name)
+    parts = [label] + ([folder] if folder and folder != label else [])
+    return "-".join(p for p in parts if p) or "sweep"
 
 
 def scoped_key(scope: str, name: str) -> str:

@@ -400,20 +400,24 @@ def test_flow_creates_artifacts(harness, tmp_path, capsys):
     assert "data: azure_pm: real-no-telemetry; turbofan: real;" in out
     assert len((tmp_path / "sweep_history.jsonl").read_text().splitlines()) == 4
     assert (tmp_path / "report.html").exists() and (tmp_path / "analysis_plots" / "history_trend.html").exists()
-    keys = [f"{k}-test-run" for k in ("ddrsa-best-configurations", "ddrsa-summary-statistics", "ddrsa-sweep-headline",
+    from flows.analysis import artifact_scope
+
+    scope = artifact_scope("test-run", tmp_path)  # the label and the folder
+    assert scope.startswith("test-run-")
+    keys = [f"{k}-{scope}" for k in ("ddrsa-best-configurations", "ddrsa-summary-statistics", "ddrsa-sweep-headline",
                                       "ddrsa-report", "ddrsa-chart-model-comparison",
                                       "ddrsa-chart-rul-mae-vs-hyperparameters", "ddrsa-sweep-overview")]  # scoped by the label
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
     by_key = {a.key: a for a in arts}
     assert set(keys) <= set(by_key)
-    table = by_key["ddrsa-best-configurations-test-run"].data
+    table = by_key[f"ddrsa-best-configurations-{scope}"].data
     table = json.loads(table) if isinstance(table, str) else table
     assert len(table) == 16 and "NaN" not in json.dumps(table)
-    assert "(file://" in by_key["ddrsa-chart-model-comparison-test-run"].data  # stored as [text](url)
-    assert "turbofan" in by_key["ddrsa-sweep-headline-test-run"].data
-    overview = by_key["ddrsa-sweep-overview-test-run"]  # on this (top-level) flow run: chart inline, best table
-    assert overview.type == "markdown" and overview.flow_run_id == by_key["ddrsa-sweep-headline-test-run"].flow_run_id
+    assert "(file://" in by_key[f"ddrsa-chart-model-comparison-{scope}"].data  # stored as [text](url)
+    assert "turbofan" in by_key[f"ddrsa-sweep-headline-{scope}"].data
+    overview = by_key[f"ddrsa-sweep-overview-{scope}"]  # on this (top-level) flow run: chart inline, best table
+    assert overview.type == "markdown" and overview.flow_run_id == by_key[f"ddrsa-sweep-headline-{scope}"].flow_run_id
     png = (tmp_path / "analysis_plots" / "model_comparison.png").read_bytes()
     [inline] = re.findall(r'<img alt="model_comparison" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', overview.data)
     assert base64.b64decode(inline)[16:24] == png[16:24]  # the chart's PNG (same width, height), compressed

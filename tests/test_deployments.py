@@ -235,7 +235,7 @@ def test_prefect_deploy_worker_and_deployment_run(full_server, tmp_path):
             assert records[0]["name"] in {t.name for t in task_runs}  # one task run named per experiment
 
             arts = client.read_artifacts(artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=["ddrsa-best-configurations-quick-comparison"])))  # scoped by preset
+                key=ArtifactFilterKey(any_=["ddrsa-best-configurations-quick-comparison-results"])))  # preset + folder
             ours = []
             for art in arts:  # written by the analysis subflow of this run
                 sub = client.read_flow_run(art.flow_run_id)
