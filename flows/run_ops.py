@@ -125,6 +125,34 @@ def state_summary(state) -> dict:
     return result
 
 
+# ------------------------------------------------------------------------------------ progress
+def duration_text(seconds: float) -> str:
+    """`45 s`, `12 min`, `3.4 h`."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def progress_description(counts: dict, total: int, elapsed_s: float) -> str:
+    """The progress artifact's description: done (completed, failed, diverged; cached among them),
+    remaining, and the time left at the rate so far (experiments trained in this run per second of
+    `elapsed_s`, cached ones excluded: they cost nothing). E.g. `12 of 60 done: 10 completed (2
+    cached), 1 failed, 1 diverged; 48 remaining, about 24 min left (31 s per experiment so far)`."""
+    completed, failed, diverged = (int(counts.get(k, 0)) for k in ("completed", "failed", "diverged"))
+    cached = int(counts.get("cached", 0))
+    done = completed + failed + diverged
+    remaining = max(total - done, 0)
+    text = (f"{done} of {total} done: {completed} completed ({cached} cached), {failed} failed, {diverged} diverged; "
+            f"{remaining} remaining")
+    if not remaining:
+        return text.replace("; 0 remaining", "; finished")
+    trained = done - cached
+    if trained <= 0 or elapsed_s <= 0:
+        return text + ", time left not known yet (no experiment finished in this run)"
+    per = elapsed_s / trained
+    return text + f", about {duration_text(per * remaining)} left ({per:.0f} s per experiment so far)"
+
+
 # ------------------------------------------------------------------------------------ run names
 def slug(text: str) -> str:
     """Lowercase letters, digits and dashes (Prefect artifact keys; readable run names)."""

@@ -413,7 +413,16 @@ def test_flow_creates_artifacts(harness, tmp_path, capsys):
     assert set(keys) <= set(by_key)
     table = by_key[f"ddrsa-best-configurations-{scope}"].data
     table = json.loads(table) if isinstance(table, str) else table
-    assert len(table) == 16 and "NaN" not in json.dumps(table)
+    # one row per dataset (and subset): the winner chosen on validation (lstm_basic bs64 lr0.01 by the
+    # fixture's formulas), the varying hyperparameters, test metrics with their interval, runner-up, margin
+    assert [row["dataset"] for row in table] == ["azure_pm", "turbofan FD001"] and "NaN" not in json.dumps(table)
+    turbofan = table[1]
+    assert (turbofan["winner"], turbofan["batch size"], turbofan["learning rate"]) == ("lstm_basic", 64, 0.01)
+    assert "lambda" not in turbofan  # constant in this grid: not a column
+    assert turbofan["verdict"] == "winner" and "(95% t-interval over 3 seeds)" in turbofan["test RMSE (steps)"]
+    assert turbofan["runner-up"] == "gru_basic (batch size 64, learning rate 0.01)"
+    assert turbofan["margin"].startswith("-1.300 test RMSE (plain difference of means, not paired")
+    assert turbofan["chosen on"] == "validation RMSE" and turbofan["data source"] == "real"
     assert "(file://" in by_key[f"ddrsa-chart-model-comparison-{scope}"].data  # stored as [text](url)
     assert "turbofan" in by_key[f"ddrsa-sweep-headline-{scope}"].data
     overview = by_key[f"ddrsa-sweep-overview-{scope}"]  # on this (top-level) flow run: chart inline, best table
@@ -422,9 +431,39 @@ def test_flow_creates_artifacts(harness, tmp_path, capsys):
     [inline] = re.findall(r'<img alt="model_comparison" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', overview.data)
     assert base64.b64decode(inline)[16:24] == png[16:24]  # the chart's PNG (same width, height), compressed
     assert len(inline) < len(png)
-    assert overview.data.count("\n| turbofan ") + overview.data.count("\n| azure_pm ") == 16  # one row per best
-    assert {row["selected_on"] for row in table} == {"validation"}
-    assert {row["data_source"] for row in table} == {"real", "real-no-telemetry"}
+    assert '<img alt="batch_size_analysis"' in overview.data  # the chart of a hyperparameter that varies
+    assert overview.data.count("\n| turbofan FD001 ") + overview.data.count("\n| azure_pm ") == 2  # one row each
+
+
+@pytest.mark.slow
+def test_subflow_artifacts_land_on_the_sweeps_run(harness, tmp_path):
+    """Run as a subflow (as the sweep runs it), the analysis puts every artifact on the PARENT flow
+    run: its Artifacts tab holds the best-configurations table, the summary, the overview, the links."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.runtime import flow_run
+
+    from flows.analysis import analysis_flow, artifact_scope
+
+    write_known_folder(tmp_path)
+
+    @flow(name="fake-sweep")
+    def parent() -> str:
+        analysis_flow(str(tmp_path), run_label="nightly")
+        return flow_run.id
+
+    parent_id = parent()
+    scope = artifact_scope("nightly", tmp_path)
+    with get_client(sync_client=True) as client:
+        arts = {a.key: a for a in client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[parent_id])))}
+    for name in ("best-configurations", "summary-statistics", "sweep-overview", "sweep-headline", "report",
+                 "chart-model-comparison"):
+        assert f"ddrsa-{name}-{scope}" in arts, (name, sorted(arts))
+    table = json.loads(arts[f"ddrsa-best-configurations-{scope}"].data)
+    assert [row["winner"] for row in table] == ["lstm_basic", "lstm_basic"]
+    assert arts[f"ddrsa-best-configurations-{scope}"].type == "table"
 
 
 # ------------------------------------------------------------------ leaderboard and report layout
