@@ -76,3 +76,61 @@ def test_interval_text_says_what_the_interval_covers():
 ])
 def test_progress_description(counts, total, elapsed, expected):
     assert progress_description(counts, total, elapsed) == expected
+
+
+# ------------------------------------------------------------------ log lines (flows/run_ops.py)
+def _record(**extra):
+    base = {"status": "completed", "name": "turbofan/paper/bs64_s1", "attempts": 1, "train_seconds": 12.4,
+            "test_split": "held-out", "metrics": {"rul_rmse": 22.031, "val_rul_rmse": 22.114,
+                                                   "concordance_index": 0.6123, "benchmark_rmse": 53.51}}
+    return {**base, **extra}
+
+
+def test_result_line_names_every_number():
+    from flows.run_ops import result_line
+
+    # held-out units: the literature's protocol does not apply, nothing is called benchmark
+    assert result_line(_record()) == ("completed turbofan/paper/bs64_s1 (12 s) test RMSE 22.03 (val RMSE 22.11), "
+                                      "test C-index 0.612")
+    official = result_line(_record(test_split="official"), cached=True, how="fused, ")
+    assert official == ("completed (cached) turbofan/paper/bs64_s1 (fused, 12 s) test RMSE 22.03 (val RMSE 22.11), "
+                        "test C-index 0.612, benchmark RMSE 53.51 (official test units, truth capped at 125)")
+    # every attempt counted; a failure without a time never reads "0 s"
+    assert "(14 s over 3 attempts)" in result_line(_record(attempts=3, attempts_seconds=14.2))
+    assert "(12 s in the last of 2 attempts)" in result_line(_record(attempts=2))
+    failed = result_line(_record(status="failed", attempts=3, train_seconds=0.0, metrics={},
+                                 error="OSError: injected"))
+    assert failed == "failed turbofan/paper/bs64_s1 (3 attempts, time not recorded) OSError: injected"
+    assert "0 s" not in failed
+
+
+def test_attempts_seconds_counts_every_attempt(prefect_server, tmp_path):
+    """A real task run that fails twice (0.4 s each) and succeeds on attempt 3: the time over every
+    attempt is at least the three attempts' sleeps, not only the last one."""
+    import time
+
+    from prefect import flow, task
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    from flows.run_ops import attempts_seconds
+
+    calls = []
+
+    @task(retries=2, retry_delay_seconds=0, persist_result=False)
+    def flaky() -> float:
+        start = time.monotonic()
+        time.sleep(0.4)
+        calls.append(1)
+        if len(calls) < 3:
+            raise OSError("transient")
+        return attempts_seconds(time.monotonic() - start)
+
+    @flow(persist_result=False)
+    def run() -> float:
+        return flaky()
+
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: str(tmp_path)}):
+        seconds = run()
+    assert len(calls) == 3
+    assert seconds >= 1.2 - 0.05, seconds  # three attempts of 0.4 s
+    assert attempts_seconds(2.5) == 2.5  # outside a task run: this attempt only
