@@ -114,6 +114,33 @@ def sweep_state(summary: dict, experiment_ids: set[str] | None = None):
     return Completed(message=sweep_message(summary, []), data=summary)
 
 
+ENGINE_EXIT = "Engine execution exited with unexpected exception"  # prefect.flow_engine's closing log record
+
+
+class DesignedFailureLog(logging.Filter):
+    """On Prefect's flow-run logger: a sweep that ends Failed by design returns `sweep_state`'s
+    Failed state, and Prefect's engine (a deployment run: worker or serve) still raises the state's
+    exception and logs `Engine execution exited with unexpected exception` with ~40 lines of its own
+    traceback as the run's last log entry. This filter turns that record, when its exception is a
+    SweepFailed, into the one-line summary (`sweep ended Failed: 1 of 2 experiments failed: ...`)
+    without the traceback. Any other exception (a real crash) keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.msg == ENGINE_EXIT and isinstance(exc, SweepFailed):
+            record.msg, record.args = f"sweep ended Failed: {exc}", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def readable_failures(logger_name: str = "prefect.flow_runs") -> None:
+    """Install DesignedFailureLog on Prefect's flow-run logger once per process (flows/sweep.py at
+    import: the engine that runs the flow from a deployment runs in the same process)."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, DesignedFailureLog) for f in logger.filters):
+        logger.addFilter(DesignedFailureLog())
+
+
 def state_summary(state) -> dict:
     """The sweep's summary from its final state; re-raises what the flow raised otherwise
     (a folder held by another sweep, bad parameters, ...)."""
