@@ -100,6 +100,17 @@ class SweepFailed(Exception):
         return (SweepFailed, (str(self), self.summary))
 
 
+def _log_last(line: str) -> None:
+    """ERROR `line` on the run's logger (the flow run's last log line), else on `flows.run_ops`."""
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        get_run_logger().error(line)
+    except MissingContextError:
+        logging.getLogger(__name__).error(line)
+
+
 def sweep_state(summary: dict, experiment_ids: set[str] | None = None):
     """The sweep flow's final state: Failed when any experiment failed (diverged runs are results
     of their hyperparameters, not failures), else Completed. The data is the summary (Completed)
@@ -110,6 +121,7 @@ def sweep_state(summary: dict, experiment_ids: set[str] | None = None):
     if summary.get("failed"):
         reasons = failure_reasons(summary["output_dir"], experiment_ids) if summary.get("output_dir") else []
         message = sweep_message(summary, reasons)
+        _log_last(f"sweep ended Failed: {message}")
         return Failed(message=message, data=SweepFailed(message, summary))
     return Completed(message=sweep_message(summary, []), data=summary)
 
@@ -121,16 +133,14 @@ class DesignedFailureLog(logging.Filter):
     """On Prefect's flow-run logger: a sweep that ends Failed by design returns `sweep_state`'s
     Failed state, and Prefect's engine (a deployment run: worker or serve) still raises the state's
     exception and logs `Engine execution exited with unexpected exception` with ~40 lines of its own
-    traceback as the run's last log entry. This filter turns that record, when its exception is a
-    SweepFailed, into the one-line summary (`sweep ended Failed: 1 of 2 experiments failed: ...`)
-    without the traceback. Any other exception (a real crash) keeps its traceback."""
+    traceback as the run's last log entry. This filter drops that record when its exception is a
+    SweepFailed: the run's last line stays the one `sweep_state` logged (`sweep ended Failed: 1 of 2
+    experiments failed: ...`). Any other exception (a real crash) keeps its traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if record.msg == ENGINE_EXIT and isinstance(exc, SweepFailed):
-            record.msg, record.args = f"sweep ended Failed: {exc}", ()
-            record.exc_info, record.exc_text = None, None
-        return True
+        # sweep_state already logged the summary as the run's last line: drop the engine's copy
+        return not (record.msg == ENGINE_EXIT and isinstance(exc, SweepFailed))
 
 
 def readable_failures(logger_name: str = "prefect.flow_runs") -> None:
