@@ -32,8 +32,8 @@ PLOTS_DIR = "analysis_plots"
 NO_GPU_NOTE = "no GPU samples recorded (no GPU on the machine that ran the sweep)"
 SELECTION_SENTENCE = ("Winners are chosen on the validation units (best mean validation value of the criterion "
                       "across seeds; Welch's test on validation values for \"indistinguishable\"); the numbers "
-                      "shown are that configuration's test metrics (mean and 95% CI across seeds), which played "
-                      "no part in choosing it.")
+                      "shown are that configuration's test metrics (mean across seeds, with a 95% t-interval where 2 "
+                      "or more seeds ran), which played no part in choosing it.")
 # what each data_source means for the numbers (ddrsa.data.loader writes the value)
 SOURCE_MEANING = {
     "real": "real data files",
