@@ -339,3 +339,6 @@ def ddrsa_logs_to_prefect(name: str = "ddrsa"):
                 _installed.clear()
                 logger.setLevel(_saved[0])
                 logger.propagate = _saved[1]
+
+
+readable_failures()  # on import: flows/sweep.py imports this module in the process that runs the flow

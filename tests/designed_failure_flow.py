@@ -11,7 +11,7 @@ from prefect import flow  # noqa: E402
 
 from flows.run_ops import readable_failures, sweep_state  # noqa: E402
 
-readable_failures()
+readable_failures()  # idempotent: flows/run_ops.py installs it on import too
 
 
 @flow(name="designed-failure")

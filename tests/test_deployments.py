@@ -180,7 +180,8 @@ def test_prefect_deploy_worker_and_deployment_run(full_server, tmp_path):
     deployment's flow run ends Failed with the count and the reason, the other experiment's record
     and the analysis artifacts are there."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId,
+                                                LogFilter, LogFilterFlowRunId)
 
     env = {**full_server, "DDRSA_PROJECT_DIR": str(ROOT), "PREFECT_WORKER_QUERY_SECONDS": "2",
            "DDRSA_TORCH_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -236,12 +237,12 @@ def test_prefect_deploy_worker_and_deployment_run(full_server, tmp_path):
 
             arts = client.read_artifacts(artifact_filter=ArtifactFilter(
                 key=ArtifactFilterKey(any_=["ddrsa-best-configurations-quick-comparison-results"])))  # preset + folder
-            ours = []
-            for art in arts:  # written by the analysis subflow of this run
-                sub = client.read_flow_run(art.flow_run_id)
-                if sub.parent_task_run_id and client.read_task_run(sub.parent_task_run_id).flow_run_id == run.id:
-                    ours.append(art)
+            ours = [art for art in arts if art.flow_run_id == run.id]  # on the sweep's own run (issue 32)
             assert ours and ours[0].type == "table"
+            rows = json.loads(ours[0].data)  # one row per dataset: the winner of the one completed experiment
+            assert [(r["dataset"], r["winner"]) for r in rows] == [("turbofan FD001", "paper")]
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+            assert not any("Engine execution exited" in log.message for log in logs)  # a designed failure
 
             # the server's scheduler has put nightly's next 02:00 runs on the calendar
             from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId

@@ -151,7 +151,7 @@ def test_sweep_state_name_logs_artifacts_and_retries_read_back(tmp_path, prefect
         assert {"ddrsa-sweep-progress-default-ops-sweep", "ddrsa-sweep-overview-default-ops-sweep"} <= set(arts)
         overview = arts["ddrsa-sweep-overview-default-ops-sweep"].data
         assert '<img alt="model_comparison" src="data:image/png;base64,' in overview
-        assert "## Best configurations" in overview and "| gru_basic " in overview
+        assert "## Best configuration per dataset" in overview and "| gru_basic " in overview
 
 
 def test_failed_state_carries_the_summary(tmp_path):
