@@ -57,7 +57,7 @@ def test_one_seed_has_no_interval_and_says_1_seed(report):
 
 
 def test_a_winner_below_the_km_floor_is_not_a_winner(report):
-    _, res, page = report
+    _, _, page = report
     turbofan = _card(page, "turbofan FD001")
     assert "No model beats the floor" in turbofan and "Winner:" not in turbofan
     assert "age-only floor (km)" in turbofan and "Best baseline: km" in turbofan
