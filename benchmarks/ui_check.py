@@ -2,27 +2,27 @@
 
     python benchmarks/ui_check.py [--shots /tmp/ui-shots] [--keep]
 
-Starts a Prefect server (temporary home, free 127.0.0.1 port), runs a tiny sweep against it
-(`python flows/sweep.py`, preset `default`, 2 experiments of 1 epoch on synthetic data, one of
-them failing with an injected DataError so the run ends Failed), then drives Chromium through
-chromedriver (W3C WebDriver over plain HTTP: no selenium needed) like an operator would:
+Starts a Prefect server (temporary home, free 127.0.0.1 port), registers the `batch-study`
+deployment (its Custom run form), runs a tiny sweep against it (`python flows/sweep.py`, preset
+`default`, models paper and gru_basic x batch sizes 32 and 64, 1 epoch on synthetic data; gru_basic
+fails with an injected DataError so the run ends Failed), then drives Chromium over the DevTools
+protocol (tests/chromium_cdp.py; no chromedriver) like an operator would:
 
-1. the flow run page (name, Failed state and its message)        -> flow-run.png
-2. its Artifacts tab (the artifact cards of the sweep's run)      -> artifacts-tab.png
-3. a click on the `ddrsa-sweep-overview-*` card: the headline, the model comparison chart
-   (an inline PNG: checked decoded by the browser, naturalWidth > 0) and the best
-   configurations table                                           -> overview.png
-4. a completed experiment's task run page, Logs tab: its epoch lines -> task-run-logs.png
+1. the flow run page: name, Failed, the state message in the header    -> flow-run.png
+   and (client) the run's last log line: the one-line summary, no traceback
+2. its Artifacts tab: the best-configurations and overview cards        -> artifacts-tab.png
+3. the overview artifact: the best configuration per dataset with the varying
+   hyperparameter (batch size) visible, the model comparison chart decoded -> overview.png
+4. a completed experiment's task run page, Logs tab: its epoch lines     -> task-run-logs.png
+5. the batch-study deployment's Custom run form: batch sizes 32..512 filled in -> deployment-form.png
+6. report.html at a 1,280 px window: no horizontal scroll                -> report-1280.png
 
-Exit 0 when every check holds, 1 otherwise (each check printed). Needs /usr/bin/chromium and
-/usr/bin/chromedriver (Debian: apt-get install chromium chromium-driver). A script and not a
-test: it takes about a minute on 2 cores (server start, sweep, UI rendering with waits), and
-the screenshots are meant to be looked at.
+Exit 0 when every check holds, 1 otherwise (each check printed). Needs Chromium (/usr/bin/chromium).
+A script and not a test: a few minutes on 2 cores, and the screenshots are meant to be looked at.
 """
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import subprocess
 import sys
@@ -32,68 +32,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
-import httpx  # noqa: E402
+from chromium_cdp import Chromium, find_chromium  # noqa: E402
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-
-
-class Browser:
-    """The few WebDriver commands needed here, over HTTP to a chromedriver we start."""
-
-    def __init__(self, width: int = 1400, height: int = 2000):
-        from flows.server import free_port
-
-        port = free_port()
-        self.driver = subprocess.Popen([CHROMEDRIVER, f"--port={port}"], stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                httpx.get(f"{base}/status", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
-            "binary": CHROMIUM, "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                                         f"--window-size={width},{height}"]}}}}
-        session = httpx.post(f"{base}/session", json=caps, timeout=120).json()["value"]
-        self.url = f"{base}/session/{session['sessionId']}"
-
-    def cmd(self, method: str, path: str, body: dict | None = None):
-        return httpx.request(method, self.url + path, json=body, timeout=120).json()["value"]
-
-    def go(self, url: str) -> None:
-        self.cmd("POST", "/url", {"url": url})
-
-    def js(self, script: str):
-        return self.cmd("POST", "/execute/sync", {"script": script, "args": []})
-
-    def find(self, xpath: str, timeout: float = 60) -> str | None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.cmd("POST", "/elements", {"using": "xpath", "value": xpath})
-            if isinstance(found, list) and found:
-                return next(iter(found[0].values()))
-            time.sleep(0.5)
-        return None
-
-    def click(self, element: str) -> None:
-        self.cmd("POST", f"/element/{element}/click", {})
-
-    def shot(self, path: Path) -> None:
-        path.write_bytes(base64.b64decode(self.cmd("GET", "/screenshot")))
-
-    def close(self) -> None:
-        try:
-            httpx.delete(self.url, timeout=30)
-        finally:
-            self.driver.terminate()
-            self.driver.wait(timeout=30)
+SETTLE = 3.0  # seconds for the UI to draw after the text we wait for appears
 
 
-def text_xpath(text: str) -> str:
-    return f"//*[normalize-space(text())='{text}']"
+def wait_text(browser: Chromium, needle: str, timeout: float = 90) -> bool:
+    """Wait until the page's text contains `needle` (the Prefect UI fills in asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in (browser.evaluate("document.body ? document.body.innerText : ''") or ""):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def click_text(browser: Chromium, text: str) -> bool:
+    """Click the innermost element whose own text is `text`."""
+    return bool(browser.evaluate(
+        "(() => { const all = [...document.querySelectorAll('body *')].filter(e => e.children.length === 0 "
+        f"&& e.textContent.trim() === {text!r}); if (!all.length) return false; all[0].click(); return true; }})()"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,90 +63,119 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     shots = Path(args.shots)
     shots.mkdir(parents=True, exist_ok=True)
-    for tool in (CHROMIUM, CHROMEDRIVER):
-        if not Path(tool).exists():
-            print(f"error: {tool} not found (apt-get install chromium chromium-driver)", file=sys.stderr)
-            return 2
+    if not find_chromium():
+        print("error: Chromium not found (apt-get install chromium)", file=sys.stderr)
+        return 2
     from flows.server import start_server, stop_server
 
     work = Path(tempfile.mkdtemp(prefix="ddrsa-ui-check-"))
     server, api = start_server(log_path=work / "server.log", home=work / "prefect-home")
     ui = api.removesuffix("/api")
     checks: list[tuple[str, bool, str]] = []
-    browser = None
     try:
         out = work / "ui-check"
         env = {**os.environ, "PREFECT_API_URL": api, "DDRSA_TORCH_THREADS": "1",
                "DDRSA_INJECT_FAULT": "dataerror:gru_basic:*"}
         t0 = time.monotonic()
         proc = subprocess.run([sys.executable, "flows/sweep.py", "--preset", "default", "--datasets", "turbofan",
-                               "--models", "paper", "gru_basic", "--seeds", "1", "--data-source", "synthetic",
-                               "--max-units", "12", "--window-stride", "8", "--lookback-window", "32",
-                               "--pred-horizon", "16", "--num-epochs", "2", "--n-workers", "1",
-                               "--output-dir", str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=900)
+                               "--models", "paper", "gru_basic", "--batch-sizes", "32", "64", "--seeds", "1",
+                               "--data-source", "synthetic", "--max-units", "12", "--window-stride", "8",
+                               "--lookback-window", "32", "--pred-horizon", "16", "--num-epochs", "1",
+                               "--n-workers", "1", "--output-dir", str(out)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=900)
         print(f"sweep exited {proc.returncode} after {time.monotonic() - t0:.0f} s")
-        checks.append(("sweep command exits 1 (one experiment failed)", proc.returncode == 1, proc.stdout[-300:]))
+        checks.append(("sweep command exits 1 (experiments failed)", proc.returncode == 1, proc.stdout[-300:]))
 
         from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import FlowFilter, FlowFilterName, TaskRunFilter, TaskRunFilterFlowRunId
+        from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, LogFilter, LogFilterFlowRunId,
+                                                    TaskRunFilter, TaskRunFilterFlowRunId)
+        from prefect.client.schemas.sorting import LogSort
         from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from flows.analysis import artifact_scope, scoped_key
 
         with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
             [run] = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["ddrsa-sweep"])))
             tasks = client.read_task_runs(task_run_filter=TaskRunFilter(
                 flow_run_id=TaskRunFilterFlowRunId(any_=[run.id])))
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])),
+                                    sort=LogSort.TIMESTAMP_ASC)
+            from deployments.serve import build_deployments
+
+            deployment_id = build_deployments(["batch-study"])[0].apply()  # the form to look at (no pool)
         paper = next(t for t in tasks if "/paper/" in t.name)
-        print(f"flow run {run.name!r}: {run.state.name}: {run.state.message}")
+        last = logs[-1].message if logs else ""
+        print(f"flow run {run.name!r}: {run.state.name}: {run.state.message}\nlast log line: {last[:300]!r}")
+        checks.append(("the run's last log line is a one-line summary, no traceback",
+                       "Traceback" not in last and "experiments failed" in last, last[:300]))
 
-        browser = Browser()
-        browser.go(f"{ui}/runs/flow-run/{run.id}")
-        found_name = browser.find(text_xpath(run.name)) is not None
-        time.sleep(3)
-        browser.shot(shots / "flow-run.png")
-        checks.append(("flow run page shows the run's name", found_name, run.name))
-        body = browser.js("return document.body.innerText")
-        checks.append(("flow run page shows Failed", "Failed" in body, ""))
+        with Chromium(width=1400, height=1600) as browser:
+            browser.open(f"{ui}/runs/flow-run/{run.id}")
+            checks.append(("flow run page shows the run's name", wait_text(browser, run.name), run.name))
+            time.sleep(SETTLE)
+            browser.send("Page.bringToFront")
+            (shots / "flow-run.png").write_bytes(browser.screenshot())
+            body = browser.evaluate("document.body.innerText")
+            checks.append(("flow run page shows Failed", "Failed" in body, ""))
+            checks.append(("the header shows the state message", (run.state.message or "")[:40] in body,
+                           (run.state.message or "")[:80]))
 
-        tab = browser.find("//*[contains(@class,'p-tabs') or @role='tab' or @role='tablist']"
-                           "//*[normalize-space()='Artifacts']")
-        checks.append(("Artifacts tab found", tab is not None, ""))
-        if tab is not None:
-            browser.click(tab)
-        key = "ddrsa-sweep-overview-default"
-        card = browser.find(text_xpath(key), timeout=60)
-        time.sleep(2)
-        browser.shot(shots / "artifacts-tab.png")
-        checks.append((f"artifact card {key} on the flow run's Artifacts tab", card is not None, ""))
-        if card is not None:
-            browser.click(card)
-        browser.find(text_xpath("Best configurations"), timeout=60)
-        time.sleep(3)
-        images = browser.js("return Array.from(document.images).filter(i => i.src.startsWith('data:image/png'))"
-                            ".map(i => [i.alt, i.naturalWidth, i.naturalHeight, i.width])")
-        print(f"inline images on the overview page (alt, natural w, h, shown w): {images}")
-        checks.append(("overview: model comparison chart decoded by the browser",
-                       any(alt == "model_comparison" and w > 0 for alt, w, _h, _sw in images), str(images)))
-        rows = browser.js("return Array.from(document.querySelectorAll('table tr')).map(r => r.innerText)")
-        print(f"best configurations table rows: {len(rows)}; first: {rows[:2]}")
-        checks.append(("overview: best configurations table has rows",
-                       any("paper" in r for r in rows), f"{len(rows)} rows"))
-        browser.js("window.scrollTo(0, 0)")
-        browser.shot(shots / "overview.png")
+            checks.append(("Artifacts tab found", click_text(browser, "Artifacts"), ""))
+            scope = artifact_scope("default", out)
+            best_key, overview_key = scoped_key(scope, "best-configurations"), scoped_key(scope, "sweep-overview")
+            found = wait_text(browser, overview_key, 60)
+            time.sleep(SETTLE)
+            (shots / "artifacts-tab.png").write_bytes(browser.screenshot())
+            body = browser.evaluate("document.body.innerText")
+            checks.append((f"{best_key} on the sweep's own run", best_key in body, ""))
+            checks.append((f"{overview_key} on the sweep's own run", found, ""))
+            click_text(browser, overview_key)
+            wait_text(browser, "Best configuration per dataset", 60)
+            time.sleep(SETTLE)
+            images = browser.evaluate("[...document.images].filter(i => i.src.startsWith('data:image/png'))"
+                                      ".map(i => [i.alt, i.naturalWidth])")
+            checks.append(("overview: model comparison chart decoded by the browser",
+                           any(alt == "model_comparison" and w > 0 for alt, w in images), str(images)))
+            heads = browser.evaluate("[...document.querySelectorAll('table th')].map(t => t.innerText.trim())")
+            rows = browser.evaluate("[...document.querySelectorAll('table tr')].map(r => r.innerText)")
+            print(f"overview table headers: {heads}; rows: {rows[:3]}")
+            checks.append(("overview: best configuration table shows the varying batch size",
+                           "batch size" in heads and "winner" in heads, str(heads)))
+            visible = browser.evaluate("(() => { const th = [...document.querySelectorAll('table th')].find(t => "
+                                       "t.innerText.trim() === 'batch size'); if (!th) return false; const r = "
+                                       "th.getBoundingClientRect(); return r.right <= window.innerWidth; })()")
+            checks.append(("overview: the batch size column is on screen without scrolling", bool(visible), ""))
+            browser.evaluate("window.scrollTo(0, 0)")
+            (shots / "overview.png").write_bytes(browser.screenshot())
 
-        browser.go(f"{ui}/runs/task-run/{paper.id}")
-        deadline, epoch = time.monotonic() + 60, None
-        while epoch is None and time.monotonic() < deadline:
-            text = browser.js("return document.body.innerText")
-            epoch = next((line for line in text.splitlines() if "epoch 2/2 train" in line), None)
-            time.sleep(0.5)
-        print(f"task run log line: {epoch!r}")
-        time.sleep(2)
-        browser.shot(shots / "task-run-logs.png")
-        checks.append(("task run Logs tab shows the epoch lines", epoch is not None, paper.name))
+            browser.open(f"{ui}/runs/task-run/{paper.id}")
+            epoch = wait_text(browser, "epoch 1/1 train", 60)
+            time.sleep(SETTLE)
+            (shots / "task-run-logs.png").write_bytes(browser.screenshot())
+            checks.append(("task run Logs tab shows the epoch lines", epoch, paper.name))
+
+            browser.open(f"{ui}/deployments/deployment/{deployment_id}/run")
+            wait_text(browser, "Batch Sizes", 60)
+            time.sleep(SETTLE)
+            (shots / "deployment-form.png").write_bytes(browser.screenshot(full_page=True))
+            values = browser.evaluate("[...document.querySelectorAll('input, textarea')].map(i => i.value)")
+            text = browser.evaluate("document.body.innerText")
+            print(f"deployment form: {text.count('Property is type')} 'Property is type' notes; "
+                  f"input values: {[v for v in values if v][:30]}")
+            checks.append(("deployment form shows batch-study's batch sizes 32..512",
+                           all(any(str(b) in v for v in values) or str(b) in text for b in (32, 64, 128, 256, 512)),
+                           str(values[:30])))
+
+            browser.send("Emulation.setDeviceMetricsOverride", width=1280, height=1000, deviceScaleFactor=1,
+                         mobile=False)
+            browser.open((out / "report.html").as_uri())
+            browser.evaluate("window.ddrsaRenderAll && window.ddrsaRenderAll()")
+            browser.evaluate("new Promise(r => { if (window.ddrsaChartsDone) r(1); else document.addEventListener("
+                             "'ddrsa-charts-done', () => r(1)); })", await_promise=True, timeout=180)
+            widths = browser.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+            (shots / "report-1280.png").write_bytes(browser.screenshot())
+            checks.append(("report.html at 1,280 px: no horizontal scroll", widths[0] <= widths[1], str(widths)))
     finally:
-        if browser is not None:
-            browser.close()
         if args.keep:
             input(f"UI at {ui}; press Enter to stop the server ")
         stop_server(server)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from deployments.presets import (PRESETS, preset_grid_summary, preset_parameters, preset_schedule,
+from deployments.presets import (PRESETS, deployment_parameters, preset_grid_summary, preset_schedule,
                                  preset_size)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +61,7 @@ def deployments(timezone: str = DEFAULT_TIMEZONE) -> list[dict]:
             "description": deployment_description(name),
             "entrypoint": ENTRYPOINT,
             "tags": ["ddrsa", "preset"] + (["nightly"] if name == "nightly" else []),
-            "parameters": preset_parameters(name),
+            "parameters": deployment_parameters(name),
             "work_pool": {"name": WORK_POOL, "work_queue_name": None, "job_variables": {}},
         }
         cron = preset_schedule(name)
@@ -101,7 +101,7 @@ def render(timezone: str = DEFAULT_TIMEZONE) -> str:
             "directory": "{{ $" + PROJECT_DIR_VAR + " }}"}}],
         "deployments": deployments(timezone),
     }
-    body = yaml.safe_dump(doc, sort_keys=False, width=100, allow_unicode=True)
+    body = yaml.safe_dump(doc, sort_keys=False, width=100, allow_unicode=True, default_flow_style=None)
     return HEADER + "\n" + body
 
 

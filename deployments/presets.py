@@ -106,6 +106,21 @@ def preset_parameters(name: str) -> dict:
     return params
 
 
+def deployment_parameters(name: str) -> dict:
+    """A preset's deployment parameters: `preset_parameters` plus the preset's resolved grid and
+    training values (every SweepSpec field the preset decides; the run-only fields data_source, amp,
+    compile, deterministic and unset optional fields stay out), so the Prefect UI's Custom run form
+    shows and edits real values (`batch_sizes [32, 64, 128, 256, 512]`, `num_epochs 100`) instead
+    of None. Given explicitly they resolve to the same SweepSpec as the preset alone. A preset with
+    several C-MAPSS `subsets` leaves `subset` out (subsets replaces it: an edit would be ignored)."""
+    spec = preset_spec(name)
+    values = {field: value for field, value in spec.model_dump(mode="json").items()
+              if value is not None and not (SweepSpec.model_fields[field].json_schema_extra or {}).get("run_only")}
+    if spec.subsets:
+        values.pop("subset", None)
+    return {**preset_parameters(name), **values}
+
+
 def preset_schedule(name: str) -> str | None:
     """Cron string of a preset's deployment, or None (run on demand)."""
     return NIGHTLY_CRON if name == "nightly" else None

@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
 
 from ddrsa.cli import OneLineParser, run_cli  # noqa: E402
 from ddrsa.errors import DDRSAError  # noqa: E402
-from deployments.presets import PRESETS, preset_parameters, preset_schedule  # noqa: E402
+from deployments.presets import PRESETS, deployment_parameters, preset_schedule  # noqa: E402
 
 FLOW_NAME = "ddrsa-sweep"
 TIMEZONE_VAR = "DDRSA_NIGHTLY_TZ"
@@ -40,7 +40,7 @@ def build_deployments(names: list[str], timezone: str = "UTC") -> list:
     for name in names:
         cron = preset_schedule(name)
         out.append(ddrsa_sweep.to_deployment(
-            name=name, parameters=preset_parameters(name), description=deployment_description(name),
+            name=name, parameters=deployment_parameters(name), description=deployment_description(name),
             tags=["ddrsa", "preset"] + (["nightly"] if name == "nightly" else []),
             schedules=[Cron(cron, timezone=timezone)] if cron else None))
     return out

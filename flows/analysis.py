@@ -8,6 +8,7 @@ artifacts. Also called as a subflow by the sweep flow.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,17 +19,11 @@ if __package__ in (None, ""):  # run as a script: repo root importable; a slow t
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from prefect import flow, get_run_logger  # noqa: E402
-from prefect.artifacts import (create_link_artifact, create_markdown_artifact,  # noqa: E402
-                               create_table_artifact)
 
 from flows.run_ops import analysis_run_name  # noqa: E402
 
 KEY_PREFIX = "ddrsa"
 HEADLINE_CHART = "model_comparison"  # the chart shown in the overview artifact on the flow run page
-# test metrics first: the UI shows a wide table's left part and scrolls the rest
-OVERVIEW_COLUMNS = ("dataset", "subset", "model", "criterion", "rul_rmse", "rul_mae", "concordance_index",
-                    "nasa_score", "n_seeds", "batch_size", "learning_rate", "lambda_param", "nasa_weight", "dropout",
-                    "selected_on", "data_source")
 
 
 def artifact_key(name: str) -> str:
@@ -39,10 +34,14 @@ def artifact_key(name: str) -> str:
 
 
 def artifact_scope(run_label: str | None, output_dir: str | os.PathLike) -> str:
-    """What a sweep's artifact keys are scoped by: its preset / run label, else its output folder's
-    name. `ddrsa-best-configurations-nightly` and `ddrsa-best-configurations-full-grid` are
-    separate keys, so one study's latest tables never replace another's."""
-    return artifact_key(run_label or Path(output_dir).resolve().name) or "sweep"
+    """What a sweep's artifact keys are scoped by: its preset (run label) AND its output folder's
+    name, so only runs of the same study replace each other's "latest" artifacts: `batch-study`
+    for the deployment's folder `parallel_experiments/batch-study` (folder named like the preset),
+    `quick-comparison-fault-drill` for the same preset run into `fault-drill/`, `my-sweep` for a
+    sweep without a preset in `my-sweep/`."""
+    label, folder = artifact_key(run_label or ""), artifact_key(Path(output_dir).resolve().name)
+    parts = [label] + ([folder] if folder and folder != label else [])
+    return "-".join(p for p in parts if p) or "sweep"
 
 
 def scoped_key(scope: str, name: str) -> str:
@@ -90,44 +89,74 @@ def embedded_png(path: Path, alt: str, scale: int = 2) -> str:
     return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}"{size}>'
 
 
-def overview_markdown(res, headline: str) -> str:
-    """Headline text, the headline chart (inline PNG) and the best-configurations table (markdown):
-    what an operator reads on the sweep's flow run page."""
-    lines = [headline, ""]
-    chart = res.charts.get(HEADLINE_CHART) or next(iter(res.charts.values()), None)
-    if chart and Path(chart["png"]).is_file():
-        name = HEADLINE_CHART if HEADLINE_CHART in res.charts else next(iter(res.charts))
-        lines += [f"## Chart: {name.replace('_', ' ')}", "", embedded_png(chart["png"], name), ""]
-    lines += ["## Best configurations", ""]
-    if len(res.best):
-        cols = [c for c in OVERVIEW_COLUMNS if c in res.best.columns]
-        lines.append(res.best[cols].to_markdown(index=False, floatfmt=".4g"))
-    else:
-        lines.append("No completed experiment yet.")
+# the chart drawn for a hyperparameter that varies in the grid (reports/report.py build_charts)
+HP_CHARTS = {"batch_size": "batch_size_analysis", "learning_rate": "learning_rate_analysis",
+             "nasa_weight": "nasa_loss_impact"}
+MAX_INLINE_CHARTS = 3  # each inline PNG (~45 kB) is stored with the run in the server's database
+
+
+def overview_charts(res, varying: list[str]) -> list[str]:
+    """Charts shown inline on the sweep's run: the model comparison, then one per hyperparameter
+    that varies in this grid (its own analysis chart, else the metric-vs-hyperparameters panels)."""
+    names = [HEADLINE_CHART] + [HP_CHARTS.get(hp, "rul_rmse_vs_hyperparameters") for hp in varying]
+    names = [n for n in dict.fromkeys(names) if n in res.charts and Path(res.charts[n]["png"]).is_file()]
+    return names[:MAX_INLINE_CHARTS]
+
+
+def overview_markdown(res, headline: str, items=None) -> str:
+    """What an operator reads on the sweep's flow run page: the answers table (winner per dataset,
+    varying hyperparameters, test metrics with intervals, runner-up, margin, best baseline), the
+    headline (data, counts, winners) and the charts (inline PNG)."""
+    from reports.tables import HYPERPARAMETERS
+    from reports.winners import answers, answers_markdown
+
+    items = answers(res.leaderboard) if items is None else items
+    varying = [hp for hp in HYPERPARAMETERS if any(hp in a.varying for a in items)]
+    lines = ["## Best configuration per dataset", "", answers_markdown(items), "", headline, ""]
+    for name in overview_charts(res, varying):
+        lines += [f"## Chart: {name.replace('_', ' ')}", "", embedded_png(res.charts[name]["png"], name), ""]
     return "\n".join(lines)
 
 
-def publish_overview(markdown: str, key: str, description: str) -> None:
-    """A markdown artifact on the sweep's flow run: the parent run when this flow is its subflow,
-    else this run (the analysis command)."""
+def publish(key: str, kind: str, data, description: str) -> None:
+    """An artifact on the SWEEP's flow run: the parent run when this flow is its subflow, else this
+    run (the analysis command). The client's public `create_artifact` names the run; the
+    `create_*_artifact` helpers attach to the current (sub)flow run only. `kind`: table (data: a
+    list of dicts), markdown (text) or link (data: the URL, `description` its text)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import ArtifactCreate
     from prefect.runtime import flow_run
 
+    from reports.tables import nan_to_none
+
+    if kind == "table":
+        data = json.dumps(nan_to_none(list(data)), default=str)
+    elif kind == "link":
+        data = f"[{description}]({data})"
     target = flow_run.parent_flow_run_id or flow_run.id
     with get_client(sync_client=True) as client:
-        client.create_artifact(ArtifactCreate(key=key, type="markdown", description=description, data=markdown,
+        client.create_artifact(ArtifactCreate(key=key, type=kind, description=description, data=data,
                                               flow_run_id=target))
+
+
+def publish_overview(markdown: str, key: str, description: str) -> None:
+    """The overview markdown artifact on the sweep's flow run (`publish`)."""
+    publish(key, "markdown", markdown, description)
 
 
 @flow(name="ddrsa-analysis", flow_run_name=analysis_run_name)
 def analysis_flow(output_dir: str = "parallel_experiments", append_to_history: bool = False,
                   run_label: str | None = None) -> dict:
-    """Analyse `output_dir` in place; publish table, markdown and link artifacts.
+    """Analyse `output_dir` in place; publish table, markdown and link artifacts ON THE SWEEP'S
+    FLOW RUN (the parent run when this runs as its subflow: `publish`), so the sweep's own
+    Artifacts tab answers "who won".
 
-    Artifact keys are `ddrsa-...-<scope>`, scope = `run_label` (the sweep's preset) or the output
-    folder's name (`artifact_scope`). The `ddrsa-sweep-overview-<scope>` markdown artifact (headline, headline chart
-    inline, best configurations) is attached to the sweep's flow run when this runs as its subflow.
+    Artifact keys are `ddrsa-...-<scope>` (`artifact_scope`: the preset and the output folder).
+    `ddrsa-best-configurations-<scope>`: one row per dataset (and subset): verdict, winner, the
+    hyperparameters that vary in this grid, test metrics with intervals, runner-up, margin, best
+    baseline (reports/winners.py); `ddrsa-sweep-overview-<scope>`: that table, the headline and the
+    charts inline; `ddrsa-summary-statistics-<scope>`, `ddrsa-sweep-headline-<scope>`,
+    `ddrsa-report-<scope>`, `ddrsa-chart-<name>-<scope>` links.
 
     Returns {"counts": {...}, "report": path, "summary_statistics": path,
     "best_configurations": path, "charts": {name: html path}, "history_lines_added": int,
@@ -136,24 +165,25 @@ def analysis_flow(output_dir: str = "parallel_experiments", append_to_history: b
     best model per dataset/subset and the C-MAPSS benchmark lines, as the terminal prints them)}.
     """
     from reports.report import headline_markdown, run_analysis, selection_summary, winner_lines
+    from reports.winners import answers, answers_table
 
     logger = get_run_logger()
     res = run_analysis(output_dir, append_to_history=append_to_history, run_label=run_label)
     scope = artifact_scope(run_label, res.output_dir)
-    create_table_artifact(_table(res.best), key=scoped_key(scope, "best-configurations"),
-                          description="Best configuration per dataset, model and criterion: chosen on validation "
-                                      "metrics (column selected_on), test metrics shown (means across seeds)")
-    create_table_artifact(_table(res.summary), key=scoped_key(scope, "summary-statistics"),
-                          description="Per dataset/model statistics of completed experiments")
+    items = answers(res.leaderboard)
+    publish(scoped_key(scope, "best-configurations"), "table", answers_table(items),
+            "Best configuration per dataset: chosen on validation, test metrics with their interval, runner-up "
+            "and margin, best baseline; 'no model beats the floor' when the winner does not beat the age-only "
+            "floor (km) or chance")
+    publish(scoped_key(scope, "summary-statistics"), "table", _table(res.summary),
+            "Per dataset/model statistics of completed experiments")
     headline = headline_markdown(res)
-    create_markdown_artifact(headline, key=scoped_key(scope, "sweep-headline"), description="DDRSA sweep headline")
-    publish_overview(overview_markdown(res, headline), scoped_key(scope, "sweep-overview"),
-                     f"DDRSA sweep {res.output_dir}: headline, {HEADLINE_CHART} chart, best configurations")
-    create_link_artifact(res.files["report"].as_uri(), link_text="report.html",
-                         key=scoped_key(scope, "report"), description="Self-contained sweep report (open the file)")
+    publish(scoped_key(scope, "sweep-headline"), "markdown", headline, "DDRSA sweep headline")
+    publish_overview(overview_markdown(res, headline, items), scoped_key(scope, "sweep-overview"),
+                     f"DDRSA sweep {res.output_dir}: best configuration per dataset, headline, charts")
+    publish(scoped_key(scope, "report"), "link", res.files["report"].as_uri(), "report.html")
     for name, paths in res.charts.items():
-        create_link_artifact(paths["html"].as_uri(), link_text=f"{name}.html",
-                             key=scoped_key(scope, f"chart-{name}"), description=f"Interactive chart {name}")
+        publish(scoped_key(scope, f"chart-{name}"), "link", paths["html"].as_uri(), f"{name}.html")
     logger.info("analysis of %s: %s; report %s", res.output_dir, res.counts, res.files["report"])
     return {"counts": res.counts, "report": str(res.files["report"]),
             "summary_statistics": str(res.files["summary_statistics"]),

@@ -13,6 +13,7 @@ from ddrsa.status import COMPLETED, DIVERGED, FAILED
 from ddrsa.sweep.results import ResultsStore, make_record, now_iso, write_manifest
 from flows.fused_run import finished_member, group_records, submit_groups
 from flows.prepare import data_key
+from flows.progress_lines import progress_description, result_line
 from flows.run_ops import failed_attempts
 from flows.runner import Completions
 from flows.session import SweepSession
@@ -27,19 +28,6 @@ def progress_key(preset: str | None, out: Path) -> str:
     from flows.analysis import artifact_scope, scoped_key
 
     return scoped_key(artifact_scope(preset, out), "sweep-progress")
-
-
-def detail(record: dict) -> str:
-    """The end of a record's log line: its error, or its test (and validation) RMSE and C-index."""
-    if record["status"] != COMPLETED:
-        return (record.get("error") or f"diverged at epoch {record.get('diverged_epoch')}")[:200]
-    metrics = record.get("metrics") or {}
-    rmse, cindex = metrics.get("rul_rmse"), metrics.get("concordance_index")
-    # validation (what winners are chosen on) and, on official test units, the literature's number
-    also = [f"{label} {metrics[key]:.2f}" for label, key in (("val", "val_rul_rmse"), ("benchmark", "benchmark_rmse"))
-            if metrics.get(key) is not None]
-    return (f"rmse {rmse:.2f}" if rmse is not None else "rmse n/a") + (f" ({', '.join(also)})" if also else "") + (
-        f" c-index {cindex:.3f}" if cindex is not None else " c-index n/a")
 
 
 class GridCollector:
@@ -65,6 +53,7 @@ class GridCollector:
         self.alone: set[str] = set()  # experiment ids already re-run on a worker of their own
         self.suspects: list[dict] = []  # KilledWorker once: to re-run alone when nothing else runs
         self.done = 0
+        self.started = time.monotonic()  # the time-left estimate's clock
 
     def run(self, todo: list[dict], groups: list[tuple]) -> dict:
         """Train `todo` and the already submitted fusion `groups` ([(future, group)]): a group is
@@ -107,16 +96,13 @@ class GridCollector:
         self.counts[record["status"]] = self.counts.get(record["status"], 0) + 1
         self.counts["cached"] += cached
         self.done += 1
-        self.logger.info("[%d/%d] %s%s %s (%s%.0f s) %s", self.done, self.total, record["status"],
-                         " (cached)" if cached else "", record["name"], how, record.get("train_seconds") or 0.0,
-                         detail(record))
+        self.logger.info("[%d/%d] %s", self.done, self.total, result_line(record, cached, how))
 
     def _show_progress(self) -> None:
         if self.progress_id is not None:
-            c = self.counts
             update_progress_artifact(self.progress_id, 100.0 * self.done / self.total,
-                                     description=f"{c['completed']} completed, {c['failed']} failed, "
-                                                 f"{c['diverged']} diverged of {self.total}")
+                                     description=progress_description(self.counts, self.total,
+                                                                      time.monotonic() - self.started))
 
     def _outcome_of(self, outcome, planned: dict) -> tuple[dict, bool] | None:
         """(record, cached) of a finished single experiment; None when it goes back to run alone."""
@@ -172,7 +158,7 @@ def run_grid(session: SweepSession, *, fuse: str = "auto", max_fused: int | None
     skipped = len(planned) - len(todo)
     progress_id = create_progress_artifact(
         progress=100.0 * skipped / max(len(planned), 1), key=progress_key(session.preset, out),
-        description=f"{counts['completed']} completed, 0 failed, {counts['diverged']} diverged of {len(planned)}")
+        description=progress_description(counts, len(planned), 0.0))
     if skipped:
         logger.info("[%d/%d] finished earlier with the same config, code and data versions (cache key): "
                     "%d counted as cached, not submitted", skipped, len(planned), skipped)

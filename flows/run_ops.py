@@ -1,12 +1,12 @@
-"""How a sweep looks to a Prefect operator: retry policy, final state, run names, task-run logs.
+"""How a sweep looks to a Prefect operator: retry policy, run names, task-run logs.
 
 - `retry_if_transient`: the task's `retry_condition_fn`. Only errors that can pass on another
   attempt are retried (I/O and connection errors, CUDA/host out of memory, injected faults);
   a configuration or data error (DDRSAError, ValueError, TypeError, ...) fails at once, and a
   timeout is not retried (a hung experiment would hang again). A worker death is Dask's business
   (the task is re-run elsewhere, see flows/grid.py `GridCollector`), not a Prefect retry.
-- `sweep_state(summary, ...)`: the flow's return value, a `Failed` state when any experiment failed
-  (message: how many and why; `data`: the summary), else `Completed` with a one-line message.
+- the final state (a Failed state with a readable summary for a sweep whose experiments failed) is
+  flows/final_state.py.
 - `sweep_run_name()`: the flow's `flow_run_name`, e.g. `batch-study-60exp-parallel-experiments-1129-1905`;
   `analysis_run_name()` the analysis flow's, e.g. `analysis-fd001-1129-2224`.
 - `ddrsa_logs_to_prefect()`: around one experiment, the `ddrsa` loggers' records (one INFO line
@@ -22,7 +22,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ddrsa.errors import DDRSAError
-from ddrsa.status import FAILED
 
 # ------------------------------------------------------------------------------------ retries
 TRANSIENT_NAMES = {"KilledWorker", "CommClosedError", "OutOfMemoryError"}  # distributed / torch classes
@@ -54,76 +53,6 @@ def failed_attempts(state, allowed: int) -> int:
     except Exception:  # result not readable: assume the retries ran
         return allowed
     return allowed if transient_error(exc) else 1
-
-
-# ------------------------------------------------------------------------------------ final state
-MAX_REASONS = 3
-
-
-def _short(error: str | None) -> str:
-    """First line of a record's error, without Prefect's 'Task run encountered an exception' preamble."""
-    line = (error or "failed").strip().splitlines()[0] if (error or "").strip() else "failed"
-    return line.removeprefix("Task run encountered an exception ")[:300]
-
-
-def failure_reasons(output_dir: str | Path, experiment_ids: set[str] | None = None) -> list[str]:
-    """`name: error` of each failed record in OUTPUT_DIR/all_results.json (of `experiment_ids` when given)."""
-    from ddrsa.atomic import read_json
-
-    records = read_json(Path(output_dir) / "all_results.json") or []
-    return [f"{r.get('name')}: {_short(r.get('error'))}" for r in records
-            if isinstance(r, dict) and r.get("status") == FAILED
-            and (experiment_ids is None or r.get("experiment_id") in experiment_ids)]
-
-
-def sweep_message(summary: dict, reasons: list[str]) -> str:
-    """One line: counts, then up to MAX_REASONS failures with their error."""
-    n = summary.get("n_experiments", 0)
-    counts = (f"{summary.get('completed', 0)} completed ({summary.get('cached', 0)} cached), "
-              f"{summary.get('failed', 0)} failed, {summary.get('diverged', 0)} diverged of {n}")
-    if not summary.get("failed"):
-        return counts
-    shown = "; ".join(reasons[:MAX_REASONS])
-    more = f"; and {len(reasons) - MAX_REASONS} more" if len(reasons) > MAX_REASONS else ""
-    why = f": {shown}{more}" if shown else ""
-    return f"{summary['failed']} of {n} experiments failed{why} ({counts}; all in {summary.get('output_dir')})"
-
-
-class SweepFailed(Exception):
-    """Data of a Failed sweep state: what calling the flow in Python raises. `.summary`: the
-    summary dict a completed sweep returns (counts, output_dir, analysis)."""
-
-    def __init__(self, message: str, summary: dict):
-        super().__init__(message)
-        self.summary = summary
-
-    def __reduce__(self):
-        return (SweepFailed, (str(self), self.summary))
-
-
-def sweep_state(summary: dict, experiment_ids: set[str] | None = None):
-    """The sweep flow's final state: Failed when any experiment failed (diverged runs are results
-    of their hyperparameters, not failures), else Completed. The data is the summary (Completed)
-    or a SweepFailed carrying it (Failed; `flow(..., return_state=True).result(raise_on_failure=False)`
-    returns it, a plain call raises it)."""
-    from prefect.states import Completed, Failed
-
-    if summary.get("failed"):
-        reasons = failure_reasons(summary["output_dir"], experiment_ids) if summary.get("output_dir") else []
-        message = sweep_message(summary, reasons)
-        return Failed(message=message, data=SweepFailed(message, summary))
-    return Completed(message=sweep_message(summary, []), data=summary)
-
-
-def state_summary(state) -> dict:
-    """The sweep's summary from its final state; re-raises what the flow raised otherwise
-    (a folder held by another sweep, bad parameters, ...)."""
-    result = state.result(raise_on_failure=False)
-    if isinstance(result, SweepFailed):
-        return result.summary
-    if isinstance(result, BaseException):
-        raise result
-    return result
 
 
 # ------------------------------------------------------------------------------------ run names
@@ -223,3 +152,4 @@ def ddrsa_logs_to_prefect(name: str = "ddrsa"):
                 _installed.clear()
                 logger.setLevel(_saved[0])
                 logger.propagate = _saved[1]
+

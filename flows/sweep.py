@@ -34,7 +34,8 @@ from ddrsa.sweep.tpe import check_search
 from flows.grid import run_grid
 from flows.options import FLOW_FIELDS, SPEC_FIELDS, build_spec, flow_docstring, flow_signature
 from flows.prepare import prepare
-from flows.run_ops import state_summary, sweep_run_name, sweep_state
+from flows.final_state import state_summary, sweep_state
+from flows.run_ops import sweep_run_name
 from flows.search import run_search
 from flows.session import SweepSession
 

@@ -15,6 +15,7 @@ from ddrsa.sweep.results import make_record, now_iso, safe_run_dir
 from ddrsa.trainer import train
 from flows.faults import injected_faults
 from flows.gpu_limits import gpu_slot
+from flows.progress_lines import attempts_seconds
 from flows.run_ops import ddrsa_logs_to_prefect, retry_if_transient
 from flows.runner import worker_name
 
@@ -91,6 +92,7 @@ def train_experiment(name: str, planned: dict, output_dir: str, code_version: st
             result = train(config, run_dir, inject_nan=fault == "nan", stop_after_epoch=stop_after_epoch)
         record = make_record(planned, status=result.status, result=result.to_dict(), worker=worker_name(),
                              attempts=attempt, started_at=started)
+        record["attempts_seconds"] = attempts_seconds(result.train_seconds)  # earlier attempts included
         if stop_after_epoch is not None:
             record["best_val_loss"] = result.best_val_loss
         return record

@@ -54,7 +54,7 @@ def _set(chart, **props):
     return chart
 
 
-def _finish(chart: alt.TopLevelMixin, title: str, subtitle: str = "") -> alt.TopLevelMixin:
+def _finish(chart: alt.TopLevelMixin, title: str, subtitle: str | list[str] = "") -> alt.TopLevelMixin:
     title_obj = alt.Title(title, subtitle=subtitle) if subtitle else alt.Title(title)
     return _set(chart, title=title_obj, config=CONFIG)
 
@@ -63,11 +63,32 @@ def _resolve(**scales) -> alt.Resolve:
     return alt.Resolve(scale=alt.ScaleResolveMap(**scales))
 
 
+PANELS_PER_ROW = 3  # panels wrap after three: a chart stays within a 1,280 px window
+
+
 def _rows(df: pd.DataFrame, make_row, color: str = "shared") -> alt.TopLevelMixin:
-    """One row of panels per dataset (vconcat of hconcats); `color` scale resolution."""
-    rows = [_set(alt.hconcat(*make_row(dataset, g)), resolve=_resolve(x="independent", y="independent", color=color))
+    """One block of panels per dataset (wrapped at PANELS_PER_ROW), stacked; `color` scale resolution."""
+    rows = [_set(alt.concat(*make_row(dataset, g), columns=PANELS_PER_ROW),
+                 resolve=_resolve(x="independent", y="independent", color=color))
             for dataset, g in df.groupby("dataset", sort=True)]
     return _set(alt.vconcat(*rows), resolve=_resolve(color=color))
+
+
+def varying_hyperparameters(g: pd.DataFrame) -> list[str]:
+    """The hyperparameters with more than one value in `g` (grid order)."""
+    return [hp for hp in HYPERPARAMETERS if g[hp].dropna().nunique() > 1]
+
+
+def fixed_sentences(df: pd.DataFrame) -> list[str]:
+    """One sentence per dataset for the hyperparameters that do not vary: 'azure_pm: batch_size fixed
+    at 64 in this sweep; dropout fixed at 0.1 in this sweep' ([] when all vary)."""
+    parts = []
+    for dataset, g in df.groupby("dataset", sort=True):
+        fixed = [fixed_note(hp, float(g[hp].dropna().iloc[0])) for hp in HYPERPARAMETERS
+                 if hp not in varying_hyperparameters(g) and g[hp].notna().any()]
+        if fixed:
+            parts.append(f"{dataset}: {'; '.join(fixed)}")
+    return parts
 
 
 def hyperparameter_aggregate(df: pd.DataFrame, hp: str, metric: str) -> pd.DataFrame:
@@ -109,18 +130,23 @@ def _hp_panel(g: pd.DataFrame, dataset: str, hp: str, metric: str, title: str):
 
 
 def metric_vs_hyperparameters(df: pd.DataFrame, metric: str) -> alt.TopLevelMixin:
-    """One panel per hyperparameter (columns) and dataset (rows); a line per model, mean ± sd."""
-    chart = _rows(df, lambda ds, g: [_hp_panel(g, ds, hp, metric, f"{ds}: {hp}")
-                                     for hp in HYPERPARAMETERS])
-    return _finish(chart, f"{METRIC_SHORT[metric]} vs hyperparameters",
-                   "mean over all completed runs at each value; error bars: ± 1 sd")
+    """One panel per hyperparameter that varies (wrapped) and dataset (blocks); a line per model,
+    mean ± sd. The constant ones are one sentence in the subtitle, not a panel each."""
+    def row(ds, g):
+        hps = varying_hyperparameters(g)
+        return ([_hp_panel(g, ds, hp, metric, f"{ds}: {hp}") for hp in hps]
+                or [_note("no hyperparameter varies for this dataset", ds, width=400, height=60)])
+    subtitle = ["mean over all completed runs at each value; error bars: ± 1 sd"]
+    subtitle += [f"not drawn, constant: {line}" for line in fixed_sentences(df)]
+    return _finish(_rows(df, row), f"{METRIC_SHORT[metric]} vs hyperparameters", subtitle)
 
 
 def _sweep_chart(df: pd.DataFrame, hp: str, metrics, title: str) -> alt.TopLevelMixin:
     def row(ds, g):
         values = g[hp].dropna().unique()
         if len(values) == 1:  # one panel that says so instead of one per metric
-            return [_note(fixed_note(hp, float(values[0])) + ": nothing to compare", f"{ds}", width=400)]
+            return [_note(fixed_note(hp, float(values[0])) + ": nothing to compare", f"{ds}", width=400,
+                          height=60)]
         return [_hp_panel(g, ds, hp, m, f"{ds}: {METRIC_SHORT[m]}") for m in metrics]
     chart = _rows(df, row)
     return _finish(chart, title, "a line per model: mean over runs at each value; bars: ± 1 sd")
@@ -355,11 +381,11 @@ def parallel_coordinates(df: pd.DataFrame) -> alt.TopLevelMixin:
         said = ("left out (one value in this sweep): " + ", ".join(f"{hp} {v:g}" for hp, v in left_out.items())
                 if left_out else "every hyperparameter varied in this sweep")
         return [_set(alt.layer(alt.layer(lines, chosen, data=g), labels),
-                     title=alt.Title(f"{ds}: all completed runs", subtitle=said), width=620, height=230)]
+                     title=alt.Title(f"{ds}: all completed runs", subtitle=said), width=560, height=230)]
     chart = _rows(data, row, color="independent")
-    chart = _finish(chart, "Parallel coordinates", "each line one run, test metrics on the axes, coloured by the "
-                    "ranking value (validation RMSE); learning rate and batch size normalised on a log scale; "
-                    "black: the configuration selected in the leaderboard")
+    chart = _finish(chart, "Parallel coordinates", [
+        "each line one run, test metrics on the axes, coloured by the ranking value (validation RMSE);",
+        "learning rate and batch size normalised on a log scale; black: the configuration selected in the leaderboard"])
     return _set(chart, params=[alt.param(name=SELECTED_PARAM, value=-1).param])
 
 

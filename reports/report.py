@@ -19,19 +19,21 @@ from reports import charts as ch
 from reports.benchmark import benchmark_summary, has_benchmark, mean_sd_ci, write_benchmark_section
 from reports.history import append_history, read_history
 from reports.leaderboard import CSS as LEADERBOARD_CSS
+from reports.leaderboard import COLUMNS as LEADERBOARD_COLUMNS
 from reports.leaderboard import TOP_N, leaderboard_frame, leaderboard_html
-from reports.tables import (METRICS, SELECTED_ON_TEST, SELECTED_ON_VALIDATION, UNKNOWN_SOURCE,
+from reports.tables import (HYPERPARAMETERS, METRICS, SELECTED_ON_TEST, SELECTED_ON_VALIDATION, UNKNOWN_SOURCE,
                             best_configurations, completed, data_source_line, data_sources, is_generated,
                             load_gpu_samples, load_learning_curves, load_manifest, load_records,
                             records_frame, summary_statistics, sweep_counts, write_atomic, write_csv)
 from reports.vega_page import PageCharts
+from reports.winners import HP_LABELS, Answer, answers, config_label, interval_text
 
 PLOTS_DIR = "analysis_plots"
 NO_GPU_NOTE = "no GPU samples recorded (no GPU on the machine that ran the sweep)"
 SELECTION_SENTENCE = ("Winners are chosen on the validation units (best mean validation value of the criterion "
                       "across seeds; Welch's test on validation values for \"indistinguishable\"); the numbers "
-                      "shown are that configuration's test metrics (mean and 95% CI across seeds), which played "
-                      "no part in choosing it.")
+                      "shown are that configuration's test metrics (mean across seeds, with a 95% t-interval where 2 "
+                      "or more seeds ran), which played no part in choosing it.")
 # what each data_source means for the numbers (ddrsa.data.loader writes the value)
 SOURCE_MEANING = {
     "real": "real data files",
@@ -66,16 +68,28 @@ class AnalysisResult:
     leaderboard: pd.DataFrame | None = None  # every configuration, seeds pooled (reports.leaderboard)
 
 
+HP_CHARTS = {"batch_size": ("batch_size_analysis", ch.batch_size_analysis),
+             "learning_rate": ("learning_rate_analysis", ch.learning_rate_analysis),
+             "nasa_weight": ("nasa_loss_impact", ch.nasa_loss_impact)}
+
+
+def constant_note(done: pd.DataFrame) -> str:
+    """One sentence for the hyperparameters constant over the whole sweep (no chart, no panel)."""
+    fixed = [f"{HP_LABELS[hp]} {done[hp].dropna().iloc[0]:g}" for hp in HYPERPARAMETERS
+             if hp in done and done[hp].nunique(dropna=True) == 1]
+    return f"Constant in this sweep, so not charted: {', '.join(fixed)}." if fixed else ""
+
+
 def build_charts(done: pd.DataFrame, output_dir: str | os.PathLike,
                  history: pd.DataFrame | None = None, gpu: pd.DataFrame | None = None) -> dict:
     """name -> Altair chart for the completed runs `done` (non-empty); gpu/history when given."""
     charts = {f"{m}_vs_hyperparameters": ch.metric_vs_hyperparameters(done, m)
               for m in ("rul_mae", "rul_rmse", "concordance_index")}
-    charts.update(model_comparison=ch.model_comparison(done),
-                  batch_size_analysis=ch.batch_size_analysis(done),
-                  learning_rate_analysis=ch.learning_rate_analysis(done),
-                  nasa_loss_impact=ch.nasa_loss_impact(done),
-                  hyperparameter_heatmap=ch.hyperparameter_heatmap(done),
+    charts["model_comparison"] = ch.model_comparison(done)
+    for hp, (name, draw) in HP_CHARTS.items():  # a chart of a constant hyperparameter says nothing
+        if done[hp].nunique(dropna=True) > 1:
+            charts[name] = draw(done)
+    charts.update(hyperparameter_heatmap=ch.hyperparameter_heatmap(done),
                   learning_curves=ch.learning_curves(load_learning_curves(output_dir, done)),
                   parallel_coordinates=ch.parallel_coordinates(done))
     if gpu is not None and len(gpu):
@@ -111,6 +125,8 @@ def run_analysis(output_dir: str | os.PathLike, append_to_history: bool = False,
         res.notes.append("no completed experiments yet: no metric charts drawn")
     else:
         done_charts = build_charts(done, out, history, gpu)
+        if (note := constant_note(done)):
+            res.notes.append(note)
     if charts and not len(done) and len(history):
         done_charts["history_trend"] = ch.history_trend(history)
     from reports.search_charts import SEARCH_CHART, compute_sentence, rung_chart  # --search halving|tpe
@@ -123,10 +139,26 @@ def run_analysis(output_dir: str | os.PathLike, append_to_history: bool = False,
         res.specs[name] = chart.to_dict()
         res.charts[name] = ch.save_chart(chart, out / PLOTS_DIR, name, spec=res.specs[name])
     res.leaderboard = leaderboard_frame(df)
-    res.benchmark_html = write_benchmark_section(records, out, PLOTS_DIR, charts=charts)
+    res.benchmark_html = benchmark_section(records, out, charts)
     res.benchmark = benchmark_lines(records)
     res.files["report"] = write_atomic(out / "report.html", render_report(res))
     return res
+
+
+def benchmark_section(records: list[dict], out: Path, charts: bool = True) -> str:
+    """"Benchmark vs literature" for runs under the literature protocol only (official test units);
+    one line says why runs on held-out units are left out."""
+    official = [r for r in records if r.get("test_split") == "official"]
+    held_out = has_benchmark([r for r in records if r.get("test_split") != "official"])
+    html_text = write_benchmark_section(official, out, PLOTS_DIR, charts=charts)
+    if not held_out:
+        return html_text
+    why = ("<p class='small' id='benchmark-left-out'>Runs scored on held-out training units are left out: the "
+           "literature scores the official test units (RUL_FD00x.txt), so their numbers are not comparable."
+           "</p>")
+    if not html_text:
+        return f"<h2>Benchmark vs literature</h2>{why}<p>No run used the literature protocol (test_split official).</p>"
+    return html_text.replace("<h2>Benchmark vs literature</h2>", f"<h2>Benchmark vs literature</h2>{why}", 1)
 
 
 # ---------------------------------------------------------------- selection and data source texts
@@ -246,23 +278,37 @@ def _summary_section(res: AnalysisResult) -> str:
 
 
 def _best_section(best: pd.DataFrame) -> str:
+    """Best configuration per dataset, model and criterion: the hyperparameters that vary first and
+    the test RMSE/C-index; the constant hyperparameters and the other columns behind the
+    'show every column' toggle (class `more`)."""
     if not len(best):
         return "<p>No results yet.</p>"
     note = selection_note(best)
     intro = "".join(f"<p class='warn'>{_e(t)}</p>" if t == note else f"<p>{_e(t)}</p>"
                     for t in selection_sentences(best))
-    headers = ["dataset", "model", "criterion", "selected on", "ranked on (mean)", "data source", "subset",
-               "batch size", "learning rate", "lambda", "NASA weight", "dropout", "seeds",
-               "test RUL MAE (steps) [95% CI]", "test RUL RMSE (steps) [95% CI]", "test C-index [95% CI]",
-               "test NASA score [95% CI]", "indistinguishable configs", "retrain command"]
-    rows = [[_e(r[k]) for k in ("dataset", "model", "criterion", "selected_on", "selection_score", "data_source",
-                                "subset", "batch_size", "learning_rate", "lambda_param", "nasa_weight", "dropout",
-                                "n_seeds")]
-            + [_with_ci(r, m) for m in METRICS]
-            + [_e(r["indistinguishable_configs"]),
-               f"<details><summary>command</summary><code>{_e(r['retrain_command'])}</code></details>"]
-            for _, r in best.iterrows()]
-    return intro + _table(headers, rows)
+    varying = [hp for hp in HYPERPARAMETERS if best[hp].nunique(dropna=True) > 1]
+    labels = {"batch_size": "batch size", "learning_rate": "learning rate", "lambda_param": "lambda",
+              "nasa_weight": "NASA weight", "dropout": "dropout"}
+    # (header, cell of a row, shown without the toggle)
+    cols = ([("dataset", lambda r: _e(r["dataset"]), True), ("model", lambda r: _e(r["model"]), True),
+             ("criterion", lambda r: _e(r["criterion"]), True)]
+            + [(labels[hp], (lambda r, hp=hp: _e(r[hp])), True) for hp in varying]
+            + [("seeds", lambda r: _e(r["n_seeds"]), True),
+               ("test RUL RMSE (steps) [95% CI]", lambda r: _with_ci(r, "rul_rmse"), True),
+               ("test C-index [95% CI]", lambda r: _with_ci(r, "concordance_index"), True),
+               ("test RUL MAE (steps) [95% CI]", lambda r: _with_ci(r, "rul_mae"), False),
+               ("test NASA score [95% CI]", lambda r: _with_ci(r, "nasa_score"), False),
+               ("selected on", lambda r: _e(r["selected_on"]), False),
+               ("ranked on (mean)", lambda r: _e(r["selection_score"]), False),
+               ("data source", lambda r: _e(r["data_source"]), False), ("subset", lambda r: _e(r["subset"]), False)]
+            + [(labels[hp], (lambda r, hp=hp: _e(r[hp])), False) for hp in HYPERPARAMETERS if hp not in varying]
+            + [("indistinguishable configs", lambda r: _e(r["indistinguishable_configs"]), False),
+               ("retrain command", lambda r: f"<details><summary>command</summary><code>{_e(r['retrain_command'])}"
+                                             "</code></details>", False)])
+    head = "".join(f"<th{'' if shown else ' class=more'}>{_e(h)}</th>" for h, _, shown in cols)
+    body = "".join("<tr>" + "".join(f"<td{'' if shown else ' class=more'}>{cell(r)}</td>" for _, cell, shown in cols)
+                   + "</tr>" for _, r in best.iterrows())
+    return intro + f"<table id='best-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _banner(sources: dict[str, list[str]]) -> str:
@@ -291,32 +337,75 @@ def _badge(source: str) -> str:
     return f"<span class='badge badge-{kind}' title='{_e(source_meaning(source))}'>data: {_e(source)}</span>"
 
 
+def _metric_cell(label: str, row: pd.Series, m: str) -> str:
+    return f"<div class='metric'><span>test {_e(label)}</span><b>{_e(interval_text(row, m))}</b></div>"
+
+
+def _card(a: Answer) -> str:
+    """One dataset's answer: the winner with its varying hyperparameters, test metrics with what
+    each interval covers, runner-up and margin, best baseline; or 'no model beats the floor'."""
+    w = a.winner
+    if w is None:
+        return f"<div class='card'><h3>{_e(a.where)}</h3><p>{_e('; '.join(a.notes))}</p></div>"
+    hps = ", ".join(f"{HP_LABELS[hp]} {w[hp]:g}" for hp in HYPERPARAMETERS)
+    on = (f"chosen on validation RMSE {w['rank_value']:.4g}" if w["selected_on"] == SELECTED_ON_VALIDATION
+          else f"chosen on {w['selected_on']}")
+    metrics = "".join(_metric_cell(label, w, m) for label, m in (("RMSE (steps)", "rul_rmse"),
+                                                                 ("C-index", "concordance_index")))
+    if a.floor:
+        verdict = (f"<p class='floor'><b>No model beats the floor</b>: {_e(a.floor)}. Best DDRSA configuration "
+                   f"{_e(config_label(w, a.varying))}, not a winner.</p>")
+    else:
+        verdict = f"<p class='winner'>Winner: <b>{_e(config_label(w, a.varying))}</b></p>"
+    runner = (f"<p class='small'>Runner-up: {_e(config_label(a.runner_up, a.varying))}, test RMSE "
+              f"{_e(interval_text(a.runner_up, 'rul_rmse'))}. Margin: {_e(a.margin)}.</p>"
+              if a.runner_up is not None else f"<p class='small'>{_e(a.margin)}.</p>")
+    base = (f"<p class='small'>Best baseline: {_e(a.baseline['model'])}, test RMSE "
+            f"{_e(interval_text(a.baseline, 'rul_rmse'))}.</p>" if a.baseline is not None else "")
+    return (f"<div class='card'><h3>{_e(a.where)} {_badge(w['data_source'])}</h3>{verdict}"
+            f"<p class='small'>{_e(w['model'])}: {_e(hps)}; {_e(_seeds(w['n_seeds']))}; {_e(on)}</p>"
+            f"<div class='metrics'>{metrics}</div>{runner}{base}</div>")
+
+
 def _headline_section(res: AnalysisResult) -> str:
-    """The best configuration per dataset (and C-MAPSS subset), chosen as `headline_markdown`
-    chooses it, with its test metrics, 95% CIs and a data-source badge."""
-    best = res.best[res.best["criterion"] == "RMSE"] if len(res.best) else res.best
-    if not len(best):
+    """The answer per dataset (and C-MAPSS subset): `reports.winners.answers` over the leaderboard
+    (ranked on validation RMSE, yardsticks never the winner), one card each."""
+    board = res.leaderboard if res.leaderboard is not None else leaderboard_frame(res.records)
+    items = answers(board)
+    if not items:
         return "<p>No results yet.</p>"
     note = selection_note(res.best)
     intro = "".join(f"<p class='warn'>{_e(t)}</p>" if t == note else f"<p>{_e(t)}</p>"
                     for t in selection_sentences(res.best))
-    cards = []
-    for (dataset, subset), g in best.groupby(["dataset", "subset"]):
-        r, chosen_on = _headline_winner(g)
-        where = f"{dataset} {subset}" if dataset == "turbofan" and subset else dataset
-        on = (f"selected on validation RMSE {r['selection_score']:.4g}" if chosen_on == SELECTED_ON_VALIDATION
-              else f"selected on {chosen_on}")
-        hps = ", ".join(f"{label} {r[k]:g}" for label, k in (("batch size", "batch_size"), ("lr", "learning_rate"),
-                                                            ("lambda", "lambda_param"), ("NASA weight", "nasa_weight"),
-                                                            ("dropout", "dropout")))
-        metrics = "".join(f"<div class='metric'><span>test {label}</span><b>{_with_ci(r, m)}</b></div>"
-                          for label, m in (("RMSE", "rul_rmse"), ("MAE", "rul_mae"), ("C-index", "concordance_index"),
-                                           ("NASA score", "nasa_score")))
-        cards.append(f"<div class='card'><h3>{_e(where)} {_badge(r['data_source'])}</h3>"
-                     f"<p><b>{_e(r['model'])}</b> ({_e(hps)}); {_e(r['n_seeds'])} seeds; {_e(on)}</p>"
-                     f"<div class='metrics'>{metrics}</div></div>")
-    return intro + f"<div class='cards'>{''.join(cards)}</div><p class='small'>Test metrics: mean across seeds " \
-                   "[95% t-interval], RUL errors in steps (cycles for C-MAPSS).</p>"
+    cards = "".join(_card(a) for a in items)
+    return intro + f"<div class='cards'>{cards}</div><p class='small'>Each interval says what it covers " \
+                   "(a t-interval over seeds needs 2 or more seeds; with 1 seed there is none). RUL errors in " \
+                   "steps (cycles for C-MAPSS). A winner must beat the age-only floor (km baseline, when run) and " \
+                   "chance (C-index 0.5).</p>"
+
+
+LEADERBOARD_MORE = ("subset", "rul_mae", "nasa_score", "data_source")  # behind the toggle, with constant columns
+
+
+def leaderboard_hidden(board: pd.DataFrame) -> list[str]:
+    """Leaderboard fields shown only with 'show every column': the constant hyperparameters and
+    LEADERBOARD_MORE (a column that varies stays, the subset when several ran)."""
+    hidden = [hp for hp in HYPERPARAMETERS if hp in board and board[hp].nunique(dropna=True) <= 1]
+    return hidden + [f for f in LEADERBOARD_MORE if not (f == "subset" and board[f].nunique() > 1)]
+
+
+def _hide_columns_css(fields: list[str]) -> str:
+    """CSS hiding the leaderboard's columns `fields` (by position in reports.leaderboard.COLUMNS)
+    until the 'show every column' toggle is on."""
+    positions = [i + 1 for i, (f, _, _) in enumerate(LEADERBOARD_COLUMNS) if f in fields]
+    rules = ",".join(f"body:not(.all-cols) #leaderboard tr>:nth-child({k})" for k in positions)
+    return f"<style>{rules}{{display:none}}</style>" if rules else ""
+
+
+TOGGLE = ("<label class='toggle'><input type='checkbox' onchange=\"document.body.classList.toggle('all-cols', "
+          "this.checked); document.querySelectorAll('.toggle input').forEach(i => i.checked = this.checked)\"> "
+          "show every column (constant hyperparameters, MAE, NASA score, data "
+          "source)</label>")
 
 
 def _leaderboard_section(res: AnalysisResult) -> str:
@@ -324,7 +413,8 @@ def _leaderboard_section(res: AnalysisResult) -> str:
     if not len(board):
         return "<p>No completed configurations yet.</p>"
     return ("<p>Every configuration (its seeds pooled), ranked within its dataset on validation RMSE; test metrics "
-            f"shown. Top {TOP_N} by default.</p>" + leaderboard_html(board, str(res.output_dir)))
+            f"shown. Top {TOP_N} by default.</p>" + TOGGLE + _hide_columns_css(leaderboard_hidden(board))
+            + leaderboard_html(board, str(res.output_dir)))
 
 
 def _charts_section(res: AnalysisResult, page: PageCharts) -> str:
@@ -354,6 +444,8 @@ CSS = ("body{font-family:sans-serif;margin:2em;max-width:1600px}table{border-col
        ".badge{font-size:12px;font-weight:normal;padding:1px 7px;border-radius:9px;vertical-align:middle}"
        ".badge-real{background:#d7f5dc;color:#0b5d1e}.badge-part{background:#fff0c2;color:#7a5200}"
        ".badge-gen{background:#b00020;color:#fff}.vchart{margin:0.3em 0 1.5em 0;min-height:40px}"
+       "td{overflow-wrap:anywhere}body:not(.all-cols) .more{display:none}.toggle{display:block;margin:0.4em 0;"
+       "font-size:13px}.floor{background:#fff3cd;border:2px solid #b8860b;padding:0.3em}.winner{margin:0.3em 0}"
        + LEADERBOARD_CSS)
 
 
@@ -373,7 +465,8 @@ def render_report(res: AnalysisResult) -> str:
             f"{_data_header(res.data_sources)}"
             f"<h2>Sweep summary</h2>{_summary_section(res)}"
             f"<h2>Best configurations per model and criterion</h2><p>Metric values are means across seeds; 95% "
-            f"t-interval in brackets (none with one seed).</p>{_best_section(res.best)}"
+            f"t-interval over seeds in brackets where 2 or more seeds ran (none with 1 seed).</p>{TOGGLE}"
+            f"{_best_section(res.best)}"
             f"{res.benchmark_html}<h2>Charts</h2>{charts}{page.scripts()}</body></html>")
 
 

@@ -152,7 +152,7 @@ def test_validation_winner_is_reported_with_its_test_numbers(known):
     assert SELECTION_SENTENCE in head
     # report.html: the sentence, the selected_on column and the validation winner's test numbers
     page = (root / "report.html").read_text()
-    assert html.escape(SELECTION_SENTENCE) in page and "<th>selected on</th>" in page
+    assert html.escape(SELECTION_SENTENCE) in page and "<th class=more>selected on</th>" in page
     cfg, seeds = on_val[("turbofan", "lstm_basic", "RMSE")][:2]
     chosen = f"{statistics.mean(s['rul_rmse'] for s in seeds.values()):.4g}"
     test_best = f"{statistics.mean(s['rul_rmse'] for s in on_test[('turbofan', 'lstm_basic', 'RMSE')][1].values()):.4g}"
@@ -160,8 +160,10 @@ def test_validation_winner_is_reported_with_its_test_numbers(known):
     # lists every configuration, the test-best one included, so it is left out of this check
     first_screen = page.split("<h2>Leaderboard</h2>")[0]
     best_table = page.split("<h2>Best configurations per model and criterion</h2>")[1].split("<h2>")[0]
-    for part in (first_screen, best_table):
-        assert chosen in part and test_best not in part
+    chosen_mean = statistics.mean(s['rul_rmse'] for s in seeds.values())
+    test_best_mean = statistics.mean(s['rul_rmse'] for s in on_test[('turbofan', 'lstm_basic', 'RMSE')][1].values())
+    assert f"{chosen_mean:.3f}" in first_screen and f"{test_best_mean:.3f}" not in first_screen  # the cards: .3f
+    assert chosen in best_table and test_best not in best_table
     assert "falls back to test metrics" not in page
 
 
@@ -400,27 +402,70 @@ def test_flow_creates_artifacts(harness, tmp_path, capsys):
     assert "data: azure_pm: real-no-telemetry; turbofan: real;" in out
     assert len((tmp_path / "sweep_history.jsonl").read_text().splitlines()) == 4
     assert (tmp_path / "report.html").exists() and (tmp_path / "analysis_plots" / "history_trend.html").exists()
-    keys = [f"{k}-test-run" for k in ("ddrsa-best-configurations", "ddrsa-summary-statistics", "ddrsa-sweep-headline",
+    from flows.analysis import artifact_scope
+
+    scope = artifact_scope("test-run", tmp_path)  # the label and the folder
+    assert scope.startswith("test-run-")
+    keys = [f"{k}-{scope}" for k in ("ddrsa-best-configurations", "ddrsa-summary-statistics", "ddrsa-sweep-headline",
                                       "ddrsa-report", "ddrsa-chart-model-comparison",
                                       "ddrsa-chart-rul-mae-vs-hyperparameters", "ddrsa-sweep-overview")]  # scoped by the label
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
     by_key = {a.key: a for a in arts}
     assert set(keys) <= set(by_key)
-    table = by_key["ddrsa-best-configurations-test-run"].data
+    table = by_key[f"ddrsa-best-configurations-{scope}"].data
     table = json.loads(table) if isinstance(table, str) else table
-    assert len(table) == 16 and "NaN" not in json.dumps(table)
-    assert "(file://" in by_key["ddrsa-chart-model-comparison-test-run"].data  # stored as [text](url)
-    assert "turbofan" in by_key["ddrsa-sweep-headline-test-run"].data
-    overview = by_key["ddrsa-sweep-overview-test-run"]  # on this (top-level) flow run: chart inline, best table
-    assert overview.type == "markdown" and overview.flow_run_id == by_key["ddrsa-sweep-headline-test-run"].flow_run_id
+    # one row per dataset (and subset): the winner chosen on validation (lstm_basic bs64 lr0.01 by the
+    # fixture's formulas), the varying hyperparameters, test metrics with their interval, runner-up, margin
+    assert [row["dataset"] for row in table] == ["azure_pm", "turbofan FD001"] and "NaN" not in json.dumps(table)
+    turbofan = table[1]
+    assert (turbofan["winner"], turbofan["batch size"], turbofan["learning rate"]) == ("lstm_basic", 64, 0.01)
+    assert "lambda" not in turbofan  # constant in this grid: not a column
+    assert turbofan["verdict"] == "winner" and "(95% t-interval over 3 seeds)" in turbofan["test RMSE (steps)"]
+    assert turbofan["runner-up"] == "gru_basic (batch size 64, learning rate 0.01)"
+    assert turbofan["margin"].startswith("-1.300 test RMSE (plain difference of means, not paired")
+    assert turbofan["chosen on"] == "validation RMSE" and turbofan["data source"] == "real"
+    assert "(file://" in by_key[f"ddrsa-chart-model-comparison-{scope}"].data  # stored as [text](url)
+    assert "turbofan" in by_key[f"ddrsa-sweep-headline-{scope}"].data
+    overview = by_key[f"ddrsa-sweep-overview-{scope}"]  # on this (top-level) flow run: chart inline, best table
+    assert overview.type == "markdown" and overview.flow_run_id == by_key[f"ddrsa-sweep-headline-{scope}"].flow_run_id
     png = (tmp_path / "analysis_plots" / "model_comparison.png").read_bytes()
     [inline] = re.findall(r'<img alt="model_comparison" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', overview.data)
     assert base64.b64decode(inline)[16:24] == png[16:24]  # the chart's PNG (same width, height), compressed
     assert len(inline) < len(png)
-    assert overview.data.count("\n| turbofan ") + overview.data.count("\n| azure_pm ") == 16  # one row per best
-    assert {row["selected_on"] for row in table} == {"validation"}
-    assert {row["data_source"] for row in table} == {"real", "real-no-telemetry"}
+    assert '<img alt="batch_size_analysis"' in overview.data  # the chart of a hyperparameter that varies
+    assert overview.data.count("\n| turbofan FD001 ") + overview.data.count("\n| azure_pm ") == 2  # one row each
+
+
+@pytest.mark.slow
+def test_subflow_artifacts_land_on_the_sweeps_run(harness, tmp_path):
+    """Run as a subflow (as the sweep runs it), the analysis puts every artifact on the PARENT flow
+    run: its Artifacts tab holds the best-configurations table, the summary, the overview, the links."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.runtime import flow_run
+
+    from flows.analysis import analysis_flow, artifact_scope
+
+    write_known_folder(tmp_path)
+
+    @flow(name="fake-sweep")
+    def parent() -> str:
+        analysis_flow(str(tmp_path), run_label="nightly")
+        return flow_run.id
+
+    parent_id = parent()
+    scope = artifact_scope("nightly", tmp_path)
+    with get_client(sync_client=True) as client:
+        arts = {a.key: a for a in client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[parent_id])))}
+    for name in ("best-configurations", "summary-statistics", "sweep-overview", "sweep-headline", "report",
+                 "chart-model-comparison"):
+        assert f"ddrsa-{name}-{scope}" in arts, (name, sorted(arts))
+    table = json.loads(arts[f"ddrsa-best-configurations-{scope}"].data)
+    assert [row["winner"] for row in table] == ["lstm_basic", "lstm_basic"]
+    assert arts[f"ddrsa-best-configurations-{scope}"].type == "table"
 
 
 # ------------------------------------------------------------------ leaderboard and report layout

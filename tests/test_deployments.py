@@ -15,7 +15,7 @@ import yaml
 
 from deployments import generate
 from deployments.estimates import NO_MEASUREMENT, estimate_preset, estimate_spec
-from deployments.presets import PRESETS, preset_parameters, preset_size, preset_spec
+from deployments.presets import PRESETS, deployment_parameters, preset_size, preset_spec
 from tests.conftest import ROOT, read_results
 
 TINY_PARAMS = {"data_source": "synthetic", "max_units": 12, "window_stride": 8, "lookback_window": 32,
@@ -35,7 +35,7 @@ def test_prefect_yaml_is_generated_from_the_presets():
     for name, dep in by_name.items():
         assert dep["entrypoint"] == "flows/sweep.py:ddrsa_sweep"
         assert dep["work_pool"]["name"] == "ddrsa-local"
-        assert dep["parameters"] == preset_parameters(name)
+        assert dep["parameters"] == deployment_parameters(name)
         assert dep["parameters"]["preset"] == name
         assert f"{preset_size(name)} experiments" in dep["description"]
         assert ("schedules" in dep) == (name == "nightly")
@@ -95,7 +95,7 @@ def test_serve_builds_the_same_deployments_as_prefect_yaml():
 
     deps = {d.name: d for d in build_deployments(list(PRESETS), timezone="Europe/Berlin")}
     assert list(deps) == list(PRESETS)
-    assert deps["batch-study"].parameters == preset_parameters("batch-study")
+    assert deps["batch-study"].parameters == deployment_parameters("batch-study")
     assert deps["batch-study"].entrypoint.endswith("flows/sweep.py:ddrsa_sweep")
     assert not deps["batch-study"].schedules
     nightly = deps["nightly"]
@@ -180,7 +180,8 @@ def test_prefect_deploy_worker_and_deployment_run(full_server, tmp_path):
     deployment's flow run ends Failed with the count and the reason, the other experiment's record
     and the analysis artifacts are there."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId,
+                                                LogFilter, LogFilterFlowRunId)
 
     env = {**full_server, "DDRSA_PROJECT_DIR": str(ROOT), "PREFECT_WORKER_QUERY_SECONDS": "2",
            "DDRSA_TORCH_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -199,7 +200,7 @@ def test_prefect_deploy_worker_and_deployment_run(full_server, tmp_path):
                            if d.entrypoint != generate.SCORE_ENTRYPOINT}   # ddrsa-score/fleet-nightly: tests/test_fleet_e2e.py
             assert set(deployments) == set(PRESETS)
             for name, dep in deployments.items():
-                assert dep.parameters == preset_parameters(name)
+                assert dep.parameters == deployment_parameters(name)
                 assert dep.work_pool_name == "ddrsa-local"
                 assert dep.pull_steps == [{"prefect.deployments.steps.set_working_directory":
                                            {"directory": str(ROOT)}}]
@@ -236,13 +237,13 @@ def test_prefect_deploy_worker_and_deployment_run(full_server, tmp_path):
             assert records[0]["name"] in {t.name for t in task_runs}  # one task run named per experiment
 
             arts = client.read_artifacts(artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=["ddrsa-best-configurations-quick-comparison"])))  # scoped by preset
-            ours = []
-            for art in arts:  # written by the analysis subflow of this run
-                sub = client.read_flow_run(art.flow_run_id)
-                if sub.parent_task_run_id and client.read_task_run(sub.parent_task_run_id).flow_run_id == run.id:
-                    ours.append(art)
+                key=ArtifactFilterKey(any_=["ddrsa-best-configurations-quick-comparison-results"])))  # preset + folder
+            ours = [art for art in arts if art.flow_run_id == run.id]  # on the sweep's own run (issue 32)
             assert ours and ours[0].type == "table"
+            rows = json.loads(ours[0].data)  # one row per dataset: the winner of the one completed experiment
+            assert [(r["dataset"], r["winner"]) for r in rows] == [("turbofan FD001", "paper")]
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+            assert not any("Engine execution exited" in log.message for log in logs)  # a designed failure
 
             # the server's scheduler has put nightly's next 02:00 runs on the calendar
             from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId

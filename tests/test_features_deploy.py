@@ -71,7 +71,7 @@ def test_live_serve_only_nightly_with_timezone_and_launcher_unregistered(prefect
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
-    from deployments.presets import preset_parameters
+    from deployments.presets import deployment_parameters
 
     log = open(tmp_path / "serve.log", "w")
     serve = subprocess.Popen(SERVE + ["--only", "nightly", "--timezone", "Europe/Berlin", "--limit", "1"],
@@ -87,7 +87,7 @@ def test_live_serve_only_nightly_with_timezone_and_launcher_unregistered(prefect
                 except ObjectNotFound:
                     assert time.monotonic() < deadline, "serve registered nothing in 180 s"
                     time.sleep(0.5)
-            assert dep.work_pool_name is None and dep.parameters == preset_parameters("nightly")
+            assert dep.work_pool_name is None and dep.parameters == deployment_parameters("nightly")
             assert [(s.schedule.cron, s.schedule.timezone) for s in dep.schedules] == [("0 2 * * *", "Europe/Berlin")]
             with pytest.raises(ObjectNotFound):
                 client.read_deployment_by_name("ddrsa-sweep/batch-study")      # --only: nothing else

@@ -28,13 +28,15 @@ GRID = {"datasets": ["turbofan", "azure_pm"], "models": ["paper"], "max_units": 
 
 
 def _progress_artifact(output_dir: Path):
-    """The `ddrsa-sweep-progress-default` artifact (scoped by the preset) of the (last) flow run that
-    wrote `output_dir`."""
+    """The `ddrsa-sweep-progress-default-<folder>` artifact (scoped by the preset and the folder) of
+    the (last) flow run that wrote `output_dir`."""
     from prefect.client.orchestration import get_client
+
+    from flows.analysis import artifact_scope, scoped_key
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ddrsa-sweep-progress-default"])))
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[scoped_key(artifact_scope("default", output_dir), "sweep-progress")])))
         ours = [a for a in arts
                 if Path(client.read_flow_run(a.flow_run_id).parameters.get("output_dir", "")).resolve() == output_dir]
     assert ours, "no ddrsa-sweep-progress artifact for this sweep"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.run_ops import run_name, slug, sweep_message, transient_error
+from flows.final_state import sweep_message
+from flows.run_ops import run_name, slug, transient_error
 from tests.conftest import TINY, read_results, run_cli
 
 
@@ -61,15 +62,25 @@ def test_run_names_say_what_ran():
     assert slug("Full_Grid / GPU#2") == "full-grid-gpu-2"
 
 
-def test_artifact_keys_are_scoped_by_preset_or_folder(tmp_path):
+def test_artifact_keys_are_scoped_by_preset_and_folder(tmp_path):
     from flows.analysis import artifact_scope, scoped_key
     from flows.grid import progress_key
 
-    nightly, full = (scoped_key(artifact_scope(p, tmp_path), "best-configurations") for p in ("nightly", "full-grid"))
+    def key(preset, folder, name="best-configurations"):
+        return scoped_key(artifact_scope(preset, tmp_path / folder), name)
+
+    # a deployment's folder is named like its preset: the scope is the preset
+    nightly, full = key("nightly", "nightly"), key("full-grid", "full-grid")
     assert (nightly, full) == ("ddrsa-best-configurations-nightly", "ddrsa-best-configurations-full-grid")
-    assert scoped_key(artifact_scope(None, tmp_path / "My Sweep"), "sweep-overview") == "ddrsa-sweep-overview-my-sweep"
-    assert progress_key("nightly", tmp_path) == "ddrsa-sweep-progress-nightly" != progress_key("full-grid", tmp_path)
-    assert all(re.fullmatch(r"[a-z0-9-]+", k) for k in (nightly, full, progress_key(None, tmp_path / "A_B")))
+    # a fault drill with the same preset into another folder has keys of its own (issue 32, point 3)
+    drill = key("quick-comparison", "fault drill")
+    assert drill == "ddrsa-best-configurations-quick-comparison-fault-drill" != key("quick-comparison",
+                                                                                  "quick-comparison")
+    assert key("quick-comparison", "a") != key("nightly", "a")  # same folder, other preset
+    assert key(None, "My Sweep", "sweep-overview") == "ddrsa-sweep-overview-my-sweep"
+    assert progress_key("nightly", tmp_path / "nightly") == "ddrsa-sweep-progress-nightly"
+    assert progress_key("nightly", tmp_path / "x") != progress_key("full-grid", tmp_path / "x")
+    assert all(re.fullmatch(r"[a-z0-9-]+", k) for k in (nightly, full, drill, progress_key(None, tmp_path / "A_B")))
 
 
 def test_failed_message_counts_and_reasons():
@@ -138,14 +149,14 @@ def test_sweep_state_name_logs_artifacts_and_retries_read_back(tmp_path, prefect
         # artifacts on the sweep's own flow run, keys scoped by the preset
         arts = {a.key: a for a in client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))}
-        assert {"ddrsa-sweep-progress-default", "ddrsa-sweep-overview-default"} <= set(arts)
-        overview = arts["ddrsa-sweep-overview-default"].data
+        assert {"ddrsa-sweep-progress-default-ops-sweep", "ddrsa-sweep-overview-default-ops-sweep"} <= set(arts)
+        overview = arts["ddrsa-sweep-overview-default-ops-sweep"].data
         assert '<img alt="model_comparison" src="data:image/png;base64,' in overview
-        assert "## Best configurations" in overview and "| gru_basic " in overview
+        assert "## Best configuration per dataset" in overview and "| gru_basic " in overview
 
 
 def test_failed_state_carries_the_summary(tmp_path):
-    from flows.run_ops import SweepFailed, state_summary, sweep_state
+    from flows.final_state import SweepFailed, state_summary, sweep_state
 
     (tmp_path / "all_results.json").write_text(json.dumps([
         {"experiment_id": "a", "name": "turbofan/paper/x", "status": "completed"},

@@ -121,3 +121,26 @@ def test_leaderboard_filters_and_row_opens_its_command(page):
     assert browser.evaluate("window.ddrsaViews.parallel_coordinates.signal('selected_cfg')") == cfg
     (shots / "row_open.png").write_bytes(browser.screenshot())
     assert browser.errors == []
+
+
+def test_no_horizontal_scroll_at_1280_and_the_toggle_shows_every_column(page):
+    """Issue 32: at a 1,280 px window, with every chart drawn, the page does not scroll sideways;
+    the leaderboard's constant columns (lambda, NASA weight, dropout) appear only with the toggle."""
+    browser, res, shots = page
+    browser.send("Emulation.setDeviceMetricsOverride", width=1280, height=1000, deviceScaleFactor=1, mobile=False)
+    try:
+        browser.evaluate("window.ddrsaRenderAll()")
+        browser.evaluate(WAIT_CHARTS, await_promise=True, timeout=120)
+        widths = browser.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert widths[1] <= 1280 and widths[0] <= widths[1], widths
+        (shots / "report_1280.png").write_bytes(browser.screenshot())
+        shown = ("(() => { const th = [...document.querySelectorAll('#leaderboard thead tr:first-child th')]"
+                 ".find(t => t.dataset.field === 'lambda_param'); return getComputedStyle(th).display; })()")
+        assert browser.evaluate(shown) == "none"
+        _click(browser, ".toggle input")
+        assert browser.evaluate(shown) != "none"
+        assert browser.evaluate("document.body.classList.contains('all-cols')")
+        _click(browser, ".toggle input")
+        assert browser.evaluate(shown) == "none"
+    finally:
+        browser.send("Emulation.clearDeviceMetricsOverride")
