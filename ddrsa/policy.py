@@ -305,3 +305,8 @@ def choose_cost(miss_rates: dict, alpha: float) -> float | None:
         if best is None or abs(m - alpha) <= abs(miss_rates[best] - alpha):
             best = c
     return best
+
+
+def policy_metrics(survival: np.ndarray, windows, prefix: str = "") -> dict:
+    """`oti_metrics` of the windows (a SurvivalWindows of run-to-failure units) and their S (N, L)."""
+    return oti_metrics(survival, windows_sequences(windows), prefix)

@@ -343,3 +343,71 @@ def test_choose_cost_picks_the_miss_rate_closest_to_alpha():
     assert policy.choose_cost({8: 0.3, 16: 0.1, 32: 0.04, 64: 0.0}, 0.05) == 32
     assert policy.choose_cost({8: 0.1, 16: 0.0}, 0.05) == 16           # tie: fewer misses
     assert policy.choose_cost({8: float("nan")}, 0.05) is None
+
+
+# ------------------------------------------------------------------------ records (a real run)
+def _walk_units(survival, windows, C):
+    """Brute-force per-unit walk (plain loops, no ddrsa.policy grouping): (miss rate, mean time left)."""
+    cstar = policy.oti_threshold(survival)
+    misses, left, n_fail = 0, [], 0
+    for u in np.unique(windows.unit):
+        idx = np.flatnonzero(windows.unit == u)
+        idx = idx[np.argsort(windows.end[idx])]
+        segments, current = [], [idx[0]]
+        for a, b in zip(idx[:-1], idx[1:]):            # a failure between a and b: rul jumps up
+            if windows.rul[b] > windows.rul[a] - (windows.end[b] - windows.end[a]):
+                segments.append(current)
+                current = []
+            current.append(b)
+        segments.append(current)
+        for seg in segments:
+            if windows.censored[seg].all():
+                continue
+            n_fail += 1
+            fired = [i for i in seg if cstar[i] <= C]
+            if fired and windows.rul[fired[0]] >= 1:
+                left.append(float(windows.rul[fired[0]]))
+            else:
+                misses += 1
+    return misses / n_fail, (float(np.mean(left)) if left else None)
+
+
+@pytest.mark.parametrize("dataset, split", [("azure_pm", "held-out"), ("turbofan", "official")])
+def test_a_run_writes_oti_metrics_walked_per_unit(tmp_path, dataset, split):
+    """test_metrics.json holds oti_* on held-out test units (Azure: several segments per machine) and
+    val_oti_* always; never oti_* on the official C-MAPSS test units. Values = a per-unit loop."""
+    import json
+
+    import torch
+
+    from ddrsa.config import ExperimentConfig
+    from ddrsa.data import load_dataset
+    from ddrsa.device import Split
+    from ddrsa.evaluation import predict_logits
+    from ddrsa.metrics import survival_from_logits
+    from ddrsa.models import build_model
+    from ddrsa.settings import Settings
+    from ddrsa.trainer import train
+
+    config = ExperimentConfig(dataset=dataset, model="gru_basic", num_epochs=1, data_source="synthetic",
+                              max_units=12, window_stride=4, lookback_window=16, pred_horizon=16,
+                              test_split=split, amp=False)
+    result = train(config, tmp_path / "run", settings=Settings(torch_threads=1))
+    metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert result.status == "completed"
+    val_keys = {"val_" + k for k in policy.OTI_METRIC_KEYS}
+    assert val_keys <= set(metrics)
+    assert (set(policy.OTI_METRIC_KEYS) <= set(metrics)) == (split == "held-out")
+    data = load_dataset(config.data_config(), Settings(torch_threads=1))
+    model = build_model(config.model, n_features=data.train.n_features, pred_horizon=16, dropout=0.1,
+                        lookback_window=16)
+    model.load_state_dict(torch.load(tmp_path / "run" / "checkpoint_best.pt", weights_only=True)["model"])
+    parts = [("val_", data.val)] + ([("", data.test)] if split == "held-out" else [])
+    for prefix, windows in parts:
+        surv = survival_from_logits(predict_logits(model, Split.from_windows(windows, torch.device("cpu")),
+                                                   torch.device("cpu"), False).numpy())
+        for c in policy.OTI_COSTS:
+            miss, tte = _walk_units(surv, windows, c)
+            assert metrics[prefix + policy.oti_miss_key(c)] == pytest.approx(miss)
+            got = metrics[prefix + policy.oti_tte_key(c)]
+            assert (got is None and tte is None) or got == pytest.approx(tte)
