@@ -82,6 +82,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ddrsa.metrics import VAL_PREFIX
+
 # The costs of a miss written into every test_metrics.json (the original system's keys).
 OTI_COSTS = (8, 16, 32, 64, 128, 256)
 POLICIES = ("oti", "tte", "window")
@@ -310,3 +312,37 @@ def choose_cost(miss_rates: dict, alpha: float) -> float | None:
 def policy_metrics(survival: np.ndarray, windows, prefix: str = "") -> dict:
     """`oti_metrics` of the windows (a SurvivalWindows of run-to-failure units) and their S (N, L)."""
     return oti_metrics(survival, windows_sequences(windows), prefix)
+
+
+# ------------------------------------------------------------------------------------- selection
+# The `intervention` criterion (reports/tables.py CRITERIA, the search objective): derived from a
+# record's oti_* keys at analysis time for a target miss rate alpha (`--miss-rate`, SweepSpec).
+DEFAULT_MISS_RATE = 0.05
+INTERVENTION_TTE = "intervention_tte"              # steps, lower is better (ranked on its val_ value)
+INTERVENTION_MISS_RATE = "intervention_miss_rate"
+INTERVENTION_COST = "intervention_cost"            # the C chosen on validation
+INTERVENTION_KEYS = (INTERVENTION_TTE, INTERVENTION_MISS_RATE)
+
+
+def intervention_metrics(metrics: dict, alpha: float = DEFAULT_MISS_RATE) -> dict:
+    """The run's operating point chosen on validation: C in OTI_COSTS whose val_oti miss rate is
+    closest to `alpha` (`choose_cost`), and at that C the test and validation mean time left
+    (`intervention_tte`, `val_intervention_tte`) and miss rates. NaN everywhere when the record has
+    no val_oti_* keys; test values NaN when it has no test oti_* keys (official C-MAPSS test)."""
+    nan = float("nan")
+    rates = {c: metrics.get(VAL_PREFIX + oti_miss_key(c)) for c in OTI_COSTS}
+    c = choose_cost({k: v for k, v in rates.items() if isinstance(v, (int, float))}, alpha)
+    keys = (INTERVENTION_TTE, INTERVENTION_MISS_RATE)
+    out = {INTERVENTION_COST: nan, **{k: nan for k in keys}, **{VAL_PREFIX + k: nan for k in keys}}
+    if c is None:
+        return out
+
+    def num(key):
+        v = metrics.get(key)
+        return float(v) if isinstance(v, (int, float)) else nan
+
+    out.update({INTERVENTION_COST: float(c), INTERVENTION_TTE: num(oti_tte_key(c)),
+                INTERVENTION_MISS_RATE: num(oti_miss_key(c)),
+                VAL_PREFIX + INTERVENTION_TTE: num(VAL_PREFIX + oti_tte_key(c)),
+                VAL_PREFIX + INTERVENTION_MISS_RATE: num(VAL_PREFIX + oti_miss_key(c))})
+    return out

@@ -23,7 +23,8 @@ from reports.leaderboard import TOP_N, leaderboard_frame, leaderboard_html
 from reports.tables import (METRICS, SELECTED_ON_TEST, SELECTED_ON_VALIDATION, UNKNOWN_SOURCE,
                             best_configurations, completed, data_source_line, data_sources, is_generated,
                             load_gpu_samples, load_learning_curves, load_manifest, load_records,
-                            records_frame, summary_statistics, sweep_counts, write_atomic, write_csv)
+                            records_frame, summary_statistics, sweep_counts, write_atomic, write_csv,
+                            manifest_miss_rate)
 from reports.vega_page import PageCharts
 
 PLOTS_DIR = "analysis_plots"
@@ -90,7 +91,7 @@ def run_analysis(output_dir: str | os.PathLike, append_to_history: bool = False,
     """Read the sweep folder, write CSVs, charts (html+png; skipped if not `charts`) and report.html."""
     out = Path(output_dir).resolve()
     records, manifest = load_records(out), load_manifest(out)
-    df = records_frame(records)
+    df = records_frame(records, miss_rate=manifest_miss_rate(manifest))  # --miss-rate: intervention criterion
     done = completed(df).dropna(subset=list(METRICS), how="all")
     res = AnalysisResult(out, sweep_counts(records, manifest), manifest, df,
                          summary_statistics(df), best_configurations(df, str(output_dir)),

@@ -411,3 +411,51 @@ def test_a_run_writes_oti_metrics_walked_per_unit(tmp_path, dataset, split):
             assert metrics[prefix + policy.oti_miss_key(c)] == pytest.approx(miss)
             got = metrics[prefix + policy.oti_tte_key(c)]
             assert (got is None and tte is None) or got == pytest.approx(tte)
+
+
+# ------------------------------------------------------------------------ the intervention criterion
+def _record(model, seed, val_rates, val_tte, test_rates, test_tte):
+    metrics = {"rul_rmse": 10.0, "val_rul_rmse": 10.0, "val_loss": 1.0}
+    for c, vr, vt, tr, tt in zip(policy.OTI_COSTS, val_rates, val_tte, test_rates, test_tte):
+        metrics.update({"val_" + policy.oti_miss_key(c): vr, "val_" + policy.oti_tte_key(c): vt,
+                        policy.oti_miss_key(c): tr, policy.oti_tte_key(c): tt})
+    return {"experiment_id": f"{model}{seed}", "name": f"turbofan/{model}/s{seed}", "dataset": "turbofan",
+            "subset": "FD001", "model": model, "batch_size": 128, "learning_rate": 1e-3, "lambda_param": 0.75,
+            "nasa_weight": 0.1, "dropout": 0.1, "seed": seed, "num_epochs": 2, "status": "completed",
+            "metrics": metrics, "data_source": "synthetic"}
+
+
+def test_intervention_criterion_ranks_on_validation_time_left_at_the_chosen_cost():
+    from reports.tables import best_configurations, manifest_miss_rate, records_frame
+
+    rates = [0.5, 0.3, 0.1, 0.05, 0.0, 0.0]
+    # lstm: at the C with val miss rate 0.05 (C=64) val time left 10; gru: 12 (but better on test)
+    recs = [_record("lstm_basic", s, rates, [1, 2, 4, 10 + s, 30, 40], rates, [1, 2, 4, 20, 30, 40])
+            for s in (1, 2)]
+    recs += [_record("gru_basic", s, rates, [1, 2, 4, 12 + s, 20, 25], rates, [1, 2, 4, 5, 6, 7])
+             for s in (1, 2)]
+    for r in recs:
+        r["model"] = "paper"                      # one model, two configurations (dropout differs)
+    for r in recs[2:]:
+        r["dropout"] = 0.2
+    best = best_configurations(records_frame(recs, miss_rate=0.05))
+    row = best[best["criterion"] == "Intervention"].iloc[0]
+    assert row["dropout"] == 0.1 and row["selected_on"] == "validation"
+    assert row["selection_score"] == pytest.approx(11.5) and row["intervention_tte"] == pytest.approx(20.0)
+    assert row["intervention_cost"] == 64 and row["val_intervention_miss_rate"] == pytest.approx(0.05)
+    # alpha 0.3 chooses C = 16: both configurations have val time left 2 there; alpha 0.0 -> C = 256
+    loose = best_configurations(records_frame(recs, miss_rate=0.3))
+    assert loose[loose["criterion"] == "Intervention"].iloc[0]["intervention_cost"] == 16
+    strict = best_configurations(records_frame(recs, miss_rate=0.001))
+    row = strict[strict["criterion"] == "Intervention"].iloc[0]
+    assert row["dropout"] == 0.2 and row["intervention_cost"] == 256 and row["intervention_tte"] == 7.0
+    assert manifest_miss_rate({"spec": {"miss_rate": 0.1}}) == 0.1 and manifest_miss_rate(None) == 0.05
+
+
+def test_records_without_oti_keys_get_no_intervention_row():
+    from reports.tables import best_configurations, records_frame
+
+    rec = _record("paper", 1, [0.1] * 6, [1.0] * 6, [0.1] * 6, [1.0] * 6)
+    rec["metrics"] = {k: v for k, v in rec["metrics"].items() if "oti" not in k}
+    best = best_configurations(records_frame([rec]))
+    assert "Intervention" not in set(best["criterion"]) and "RMSE" in set(best["criterion"])
