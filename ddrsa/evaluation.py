@@ -56,7 +56,8 @@ def metrics_on_test(model, data, device, config: ExperimentConfig) -> tuple[dict
     if config.test_split == "held-out":  # run-to-failure units only: official test units stop before it
         metrics.update(policy_metrics(survival, data.test))
     predictions = {"test_survival": survival, "test_event_index": np.asarray(data.test.event_index),
-                   "test_censored": np.asarray(data.test.censored), "test_unit": np.asarray(data.test.unit)}
+                   "test_censored": np.asarray(data.test.censored), "test_unit": np.asarray(data.test.unit),
+                   "test_rul": np.asarray(data.test.rul), "test_end": np.asarray(data.test.end)}
     if data.benchmark is not None and len(data.benchmark):
         bench = Split.from_windows(data.benchmark, device)
         bench_surv = survival_from_logits(predict_logits(model, bench, device, config.amp).cpu().numpy())

@@ -158,7 +158,7 @@ def policy_grid(policy: str, horizon: int) -> np.ndarray:
     """The thresholds that trace a policy's trade-off curve: C from 1 to 4096 (log-spaced), theta
     from 0 to L steps, p from 0.01 to 0.99."""
     if policy == "oti":
-        return np.unique(np.concatenate([np.geomspace(1.0, 4096.0, 49), OTI_COSTS]))
+        return np.unique(np.round(np.concatenate([np.geomspace(1.0, 4096.0, 49), OTI_COSTS]), 9))
     if policy == "tte":
         return np.linspace(0.0, float(horizon), 4 * horizon + 1)
     if policy == "window":

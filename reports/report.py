@@ -25,6 +25,7 @@ from reports.tables import (METRICS, SELECTED_ON_TEST, SELECTED_ON_VALIDATION, U
                             load_gpu_samples, load_learning_curves, load_manifest, load_records,
                             records_frame, summary_statistics, sweep_counts, write_atomic, write_csv,
                             manifest_miss_rate)
+from reports.policy_charts import intervention_trade_off
 from reports.vega_page import PageCharts
 
 PLOTS_DIR = "analysis_plots"
@@ -120,6 +121,8 @@ def run_analysis(output_dir: str | os.PathLike, append_to_history: bool = False,
         res.notes.insert(0, sentence)
     if charts and (rungs := rung_chart(records, out)) is not None:
         done_charts[SEARCH_CHART] = rungs
+    if charts and (oti := intervention_trade_off(records, res.best)) is not None:  # reports/policy_charts.py
+        done_charts["intervention_trade_off"] = oti
     for name, chart in done_charts.items():
         res.specs[name] = chart.to_dict()
         res.charts[name] = ch.save_chart(chart, out / PLOTS_DIR, name, spec=res.specs[name])

@@ -459,3 +459,41 @@ def test_records_without_oti_keys_get_no_intervention_row():
     rec["metrics"] = {k: v for k, v in rec["metrics"].items() if "oti" not in k}
     best = best_configurations(records_frame([rec]))
     assert "Intervention" not in set(best["criterion"]) and "RMSE" in set(best["criterion"])
+
+
+# ------------------------------------------------------------------------ charts
+def test_policy_charts_from_a_runs_predictions_and_from_records(tmp_path):
+    """A real 1-epoch held-out run: its run folder's charts include the trade-off (OTI and both
+    heuristics, whole grids) and the unit timelines; the report's chart comes from records alone."""
+    import json
+
+    from ddrsa.config import ExperimentConfig
+    from ddrsa.run_predictions import load_predictions, save_predictions
+    from ddrsa.settings import Settings
+    from ddrsa.trainer import train
+    from reports.policy_charts import intervention_frame, intervention_trade_off, run_frame, timeline_frame
+    from reports.run_charts import write_run_charts
+    from reports.tables import best_configurations, records_frame
+
+    config = ExperimentConfig(dataset="turbofan", model="gru_basic", num_epochs=1, data_source="synthetic",
+                              max_units=12, window_stride=4, lookback_window=16, pred_horizon=16, amp=False)
+    result = train(config, tmp_path / "run", settings=Settings(torch_threads=1), return_predictions=True)
+    save_predictions(tmp_path / "run", result.predictions)
+    pred = load_predictions(tmp_path / "run")
+    frame = run_frame(pred, cost=64.0)
+    assert set(frame["policy"]) == set(policy.POLICIES) and frame["chosen"].sum() == 1
+    oti64 = frame[(frame["policy"] == "oti") & (frame["threshold"] == 64.0)].iloc[0]
+    metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert oti64["miss_rate"] == pytest.approx(metrics["oti_miss_rate_C64"])
+    tl = timeline_frame(pred, 64.0, n_units=2)
+    assert tl["unit"].nunique() == 2 and (tl["failure"] >= tl["step"]).all()
+    paths = write_run_charts(tmp_path / "run")
+    assert {p.name for p in paths} >= {"intervention_trade_off.png", "unit_timelines.png"}
+    assert all(p.stat().st_size > 2000 for p in paths)
+    record = {"experiment_id": "a", "name": "x", "dataset": "turbofan", "subset": "FD001", "model": "gru_basic",
+              "batch_size": 128, "learning_rate": 1e-3, "lambda_param": 0.75, "nasa_weight": 0.1, "dropout": 0.1,
+              "seed": 42, "num_epochs": 1, "status": "completed", "metrics": metrics, "data_source": "synthetic"}
+    best = best_configurations(records_frame([record]))
+    df = intervention_frame([record], best)
+    assert list(df["C"]) == list(policy.OTI_COSTS) and df["chosen"].sum() == 1
+    assert intervention_trade_off([record], best).to_dict()["facet"]
