@@ -156,13 +156,13 @@ def score_threshold(policy: str, value: float) -> float:
 
 def policy_grid(policy: str, horizon: int) -> np.ndarray:
     """The thresholds that trace a policy's trade-off curve: C from 1 to 4096 (log-spaced), theta
-    from 0 to L steps, p from 0.01 to 0.99."""
+    from 0 to L steps (quarter steps), p from 0.01 to 0.99 and on to 1 - 1e-6 (log-spaced gaps)."""
     if policy == "oti":
         return np.unique(np.round(np.concatenate([np.geomspace(1.0, 4096.0, 49), OTI_COSTS]), 9))
     if policy == "tte":
         return np.linspace(0.0, float(horizon), 4 * horizon + 1)
-    if policy == "window":
-        return np.linspace(0.01, 0.99, 99)
+    if policy == "window":   # and up to 1 - 1e-6: near the failure P(l < w) is within 1e-3 of 1
+        return np.unique(np.round(np.r_[np.linspace(0.01, 0.99, 99), 1.0 - np.geomspace(1e-6, 1e-2, 13)], 12))
     raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
 
 
