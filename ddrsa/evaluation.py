@@ -44,6 +44,13 @@ def validation_metrics(model, loss_fn, split: Split, windows, device, config: Ex
     return out
 
 
+def validation_policy(model, split: Split, windows, device, config: ExperimentConfig) -> dict:
+    """val_oti_* of the model as loaded (ddrsa/policy.py): what a paused run reports to a search that
+    ranks on the intervention criterion (one forward pass over the validation windows)."""
+    survival = survival_from_logits(predict_logits(model, split, device, config.amp).cpu().numpy())
+    return policy_metrics(survival, windows, VAL_PREFIX)
+
+
 def metrics_on_test(model, data, device, config: ExperimentConfig) -> tuple[dict, dict]:
     """(metrics, predictions) of `model` on the dataset's test split (and its benchmark windows, if
     any): metrics as `evaluate` names them plus data_source/data_version; predictions hold the test

@@ -29,6 +29,8 @@ from prefect.futures import as_completed
 
 from ddrsa.config import ExperimentConfig
 from ddrsa.errors import DDRSAError
+from ddrsa.metrics import val_key
+from ddrsa.policy import INTERVENTION_TTE, intervention_metrics
 from ddrsa.sweep.halving import Asha, DecisionLog, replay, result_event
 from ddrsa.sweep.results import JOURNAL, RESULTS, ResultsStore, make_record, now_iso, safe_run_dir, write_manifest
 from ddrsa.sweep.tpe import (STUDY_FILE, check_search, describe_space, fields_of, finite_or_none, open_study, rungs_for,
@@ -59,6 +61,17 @@ def _outcome_of(future, planned: dict) -> tuple[dict, bool]:
         record = make_record(planned, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
         cached = False
     return record, cached
+
+
+def objective(record: dict, spec) -> float | None:
+    """What a rung ranks on (lower is better): `_val_loss`, or with spec.search_objective
+    "intervention" the best checkpoint's validation mean time left at the OTI cost whose validation
+    miss rate is closest to spec.miss_rate (ddrsa/policy.py; None, i.e. worst, when undefined)."""
+    if getattr(spec, "search_objective", "val_loss") != "intervention":
+        return _val_loss(record)
+    metrics = (record.get("metrics") if record["status"] == "completed" else
+               record.get("val_policy") if record["status"] == PAUSED else None) or {}
+    return finite_or_none(intervention_metrics(metrics, spec.miss_rate)[val_key(INTERVENTION_TTE)])
 
 
 def _val_loss(record: dict) -> float | None:
@@ -116,7 +129,7 @@ def run_search(spec, planned, data_versions, out: Path, logger, *, search: str, 
         try:
             if search == "halving":
                 write_manifest(out, planned=[p.as_dict() for p in planned], **manifest)
-                items, summary = _halving(planned, rungs, eta, out, store, submit, slots, logger)
+                items, summary = _halving(planned, rungs, eta, out, store, submit, slots, logger, spec)
             else:
                 items, summary = _tpe(spec, planned, rungs, eta, n_trials, out, store, submit, slots, logger,
                                       manifest)
@@ -142,7 +155,7 @@ def run_search(spec, planned, data_versions, out: Path, logger, *, search: str, 
 
 
 # ------------------------------------------------------------------------------------------ halving
-def _halving(planned, rungs, eta, out, store, submit, slots, logger) -> tuple[list[dict], dict]:
+def _halving(planned, rungs, eta, out, store, submit, slots, logger, spec=None) -> tuple[list[dict], dict]:
     items = {p.experiment_id: p.as_dict() for p in planned}
     # configurations start in a fixed shuffled order: in grid order (sorted learning rates, ...) each
     # newcomer can beat the ones before it and ASHA would promote nearly all (measured: 58 of 72)
@@ -174,7 +187,7 @@ def _halving(planned, rungs, eta, out, store, submit, slots, logger) -> tuple[li
         record, was_cached = _outcome_of(future, items[cid])
         cached += was_cached
         final = record["status"] != PAUSED or rung == len(rungs) - 1
-        event = result_event(cid, rung, record.get("epochs_trained") or 0, _val_loss(record), final)
+        event = result_event(cid, rung, record.get("epochs_trained") or 0, objective(record, spec), final)
         log.append(event)
         asha.apply(event)
         store.upsert(_annotate(record, "halving", rung, rungs, asha.outcome(cid)["promoted"], stopped=False))
@@ -242,7 +255,7 @@ def _tpe(spec, planned, rungs, eta, n_trials, out, store, submit, slots, logger,
         item = items[trial.number]
         record, was_cached = _outcome_of(future, item)
         cached += was_cached
-        value = _val_loss(record)
+        value = objective(record, spec)
         last = rung == len(rungs) - 1
         if record["status"] == PAUSED and not last:
             trial.report(value, rungs[rung])

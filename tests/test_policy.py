@@ -496,3 +496,29 @@ def test_policy_charts_from_a_runs_predictions_and_from_records(tmp_path):
     df = intervention_frame([record], best)
     assert list(df["C"]) == list(policy.OTI_COSTS) and df["chosen"].sum() == 1
     assert intervention_trade_off([record], best).to_dict()["facet"]
+
+
+# ------------------------------------------------------------------------ the search objective
+def test_search_objective_intervention_ranks_paused_and_finished_runs_on_validation_time_left(tmp_path):
+    """A paused run (stop_after_epoch) reports val_oti_* of its best checkpoint; flows/search.py's
+    `objective` ranks on val mean time left at the C chosen for --miss-rate (val_loss otherwise)."""
+    from ddrsa.config import ExperimentConfig
+    from ddrsa.settings import Settings
+    from ddrsa.sweep.spec import SweepSpec
+    from ddrsa.trainer import train
+    from flows.search import objective
+
+    config = ExperimentConfig(dataset="azure_pm", model="gru_basic", num_epochs=3, data_source="synthetic",
+                              max_units=12, window_stride=4, lookback_window=16, pred_horizon=16, amp=False)
+    paused = train(config, tmp_path / "run", settings=Settings(torch_threads=1), stop_after_epoch=1)
+    assert paused.status == "paused" and set(paused.val_policy) >= {"val_" + k for k in policy.OTI_METRIC_KEYS}
+    record = {"status": "paused", "best_val_loss": paused.best_val_loss, "val_policy": paused.val_policy}
+    spec = SweepSpec(search_objective="intervention", miss_rate=0.2)
+    chosen = policy.choose_cost({c: paused.val_policy["val_" + policy.oti_miss_key(c)] for c in policy.OTI_COSTS}, 0.2)
+    expected = paused.val_policy["val_" + policy.oti_tte_key(chosen)]
+    assert objective(record, spec) == (pytest.approx(expected) if expected == expected else None)
+    assert objective(record, SweepSpec()) == pytest.approx(paused.best_val_loss)
+    done = {"status": "completed", "metrics": {"val_loss": 0.5, "val_oti_miss_rate_C8": 0.3, "val_oti_avg_tte_C8": 9.0,
+                                              "val_oti_miss_rate_C16": 0.19, "val_oti_avg_tte_C16": 12.0}}
+    assert objective(done, spec) == 12.0 and objective(done, SweepSpec()) == 0.5
+    assert objective({"status": "failed"}, spec) is None

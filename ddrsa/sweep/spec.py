@@ -89,6 +89,11 @@ class SweepSpec(BaseModel):
                                          "cost whose validation miss rate is closest to it is each run's "
                                          "operating point, ranked on validation mean time left "
                                          "(ddrsa/policy.py)", json_schema_extra={"run_only": True})
+    search_objective: Literal["val_loss", "intervention"] = Field(
+        "val_loss", description="what halving/tpe rank on at each rung: the validation loss, or the "
+                                "intervention criterion (validation mean time left at the OTI cost whose "
+                                "validation miss rate is closest to --miss-rate; lower is better)",
+        json_schema_extra={"run_only": True})
 
     @field_validator("models")
     @classmethod
