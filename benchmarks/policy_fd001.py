@@ -24,15 +24,15 @@ import torch
 ROOT_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT_DIR))
 
-from ddrsa import policy  # noqa: E402
-from ddrsa.config import ExperimentConfig  # noqa: E402
-from ddrsa.data import load_dataset  # noqa: E402
-from ddrsa.device import Split  # noqa: E402
-from ddrsa.evaluation import predict_logits  # noqa: E402
-from ddrsa.metrics import survival_from_logits  # noqa: E402
-from ddrsa.models import build_model  # noqa: E402
-from ddrsa.settings import Settings  # noqa: E402
-from ddrsa.trainer import train  # noqa: E402
+from ddrsa import policy
+from ddrsa.config import ExperimentConfig
+from ddrsa.data import load_dataset
+from ddrsa.device import Split
+from ddrsa.evaluation import predict_logits
+from ddrsa.metrics import survival_from_logits
+from ddrsa.models import build_model
+from ddrsa.settings import Settings
+from ddrsa.trainer import train
 
 ALPHAS = (0.05, 0.1, 0.2)
 
@@ -91,8 +91,8 @@ def main(argv=None) -> int:
     for alpha in ALPHAS:
         for name in policy.POLICIES:
             rs = [r for r in results if r["alpha"] == alpha and r["policy"] == name]
-            f = (lambda k: np.nanmean([r[k] for r in rs]))
-            each = (lambda k, fmt: ", ".join(format(r[k], fmt) for r in rs))
+            f = (lambda k, rs=rs: np.nanmean([r[k] for r in rs]))
+            each = (lambda k, fmt, rs=rs: ", ".join(format(r[k], fmt) for r in rs))
             print(f"| {alpha:.2f} | {name} | {each('threshold', '.3g')} | {f('val_miss_rate'):.3f} "
                   f"| {f('test_miss_rate'):.3f} ({each('test_miss_rate', '.2f')}) "
                   f"| {f('test_mean_tte'):.1f} ({each('test_mean_tte', '.1f')}) | {f('test_median_tte'):.1f} |")

@@ -12,8 +12,8 @@ import pandas as pd
 
 from ddrsa.atomic import read_json
 from ddrsa.metrics import expected_time
-from ddrsa.run_predictions import load_predictions
 from ddrsa.policy import INTERVENTION_COST, OTI_N_FAILURES, intervention_metrics
+from ddrsa.run_predictions import load_predictions
 from reports.charts import save_chart
 from reports.policy_charts import run_trade_off, unit_timelines
 
@@ -76,7 +76,7 @@ def write_run_charts(run_dir: Path, predictions: dict | None = None) -> list[Pat
         if "test_rul" in predictions and test_metrics.get(OTI_N_FAILURES):  # held-out run-to-failure units
             cost = intervention_metrics(test_metrics)[INTERVENTION_COST]  # chosen on validation, alpha 5%
             charts.update(intervention_trade_off=run_trade_off(predictions, cost),
-                          unit_timelines=unit_timelines(predictions, cost if cost == cost else 64.0))
+                          unit_timelines=unit_timelines(predictions, cost if np.isfinite(cost) else 64.0))
     for name, chart in charts.items():
         save_chart(chart, folder, name)
     return [folder / f"{n}.png" for n in charts]
