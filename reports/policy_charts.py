@@ -136,3 +136,17 @@ def unit_timelines(predictions: dict, cost: float = 64.0, n_units: int = 4) -> a
     return alt.layer(lines, fires, fail, data=df).properties(width=300, height=180).facet(
         facet=alt.Facet("unit:N", title=None), columns=2).properties(
         title=f"Test units: OTI (C = {cost:g}) fires at the green line; failure at the red")
+
+
+def intervention_headline(best: pd.DataFrame, alpha: float) -> list[str]:
+    """One line per dataset (and C-MAPSS subset): the Intervention winner over its models (lowest
+    validation mean time left at its chosen cost) with its test figures there."""
+    rows = best[best["criterion"] == "Intervention"] if len(best) else best
+    out = []
+    for (dataset, subset), g in rows.groupby(["dataset", "subset"], sort=True):
+        r = g.loc[g["selection_score"].idxmin()]
+        where = f"{dataset} {subset}".strip() if dataset == "turbofan" else dataset
+        out.append(f"{where} when to intervene (OTI, target miss rate {alpha:g}, chosen on validation): "
+                   f"{r['model']} at C = {r['intervention_cost']:g}: test miss rate {r['intervention_miss_rate']:.3f}, "
+                   f"mean time left {r['intervention_tte']:.1f} steps over caught held-out units")
+    return out

@@ -25,7 +25,7 @@ from reports.tables import (METRICS, SELECTED_ON_TEST, SELECTED_ON_VALIDATION, U
                             load_gpu_samples, load_learning_curves, load_manifest, load_records,
                             records_frame, summary_statistics, sweep_counts, write_atomic, write_csv,
                             manifest_miss_rate)
-from reports.policy_charts import intervention_trade_off
+from reports.policy_charts import intervention_headline, intervention_trade_off
 from reports.vega_page import PageCharts
 
 PLOTS_DIR = "analysis_plots"
@@ -462,6 +462,7 @@ def headline_markdown(res: AnalysisResult) -> str:
               f"{c['pending']} pending (of {c['total']}); {c['collapsed']} collapsed (constant prediction).", ""]
     winners = winner_lines(res, markdown=True)
     lines += [f"- {w}" for w in winners] or ["No results yet."]
+    lines += [f"- {w}" for w in intervention_headline(res.best, manifest_miss_rate(res.manifest))]
     lines += ["", f"Report: `{res.files.get('report', '')}`", f"Charts: `{res.output_dir / PLOTS_DIR}`",
               f"Tables: `{res.files.get('summary_statistics', '')}`, `{res.files.get('best_configurations', '')}`"]
     return "\n".join(lines)

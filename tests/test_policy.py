@@ -473,6 +473,7 @@ def test_policy_charts_from_a_runs_predictions_and_from_records(tmp_path):
     from ddrsa.trainer import train
     from reports.policy_charts import (
         intervention_frame,
+        intervention_headline,
         intervention_trade_off,
         run_frame,
         run_trade_off,
@@ -502,6 +503,8 @@ def test_policy_charts_from_a_runs_predictions_and_from_records(tmp_path):
     df = intervention_frame([record], best)
     assert list(df["C"]) == list(policy.OTI_COSTS) and df["chosen"].sum() == 1
     assert intervention_trade_off([record], best).to_dict()["facet"]
+    (line,) = intervention_headline(best, 0.05)
+    assert line.startswith("turbofan FD001 when to intervene") and f"C = {df[df['chosen']]['C'].iloc[0]:g}" in line
 
 
 # ------------------------------------------------------------------------ the search objective
