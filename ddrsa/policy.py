@@ -38,8 +38,11 @@ window gives the decision at every C.
   the one-step look-ahead rule is optimal (the "monotone case" of optimal stopping), and OTI
   (whose first condition, v = 1, is exactly C h_j(1) >= 1) equals it. tests/test_policy.py checks
   this against value iteration on such chains, and shows a non-monotone chain where they differ.
-  (The original system's notes transcribed the paper's threshold as V'_j = inf{v : v >= E[min(T-j,
-  L) - C 1{T-j < v}]}; the dynamic program above, not that transcription, is the reference here.)
+  The paper writes its policy as 1{T_j <= V'_j}: intervene when the expected time to event is at
+  most a threshold computed from h_j and C (its Corollary 4.1.1 and Eq. 9; only the abstract was
+  available here). The original system's notes transcribed V'_j = inf{v : v >= E[min(T-j, L) -
+  C 1{T-j < v}]}, and a public reimplementation computes V' from batch-averaged hazards with a miss
+  rate that does not depend on C; neither is used: the dynamic program is the reference here.
 
 Heuristics (the usual practice the paper compares against)
 ----------------------------------------------------------
