@@ -51,20 +51,21 @@ def intervention_frame(records: list[dict], best: pd.DataFrame) -> pd.DataFrame:
             miss = [float(v) for v in miss if isinstance(v, (int, float))]
             tte = [float(v) for v in tte if isinstance(v, (int, float))]
             if miss:
-                rows.append({"dataset": where, "line": line, "C": c, "miss_rate": float(np.mean(miss)),
+                rows.append({"dataset": where, "line": line, "C": c, "threshold": float(c), "miss_rate": float(np.mean(miss)),
                              "mean_tte": float(np.mean(tte)) if tte else np.nan,
                              "chosen": bool(np.isclose(c, row.get("intervention_cost", np.nan)))})
-    return pd.DataFrame(rows, columns=["dataset", "line", "C", "miss_rate", "mean_tte", "chosen"])
+    return pd.DataFrame(rows, columns=["dataset", "line", "C", "threshold", "miss_rate", "mean_tte", "chosen"])
 
 
 def trade_off_chart(df: pd.DataFrame, title: str) -> alt.Chart:
     """Lines of (miss_rate, mean_tte) per `line`, faceted by `dataset`; `chosen` rows ringed."""
     base = alt.Chart(df).encode(
         x=alt.X("miss_rate:Q", title="miss rate (held-out run-to-failure units)", scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y("mean_tte:Q", title="mean time left at intervention (steps, caught units)"),
+        y=alt.Y("mean_tte:Q", title="mean time left at intervention (steps, caught units; log)",
+                scale=alt.Scale(type="log")),                     # >= 1 step; early firings reach ~200
         color=alt.Color("line:N", title=None),
         tooltip=[c for c in df.columns if c != "chosen"])
-    lines = base.mark_line(point=True)
+    lines = base.mark_line(point=True).encode(order=alt.Order("threshold:Q"))   # along the policy's grid
     chosen = base.transform_filter(alt.datum.chosen).mark_point(size=220, shape="circle", filled=False,
                                                                strokeWidth=2.5)
     return alt.layer(lines, chosen, data=df).properties(width=360, height=260).facet(
