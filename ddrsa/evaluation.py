@@ -6,7 +6,9 @@ import torch
 
 from ddrsa.config import ExperimentConfig
 from ddrsa.device import Split, autocast
-from ddrsa.metrics import RANKED_METRICS, VAL_LOSS, benchmark_metrics, evaluate, survival_from_logits, val_key
+from ddrsa.metrics import (RANKED_METRICS, VAL_LOSS, VAL_PREFIX, benchmark_metrics, evaluate, survival_from_logits,
+                           val_key)
+from ddrsa.policy import policy_metrics
 
 EVAL_BATCH = 4096
 
@@ -35,10 +37,18 @@ def validation_metrics(model, loss_fn, split: Split, windows, device, config: Ex
     (steps for RUL errors, unitless otherwise). The analysis ranks configurations on these."""
     logits = predict_logits(model, split, device, config.amp)
     out = {VAL_LOSS: float(loss_fn(logits, split.event_index, split.censored))}
-    scores = evaluate(survival_from_logits(logits.cpu().numpy()), windows.event_index, windows.censored,
-                      windows.unit)
+    survival = survival_from_logits(logits.cpu().numpy())
+    scores = evaluate(survival, windows.event_index, windows.censored, windows.unit)
     out.update({val_key(m): scores[m] for m in RANKED_METRICS})
+    out.update(policy_metrics(survival, windows, VAL_PREFIX))  # OTI per unit (ddrsa/policy.py)
     return out
+
+
+def validation_policy(model, split: Split, windows, device, config: ExperimentConfig) -> dict:
+    """val_oti_* of the model as loaded (ddrsa/policy.py): what a paused run reports to a search that
+    ranks on the intervention criterion (one forward pass over the validation windows)."""
+    survival = survival_from_logits(predict_logits(model, split, device, config.amp).cpu().numpy())
+    return policy_metrics(survival, windows, VAL_PREFIX)
 
 
 def metrics_on_test(model, data, device, config: ExperimentConfig) -> tuple[dict, dict]:
@@ -50,8 +60,11 @@ def metrics_on_test(model, data, device, config: ExperimentConfig) -> tuple[dict
     metrics = evaluate(survival, data.test.event_index, data.test.censored, data.test.unit)
     metrics["data_source"] = data.data_source
     metrics["data_version"] = data.data_version
+    if config.test_split == "held-out":  # run-to-failure units only: official test units stop before it
+        metrics.update(policy_metrics(survival, data.test))
     predictions = {"test_survival": survival, "test_event_index": np.asarray(data.test.event_index),
-                   "test_censored": np.asarray(data.test.censored), "test_unit": np.asarray(data.test.unit)}
+                   "test_censored": np.asarray(data.test.censored), "test_unit": np.asarray(data.test.unit),
+                   "test_rul": np.asarray(data.test.rul), "test_end": np.asarray(data.test.end)}
     if data.benchmark is not None and len(data.benchmark):
         bench = Split.from_windows(data.benchmark, device)
         bench_surv = survival_from_logits(predict_logits(model, bench, device, config.amp).cpu().numpy())

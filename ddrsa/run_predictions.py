@@ -14,6 +14,9 @@ KEYS = ("test_survival", "test_event_index", "test_censored", "test_unit")
 # Optional, where the dataset has benchmark windows (C-MAPSS official test units: one window per unit):
 # benchmark_survival (B, L) S(k); benchmark_rul (B,) true RUL (uncapped); benchmark_unit (B,) unit id
 BENCHMARK_KEYS = ("benchmark_survival", "benchmark_rul", "benchmark_unit")
+# Optional (ddrsa/policy.py's per-unit walk, reports/policy_charts.py): test_rul (N,) true steps to the
+# event (or record end) of each test window; test_end (N,) its row in the unit's storage (time order)
+POLICY_KEYS = ("test_rul", "test_end")
 
 
 def save_predictions(run_dir: Path, predictions: dict) -> Path:
@@ -21,7 +24,7 @@ def save_predictions(run_dir: Path, predictions: dict) -> Path:
     path = Path(run_dir) / FILE_NAME
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **{k: np.asarray(predictions[k]) for k in KEYS + BENCHMARK_KEYS  # type: ignore[arg-type]
+        np.savez_compressed(fh, **{k: np.asarray(predictions[k]) for k in KEYS + BENCHMARK_KEYS + POLICY_KEYS  # type: ignore[arg-type]
                                    if k in predictions})
     os.replace(tmp, path)
     return path
@@ -34,4 +37,4 @@ def load_predictions(run_dir: Path) -> dict | None:
     if not path.exists():
         return None
     with np.load(path) as data:
-        return {k: data[k] for k in KEYS + BENCHMARK_KEYS if k in data.files}
+        return {k: data[k] for k in KEYS + BENCHMARK_KEYS + POLICY_KEYS if k in data.files}

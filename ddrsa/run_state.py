@@ -22,7 +22,7 @@ from ddrsa.atomic import read_json, torch_save, write_json
 from ddrsa.config import ExperimentConfig
 from ddrsa.device import Split, peak_gpu_mb
 from ddrsa.errors import DDRSAError
-from ddrsa.evaluation import metrics_on_test, validation_loss, validation_metrics
+from ddrsa.evaluation import metrics_on_test, validation_loss, validation_metrics, validation_policy
 from ddrsa.schedule import steps_per_batch
 from ddrsa.status import COMPLETED, DIVERGED, PAUSED, RUNNING, RunStatus
 
@@ -44,6 +44,7 @@ class TrainResult:
     peak_gpu_mb: float | None
     resumed_from_epoch: int = 0
     best_val_loss: float | None = None  # lowest validation loss so far (what a search ranks on)
+    val_policy: dict | None = None      # paused: val_oti_* of the best checkpoint so far (search objective)
     predictions: dict | None = field(default=None, repr=False)  # only with return_predictions
 
     def to_dict(self) -> dict:
@@ -193,6 +194,15 @@ class RunState:
         self.write_log("running")
         torch_save(self.checkpoint(), self.run_dir / "checkpoint_last.pt")
 
+    def paused_policy(self, data, val_split: Split, device: torch.device) -> dict | None:
+        """val_oti_* of checkpoint_best.pt (None without one); loads it into the model, which a paused
+        session no longer trains (the next session resumes from checkpoint_last.pt)."""
+        path = self.run_dir / "checkpoint_best.pt"
+        if not path.exists():
+            return None
+        self.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+        return validation_policy(self.model, val_split, data.val, device, self.config)
+
     def finish(self, data, val_split: Split, device: torch.device, session_seconds: float | None = None,
                gpu_share: int = 1, return_predictions: bool = False) -> TrainResult:
         """The end of this session: status `paused` when the run would go on (checkpoint_last.pt
@@ -203,9 +213,10 @@ class RunState:
         config = self.config
         train_seconds = self.prior_seconds + (self.seconds if session_seconds is None else session_seconds)
         metrics: dict = {}
-        predictions = None
+        predictions = val_policy = None
         if self.status != DIVERGED and self.bad_epochs < config.patience and self.epoch < config.num_epochs:
             self.status = PAUSED  # stop_after_epoch reached
+            val_policy = self.paused_policy(data, val_split, device)
         elif self.status != DIVERGED:
             self.status = COMPLETED
             if (self.run_dir / "checkpoint_best.pt").exists():
@@ -225,4 +236,5 @@ class RunState:
                            peak_rss_mb=rss_mb, peak_gpu_mb=None if gpu is None else gpu / gpu_share,
                            resumed_from_epoch=self.resumed_from,
                            best_val_loss=self.best_val if math.isfinite(self.best_val) else None,
+                           val_policy=val_policy,
                            predictions=predictions if return_predictions else None)

@@ -23,6 +23,8 @@ import time
 
 from ddrsa.config import ExperimentConfig
 from ddrsa.errors import DDRSAError
+from ddrsa.metrics import val_key
+from ddrsa.policy import INTERVENTION_TTE, intervention_metrics
 from ddrsa.status import COMPLETED, DIVERGED, FAILED, PAUSED, STOPPED_EARLY
 from ddrsa.sweep.halving import Asha, DecisionLog, replay, result_event
 from ddrsa.sweep.results import make_record, now_iso, write_manifest
@@ -46,6 +48,17 @@ def _outcome_of(outcome, planned: dict) -> tuple[dict, bool]:
         record = make_record(planned, status=FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
         cached = False
     return record, cached
+
+
+def objective(record: dict, spec) -> float | None:
+    """What a rung ranks on (lower is better): `_val_loss`, or with spec.search_objective
+    "intervention" the best checkpoint's validation mean time left at the OTI cost whose validation
+    miss rate is closest to spec.miss_rate (ddrsa/policy.py; None, i.e. worst, when undefined)."""
+    if getattr(spec, "search_objective", "val_loss") != "intervention":
+        return _val_loss(record)
+    metrics = (record.get("metrics") if record["status"] == COMPLETED else
+               record.get("val_policy") if record["status"] == PAUSED else None) or {}
+    return finite_or_none(intervention_metrics(metrics, spec.miss_rate)[val_key(INTERVENTION_TTE)])
 
 
 def _val_loss(record: dict) -> float | None:
@@ -84,7 +97,7 @@ def run_search(session: SweepSession, *, search: str, min_epochs=None, reduction
         slots = slot_count(runner, session.plan)
         if search == "halving":
             write_manifest(out, planned=[p.as_dict() for p in planned], **manifest)
-            items, summary = _halving(planned, rungs, eta, out, store, submit, completions, slots, logger)
+            items, summary = _halving(planned, rungs, eta, out, store, submit, completions, slots, logger, spec)
         else:
             items, summary = _tpe(spec, planned, rungs, eta, n_trials, out, store, submit, completions, slots,
                                   logger, manifest)
@@ -102,7 +115,8 @@ def run_search(session: SweepSession, *, search: str, min_epochs=None, reduction
 
 
 # ------------------------------------------------------------------------------------------ halving
-def _halving(planned, rungs, eta, out, store, submit, completions, slots, logger) -> tuple[list[dict], dict]:
+def _halving(planned, rungs, eta, out, store, submit, completions, slots, logger,
+             spec=None) -> tuple[list[dict], dict]:
     items = {p.experiment_id: p.as_dict() for p in planned}
     # configurations start in a fixed shuffled order: in grid order (sorted learning rates, ...) each
     # newcomer can beat the ones before it and ASHA would promote nearly all (measured: 58 of 72)
@@ -134,7 +148,7 @@ def _halving(planned, rungs, eta, out, store, submit, completions, slots, logger
         record, was_cached = _outcome_of(outcome, items[cid])
         cached += was_cached
         final = record["status"] != PAUSED or rung == len(rungs) - 1
-        event = result_event(cid, rung, record.get("epochs_trained") or 0, _val_loss(record), final)
+        event = result_event(cid, rung, record.get("epochs_trained") or 0, objective(record, spec), final)
         log.append(event)
         asha.apply(event)
         store.upsert(_annotate(record, "halving", rung, rungs, asha.outcome(cid)["promoted"], stopped=False))
@@ -200,7 +214,7 @@ def _tpe(spec, planned, rungs, eta, n_trials, out, store, submit, completions, s
         item = items[trial.number]
         record, was_cached = _outcome_of(outcome, item)
         cached += was_cached
-        value = _val_loss(record)
+        value = objective(record, spec)
         last = rung == len(rungs) - 1
         if record["status"] == PAUSED and not last:
             trial.report(value, rungs[rung])

@@ -95,4 +95,6 @@ def train_experiment(name: str, planned: dict, output_dir: str, code_version: st
         record["attempts_seconds"] = attempts_seconds(result.train_seconds)  # earlier attempts included
         if stop_after_epoch is not None:
             record["best_val_loss"] = result.best_val_loss
+            if result.val_policy:  # a paused run's val_oti_*: the search's intervention objective
+                record["val_policy"] = result.val_policy
         return record

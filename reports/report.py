@@ -24,7 +24,9 @@ from reports.leaderboard import TOP_N, leaderboard_frame, leaderboard_html
 from reports.tables import (HYPERPARAMETERS, METRICS, SELECTED_ON_TEST, SELECTED_ON_VALIDATION, UNKNOWN_SOURCE,
                             best_configurations, completed, data_source_line, data_sources, is_generated,
                             load_gpu_samples, load_learning_curves, load_manifest, load_records,
-                            records_frame, summary_statistics, sweep_counts, write_atomic, write_csv)
+                            records_frame, summary_statistics, sweep_counts, write_atomic, write_csv,
+                            manifest_miss_rate)
+from reports.policy_charts import intervention_headline, intervention_trade_off
 from reports.vega_page import PageCharts
 from reports.winners import HP_LABELS, Answer, answers, config_label, interval_text
 
@@ -104,7 +106,7 @@ def run_analysis(output_dir: str | os.PathLike, append_to_history: bool = False,
     """Read the sweep folder, write CSVs, charts (html+png; skipped if not `charts`) and report.html."""
     out = Path(output_dir).resolve()
     records, manifest = load_records(out), load_manifest(out)
-    df = records_frame(records)
+    df = records_frame(records, miss_rate=manifest_miss_rate(manifest))  # --miss-rate: intervention criterion
     done = completed(df).dropna(subset=list(METRICS), how="all")
     res = AnalysisResult(out, sweep_counts(records, manifest), manifest, df,
                          summary_statistics(df), best_configurations(df, str(output_dir)),
@@ -135,6 +137,8 @@ def run_analysis(output_dir: str | os.PathLike, append_to_history: bool = False,
         res.notes.insert(0, sentence)
     if charts and (rungs := rung_chart(records, out)) is not None:
         done_charts[SEARCH_CHART] = rungs
+    if charts and (oti := intervention_trade_off(records, res.best)) is not None:  # reports/policy_charts.py
+        done_charts["intervention_trade_off"] = oti
     for name, chart in done_charts.items():
         res.specs[name] = chart.to_dict()
         res.charts[name] = ch.save_chart(chart, out / PLOTS_DIR, name, spec=res.specs[name])
@@ -551,6 +555,7 @@ def headline_markdown(res: AnalysisResult) -> str:
               f"{c['pending']} pending (of {c['total']}); {c['collapsed']} collapsed (constant prediction).", ""]
     winners = winner_lines(res, markdown=True)
     lines += [f"- {w}" for w in winners] or ["No results yet."]
+    lines += [f"- {w}" for w in intervention_headline(res.best, manifest_miss_rate(res.manifest))]
     lines += ["", f"Report: `{res.files.get('report', '')}`", f"Charts: `{res.output_dir / PLOTS_DIR}`",
               f"Tables: `{res.files.get('summary_statistics', '')}`, `{res.files.get('best_configurations', '')}`"]
     return "\n".join(lines)

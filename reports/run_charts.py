@@ -12,8 +12,10 @@ import pandas as pd
 
 from ddrsa.atomic import read_json
 from ddrsa.metrics import expected_time
+from ddrsa.policy import INTERVENTION_COST, OTI_N_FAILURES, intervention_metrics
 from ddrsa.run_predictions import load_predictions
 from reports.charts import save_chart
+from reports.policy_charts import run_trade_off, unit_timelines
 
 
 def loss_curves(log: dict) -> alt.Chart:
@@ -64,12 +66,17 @@ def write_run_charts(run_dir: Path, predictions: dict | None = None) -> list[Pat
     folder = Path(run_dir) / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     log = read_json(Path(run_dir) / "training_log.json", {})
+    test_metrics = read_json(Path(run_dir) / "test_metrics.json", {}) or {}
     if predictions is None:
         predictions = load_predictions(run_dir)
     charts = {"loss_curves": loss_curves(log)}
     if predictions is not None:
         charts["predicted_vs_true"] = predicted_vs_true(predictions)
         charts["hazard_survival"] = hazard_and_survival(predictions)
+        if "test_rul" in predictions and test_metrics.get(OTI_N_FAILURES):  # held-out run-to-failure units
+            cost = intervention_metrics(test_metrics)[INTERVENTION_COST]  # chosen on validation, alpha 5%
+            charts.update(intervention_trade_off=run_trade_off(predictions, cost),
+                          unit_timelines=unit_timelines(predictions, cost if np.isfinite(cost) else 64.0))
     for name, chart in charts.items():
         save_chart(chart, folder, name)
     return [folder / f"{n}.png" for n in charts]

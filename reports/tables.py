@@ -18,16 +18,24 @@ import pandas as pd
 
 from ddrsa.atomic import write_data
 from ddrsa.metrics import RANKED_METRICS, VAL_LOSS, val_key
+from ddrsa.policy import (DEFAULT_MISS_RATE, INTERVENTION_COST, INTERVENTION_MISS_RATE, INTERVENTION_TTE,
+                          intervention_metrics)
 
-METRICS = tuple(RANKED_METRICS)                       # test metrics (names from ddrsa.metrics)
+# metric -> True when larger is better: the ranked metrics, plus the intervention criterion's mean time
+# left at the validation-chosen operating point (derived per record from oti_* by `records_frame`)
+LARGER_IS_BETTER = {**RANKED_METRICS, INTERVENTION_TTE: False}
+METRICS = tuple(LARGER_IS_BETTER)                     # test metrics (names from ddrsa.metrics, ddrsa.policy)
+# columns shown beside the intervention criterion: the miss rates at the chosen C, and that C
+INTERVENTION_EXTRA = (INTERVENTION_MISS_RATE, val_key(INTERVENTION_MISS_RATE), INTERVENTION_COST)
 VAL_METRICS = tuple(val_key(m) for m in METRICS)      # the same metrics on the validation units
 SUMMARY_COLUMNS = METRICS + ("train_seconds",)
 STATS = ("mean", "std", "min", "max", "count")
 HYPERPARAMETERS = ("batch_size", "learning_rate", "lambda_param", "nasa_weight", "dropout")
 CONFIG_KEYS = ("dataset", "subset", "model") + HYPERPARAMETERS
 # criterion label -> (metric, True when larger is better)
-CRITERIA = {label: (m, RANKED_METRICS[m]) for label, m in
-            (("MAE", "rul_mae"), ("RMSE", "rul_rmse"), ("C-Index", "concordance_index"), ("NASA", "nasa_score"))}
+CRITERIA = {label: (m, LARGER_IS_BETTER[m]) for label, m in
+            (("MAE", "rul_mae"), ("RMSE", "rul_rmse"), ("C-Index", "concordance_index"), ("NASA", "nasa_score"),
+             ("Intervention", INTERVENTION_TTE))}
 SELECTED_ON_VALIDATION = "validation"
 SELECTED_ON_TEST = "test (no validation metrics in records)"
 UNKNOWN_SOURCE = "unknown"
@@ -56,8 +64,20 @@ def load_manifest(output_dir: str | os.PathLike) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def records_frame(records: list[dict]) -> pd.DataFrame:
+def manifest_miss_rate(manifest: dict | None) -> float:
+    """The sweep's target miss rate alpha of the intervention criterion (`--miss-rate`, stored in the
+    manifest's spec), DEFAULT_MISS_RATE when absent."""
+    value = ((manifest or {}).get("spec") or {}).get("miss_rate")
+    return float(value) if isinstance(value, (int, float)) else DEFAULT_MISS_RATE
+
+
+def records_frame(records: list[dict], miss_rate: float = DEFAULT_MISS_RATE) -> pd.DataFrame:
     """One row per record: the record's fields plus its test and validation metrics (NaN where missing).
+
+    The intervention columns (`ddrsa.policy.intervention_metrics` at target miss rate `miss_rate`):
+    intervention_tte / val_intervention_tte, the mean time left (steps) at the OTI cost whose
+    validation miss rate is closest to `miss_rate`, chosen per run on validation; the miss rates
+    there (INTERVENTION_EXTRA) and the cost.
 
     Adds `constant_prediction` (bool), `collapsed` (completed and constant_prediction),
     `has_validation` (the record carries validation metrics: written after they were added) and
@@ -70,6 +90,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         for m in METRICS + VAL_METRICS + (VAL_LOSS,):
             value = metrics.get(m)
             row[m] = float(value) if isinstance(value, (int, float)) and value is not None else math.nan
+        row.update(intervention_metrics(metrics, miss_rate))
         row["has_validation"] = any(k in metrics for k in VAL_METRICS)
         row["data_source"] = str(rec.get("data_source") or metrics.get("data_source") or UNKNOWN_SOURCE)
         row["constant_prediction"] = bool(metrics.get("constant_prediction", False))
@@ -82,10 +103,10 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
                          ("data_source", UNKNOWN_SOURCE)):
         if col not in df.columns:
             df[col] = default
-    for col in HYPERPARAMETERS + METRICS + VAL_METRICS + (VAL_LOSS,):
+    for col in HYPERPARAMETERS + METRICS + VAL_METRICS + (VAL_LOSS,) + INTERVENTION_EXTRA:
         if col not in df.columns:
             df[col] = math.nan
-    for col in METRICS + VAL_METRICS + (VAL_LOSS, "train_seconds") + HYPERPARAMETERS:
+    for col in METRICS + VAL_METRICS + (VAL_LOSS, "train_seconds") + HYPERPARAMETERS + INTERVENTION_EXTRA:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     # a C-MAPSS subset means nothing for other datasets (the sweep's config default still says FD001)
     df["subset"] = df["subset"].fillna("").where(df["dataset"] == "turbofan", "")
@@ -196,7 +217,8 @@ def ranking_metric(runs: pd.DataFrame, metric: str) -> tuple[str, str]:
 
 
 def best_configurations(df: pd.DataFrame, output_dir: str = "OUTPUT_DIR") -> pd.DataFrame:
-    """Best configuration per dataset, subset, model and criterion (MAE/RMSE/NASA min, C-Index max).
+    """Best configuration per dataset, subset, model and criterion (MAE/RMSE/NASA/Intervention min,
+    C-Index max; Intervention = mean time left at the validation-chosen OTI cost, `records_frame`).
 
     A configuration is CONFIG_KEYS; its repeats (seeds) are averaged. The winner is chosen on
     the mean VALIDATION value of the criterion (`ranking_metric`; `selected_on` says which data
@@ -210,13 +232,13 @@ def best_configurations(df: pd.DataFrame, output_dir: str = "OUTPUT_DIR") -> pd.
     """
     base = ["dataset", "model", "criterion", "selected_on", *HYPERPARAMETERS, *METRICS, "n_seeds"]
     ci = [f"{m}_{b}" for m in METRICS for b in ("ci_low", "ci_high")]
-    cols = base + ci + ["selection_score", *VAL_METRICS, "indistinguishable_configs", "data_source", "subset",
-                        "seed", "retrain_command"]
+    cols = base + ci + ["selection_score", *VAL_METRICS, *INTERVENTION_EXTRA, "indistinguishable_configs",
+                        "data_source", "subset", "seed", "retrain_command"]
     done = completed(df).reset_index(drop=True)
     if not len(done):
         return pd.DataFrame(columns=cols)
     done["_cfg"] = config_ids(done)
-    means = done.groupby("_cfg")[list(METRICS + VAL_METRICS)].mean()
+    means = done.groupby("_cfg")[list(METRICS + VAL_METRICS + INTERVENTION_EXTRA)].mean()
     info = done.groupby("_cfg")[list(CONFIG_KEYS)].first()
     samples: dict[str, dict] = {}  # ranking column -> {config id: per-seed values}, built on first need
     rows: list[dict] = []
@@ -235,7 +257,7 @@ def best_configurations(df: pd.DataFrame, output_dir: str = "OUTPUT_DIR") -> pd.
             for m in METRICS:
                 mean, low, high = t_interval(best[m].tolist())
                 row.update({m: mean, f"{m}_ci_low": low, f"{m}_ci_high": high})
-            row.update({v: float(means.at[best_id, v]) for v in VAL_METRICS})
+            row.update({v: float(means.at[best_id, v]) for v in VAL_METRICS + INTERVENTION_EXTRA})
             a = best[rank_col].dropna().to_numpy(float)
             if len(a) < 2:
                 row["indistinguishable_configs"] = "n/a"

@@ -118,9 +118,9 @@ def test_best_configurations_per_criterion(known):
         assert f"--seed {best_seed} " in cmd and "--num-epochs 20 " in cmd and "--create-visualization" in cmd
         assert (" --subset FD001 " in cmd) == (key[0] == "turbofan")
         assert f"{root}/retrain/" in cmd
-    assert list(res.best.columns[:14]) == ["dataset", "model", "criterion", "selected_on", "batch_size",
+    assert list(res.best.columns[:15]) == ["dataset", "model", "criterion", "selected_on", "batch_size",
                                            "learning_rate", "lambda_param", "nasa_weight", "dropout", *METRICS,
-                                           "n_seeds"]
+                                           "intervention_tte", "n_seeds"]   # ddrsa/policy.py's criterion
 
 
 def test_validation_winner_is_reported_with_its_test_numbers(known):

@@ -41,7 +41,8 @@ def test_single_run_writes_every_output(tmp_path):
     assert {"model", "optimizer", "scheduler", "epoch", "best_score", "config"} <= set(ckpt)
     assert ckpt["config"]["model"] == "gru_basic"
     run_cli(["-m", "reports.run_charts", str(out)], check=True)   # the charts, from the run folder
-    for chart in ("loss_curves", "predicted_vs_true", "hazard_survival"):
+    for chart in ("loss_curves", "predicted_vs_true", "hazard_survival",
+                  "intervention_trade_off", "unit_timelines"):  # the last two: reports/policy_charts.py
         png = out / "plots" / f"{chart}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000
         assert (out / "plots" / f"{chart}.html").is_file()

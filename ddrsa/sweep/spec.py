@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ddrsa.config import DATASETS, DEFAULT_MODELS, MODEL_NAMES, SUBSETS, ExperimentConfig, check_dataset
 from ddrsa.errors import DDRSAError
+from ddrsa.policy import DEFAULT_MISS_RATE
 
 # Sweep field -> ExperimentConfig field, in grid order (outermost first).
 GRID_AXES = {
@@ -92,6 +93,16 @@ class SweepSpec(BaseModel):
     deterministic: bool = Field(False, description="deterministic kernels and cuDNN settings "
                                                    "(reproducible, slower on GPU)",
                                 json_schema_extra={"run_only": True})
+    miss_rate: float = Field(DEFAULT_MISS_RATE, gt=0, lt=1,
+                             description="target miss rate alpha of the intervention criterion: the OTI "
+                                         "cost whose validation miss rate is closest to it is each run's "
+                                         "operating point, ranked on validation mean time left "
+                                         "(ddrsa/policy.py)", json_schema_extra={"run_only": True})
+    search_objective: Literal["val_loss", "intervention"] = Field(
+        "val_loss", description="what halving/tpe rank on at each rung: the validation loss, or the "
+                                "intervention criterion (validation mean time left at the OTI cost whose "
+                                "validation miss rate is closest to --miss-rate; lower is better)",
+        json_schema_extra={"run_only": True})
 
     @field_validator("datasets")
     @classmethod
