@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports import charts as ch
-from reports.benchmark import benchmark_summary, has_benchmark, mean_sd_ci, write_benchmark_section
+from reports.benchmark import benchmark_lines, benchmark_summary, has_benchmark, write_benchmark_section
 from reports.history import append_history, read_history
 from reports.leaderboard import CSS as LEADERBOARD_CSS
 from reports.leaderboard import TOP_N, leaderboard_frame, leaderboard_html
@@ -25,6 +25,8 @@ from reports.tables import (METRICS, SELECTED_ON_TEST, SELECTED_ON_VALIDATION, U
                             load_gpu_samples, load_learning_curves, load_manifest, load_records,
                             records_frame, summary_statistics, sweep_counts, write_atomic, write_csv)
 from reports.vega_page import PageCharts
+from reports.yardsticks import (PredictionCache, annotate_best, annotate_board, ensure_intervals, floor_sentence,
+                                headline_verdicts, is_baseline, unit_interval_text)
 
 PLOTS_DIR = "analysis_plots"
 NO_GPU_NOTE = "no GPU samples recorded (no GPU on the machine that ran the sweep)"
@@ -64,6 +66,8 @@ class AnalysisResult:
     benchmark: list[str] = field(default_factory=list)  # benchmark_lines(): one per subset on official test units
     specs: dict[str, dict] = field(default_factory=dict)  # chart name -> Vega-Lite spec (interactive in the report)
     leaderboard: pd.DataFrame | None = None  # every configuration, seeds pooled (reports.leaderboard)
+    verdicts: dict = field(default_factory=dict)  # (dataset, subset) -> reports.yardsticks.GroupVerdict
+    predictions: PredictionCache | None = None  # per-run predictions, intervals over test units
 
 
 def build_charts(done: pd.DataFrame, output_dir: str | os.PathLike,
@@ -92,9 +96,11 @@ def run_analysis(output_dir: str | os.PathLike, append_to_history: bool = False,
     records, manifest = load_records(out), load_manifest(out)
     df = records_frame(records)
     done = completed(df).dropna(subset=list(METRICS), how="all")
-    res = AnalysisResult(out, sweep_counts(records, manifest), manifest, df,
-                         summary_statistics(df), best_configurations(df, str(output_dir)),
-                         data_sources=data_sources(df))
+    cache = PredictionCache(out)  # baselines, intervals over test units, paired comparisons (reports.yardsticks)
+    verdicts = headline_verdicts(df, cache)
+    res = AnalysisResult(out, sweep_counts(records, manifest), manifest, df, summary_statistics(df),
+                         annotate_best(best_configurations(df, str(output_dir)), df, cache, verdicts),
+                         data_sources=data_sources(df), verdicts=verdicts, predictions=cache)
     if (note := selection_note(res.best)):
         res.notes.append(note)
     res.files["summary_statistics"] = write_csv(res.summary, out / "summary_statistics.csv")
@@ -122,9 +128,11 @@ def run_analysis(output_dir: str | os.PathLike, append_to_history: bool = False,
     for name, chart in done_charts.items():
         res.specs[name] = chart.to_dict()
         res.charts[name] = ch.save_chart(chart, out / PLOTS_DIR, name, spec=res.specs[name])
-    res.leaderboard = leaderboard_frame(df)
-    res.benchmark_html = write_benchmark_section(records, out, PLOTS_DIR, charts=charts)
-    res.benchmark = benchmark_lines(records)
+    ensure_intervals(df, cache, verdicts)
+    res.leaderboard = annotate_board(leaderboard_frame(df), df, cache)
+    bench = benchmark_summary(records, out, cache) if has_benchmark(records) else None
+    res.benchmark_html = write_benchmark_section(records, out, PLOTS_DIR, charts=charts, summary=bench)
+    res.benchmark = benchmark_lines(records, out, summary=bench)
     res.files["report"] = write_atomic(out / "report.html", render_report(res))
     return res
 
@@ -253,16 +261,30 @@ def _best_section(best: pd.DataFrame) -> str:
                     for t in selection_sentences(best))
     headers = ["dataset", "model", "criterion", "selected on", "ranked on (mean)", "data source", "subset",
                "batch size", "learning rate", "lambda", "NASA weight", "dropout", "seeds",
-               "test RUL MAE (steps) [95% CI]", "test RUL RMSE (steps) [95% CI]", "test C-index [95% CI]",
-               "test NASA score [95% CI]", "indistinguishable configs", "retrain command"]
-    rows = [[_e(r[k]) for k in ("dataset", "model", "criterion", "selected_on", "selection_score", "data_source",
+               "test RUL MAE (steps) [95% over seeds]", "test RUL RMSE (steps) [95% over seeds]",
+               "test RUL RMSE: 95% over test units", "test C-index [95% over seeds]",
+               "test NASA score [95% over seeds]", "indistinguishable configs",
+               "paired comparison over the same test units (winner minus other)", "retrain command"]
+    rows = [[_e(f"{r[k]} (baseline)" if k == "model" and is_baseline(r[k]) else r[k])
+             for k in ("dataset", "model", "criterion", "selected_on", "selection_score", "data_source",
                                 "subset", "batch_size", "learning_rate", "lambda_param", "nasa_weight", "dropout",
                                 "n_seeds")]
-            + [_with_ci(r, m) for m in METRICS]
-            + [_e(r["indistinguishable_configs"]),
+            + [_with_ci(r, m) for m in METRICS[:2]] + [_e(_units(r))] + [_with_ci(r, m) for m in METRICS[2:]]
+            + [_e(r["indistinguishable_configs"]), _e("; ".join(_comparisons(r))),
                f"<details><summary>command</summary><code>{_e(r['retrain_command'])}</code></details>"]
             for _, r in best.iterrows()]
     return intro + _table(headers, rows)
+
+
+def _units(r: pd.Series) -> str:
+    """The test RMSE's interval over test units of a best_configurations row (or 'unavailable')."""
+    low = r.get("rul_rmse_units_low", math.nan)
+    return unit_interval_text(None) if pd.isna(low) else f"[{low:.4g}, {r['rul_rmse_units_high']:.4g}]"
+
+
+def _comparisons(r: pd.Series) -> list[str]:
+    """The paired comparisons a best_configurations row carries (the headline winner's RMSE row)."""
+    return [r[c] for c in ("vs_best_baseline_text", "vs_runner_up_text") if isinstance(r.get(c), str) and r[c]]
 
 
 def _banner(sources: dict[str, list[str]]) -> str:
@@ -312,11 +334,17 @@ def _headline_section(res: AnalysisResult) -> str:
         metrics = "".join(f"<div class='metric'><span>test {label}</span><b>{_with_ci(r, m)}</b></div>"
                           for label, m in (("RMSE", "rul_rmse"), ("MAE", "rul_mae"), ("C-index", "concordance_index"),
                                            ("NASA score", "nasa_score")))
+        extra = "".join(f"<p class='small'>{_e(t)}</p>" for t in
+                        [f"test RMSE {_units(r)} over test units"] + _comparisons(r) + [floor_sentence(res.records, dataset, subset)]
+                        if t)
         cards.append(f"<div class='card'><h3>{_e(where)} {_badge(r['data_source'])}</h3>"
                      f"<p><b>{_e(r['model'])}</b> ({_e(hps)}); {_e(r['n_seeds'])} seeds; {_e(on)}</p>"
-                     f"<div class='metrics'>{metrics}</div></div>")
+                     f"<div class='metrics'>{metrics}</div>{extra}</div>")
     return intro + f"<div class='cards'>{''.join(cards)}</div><p class='small'>Test metrics: mean across seeds " \
-                   "[95% t-interval], RUL errors in steps (cycles for C-MAPSS).</p>"
+                   "[95% t-interval over seeds], RUL errors in steps (cycles for C-MAPSS); the interval over test " \
+                   "units is a bootstrap of the test units (2,000 resamples, each resample's RMSE averaged over the " \
+                   "seeds). Baselines (gbm, cox, km) are never the winner; the comparisons are paired bootstraps " \
+                   "over the same test units.</p>"
 
 
 def _leaderboard_section(res: AnalysisResult) -> str:
@@ -381,7 +409,9 @@ def _headline_winner(g: pd.DataFrame) -> tuple[pd.Series, str]:
     """The RMSE-criterion row to headline among a dataset's models, and what chose it.
 
     Models are compared on their validation RMSE when every row was selected on validation;
-    otherwise (old records) on test RMSE, and the text says so."""
+    otherwise (old records) on test RMSE, and the text says so. Baselines are never the winner."""
+    if (~g["model"].map(is_baseline)).any():
+        g = g[~g["model"].map(is_baseline)]
     chosen_on = set(g["selected_on"])
     if chosen_on == {SELECTED_ON_VALIDATION}:
         return g.loc[g["selection_score"].idxmin()], SELECTED_ON_VALIDATION
@@ -402,7 +432,9 @@ def _seeds(n) -> str:
 
 def winner_lines(res: AnalysisResult, markdown: bool = False) -> list[str]:
     """One line per dataset (and C-MAPSS subset): the best model (RMSE criterion, chosen on
-    validation RMSE) with its hyperparameters and test metrics (mean [95% CI] across seeds)."""
+    validation RMSE; never a baseline) with its hyperparameters and test metrics (mean [95% CI]
+    over seeds), its test RMSE's interval over test units and its paired comparisons with the best
+    baseline and the runner-up (`reports.yardsticks`)."""
     best = res.best[res.best["criterion"] == "RMSE"] if len(res.best) else res.best
     lines = []
     for (dataset, subset), g in (best.groupby(["dataset", "subset"]) if len(best) else []):
@@ -415,26 +447,8 @@ def winner_lines(res: AnalysisResult, markdown: bool = False) -> list[str]:
                      f"lr {r['learning_rate']:g}, lambda {r['lambda_param']:g}, nasa {r['nasa_weight']:g}, "
                      f"dropout {r['dropout']:g}): test RMSE {_ci_text(r, 'rul_rmse', '.3f')}, "
                      f"MAE {_ci_text(r, 'rul_mae', '.3f')} steps, C-index {_ci_text(r, 'concordance_index', '.3f')}, "
-                     f"NASA {r['nasa_score']:.4g} ({_seeds(r['n_seeds'])}); {on}")
-    return lines
-
-
-def benchmark_lines(records: list[dict]) -> list[str]:
-    """One line per C-MAPSS subset scored on its official test units: the literature's numbers
-    (last window per unit, truth capped at 125) of the configuration chosen on validation.
-    Held-out splits (not the literature's protocol) are left to the report's benchmark section."""
-    if not has_benchmark(records):
-        return []
-    lines = []
-    for _, r in benchmark_summary(records).iterrows():
-        if r["test_split"] != "official":
-            continue
-        lines.append(f"benchmark {r['subset']} ({r['test_split']} test units, {r['benchmark_n_units']}): "
-                     f"RMSE {mean_sd_ci(r, 'benchmark_rmse', '.2f')} (truth capped at 125), uncapped "
-                     f"{mean_sd_ci(r, 'benchmark_rmse_uncapped', '.2f')}, NASA score "
-                     f"{mean_sd_ci(r, 'benchmark_nasa_score', '.0f')}; "
-                     f"{r['model']} lr {r['learning_rate']:g}, nasa {r['nasa_weight']:g}, dropout {r['dropout']:g}, "
-                     f"{_seeds(r['n_seeds'])}, chosen on {r['selected_on']} among {r['n_configs']} configuration(s)")
+                     f"NASA {r['nasa_score']:.4g} ({_seeds(r['n_seeds'])}); {on}; test RMSE {_units(r)} over "
+                     f"test units" + "".join(f"; {t}" for t in _comparisons(r)))
     return lines
 
 
@@ -458,6 +472,8 @@ def headline_markdown(res: AnalysisResult) -> str:
               f"{c['pending']} pending (of {c['total']}); {c['collapsed']} collapsed (constant prediction).", ""]
     winners = winner_lines(res, markdown=True)
     lines += [f"- {w}" for w in winners] or ["No results yet."]
+    floors = [floor_sentence(res.records, ds, sub) for ds, sub in res.verdicts]
+    lines += [""] + [f for f in floors if f] if any(floors) else []
     lines += ["", f"Report: `{res.files.get('report', '')}`", f"Charts: `{res.output_dir / PLOTS_DIR}`",
               f"Tables: `{res.files.get('summary_statistics', '')}`, `{res.files.get('best_configurations', '')}`"]
     return "\n".join(lines)
