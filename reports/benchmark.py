@@ -29,7 +29,7 @@ import pandas as pd
 
 from reports.tables import HYPERPARAMETERS, completed, ranking_metric, records_frame, t_interval
 from reports.uncertainty import BENCHMARK_RMSE, OVER_SEEDS, OVER_UNITS
-from reports.yardsticks import PredictionCache, group_verdict, keyed, unit_interval_text
+from reports.yardsticks import PredictionCache, by_config, group_verdict, unit_interval_text
 
 LITERATURE_FILE = Path(__file__).with_name("literature_cmapss.csv")
 BENCHMARK_METRICS = ("benchmark_rmse", "benchmark_rmse_uncapped", "benchmark_nasa_score")
@@ -105,12 +105,12 @@ def benchmark_summary(records: list[dict], output_dir: str | os.PathLike | None 
     cache = cache or PredictionCache(output_dir)
     for (subset, split), sub in runs.groupby(["subset", "test_split"], sort=True):
         verdict = group_verdict(sub, cache)
-        keys = keyed(sub)
-        scores = sub.groupby(keys)[ranking_metric(sub, SELECTION_METRIC)[0]].mean()
+        configs, rank_col = by_config(sub), ranking_metric(sub, SELECTION_METRIC)[0]
         chosen = [(CHOSEN, verdict.winner)] if verdict.winner else []
         for role, key in chosen + [(BASELINE, k) for k in verdict.baselines]:
-            best = sub[keys == key]
-            row = _summary_row(best, subset, split, role, verdict.selected_on, verdict.n_configs, float(scores[key]))
+            best = configs.runs(key)
+            row = _summary_row(best, subset, split, role, verdict.selected_on, verdict.n_configs,
+                               float(best[rank_col].mean()))
             iv = cache.interval(best, BENCHMARK_RMSE)
             row["benchmark_rmse_units_low"], row["benchmark_rmse_units_high"] = (iv.low, iv.high) if iv else (
                 math.nan, math.nan)

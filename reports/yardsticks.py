@@ -98,16 +98,18 @@ class PredictionCache:
             out.setdefault(split_key(row), []).append(s)
         return out or None
 
-    def interval(self, runs: pd.DataFrame, metric: str, compute: bool = True) -> Interval | None:
+    def interval(self, runs: pd.DataFrame, metric: str) -> Interval | None:
         """The 95% interval over test units of a configuration's runs (each seed's run); cached per
-        set of run folders and metric. compute=False only looks it up."""
+        set of run folders and metric."""
         key = (tuple(sorted(runs["run_dir"].astype(str))), metric)
         if key not in self._intervals:
-            if not compute:
-                return None
             got = self.runs(runs, metric)
             self._intervals[key] = bootstrap_interval(got) if got else None
         return self._intervals[key]
+
+    def lookup(self, run_dirs, metric: str) -> Interval | None:
+        """An interval `interval` already computed for these run folders, else None."""
+        return self._intervals.get((tuple(sorted(str(d) for d in run_dirs)), metric))
 
 
 @dataclass
@@ -198,14 +200,40 @@ def compare(cache: PredictionCache, role: str, winner: pd.DataFrame, other: pd.D
 
 def keyed(runs: pd.DataFrame) -> pd.Series:
     """The config key of each run (index aligned)."""
-    return pd.Series([row_key(r) for _, r in runs.iterrows()], index=runs.index, dtype=object)
+    rows = runs[list(CONFIG_KEYS)].itertuples(index=False, name=None)
+    return pd.Series([config_key(r) for r in rows], index=runs.index, dtype=object)
+
+
+class ByConfig(dict):
+    """config key -> row positions in `frame`; `runs(key)` gives that configuration's runs."""
+
+    def __init__(self, frame: pd.DataFrame):
+        super().__init__()
+        self.frame = frame
+        for pos, k in enumerate(keyed(frame)):
+            self.setdefault(k, []).append(pos)
+
+    def runs(self, key: tuple) -> pd.DataFrame:
+        return self.frame.iloc[self[key]]
+
+    def means(self, column: str) -> pd.Series:
+        """Mean of `column` per configuration (NaN-skipping), indexed by config key."""
+        values = self.frame[column].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            return pd.Series({k: np.nanmean(values[pos]) if np.isfinite(values[pos]).any() else np.nan
+                              for k, pos in self.items()}, dtype=float)
+
+
+def by_config(runs: pd.DataFrame) -> ByConfig:
+    """The configurations (CONFIG_KEYS; seeds and splits pooled) of `runs`."""
+    return ByConfig(runs)
 
 
 def group_verdict(runs: pd.DataFrame, cache: PredictionCache) -> GroupVerdict:
     """Winner, runner-up and best baseline of one group's completed runs, with both comparisons."""
     rank_col, selected_on = ranking_metric(runs, SELECTION_METRIC)
-    keys = keyed(runs)
-    scores = runs.groupby(keys)[rank_col].mean().dropna().sort_values(kind="stable")
+    configs = by_config(runs)
+    scores = configs.means(rank_col).dropna().sort_values(kind="stable")
     base = [k for k in scores.index if is_baseline(k[CONFIG_KEYS.index("model")])]
     ddrsa = [k for k in scores.index if k not in base]
     seen, best_per_model = set(), []
@@ -216,7 +244,7 @@ def group_verdict(runs: pd.DataFrame, cache: PredictionCache) -> GroupVerdict:
     winner = ddrsa[0] if ddrsa else None
     runner = ddrsa[1] if len(ddrsa) > 1 else None
     best_base = base[0] if base else None
-    of = {k: runs[keys == k] for k in (winner, runner, best_base) if k is not None}
+    of = {k: configs.runs(k) for k in (winner, runner, best_base) if k is not None}
     vs_b = compare(cache, "best baseline", of[winner], of[best_base]) if winner and best_base else None
     vs_r = compare(cache, "runner-up", of[winner], of[runner]) if winner and runner else None
     return GroupVerdict(winner, runner, best_base, best_per_model, vs_b, vs_r, len(ddrsa), selected_on)
@@ -247,13 +275,12 @@ def annotate_best(best: pd.DataFrame, df: pd.DataFrame, cache: PredictionCache,
     if not len(out):
         return out.assign(baseline=pd.Series(dtype=bool), rul_rmse_units_low=pd.Series(dtype=float),
                           rul_rmse_units_high=pd.Series(dtype=float))
-    done = completed(df)
-    keys = keyed(done)
+    configs = by_config(completed(df))
     out["baseline"] = out["model"].map(is_baseline).astype(bool)
     lows, highs, extra = [], [], []
     for _, row in out.iterrows():
         k = row_key(row)
-        iv = cache.interval(done[keys == k], TEST_RMSE) if (keys == k).any() else None
+        iv = cache.interval(configs.runs(k), TEST_RMSE) if k in configs else None
         lows.append(iv.low if iv else math.nan)
         highs.append(iv.high if iv else math.nan)
         v = verdicts.get((row["dataset"], row["subset"]))
@@ -273,11 +300,11 @@ def annotate_board(board: pd.DataFrame, df: pd.DataFrame, cache: PredictionCache
     (the chosen configurations, runners-up and baselines: the verdicts' configurations)."""
     out = board.copy()
     lows, highs = [], []
-    done = completed(df)
-    keys = keyed(done) if len(done) else pd.Series(dtype=object)
-    for _, row in out.iterrows():
-        runs = done[keys == row_key(row)] if len(done) else done
-        iv = cache.interval(runs, TEST_RMSE, compute=False) if len(runs) else None
+    configs = by_config(completed(df))
+    run_dirs = configs.frame["run_dir"].to_numpy() if len(configs.frame) else np.array([])
+    for row in out[list(CONFIG_KEYS)].itertuples(index=False, name=None):
+        k = config_key(row)
+        iv = cache.lookup(run_dirs[configs[k]], TEST_RMSE) if k in configs else None
         lows.append(iv.low if iv else math.nan)
         highs.append(iv.high if iv else math.nan)
     out["rul_rmse_units_low"], out["rul_rmse_units_high"] = lows, highs
@@ -287,13 +314,10 @@ def annotate_board(board: pd.DataFrame, df: pd.DataFrame, cache: PredictionCache
 def ensure_intervals(df: pd.DataFrame, cache: PredictionCache, verdicts: dict[tuple, GroupVerdict]) -> None:
     """Compute the test-RMSE interval over test units of every verdict's configurations (winner,
     runner-up, each baseline model's best), so the leaderboard can show them."""
-    done = completed(df)
-    if not len(done):
-        return
-    keys = keyed(done)
+    configs = by_config(completed(df))
     for v in verdicts.values():
         for k in {v.winner, v.runner_up, *v.baselines} - {None}:
-            cache.interval(done[keys == k], TEST_RMSE)
+            cache.interval(configs.runs(k), TEST_RMSE)
 
 
 def floor_sentence(df: pd.DataFrame, dataset: str, subset: str) -> str:
