@@ -20,6 +20,7 @@ intervals over test units and comparisons are None and read "unavailable".
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,13 +79,14 @@ class PredictionCache:
 
     def sums(self, run_dir: str, metric: str) -> UnitSums | None:
         if run_dir not in self._sums:
-            pred = None
+            got = None
             if self.output_dir is not None and run_dir:
                 try:
                     pred = load_predictions(self.output_dir / str(run_dir))
-                except (OSError, ValueError, KeyError):  # an unreadable or partial file: treat as absent
-                    pred = None
-            self._sums[run_dir] = None if pred is None else {m: unit_sums(pred, m) for m in UNIT_METRICS}
+                    got = None if pred is None else {m: unit_sums(pred, m) for m in UNIT_METRICS}
+                except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                    got = None  # an unreadable, partial or foreign file: as if absent
+            self._sums[run_dir] = got
         got = self._sums[run_dir]
         return None if got is None else got[metric]
 

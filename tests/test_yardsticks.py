@@ -172,3 +172,11 @@ def test_headline_difference_is_the_paired_bootstrap_of_the_two_configurations(t
     assert (row["vs_best_baseline_diff"], row["vs_best_baseline_low"], row["vs_best_baseline_high"],
             row["vs_best_baseline_share_better"]) == pytest.approx((p.difference, p.low, p.high, p.share_better))
     assert not math.isnan(p.low) and TEST_RMSE != row["vs_best_baseline_metric"]
+
+
+def test_a_corrupt_predictions_file_reads_unavailable(tmp_path):
+    recs = sweep_folder(tmp_path, gbm_noise=2.0, paper_noise=14.0)
+    (tmp_path / recs[0]["run_dir"] / "test_predictions.npz").write_bytes(b"not a zip file")
+    res = run_analysis(tmp_path, charts=False)
+    line = next(x for x in res.benchmark if x.startswith("benchmark FD001"))
+    assert "over test units: unavailable" in line and "vs best baseline gbm (baseline): unavailable" in line
