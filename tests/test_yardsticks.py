@@ -68,7 +68,7 @@ def record(index: int, model: str, lr: float, seed: int, pred: dict, val_rmse: f
 
 
 def sweep_folder(root: Path, gbm_noise: float, paper_noise: float, split: str = "official", bench: bool = True,
-                 write_predictions: bool = True) -> list[dict]:
+                 write_predictions: bool = True, extra_configs: int = 0) -> list[dict]:
     """paper at lr 0.01 (the validation winner) and 0.003 (runner-up), gbm and km baselines, 2 seeds
     each, one test set. gbm gets the BEST validation RMSE, so a ranking that let a baseline win
     would crown it."""
@@ -76,6 +76,7 @@ def sweep_folder(root: Path, gbm_noise: float, paper_noise: float, split: str = 
     truth = truth_set(rng)
     plan = [("paper", 0.01, paper_noise, 10.0), ("paper", 0.003, paper_noise * 1.5, 11.0),
             ("gbm", 0.001, gbm_noise, 5.0), ("km", 0.001, 40.0, 30.0)]
+    plan += [("paper", 0.02 + 0.01 * i, paper_noise * 2, 20.0 + i) for i in range(extra_configs)]
     recs = []
     for model, lr, noise, val in plan:
         for seed in (0, 1):
@@ -109,6 +110,13 @@ def test_gbm_better_is_said_with_a_positive_difference(tmp_path):
     bench = pd.read_csv(tmp_path / "benchmark_summary.csv")
     assert list(bench["role"]) == ["chosen", "baseline", "baseline"] and list(bench["model"]) == ["paper", "gbm", "km"]
     assert bench["benchmark_rmse_units_low"].notna().all()
+    from reports.benchmark import BASELINE_KIND, THIS_PROJECT, comparison_frame, load_literature
+
+    comp = comparison_frame(bench, load_literature())                 # the literature chart's data
+    ours = comp[comp["kind"].isin([THIS_PROJECT, BASELINE_KIND])].set_index("method")
+    assert list(ours["kind"]) == [THIS_PROJECT, BASELINE_KIND, BASELINE_KIND]
+    assert ours.loc["baseline: gbm", "rmse_unit_low"] < ours.loc["baseline: gbm", "rmse"]
+    assert ours.loc["this project: paper", "rmse_unit_high"] > ours.loc["this project: paper", "rmse"]
 
 
 def test_ddrsa_better_is_said_with_a_negative_difference(tmp_path):
@@ -180,3 +188,31 @@ def test_a_corrupt_predictions_file_reads_unavailable(tmp_path):
     res = run_analysis(tmp_path, charts=False)
     line = next(x for x in res.benchmark if x.startswith("benchmark FD001"))
     assert "over test units: unavailable" in line and "vs best baseline gbm (baseline): unavailable" in line
+
+
+def test_leaderboard_marks_baselines_and_shows_them_in_the_top_view(tmp_path):
+    """In a real browser: 12 DDRSA configurations and 2 baselines; the default top-10 view still
+    shows both baselines (unranked, marked), and the interval over test units is filled for them."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from chromium_cdp import Chromium, find_chromium
+
+    if not find_chromium():
+        pytest.skip("no Chromium (Debian package chromium)")
+    sweep_folder(tmp_path, gbm_noise=2.0, paper_noise=6.0, extra_configs=10)
+    res = run_analysis(tmp_path, charts=False)
+    assert (res.leaderboard["kind"] == "DDRSA").sum() == 12
+    with Chromium(width=1400, height=1000) as browser:
+        browser.open((tmp_path / "report.html").as_uri())
+        rows = browser.evaluate(
+            "(() => { const h = [...document.querySelectorAll('#leaderboard thead tr:first-child th')]"
+            ".map(th => th.dataset.field); return [...document.querySelectorAll('#leaderboard tbody tr.lb-row')]"
+            ".map(tr => { const o = {cls: tr.className}; h.forEach((f, i) => { if (f) o[f] = tr.children[i]"
+            ".textContent; }); return o; }); })()")
+        assert browser.errors == []
+    base = [r for r in rows if r["kind"] == "baseline"]
+    assert len(rows) == 12 and sorted(r["model"] for r in base) == ["gbm", "km"]      # 10 + both baselines
+    assert all("lb-baseline" in r["cls"] and r["rank"] == "" and r["rul_rmse_units_low"].startswith("[")
+               for r in base)
+    assert rows[0]["rank"] == "1" and rows[0]["model"] == "paper" and rows[0]["rul_rmse_units_low"].startswith("[")
