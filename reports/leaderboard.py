@@ -147,7 +147,10 @@ def payload(board: pd.DataFrame, output_dir: str) -> dict:
     recs = board.to_dict(orient="records")
     for rec in recs:
         for hp in HYPERPARAMETERS:
-            rec[hp] = str(int(rec[hp])) if hp == "batch_size" else fmt_float(rec[hp])
+            if pd.isna(rec[hp]):  # a baseline's record may leave it empty
+                rec[hp] = None
+            else:
+                rec[hp] = str(int(rec[hp])) if hp == "batch_size" else fmt_float(rec[hp])
         for key in ("cfg", "rank", "n_seeds", "seed", "num_epochs"):
             rec[key] = None if pd.isna(rec[key]) else int(rec[key])  # rank: None for baselines
         for key, value in rec.items():

@@ -175,11 +175,11 @@ def retrain_command(row: dict, output_dir: str, name: str) -> str:
     parts = ["python", "-m", "ddrsa.train", "--dataset", str(row["dataset"])]
     if row["dataset"] == "turbofan" and row.get("subset"):
         parts += ["--subset", str(row["subset"])]
-    parts += ["--model", str(row["model"]), "--batch-size", str(int(row["batch_size"])),
-              "--learning-rate", fmt_float(row["learning_rate"]),
-              "--lambda-param", fmt_float(row["lambda_param"]),
-              "--nasa-weight", fmt_float(row["nasa_weight"]), "--dropout", fmt_float(row["dropout"]),
-              "--num-epochs", str(int(row["num_epochs"])), "--seed", str(int(row["seed"])),
+    parts += ["--model", str(row["model"])]
+    for hp in HYPERPARAMETERS:  # a baseline's record may leave the DDRSA-only ones empty: not given
+        if row.get(hp) is not None and not (isinstance(row[hp], float) and math.isnan(row[hp])):
+            parts += [f"--{hp.replace('_', '-')}", str(int(row[hp])) if hp == "batch_size" else fmt_float(row[hp])]
+    parts += ["--num-epochs", str(int(row["num_epochs"])), "--seed", str(int(row["seed"])),
               "--output-dir", run_dir, "--create-visualization"]
     # the charts are a reports entry point over the run folder (ddrsa/ never imports reports/)
     charts = ["python", "-m", "reports.run_charts", run_dir]

@@ -218,12 +218,12 @@ class ByConfig(dict):
     def runs(self, key: tuple) -> pd.DataFrame:
         return self.frame.iloc[self[key]]
 
-    def means(self, column: str) -> pd.Series:
-        """Mean of `column` per configuration (NaN-skipping), indexed by config key."""
+    def means(self, column: str) -> dict[tuple, float]:
+        """config key -> mean of `column` over its runs (NaN-skipping; NaN when none is defined).
+        A dict, not a Series: tuple labels would become a MultiIndex that turns None into NaN."""
         values = self.frame[column].to_numpy(dtype=float)
-        with np.errstate(invalid="ignore"):
-            return pd.Series({k: np.nanmean(values[pos]) if np.isfinite(values[pos]).any() else np.nan
-                              for k, pos in self.items()}, dtype=float)
+        return {k: float(np.nanmean(values[pos])) if np.isfinite(values[pos]).any() else math.nan
+                for k, pos in self.items()}
 
 
 def by_config(runs: pd.DataFrame) -> ByConfig:
@@ -235,9 +235,12 @@ def group_verdict(runs: pd.DataFrame, cache: PredictionCache) -> GroupVerdict:
     """Winner, runner-up and best baseline of one group's completed runs, with both comparisons."""
     rank_col, selected_on = ranking_metric(runs, SELECTION_METRIC)
     configs = by_config(runs)
-    scores = configs.means(rank_col).dropna().sort_values(kind="stable")
-    base = [k for k in scores.index if is_baseline(k[CONFIG_KEYS.index("model")])]
-    ddrsa = [k for k in scores.index if k not in base]
+    means = configs.means(rank_col)
+    # best first; ties go to the first configuration in CONFIG_KEYS order (as tables.best_configurations)
+    ranked = sorted((k for k, v in means.items() if not math.isnan(v)),
+                    key=lambda k: (means[k], tuple((v is None, "" if v is None else v) for v in k)))
+    base = [k for k in ranked if is_baseline(k[CONFIG_KEYS.index("model")])]
+    ddrsa = [k for k in ranked if k not in base]
     seen, best_per_model = set(), []
     for k in base:
         if k[CONFIG_KEYS.index("model")] not in seen:

@@ -216,3 +216,19 @@ def test_leaderboard_marks_baselines_and_shows_them_in_the_top_view(tmp_path):
     assert all("lb-baseline" in r["cls"] and r["rank"] == "" and r["rul_rmse_units_low"].startswith("[")
                for r in base)
     assert rows[0]["rank"] == "1" and rows[0]["model"] == "paper" and rows[0]["rul_rmse_units_low"].startswith("[")
+
+
+def test_baselines_without_ddrsa_hyperparameters(tmp_path):
+    """A baseline record may leave batch size, learning rate, ... empty (they do not apply): it still
+    groups, compares and gets a retrain command without them."""
+    recs = sweep_folder(tmp_path, gbm_noise=2.0, paper_noise=14.0)
+    for r in recs:
+        if r["model"] in ("gbm", "km"):
+            r.update(batch_size=None, learning_rate=None, lambda_param=None, nasa_weight=None, dropout=None)
+    (tmp_path / "all_results.json").write_text(json.dumps(recs))
+    res = run_analysis(tmp_path, charts=False)
+    line = next(x for x in res.benchmark if x.startswith("benchmark FD001"))
+    assert "gbm (baseline) is better" in line and "; paper lr 0.01," in line
+    cmd = res.best[res.best["model"] == "gbm"]["retrain_command"].iloc[0]
+    assert "--model gbm --num-epochs" in cmd and "--batch-size" not in cmd
+    assert res.leaderboard.loc[res.leaderboard["kind"] == "baseline", "rul_rmse_units_low"].notna().all()
