@@ -40,7 +40,7 @@ COLUMNS = [("rank", "rank", "num"), ("dataset", "dataset", "text"), ("subset", "
            ("lambda_param", "lambda", "num"), ("nasa_weight", "NASA weight", "num"), ("dropout", "dropout", "num"),
            ("n_seeds", "seeds", "num"), ("rank_value", "ranked on: validation RMSE", "num"),
            ("rul_rmse", "test RMSE [95% over seeds]", "ci"),
-           ("rul_rmse_units_low", "test RMSE: 95% over test units", "units"),
+           ("rul_rmse_units_low", "test RMSE: 95% over test units (bootstrap, seed-averaged)", "units"),
            ("rul_mae", "test MAE [95% over seeds]", "ci"),
            ("concordance_index", "test C-index [95% over seeds]", "ci"),
            ("nasa_score", "test NASA score [95% over seeds]", "ci"),

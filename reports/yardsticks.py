@@ -143,7 +143,7 @@ class Comparison:
         p = self.paired
         return (f"{head}: {METRIC_WORDS[self.metric]} difference {p.difference:+.2f} [{p.low:+.2f}, {p.high:+.2f}] "
                 f"({self.winner} minus {self.other}; 95% paired bootstrap {OVER_UNITS}, {p.n_units} units, "
-                f"{p.n_resamples:,} resamples), {self.winner} better in {p.share_better:.0%} of resamples: "
+                f"{p.n_resamples:,} resamples, RMSE averaged over seeds), {self.winner} better in {p.share_better:.0%} of resamples: "
                 f"{self.verdict()}")
 
     def columns(self, prefix: str) -> dict:
