@@ -25,6 +25,7 @@ from reports.tables import (METRICS, SELECTED_ON_TEST, SELECTED_ON_VALIDATION, U
                             load_gpu_samples, load_learning_curves, load_manifest, load_records,
                             records_frame, summary_statistics, sweep_counts, write_atomic, write_csv)
 from reports.vega_page import PageCharts
+from reports.uncertainty import OVER_SEEDS, Interval
 from reports.yardsticks import (PredictionCache, annotate_best, annotate_board, ensure_intervals, floor_sentence,
                                 headline_verdicts, is_baseline, unit_interval_text)
 
@@ -277,9 +278,11 @@ def _best_section(best: pd.DataFrame) -> str:
 
 
 def _units(r: pd.Series) -> str:
-    """The test RMSE's interval over test units of a best_configurations row (or 'unavailable')."""
+    """`[lo, hi] over test units`: the test RMSE's interval over test units of a best_configurations
+    row, or `over test units: unavailable (...)`."""
     low = r.get("rul_rmse_units_low", math.nan)
-    return unit_interval_text(None) if pd.isna(low) else f"[{low:.4g}, {r['rul_rmse_units_high']:.4g}]"
+    return unit_interval_text(None if pd.isna(low) else Interval(math.nan, low, r["rul_rmse_units_high"], 0, 0, 0, 0),
+                              ".4g")
 
 
 def _comparisons(r: pd.Series) -> list[str]:
@@ -335,7 +338,7 @@ def _headline_section(res: AnalysisResult) -> str:
                           for label, m in (("RMSE", "rul_rmse"), ("MAE", "rul_mae"), ("C-index", "concordance_index"),
                                            ("NASA score", "nasa_score")))
         extra = "".join(f"<p class='small'>{_e(t)}</p>" for t in
-                        [f"test RMSE {_units(r)} over test units"] + _comparisons(r) + [floor_sentence(res.records, dataset, subset)]
+                        [f"test RMSE {_units(r)}"] + _comparisons(r) + [floor_sentence(res.records, dataset, subset)]
                         if t)
         cards.append(f"<div class='card'><h3>{_e(where)} {_badge(r['data_source'])}</h3>"
                      f"<p><b>{_e(r['model'])}</b> ({_e(hps)}); {_e(r['n_seeds'])} seeds; {_e(on)}</p>"
@@ -447,8 +450,7 @@ def winner_lines(res: AnalysisResult, markdown: bool = False) -> list[str]:
                      f"lr {r['learning_rate']:g}, lambda {r['lambda_param']:g}, nasa {r['nasa_weight']:g}, "
                      f"dropout {r['dropout']:g}): test RMSE {_ci_text(r, 'rul_rmse', '.3f')}, "
                      f"MAE {_ci_text(r, 'rul_mae', '.3f')} steps, C-index {_ci_text(r, 'concordance_index', '.3f')}, "
-                     f"NASA {r['nasa_score']:.4g} ({_seeds(r['n_seeds'])}); {on}; test RMSE {_units(r)} over "
-                     f"test units" + "".join(f"; {t}" for t in _comparisons(r)))
+                     f"NASA {r['nasa_score']:.4g} ({_seeds(r['n_seeds'])}; intervals {OVER_SEEDS}); {on}; test RMSE {_units(r)}" + "".join(f"; {t}" for t in _comparisons(r)))
     return lines
 
 

@@ -159,6 +159,7 @@ def test_old_runs_without_predictions_still_analyse(tmp_path):
     assert "over test units: unavailable" in line and "vs best baseline gbm (baseline): unavailable" in line
     best = pd.read_csv(tmp_path / "best_configurations.csv")
     assert best["rul_rmse_units_low"].isna().all()
+    assert "test RMSE over test units: unavailable" in winner_lines(res)[0]
     assert "unavailable" in (tmp_path / "report.html").read_text()
 
 
