@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DATASETS = ("turbofan", "azure_pm")
+# Besides the built-in names, a dataset may be the path of a fleet table (docs/DATA.md): a file
+# ending in one of these; its name (run folders, task names) is the file name without the suffix.
+TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 SUBSETS = ("FD001", "FD002", "FD003", "FD004")
 DEFAULT_MODELS = ("lstm_basic", "lstm_deep", "gru_basic", "gru_deep", "transformer_basic", "transformer_deep")
 MODEL_NAMES = DEFAULT_MODELS + ("probsparse_basic", "probsparse_deep", "paper")
@@ -21,12 +25,38 @@ BASELINE_MODELS = ("gbm", "cox", "km")
 TEST_SPLITS = ("held-out", "official")
 
 
+def is_table_path(dataset: str) -> bool:
+    """True when `dataset` names a fleet table file rather than a built-in data set."""
+    return dataset not in DATASETS and str(dataset).lower().endswith(TABLE_SUFFIXES)
+
+
+def check_dataset(value: str) -> str:
+    """A built-in name as is, a table path made absolute (so every process reads the same file);
+    anything else is a ValueError naming the choices."""
+    if value in DATASETS:
+        return value
+    if is_table_path(value):
+        return str(Path(value).expanduser().resolve())
+    raise ValueError(f"unknown dataset {value!r}: choose turbofan, azure_pm, or the path of a fleet table "
+                     f"({', '.join(TABLE_SUFFIXES)})")
+
+
+def dataset_name(dataset: str) -> str:
+    """`turbofan`, `azure_pm`, or a table's file name without its suffix (`/x/pumps.csv.gz` -> pumps)."""
+    if not is_table_path(dataset):
+        return dataset
+    name = Path(dataset).name
+    return name[: -len(next(s for s in sorted(TABLE_SUFFIXES, key=len, reverse=True)
+                            if name.lower().endswith(s)))]
+
+
 class DataConfig(BaseModel):
     """What to load and how to window it; part of the cache key through `ExperimentConfig`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dataset: Literal["turbofan", "azure_pm"] = Field("turbofan", description="turbofan (NASA C-MAPSS) or azure_pm")
+    dataset: str = Field("turbofan", description="turbofan (NASA C-MAPSS), azure_pm, or the path of a fleet "
+                                                 "table (.csv, .csv.gz, .parquet; docs/DATA.md)")
     subset: Literal["FD001", "FD002", "FD003", "FD004"] = Field(
         "FD001", description="C-MAPSS subset FD001-FD004 (turbofan only)")
     lookback_window: int = Field(128, ge=1, le=4096, description="K, covariate steps the encoder reads")
@@ -43,6 +73,11 @@ class DataConfig(BaseModel):
     test_split: Literal["held-out", "official"] = Field(
         "held-out", description="held-out: test_fraction of the units; official: C-MAPSS test_FD00x "
                                 "units scored against RUL_FD00x.txt, all training units train/validate")
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        return check_dataset(value)
 
     @model_validator(mode="after")
     def _official_is_cmapss(self):
@@ -98,7 +133,7 @@ class ExperimentConfig(DataConfig):
     def display_name(self) -> str:
         """`turbofan/lstm_basic/<short_name>`; C-MAPSS subsets other than FD001 and the official test
         split are named in the first part (`turbofan-FD002-official/...`) so grid points stay distinct."""
-        head = self.dataset
+        head: str = dataset_name(self.dataset)
         if self.dataset == "turbofan" and (self.subset != "FD001" or self.test_split != "held-out"):
             head += f"-{self.subset}" + ("-official" if self.test_split == "official" else "")
         return f"{head}/{self.model}/{self.short_name()}"
@@ -107,7 +142,7 @@ class ExperimentConfig(DataConfig):
         """Relative run folder: logs/<dataset>/<model>/bs.._lr.._lam.._nasa.._drop.._id<i>."""
         leaf = (f"bs{self.batch_size}_lr{self.learning_rate:g}_lam{self.lambda_param:g}"
                 f"_nasa{self.nasa_weight:g}_drop{self.dropout:g}_id{index}")
-        return f"logs/{self.dataset}/{self.model}/{leaf}"
+        return f"logs/{dataset_name(self.dataset)}/{self.model}/{leaf}"
 
 
 def format_validation_error(exc) -> str:

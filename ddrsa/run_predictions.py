@@ -21,7 +21,7 @@ def save_predictions(run_dir: Path, predictions: dict) -> Path:
     path = Path(run_dir) / FILE_NAME
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **{k: np.asarray(predictions[k]) for k in KEYS + BENCHMARK_KEYS
+        np.savez_compressed(fh, **{k: np.asarray(predictions[k]) for k in KEYS + BENCHMARK_KEYS  # type: ignore[arg-type]
                                    if k in predictions})
     os.replace(tmp, path)
     return path

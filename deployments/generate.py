@@ -68,7 +68,27 @@ def deployments(timezone: str = DEFAULT_TIMEZONE) -> list[dict]:
         if cron:
             entry["schedules"] = [{"cron": cron, "timezone": timezone, "active": True}]
         out.append(entry)
-    return out
+    return out + [score_deployment(timezone)]
+
+
+# ddrsa-score/fleet-nightly (issue 28): score a fleet table every night with a model package.
+SCORE_ENTRYPOINT = "flows/score.py:ddrsa_score"
+
+
+def score_deployment(timezone: str = DEFAULT_TIMEZONE) -> dict:
+    """Inactive until its parameters name your package and table (they are relative to the project
+    folder); activate it in the UI or with `prefect deployment schedule resume`."""
+    return {"name": "fleet-nightly",
+            "description": "Score every unit of the fleet table `data_path` at its last step with the model "
+                           "package `model_dir` (a sweep's --refit writes OUTPUT_DIR/packages/<name>/); scores "
+                           "in fleet_scores/, artifacts ddrsa-fleet-risk-<name> (riskiest units) and "
+                           "ddrsa-fleet-survival-<name> (their survival curves). Set the two paths, then "
+                           "activate the 06:00 schedule.",
+            "entrypoint": SCORE_ENTRYPOINT, "tags": ["ddrsa", "fleet", "nightly"],
+            "parameters": {"model_dir": "parallel_experiments/fleet/packages/fleet", "data_path": "data/fleet.csv",
+                           "output_dir": "fleet_scores", "top_n": 10},
+            "work_pool": {"name": WORK_POOL, "work_queue_name": None, "job_variables": {}},
+            "schedules": [{"cron": "0 6 * * *", "timezone": timezone, "active": False}]}
 
 
 def render(timezone: str = DEFAULT_TIMEZONE) -> str:

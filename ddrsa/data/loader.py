@@ -7,8 +7,10 @@ Data source = `config.data_source or settings.data_source`:
 For Azure PM the four event files (errors, maint, failures, machines) are required for real data;
 PdM_telemetry.csv(.gz) is optional: with it data_source = "real" (18 features), without it
 "real-no-telemetry" (the 14 real non-telemetry signals, nothing generated; see `azure_pm`).
-Generated data never mixes with real files.
-`data_version` = first 16 hex of sha256 over the decompressed raw inputs (or generator name+params).
+Generated data never mixes with real files. A dataset that is a table path (docs/DATA.md) is read
+by `fleet_table` and prepared by `fleet`, whatever the data source (data_source "real").
+`data_version` = first 16 hex of sha256 over the decompressed raw inputs (or generator name+params;
+for a table: its bytes and column settings).
 Results are cached in-process (lru_cache) keyed on the data fields of the config plus the settings'
 data_dir/data_source; the returned arrays are read-only and shared, copy before modifying.
 """
@@ -23,12 +25,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from ddrsa.config import DataConfig
+from ddrsa.config import DataConfig, is_table_path
 from ddrsa.settings import Settings
 
 from . import synthetic
 from .azure_pm import prepare_azure
 from .cmapss import N_COLUMNS, check_table, prepare_cmapss
+from .fleet import prepare_fleet
+from .fleet_table import columns_for, read_fleet, yaml_path
 from .io import find_file, parse_whitespace_table, read_bytes, read_csv_table
 from .windows import PreparedData
 
@@ -93,7 +97,7 @@ def _load_cmapss(cfg: DataConfig, source: str, data_dir: Path) -> PreparedData:
     else:
         if source == "auto":
             warning = _warn_synthetic(f"C-MAPSS files for {cfg.subset} (train_/test_/RUL_{cfg.subset}.txt[.gz])", folder)
-        params = dict(SYNTH_CMAPSS, subset=cfg.subset)
+        params: dict = dict(SYNTH_CMAPSS, subset=cfg.subset)
         tr, te, ru = synthetic.make_synthetic_cmapss(**params)
         train, test, rul = tr.to_numpy(float), te.to_numpy(float), ru["rul"].to_numpy(float)
         used, version = "synthetic", _hash(json.dumps(["make_synthetic_cmapss", params], sort_keys=True).encode())
@@ -120,7 +124,7 @@ def _load_azure(cfg: DataConfig, source: str, data_dir: Path) -> PreparedData:
     if source != "synthetic" and all(found[n] is not None for n in names):
         tables, raws = {}, []
         for n in names:
-            tables[n], raw = _read_azure(found[n], n)
+            tables[n], raw = _read_azure(found[n], n)  # type: ignore[arg-type]  # all found (above)
             raws.append(raw)
         telemetry = find_file(folder, "PdM_telemetry.csv", required=False)
         if telemetry is not None:
@@ -145,6 +149,21 @@ def _load_azure(cfg: DataConfig, source: str, data_dir: Path) -> PreparedData:
     return _prepared(out, used, version, info)
 
 
+# ---------------------------------------------------------------------------------- fleet table
+def _load_fleet(cfg: DataConfig, source: str, data_dir: Path) -> PreparedData:
+    """A user's table (docs/DATA.md): always the file itself, whatever the data source setting."""
+    path = Path(cfg.dataset)
+    table = read_fleet(path, columns_for(path))
+    out = prepare_fleet(table, cfg.lookback_window, cfg.pred_horizon, cfg.split_seed, cfg.test_fraction,
+                        cfg.val_fraction, cfg.window_stride, cfg.max_units)
+    info = {"split_units": {k: v.tolist() for k, v in out["split_units"].items()}, "files": [str(path)],
+            "n_events": int(sum(len(e) for e in table.event_steps)), "warning": None,
+            "scaler": out["scaler"].to_dict(), "categories": table.categories,
+            "columns": columns_for(path).as_dict(), "dropped": dict(table.dropped, **{
+                c: "constant or missing on the training units" for c in out["scaler"].dropped})}
+    return _prepared(out, "real", table.version, info)
+
+
 def _prepared(out: dict, used: str, version: str, info: dict) -> PreparedData:
     return PreparedData(train=out["train"], val=out["val"], test=out["test"], benchmark=out["benchmark"],
                         feature_names=out["feature_names"], data_source=used, data_version=version,
@@ -162,7 +181,8 @@ def _fingerprint(folder: Path) -> tuple:
 @functools.lru_cache(maxsize=8)
 def _load_cached(cfg_json: str, data_dir: str, source: str, fingerprint: tuple) -> PreparedData:
     cfg = DataConfig.model_validate_json(cfg_json)
-    loader = _load_cmapss if cfg.dataset == "turbofan" else _load_azure
+    loader = (_load_fleet if is_table_path(cfg.dataset) else
+              _load_cmapss if cfg.dataset == "turbofan" else _load_azure)
     return loader(cfg, source, Path(data_dir))
 
 
@@ -175,8 +195,12 @@ def load_dataset(config, settings: Settings | None = None) -> PreparedData:
     cfg = DataConfig(**{k: getattr(config, k) for k in DataConfig.model_fields})
     source = cfg.data_source or settings.data_source
     data_dir = Path(settings.data_dir).resolve()
-    sub = data_dir / ("cmapss" if cfg.dataset == "turbofan" else "azure_pm")
-    fp = () if source == "synthetic" else _fingerprint(sub)
+    if is_table_path(cfg.dataset):
+        fp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (str(p),)
+                   for p in (Path(cfg.dataset), yaml_path(cfg.dataset)))
+    else:
+        sub = data_dir / ("cmapss" if cfg.dataset == "turbofan" else "azure_pm")
+        fp = () if source == "synthetic" else _fingerprint(sub)
     data = _load_cached(cfg.model_dump_json(), str(data_dir), source, fp)
     if data.info.get("warning"):     # every call, also on cache hits
         warnings.warn(data.info["warning"], UserWarning, stacklevel=2)

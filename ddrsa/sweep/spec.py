@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ddrsa.config import DATASETS, DEFAULT_MODELS, MODEL_NAMES, SUBSETS, ExperimentConfig
+from ddrsa.config import DATASETS, DEFAULT_MODELS, MODEL_NAMES, SUBSETS, ExperimentConfig, check_dataset
 from ddrsa.errors import DDRSAError
 
 # Sweep field -> ExperimentConfig field, in grid order (outermost first).
@@ -49,17 +49,22 @@ class SweepSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    datasets: list[Literal["turbofan", "azure_pm"]] = Field(
-        default_factory=lambda: list(DATASETS), description="data sets: turbofan (C-MAPSS) and/or azure_pm")
+    datasets: list[str] = Field(
+        default_factory=lambda: list(DATASETS), description="data sets: turbofan (C-MAPSS), azure_pm and/or "
+                                                            "paths of fleet tables (docs/DATA.md)")
     models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS),
                               description="architectures, from: " + " ".join(MODEL_NAMES))
-    batch_sizes: list[BatchSize] = Field(default_factory=lambda: [128], description="batch sizes")
-    learning_rates: list[LearningRate] = Field(default_factory=lambda: [1e-3], description="Adam learning rates")
-    lambda_params: list[LambdaParam] = Field(default_factory=lambda: [0.75],
-                                             description="DDRSA loss lambda, each in [0, 1]")
-    nasa_weights: list[NasaWeight] = Field(default_factory=lambda: [0.1],
-                                           description="NASA auxiliary loss weights (>= 0)")
-    dropout_rates: list[Dropout] = Field(default_factory=lambda: [0.1], description="dropout rates, each in [0, 1)")
+    # the element types are built at import (_item): mypy cannot read them as types
+    batch_sizes: list[BatchSize] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [128], description="batch sizes")
+    learning_rates: list[LearningRate] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [1e-3], description="Adam learning rates")
+    lambda_params: list[LambdaParam] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [0.75], description="DDRSA loss lambda, each in [0, 1]")
+    nasa_weights: list[NasaWeight] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [0.1], description="NASA auxiliary loss weights (>= 0)")
+    dropout_rates: list[Dropout] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [0.1], description="dropout rates, each in [0, 1)")
     seeds: list[int] = Field(default_factory=lambda: [42], description="repeats of every configuration (seeds)")
     num_epochs: int = Field(100, ge=1, le=100_000, description="maximum training epochs per experiment")
     patience: int = Field(10, ge=1, description="early-stopping patience (epochs without validation improvement)")
@@ -81,6 +86,10 @@ class SweepSpec(BaseModel):
     data_source: Literal["auto", "real", "synthetic"] | None = Field(
         None, description="real data, synthetic data, or auto (real when present)",
         json_schema_extra={"run_only": True})
+    refit: bool = Field(False, description="after the analysis, refit each data set's winner on training + "
+                                           "validation units for its best epoch count and write a model package "
+                                           "OUTPUT_DIR/packages/<data set>/ (ddrsa/refit.py)",
+                        json_schema_extra={"run_only": True})
     amp: bool = Field(True, description="mixed precision on GPU (--no-amp turns it off)",
                       json_schema_extra={"run_only": True})
     compile: bool = Field(False, description="torch.compile each model (off by default)",
@@ -88,6 +97,11 @@ class SweepSpec(BaseModel):
     deterministic: bool = Field(False, description="deterministic kernels and cuDNN settings "
                                                    "(reproducible, slower on GPU)",
                                 json_schema_extra={"run_only": True})
+
+    @field_validator("datasets")
+    @classmethod
+    def _known_datasets(cls, datasets: list[str]) -> list[str]:
+        return [check_dataset(d) for d in datasets]
 
     @field_validator("models")
     @classmethod
