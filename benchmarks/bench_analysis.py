@@ -92,7 +92,8 @@ def synthetic_records(root: Path, rng: random.Random, predictions: bool = True) 
     combos += [(ds, model, 128, 1e-3, 0.75, 0.1) for ds in ("turbofan", "azure_pm") for model in BASELINES]
     for i, (ds, model, bs, lr, lam, nasa) in enumerate(combos):
         base = 15 if ds == "turbofan" else 40
-        mae = base * (1 + 0.3 * abs(rng.gauss(0, 1)) + 0.1 * (lr == 1e-2) + 0.05 * (MODELS + BASELINES).index(model) / 5)
+        offset = 0.05 * (MODELS + BASELINES).index(model) / 5
+        mae = base * (1 + 0.3 * abs(rng.gauss(0, 1)) + 0.1 * (lr == 1e-2) + offset)
         status = "completed" if rng.random() > 0.02 else rng.choice(["failed", "diverged"])
         leaf = f"bs{bs}_lr{lr:g}_lam{lam:g}_nasa{nasa:g}_drop0.1_id{i}"
         rec = {"experiment_id": f"{i:012x}", "index": i, "name": f"{ds}/{model}/{leaf}", "dataset": ds,
@@ -168,7 +169,8 @@ def main() -> None:
     records = synthetic_records(root, random.Random(0), predictions=not args.no_predictions)
     npz = list(root.glob("logs/*/*/*/test_predictions.npz"))
     print(f"wrote {len(records)} records, {len(npz)} predictions files "
-          f"({sum(f.stat().st_size for f in npz) / max(len(npz), 1) / 1e3:.0f} kB each) in {time.perf_counter() - t0:.1f} s")
+          f"({sum(f.stat().st_size for f in npz) / max(len(npz), 1) / 1e3:.0f} kB each) "
+          f"in {time.perf_counter() - t0:.1f} s")
     from reports.report import run_analysis  # import outside the timed region
 
     load = os.getloadavg()[0]
@@ -177,7 +179,8 @@ def main() -> None:
     pure, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(f"records: {len(records)}  completed: {res.counts['completed']}  charts: {len(res.charts)}")
     print(f"pure analysis (CSVs + {len(res.charts)} charts html+png + report, bootstrap over test units "
-          f"{'off: no predictions' if args.no_predictions else 'on'}): {pure:.1f} s wall, {cpu:.1f} s CPU  (load 1 min {load:.1f} before, "
+          f"{'off: no predictions' if args.no_predictions else 'on'}): {pure:.1f} s wall, {cpu:.1f} s CPU  "
+          f"(load 1 min {load:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after) -> {root}")
     for line in res.benchmark:
         print(f"  {line}")

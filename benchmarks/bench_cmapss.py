@@ -19,8 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reports.benchmark import (BENCHMARK_METRICS, benchmark_runs, benchmark_summary, comparison_texts,  # noqa: E402
-                               mean_sd_ci, units_text)
+from reports.benchmark import (  # noqa: E402
+    BENCHMARK_METRICS,
+    benchmark_runs,
+    benchmark_summary,
+    comparison_texts,
+    mean_sd_ci,
+    units_text,
+)
 from reports.tables import CONFIG_KEYS, load_records  # noqa: E402
 
 

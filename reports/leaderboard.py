@@ -6,8 +6,8 @@ RUL errors in steps (cycles for C-MAPSS), C-index and NASA score unitless.
 
 Ranking: within each dataset (and C-MAPSS subset) configurations are ranked on their mean
 VALIDATION RMSE across seeds (`tables.ranking_metric`: test RMSE for records without validation
-metrics, and `selected_on` says so); the metric columns are TEST means with 95% t-intervals over seeds. Baselines (models in
-`ddrsa.config.BASELINE_MODELS`, column `kind` "baseline") are marked rows, shown in the top view
+metrics, and `selected_on` says so); the metric columns are TEST means with 95% t-intervals over seeds.
+Baselines (models in `ddrsa.config.BASELINE_MODELS`, column `kind` "baseline") are marked rows, shown in the top view
 too, and never ranked: `rank` counts DDRSA configurations only. `rul_rmse_units_low/_high` is the
 test RMSE's 95% bootstrap interval over test units where the analysis computed one
 (`reports.yardsticks.annotate_board`: the chosen configurations, runners-up and baselines).
@@ -23,8 +23,17 @@ import numpy as np
 import pandas as pd
 
 from ddrsa.config import BASELINE_MODELS
-from reports.tables import (CONFIG_KEYS, HYPERPARAMETERS, METRICS, SELECTED_ON_VALIDATION, fmt_float, completed, config_ids, ranking_metric,
-                            retrain_command)
+from reports.tables import (
+    CONFIG_KEYS,
+    HYPERPARAMETERS,
+    METRICS,
+    SELECTED_ON_VALIDATION,
+    completed,
+    config_ids,
+    fmt_float,
+    ranking_metric,
+    retrain_command,
+)
 from reports.vega_page import script_json
 
 TOP_N = 10  # rows shown before "show all"
@@ -36,7 +45,8 @@ _SENTINELS = {"batch_size": -101, "learning_rate": -102.0, "lambda_param": -103.
               "dropout": -105.0, "num_epochs": -106, "seed": -107}
 # (field, header, kind): kind "text", "num" (a number), "ci" (a test metric with _ci_low/_ci_high)
 COLUMNS = [("rank", "rank", "num"), ("dataset", "dataset", "text"), ("subset", "subset", "text"),
-           ("model", "model", "text"), ("kind", "kind", "text"), ("batch_size", "batch size", "num"), ("learning_rate", "learning rate", "num"),
+           ("model", "model", "text"), ("kind", "kind", "text"),
+           ("batch_size", "batch size", "num"), ("learning_rate", "learning rate", "num"),
            ("lambda_param", "lambda", "num"), ("nasa_weight", "NASA weight", "num"), ("dropout", "dropout", "num"),
            ("n_seeds", "seeds", "num"), ("rank_value", "ranked on: validation RMSE", "num"),
            ("rul_rmse", "test RMSE [95% over seeds]", "ci"),
@@ -90,7 +100,8 @@ def leaderboard_frame(df: pd.DataFrame) -> pd.DataFrame:
         board["seed"], board["num_epochs"] = best_run["seed"].astype(int), best_run["num_epochs"].astype(int)
         board["kind"] = np.where(board["model"].isin(BASELINE_MODELS), "baseline", "DDRSA")
         ddrsa = board["kind"] == "DDRSA"  # baselines are yardsticks, never ranked
-        board["rank"] = board["rank_value"].where(ddrsa).round(10).rank(method="min", na_option="bottom")  # ulp ties tie
+        # ulp-level ties tie
+        board["rank"] = board["rank_value"].where(ddrsa).round(10).rank(method="min", na_option="bottom")
         board.loc[~ddrsa, "rank"] = np.nan
         parts.append(board.reset_index())
     out = pd.concat(parts, ignore_index=True)
@@ -174,7 +185,8 @@ CSS = (".lb-controls{margin:0.5em 0}.lb-controls label{margin-right:1em}#leaderb
        "#leaderboard th[aria-sort=descending]::after{content:' \\25BC'}#leaderboard tr.lb-filters th{cursor:auto;"
        "background:#f6f6f6}#leaderboard tr.lb-filters input{width:6em;font-size:11px}#leaderboard tbody tr.lb-row"
        "{cursor:pointer}#leaderboard tbody tr.lb-row:hover{background:#f0f6ff}#leaderboard tr.lb-selected"
-       "{background:#dbeaff}#leaderboard tr.lb-baseline td{background:#f3f3f3;font-style:italic}#leaderboard tr.lb-cmd td{background:#fafafa}.lb-copy{font-size:11px;margin-left:0.5em}")
+       "{background:#dbeaff}#leaderboard tr.lb-baseline td{background:#f3f3f3;font-style:italic}"
+       "#leaderboard tr.lb-cmd td{background:#fafafa}.lb-copy{font-size:11px;margin-left:0.5em}")
 
 SCRIPT = r"""(function(){
 var P=JSON.parse(document.getElementById("ddrsa-leaderboard-data").textContent);

@@ -20,14 +20,38 @@ from reports.benchmark import benchmark_lines, benchmark_summary, has_benchmark,
 from reports.history import append_history, read_history
 from reports.leaderboard import CSS as LEADERBOARD_CSS
 from reports.leaderboard import TOP_N, leaderboard_frame, leaderboard_html
-from reports.tables import (METRICS, SELECTED_ON_TEST, SELECTED_ON_VALIDATION, UNKNOWN_SOURCE,
-                            best_configurations, completed, data_source_line, data_sources, is_generated,
-                            load_gpu_samples, load_learning_curves, load_manifest, load_records,
-                            records_frame, summary_statistics, sweep_counts, write_atomic, write_csv)
-from reports.vega_page import PageCharts
+from reports.tables import (
+    METRICS,
+    SELECTED_ON_TEST,
+    SELECTED_ON_VALIDATION,
+    UNKNOWN_SOURCE,
+    best_configurations,
+    completed,
+    data_source_line,
+    data_sources,
+    is_generated,
+    load_gpu_samples,
+    load_learning_curves,
+    load_manifest,
+    load_records,
+    records_frame,
+    summary_statistics,
+    sweep_counts,
+    write_atomic,
+    write_csv,
+)
 from reports.uncertainty import OVER_SEEDS, Interval
-from reports.yardsticks import (PredictionCache, annotate_best, annotate_board, ensure_intervals, floor_sentence,
-                                headline_verdicts, is_baseline, unit_interval_text)
+from reports.vega_page import PageCharts
+from reports.yardsticks import (
+    PredictionCache,
+    annotate_best,
+    annotate_board,
+    ensure_intervals,
+    floor_sentence,
+    headline_verdicts,
+    is_baseline,
+    unit_interval_text,
+)
 
 PLOTS_DIR = "analysis_plots"
 NO_GPU_NOTE = "no GPU samples recorded (no GPU on the machine that ran the sweep)"
@@ -450,7 +474,8 @@ def winner_lines(res: AnalysisResult, markdown: bool = False) -> list[str]:
                      f"lr {r['learning_rate']:g}, lambda {r['lambda_param']:g}, nasa {r['nasa_weight']:g}, "
                      f"dropout {r['dropout']:g}): test RMSE {_ci_text(r, 'rul_rmse', '.3f')}, "
                      f"MAE {_ci_text(r, 'rul_mae', '.3f')} steps, C-index {_ci_text(r, 'concordance_index', '.3f')}, "
-                     f"NASA {r['nasa_score']:.4g} ({_seeds(r['n_seeds'])}; intervals {OVER_SEEDS}); {on}; test RMSE {_units(r)}" + "".join(f"; {t}" for t in _comparisons(r)))
+                     f"NASA {r['nasa_score']:.4g} ({_seeds(r['n_seeds'])}; intervals {OVER_SEEDS}); {on}; "
+                     f"test RMSE {_units(r)}" + "".join(f"; {t}" for t in _comparisons(r)))
     return lines
 
 

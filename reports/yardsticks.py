@@ -30,8 +30,18 @@ import pandas as pd
 from ddrsa.config import BASELINE_MODELS
 from ddrsa.run_predictions import load_predictions
 from reports.tables import CONFIG_KEYS, HYPERPARAMETERS, completed, ranking_metric
-from reports.uncertainty import (BENCHMARK_RMSE, OVER_UNITS, TEST_RMSE, UNIT_METRICS, Interval, Paired,
-                                 UnitSums, bootstrap_interval, paired_bootstrap, unit_sums)
+from reports.uncertainty import (
+    BENCHMARK_RMSE,
+    OVER_UNITS,
+    TEST_RMSE,
+    UNIT_METRICS,
+    Interval,
+    Paired,
+    UnitSums,
+    bootstrap_interval,
+    paired_bootstrap,
+    unit_sums,
+)
 
 UNAVAILABLE = "unavailable (no per-window predictions in the run folders)"
 METRIC_WORDS = {TEST_RMSE: "test RMSE", BENCHMARK_RMSE: "benchmark capped RMSE"}
@@ -143,7 +153,8 @@ class Comparison:
         p = self.paired
         return (f"{head}: {METRIC_WORDS[self.metric]} difference {p.difference:+.2f} [{p.low:+.2f}, {p.high:+.2f}] "
                 f"({self.winner} minus {self.other}; 95% paired bootstrap {OVER_UNITS}, {p.n_units} units, "
-                f"{p.n_resamples:,} resamples, RMSE averaged over seeds), {self.winner} better in {p.share_better:.0%} of resamples: "
+                f"{p.n_resamples:,} resamples, RMSE averaged over seeds), "
+                f"{self.winner} better in {p.share_better:.0%} of resamples: "
                 f"{self.verdict()}")
 
     def columns(self, prefix: str) -> dict:

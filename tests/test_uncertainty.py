@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ddrsa.metrics import benchmark_metrics, evaluate
-from reports.uncertainty import (BENCHMARK_RMSE, TEST_RMSE, bootstrap_interval, paired_bootstrap, unit_sums)
+from reports.uncertainty import BENCHMARK_RMSE, TEST_RMSE, bootstrap_interval, paired_bootstrap, unit_sums
 
 
 def fake_testset(rng: np.random.Generator, n_units: int = 12, horizon: int = 20, unit_offset: int = 0) -> dict:

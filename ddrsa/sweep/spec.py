@@ -72,10 +72,10 @@ class SweepSpec(BaseModel):
     subsets: list[Subset] | None = Field(
         None, description="several C-MAPSS subsets: an outer grid axis for turbofan (replaces subset)")
     split_seeds: list[int] = Field(
-        default_factory=lambda: [0], min_length=1, description="seeds of the unit split (ExperimentConfig.split_seed): several "
-        "repeat the grid once per split (outermost axis), so the held-out protocol shows the spread due to which "
-        "units were held out; with --test-split official the official test units stay fixed (only the validation "
-        "units change)")
+        default_factory=lambda: [0], min_length=1,
+        description="seeds of the unit split (ExperimentConfig.split_seed): several repeat the grid once per "
+        "split (outermost axis), so the held-out protocol shows the spread due to which units were held out; "
+        "with --test-split official the official test units stay fixed (only the validation units change)")
     test_split: Literal["held-out", "official"] = Field(
         "held-out", description="held-out: a share of the units tests; official: the C-MAPSS test_FD00x "
                                 "units scored against RUL_FD00x.txt")
