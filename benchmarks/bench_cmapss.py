@@ -5,9 +5,11 @@
 
 Prints (1) per subset the configuration chosen on mean validation RMSE across seeds with its
 benchmark RMSE (truth capped at 125), uncapped RMSE and NASA score as mean ± sd [95% t-interval]
-(`reports.benchmark.benchmark_summary`, the report's own numbers), and (2) every configuration
-of the grid with its per-seed means, so the selection can be checked. Reads only
-OUTPUT_DIR/all_results.json; trains nothing.
+(`reports.benchmark.benchmark_summary`, the report's own numbers), each baseline model's row, the
+capped RMSE's 95% interval over the official test units and the chosen configuration's paired
+comparisons with the best baseline and the runner-up (from the run folders' test_predictions.npz;
+"unavailable" without them), and (2) every configuration of the grid with its per-seed means, so
+the selection can be checked. Reads OUTPUT_DIR/all_results.json and the predictions; trains nothing.
 """
 from __future__ import annotations
 
@@ -17,18 +19,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reports.benchmark import BENCHMARK_METRICS, benchmark_runs, benchmark_summary, mean_sd_ci  # noqa: E402
+from reports.benchmark import (  # noqa: E402
+    BENCHMARK_METRICS,
+    benchmark_runs,
+    benchmark_summary,
+    comparison_texts,
+    mean_sd_ci,
+    units_text,
+)
 from reports.tables import CONFIG_KEYS, load_records  # noqa: E402
 
 
 def chosen_table(records: list[dict]) -> str:
-    rows = ["| subset | chosen on | model | lr | NASA w | dropout | seeds | configs | RMSE (capped) | "
-            "RMSE (uncapped) | NASA score |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for _, r in benchmark_summary(records).iterrows():
+    """`records`' run_dir must be absolute (main() makes them so) for the intervals over test units."""
+    rows = ["| subset | role | chosen on | model | lr | NASA w | dropout | seeds | configs | RMSE (capped), "
+            "over seeds | RMSE (capped), over test units | RMSE (uncapped) | NASA score | paired comparisons |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for _, r in benchmark_summary(records, output_dir="/").iterrows():
         cells = [mean_sd_ci(r, m, ".0f" if "nasa" in m else ".2f") for m in BENCHMARK_METRICS]
-        rows.append(f"| {r['subset']} ({r['test_split']}) | {r['selected_on']} | {r['model']} | "
+        cells.insert(1, units_text(r))
+        rows.append(f"| {r['subset']} ({r['test_split']}) | {r['role']} | {r['selected_on']} | {r['model']} | "
                     f"{r['learning_rate']:g} | {r['nasa_weight']:g} | {r['dropout']:g} | {r['n_seeds']} | "
-                    f"{r['n_configs']} | " + " | ".join(cells) + " |")
+                    f"{r['n_configs']} | " + " | ".join(cells) + f" | {'; '.join(comparison_texts(r))} |")
     return "\n".join(rows)
 
 
@@ -52,7 +64,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", nargs="+", help="sweep output folders (all_results.json)")
     args = p.parse_args()
-    records = [r for f in args.folders for r in load_records(f)]
+    records = [{**r, "run_dir": str(Path(f).resolve() / str(r.get("run_dir") or ""))}
+               for f in args.folders for r in load_records(f)]
     if not records:
         print("no records in " + " ".join(args.folders), file=sys.stderr)
         sys.exit(2)

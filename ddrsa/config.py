@@ -124,9 +124,11 @@ class ExperimentConfig(DataConfig):
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     def short_name(self) -> str:
-        """`bs128_lr0.001_lam0.75_nasa0.1_drop0.1_s42`: the human-readable part of a task name."""
+        """`bs128_lr0.001_lam0.75_nasa0.1_drop0.1_s42`: the human-readable part of a task name
+        (`_split<n>` appended for a split seed other than 0, `--split-seeds`)."""
         return (f"bs{self.batch_size}_lr{self.learning_rate:g}_lam{self.lambda_param:g}"
-                f"_nasa{self.nasa_weight:g}_drop{self.dropout:g}_s{self.seed}")
+                f"_nasa{self.nasa_weight:g}_drop{self.dropout:g}_s{self.seed}"
+                + (f"_split{self.split_seed}" if self.split_seed else ""))
 
     def display_name(self) -> str:
         """`turbofan/lstm_basic/<short_name>`; C-MAPSS subsets other than FD001 and the official test

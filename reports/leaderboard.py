@@ -6,7 +6,11 @@ RUL errors in steps (cycles for C-MAPSS), C-index and NASA score unitless.
 
 Ranking: within each dataset (and C-MAPSS subset) configurations are ranked on their mean
 VALIDATION RMSE across seeds (`tables.ranking_metric`: test RMSE for records without validation
-metrics, and `selected_on` says so); the metric columns are TEST means with 95% t-intervals.
+metrics, and `selected_on` says so); the metric columns are TEST means with 95% t-intervals over seeds.
+Baselines (models in `ddrsa.config.BASELINE_MODELS`, column `kind` "baseline") are marked rows, shown in the top view
+too, and never ranked: `rank` counts DDRSA configurations only. `rul_rmse_units_low/_high` is the
+test RMSE's 95% bootstrap interval over test units where the analysis computed one
+(`reports.yardsticks.annotate_board`: the chosen configurations, runners-up and baselines).
 Retrain commands are not stored per row: the page holds `retrain_command`'s output for
 placeholder values once (`retrain_templates`) and fills in a row's values when it is opened or copied.
 """
@@ -18,8 +22,18 @@ import math
 import numpy as np
 import pandas as pd
 
-from reports.tables import (CONFIG_KEYS, HYPERPARAMETERS, METRICS, SELECTED_ON_VALIDATION, fmt_float, completed, config_ids, ranking_metric,
-                            retrain_command)
+from ddrsa.config import BASELINE_MODELS
+from reports.tables import (
+    CONFIG_KEYS,
+    HYPERPARAMETERS,
+    METRICS,
+    SELECTED_ON_VALIDATION,
+    completed,
+    config_ids,
+    fmt_float,
+    ranking_metric,
+    retrain_command,
+)
 from reports.vega_page import script_json
 
 TOP_N = 10  # rows shown before "show all"
@@ -31,11 +45,15 @@ _SENTINELS = {"batch_size": -101, "learning_rate": -102.0, "lambda_param": -103.
               "dropout": -105.0, "num_epochs": -106, "seed": -107}
 # (field, header, kind): kind "text", "num" (a number), "ci" (a test metric with _ci_low/_ci_high)
 COLUMNS = [("rank", "rank", "num"), ("dataset", "dataset", "text"), ("subset", "subset", "text"),
-           ("model", "model", "text"), ("batch_size", "batch size", "num"), ("learning_rate", "learning rate", "num"),
+           ("model", "model", "text"), ("kind", "kind", "text"),
+           ("batch_size", "batch size", "num"), ("learning_rate", "learning rate", "num"),
            ("lambda_param", "lambda", "num"), ("nasa_weight", "NASA weight", "num"), ("dropout", "dropout", "num"),
            ("n_seeds", "seeds", "num"), ("rank_value", "ranked on: validation RMSE", "num"),
-           ("rul_rmse", "test RMSE [95% CI]", "ci"), ("rul_mae", "test MAE [95% CI]", "ci"),
-           ("concordance_index", "test C-index [95% CI]", "ci"), ("nasa_score", "test NASA score [95% CI]", "ci"),
+           ("rul_rmse", "test RMSE [95% over seeds]", "ci"),
+           ("rul_rmse_units_low", "test RMSE: 95% over test units (bootstrap, seed-averaged)", "units"),
+           ("rul_mae", "test MAE [95% over seeds]", "ci"),
+           ("concordance_index", "test C-index [95% over seeds]", "ci"),
+           ("nasa_score", "test NASA score [95% over seeds]", "ci"),
            ("data_source", "data source", "text")]
 
 
@@ -51,16 +69,19 @@ def _half_width(sd: pd.Series, n: pd.Series, confidence: float = 0.95) -> pd.Ser
 def leaderboard_frame(df: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration (CONFIG_KEYS; seeds pooled) of the completed runs in `df`.
 
-    Columns: cfg (`tables.config_ids`), rank (1 = best within dataset and subset; NaN ranking
-    values last), dataset, subset, model, the hyperparameters, n_seeds, rank_value (mean of the
+    Columns: cfg (`tables.config_ids`), rank (1 = best DDRSA configuration within dataset and
+    subset; NaN ranking values last; NaN for baselines), dataset, subset, model, kind ("DDRSA" or
+    "baseline"), the hyperparameters, n_seeds, rank_value (mean of the
     ranking column), selected_on, `<metric>` (test mean) with `<metric>_ci_low/_ci_high` (95%
     t-interval; NaN with one seed), data_source, seed (the repeat with the best ranking value) and
-    its num_epochs. Sorted by rank, then dataset and subset.
+    its num_epochs, `rul_rmse_units_low/_high` (NaN here; `reports.yardsticks.annotate_board`
+    fills them). Sorted by rank, then dataset and subset (baselines last).
     """
     done = completed(df).reset_index(drop=True)
     if not len(done):
-        return pd.DataFrame(columns=["cfg", "rank", *CONFIG_KEYS, "n_seeds", "rank_value", "selected_on",
-                                     *METRICS, "data_source", "seed", "num_epochs"])
+        return pd.DataFrame(columns=["cfg", "rank", *CONFIG_KEYS, "kind", "n_seeds", "rank_value", "selected_on",
+                                     *METRICS, "data_source", "seed", "num_epochs", "rul_rmse_units_low",
+                                     "rul_rmse_units_high"])
     done["cfg"] = config_ids(done)
     parts = []
     for _, runs in done.groupby(["dataset", "subset"], sort=True):
@@ -77,9 +98,14 @@ def leaderboard_frame(df: pd.DataFrame) -> pd.DataFrame:
         board["data_source"] = g["data_source"].agg(lambda s: " + ".join(sorted(set(s))))
         best_run = runs.loc[runs[rank_col].fillna(math.inf).groupby(runs["cfg"]).idxmin()].set_index("cfg")
         board["seed"], board["num_epochs"] = best_run["seed"].astype(int), best_run["num_epochs"].astype(int)
-        board["rank"] = board["rank_value"].round(10).rank(method="min", na_option="bottom")  # ulp-level ties tie
+        board["kind"] = np.where(board["model"].isin(BASELINE_MODELS), "baseline", "DDRSA")
+        ddrsa = board["kind"] == "DDRSA"  # baselines are yardsticks, never ranked
+        # ulp-level ties tie
+        board["rank"] = board["rank_value"].where(ddrsa).round(10).rank(method="min", na_option="bottom")
+        board.loc[~ddrsa, "rank"] = np.nan
         parts.append(board.reset_index())
     out = pd.concat(parts, ignore_index=True)
+    out["rul_rmse_units_low"] = out["rul_rmse_units_high"] = np.nan
     return out.sort_values(["rank", "dataset", "subset"], kind="stable").reset_index(drop=True)
 
 
@@ -127,13 +153,17 @@ def payload(board: pd.DataFrame, output_dir: str) -> dict:
     exact text `retrain_command` prints for them (hyperparameters as strings such as '0.001',
     sorted as numbers by the page)."""
     cols = ["cfg", *[c for c, _, _ in COLUMNS]]
-    cols += [f"{m}_ci_{b}" for m in METRICS for b in ("low", "high")] + ["selected_on", "seed", "num_epochs"]
+    cols += [f"{m}_ci_{b}" for m in METRICS for b in ("low", "high")] + ["rul_rmse_units_high", "selected_on", "seed",
+                                                                          "num_epochs"]
     recs = board.to_dict(orient="records")
     for rec in recs:
         for hp in HYPERPARAMETERS:
-            rec[hp] = str(int(rec[hp])) if hp == "batch_size" else fmt_float(rec[hp])
+            if pd.isna(rec[hp]):  # a baseline's record may leave it empty
+                rec[hp] = None
+            else:
+                rec[hp] = str(int(rec[hp])) if hp == "batch_size" else fmt_float(rec[hp])
         for key in ("cfg", "rank", "n_seeds", "seed", "num_epochs"):
-            rec[key] = int(rec[key])
+            rec[key] = None if pd.isna(rec[key]) else int(rec[key])  # rank: None for baselines
         for key, value in rec.items():
             rec[key] = _shown(value)
     cols = [c for c in cols if any(rec[c] is not None for rec in recs)]
@@ -155,7 +185,8 @@ CSS = (".lb-controls{margin:0.5em 0}.lb-controls label{margin-right:1em}#leaderb
        "#leaderboard th[aria-sort=descending]::after{content:' \\25BC'}#leaderboard tr.lb-filters th{cursor:auto;"
        "background:#f6f6f6}#leaderboard tr.lb-filters input{width:6em;font-size:11px}#leaderboard tbody tr.lb-row"
        "{cursor:pointer}#leaderboard tbody tr.lb-row:hover{background:#f0f6ff}#leaderboard tr.lb-selected"
-       "{background:#dbeaff}#leaderboard tr.lb-cmd td{background:#fafafa}.lb-copy{font-size:11px;margin-left:0.5em}")
+       "{background:#dbeaff}#leaderboard tr.lb-baseline td{background:#f3f3f3;font-style:italic}"
+       "#leaderboard tr.lb-cmd td{background:#fafafa}.lb-copy{font-size:11px;margin-left:0.5em}")
 
 SCRIPT = r"""(function(){
 var P=JSON.parse(document.getElementById("ddrsa-leaderboard-data").textContent);
@@ -168,7 +199,9 @@ function fmt(x){if(x===null||x===undefined||x==="")return"";if(typeof x==="numbe
 function num(x){return typeof x==="number"?x:(x===null||x===""?NaN:parseFloat(x));}
 function ci(r,f){var m=r[C[f]],lo=r[C[f+"_ci_low"]],hi=r[C[f+"_ci_high"]];
  return lo===null||lo===undefined?fmt(m):fmt(m)+" ["+fmt(lo)+", "+fmt(hi)+"]";}
-function cell(r,col){return col.kind==="ci"?ci(r,col.field):fmt(r[C[col.field]]);}
+function units(r,f){var lo=r[C[f]],hi=r[C[f.replace(/_low$/,"_high")]];
+ return lo===null||lo===undefined?"":"["+fmt(lo)+", "+fmt(hi)+"]";}
+function cell(r,col){return col.kind==="ci"?ci(r,col.field):col.kind==="units"?units(r,col.field):fmt(r[C[col.field]]);}
 function command(r){var t=P.templates[r[C.dataset]==="turbofan"&&r[C.subset]?"turbofan":"other"];
  FIELDS.forEach(function(f){t=t.split("@"+f+"@").join(String(r[C[f]]));});return t;}
 window.ddrsaRetrainCommand=function(cfg){var r=P.rows.find(function(r){return r[C.cfg]===cfg;});return r?command(r):null;};
@@ -188,9 +221,10 @@ function visible(){var any=(document.getElementById("lb-search").value||"").toLo
   else{x=num(x);y=num(y);if(isNaN(x)&&isNaN(y))d=0;else if(isNaN(x))return 1;else if(isNaN(y))return -1;else d=x-y;}
   return d*state.dir||a[C.rank]-b[C.rank]||a[C.cfg]-b[C.cfg];});
  return rows;}
-function render(){var rows=visible(),shown=state.all?rows:rows.slice(0,P.top),html=[];
+function render(){var rows=visible(),html=[];
+ var shown=state.all?rows:rows.filter(function(r,i){return i<P.top||r[C.kind]==="baseline";});
  shown.forEach(function(r){var cfg=r[C.cfg];
-  html.push('<tr class="lb-row'+(state.selected===cfg?' lb-selected':'')+'" data-cfg="'+cfg+'">'+
+  html.push('<tr class="lb-row'+(state.selected===cfg?' lb-selected':'')+(r[C.kind]==="baseline"?' lb-baseline':'')+'" data-cfg="'+cfg+'">'+
    P.columns.map(function(c){return"<td>"+esc(cell(r,c))+"</td>";}).join("")+
    '<td><button class="lb-copy" data-cfg="'+cfg+'" title="copy the retrain command">copy</button></td></tr>');
   if(state.open===cfg)html.push('<tr class="lb-cmd"><td colspan="'+(P.columns.length+1)+'">selected on '+

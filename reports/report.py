@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports import charts as ch
-from reports.benchmark import benchmark_summary, has_benchmark, mean_sd_ci, write_benchmark_section
+from reports.benchmark import benchmark_lines, benchmark_summary, has_benchmark, write_benchmark_section
 from reports.history import append_history, read_history
 from reports.leaderboard import CSS as LEADERBOARD_CSS
 from reports.leaderboard import COLUMNS as LEADERBOARD_COLUMNS
@@ -29,6 +29,9 @@ from reports.tables import (HYPERPARAMETERS, METRICS, SELECTED_ON_TEST, SELECTED
 from reports.policy_charts import intervention_headline, intervention_trade_off
 from reports.vega_page import PageCharts
 from reports.winners import HP_LABELS, Answer, answers, config_label, interval_text
+from reports.uncertainty import OVER_SEEDS, Interval
+from reports.yardsticks import (PredictionCache, annotate_best, annotate_board, ensure_intervals, floor_sentence,
+                                headline_verdicts, is_baseline, unit_interval_text)
 
 PLOTS_DIR = "analysis_plots"
 NO_GPU_NOTE = "no GPU samples recorded (no GPU on the machine that ran the sweep)"
@@ -68,6 +71,8 @@ class AnalysisResult:
     benchmark: list[str] = field(default_factory=list)  # benchmark_lines(): one per subset on official test units
     specs: dict[str, dict] = field(default_factory=dict)  # chart name -> Vega-Lite spec (interactive in the report)
     leaderboard: pd.DataFrame | None = None  # every configuration, seeds pooled (reports.leaderboard)
+    verdicts: dict = field(default_factory=dict)  # (dataset, subset) -> reports.yardsticks.GroupVerdict
+    predictions: PredictionCache | None = None  # per-run predictions, intervals over test units
 
 
 HP_CHARTS = {"batch_size": ("batch_size_analysis", ch.batch_size_analysis),
@@ -108,9 +113,11 @@ def run_analysis(output_dir: str | os.PathLike, append_to_history: bool = False,
     records, manifest = load_records(out), load_manifest(out)
     df = records_frame(records, miss_rate=manifest_miss_rate(manifest))  # --miss-rate: intervention criterion
     done = completed(df).dropna(subset=list(METRICS), how="all")
-    res = AnalysisResult(out, sweep_counts(records, manifest), manifest, df,
-                         summary_statistics(df), best_configurations(df, str(output_dir)),
-                         data_sources=data_sources(df))
+    cache = PredictionCache(out)  # baselines, intervals over test units, paired comparisons (reports.yardsticks)
+    verdicts = headline_verdicts(df, cache)
+    res = AnalysisResult(out, sweep_counts(records, manifest), manifest, df, summary_statistics(df),
+                         annotate_best(best_configurations(df, str(output_dir)), df, cache, verdicts),
+                         data_sources=data_sources(df), verdicts=verdicts, predictions=cache)
     if (note := selection_note(res.best)):
         res.notes.append(note)
     res.files["summary_statistics"] = write_csv(res.summary, out / "summary_statistics.csv")
@@ -142,19 +149,23 @@ def run_analysis(output_dir: str | os.PathLike, append_to_history: bool = False,
     for name, chart in done_charts.items():
         res.specs[name] = chart.to_dict()
         res.charts[name] = ch.save_chart(chart, out / PLOTS_DIR, name, spec=res.specs[name])
-    res.leaderboard = leaderboard_frame(df)
-    res.benchmark_html = benchmark_section(records, out, charts)
-    res.benchmark = benchmark_lines(records)
+    ensure_intervals(df, cache, verdicts)
+    res.leaderboard = annotate_board(leaderboard_frame(df), df, cache)
+    res.benchmark_html = benchmark_section(records, out, charts, cache)
+    res.benchmark = benchmark_lines(records, out)
     res.files["report"] = write_atomic(out / "report.html", render_report(res))
     return res
 
 
-def benchmark_section(records: list[dict], out: Path, charts: bool = True) -> str:
-    """"Benchmark vs literature" for runs under the literature protocol only (official test units);
-    one line says why runs on held-out units are left out."""
+def benchmark_section(records: list[dict], out: Path, charts: bool = True,
+                      cache: PredictionCache | None = None) -> str:
+    """"Benchmark vs literature" for runs under the literature protocol only (official test units),
+    baselines and intervals over test units included (`cache`: the run folders' predictions); one
+    line says why runs on held-out units are left out."""
     official = [r for r in records if r.get("test_split") == "official"]
     held_out = has_benchmark([r for r in records if r.get("test_split") != "official"])
-    html_text = write_benchmark_section(official, out, PLOTS_DIR, charts=charts)
+    summary = benchmark_summary(official, out, cache) if has_benchmark(official) else None
+    html_text = write_benchmark_section(official, out, PLOTS_DIR, charts=charts, summary=summary)
     if not held_out:
         return html_text
     why = ("<p class='small' id='benchmark-left-out'>Runs scored on held-out training units are left out: the "
@@ -294,11 +305,14 @@ def _best_section(best: pd.DataFrame) -> str:
     labels = {"batch_size": "batch size", "learning_rate": "learning rate", "lambda_param": "lambda",
               "nasa_weight": "NASA weight", "dropout": "dropout"}
     # (header, cell of a row, shown without the toggle)
-    cols = ([("dataset", lambda r: _e(r["dataset"]), True), ("model", lambda r: _e(r["model"]), True),
+    cols = ([("dataset", lambda r: _e(r["dataset"]), True), ("model", lambda r: _e(f"{r['model']} (baseline)" if is_baseline(r["model"]) else r["model"]), True),
              ("criterion", lambda r: _e(r["criterion"]), True)]
             + [(labels[hp], (lambda r, hp=hp: _e(r[hp])), True) for hp in varying]
             + [("seeds", lambda r: _e(r["n_seeds"]), True),
                ("test RUL RMSE (steps) [95% CI]", lambda r: _with_ci(r, "rul_rmse"), True),
+               ("test RUL RMSE: 95% over test units", lambda r: _e(_units(r)), True),
+               ("paired comparison over the same test units (winner minus other)",
+                lambda r: _e("; ".join(_comparisons(r))), True),
                ("test C-index [95% CI]", lambda r: _with_ci(r, "concordance_index"), True),
                ("test RUL MAE (steps) [95% CI]", lambda r: _with_ci(r, "rul_mae"), False),
                ("test NASA score [95% CI]", lambda r: _with_ci(r, "nasa_score"), False),
@@ -313,6 +327,19 @@ def _best_section(best: pd.DataFrame) -> str:
     body = "".join("<tr>" + "".join(f"<td{'' if shown else ' class=more'}>{cell(r)}</td>" for _, cell, shown in cols)
                    + "</tr>" for _, r in best.iterrows())
     return intro + f"<table id='best-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _units(r: pd.Series) -> str:
+    """`[lo, hi] over test units`: the test RMSE's interval over test units of a best_configurations
+    row, or `over test units: unavailable (...)`."""
+    low = r.get("rul_rmse_units_low", math.nan)
+    return unit_interval_text(None if pd.isna(low) else Interval(math.nan, low, r["rul_rmse_units_high"], 0, 0, 0, 0),
+                              ".4g")
+
+
+def _comparisons(r: pd.Series) -> list[str]:
+    """The paired comparisons a best_configurations row carries (the headline winner's RMSE row)."""
+    return [r[c] for c in ("vs_best_baseline_text", "vs_runner_up_text") if isinstance(r.get(c), str) and r[c]]
 
 
 def _banner(sources: dict[str, list[str]]) -> str:
@@ -345,9 +372,10 @@ def _metric_cell(label: str, row: pd.Series, m: str) -> str:
     return f"<div class='metric'><span>test {_e(label)}</span><b>{_e(interval_text(row, m))}</b></div>"
 
 
-def _card(a: Answer) -> str:
+def _card(a: Answer, yardstick_lines: list[str] = ()) -> str:
     """One dataset's answer: the winner with its varying hyperparameters, test metrics with what
-    each interval covers, runner-up and margin, best baseline; or 'no model beats the floor'."""
+    each interval covers, runner-up and margin, best baseline; or 'no model beats the floor'.
+    `yardstick_lines`: the interval over test units, the paired comparisons and the age-only floor."""
     w = a.winner
     if w is None:
         return f"<div class='card'><h3>{_e(a.where)}</h3><p>{_e('; '.join(a.notes))}</p></div>"
@@ -366,9 +394,20 @@ def _card(a: Answer) -> str:
               if a.runner_up is not None else f"<p class='small'>{_e(a.margin)}.</p>")
     base = (f"<p class='small'>Best baseline: {_e(a.baseline['model'])}, test RMSE "
             f"{_e(interval_text(a.baseline, 'rul_rmse'))}.</p>" if a.baseline is not None else "")
+    extra = "".join(f"<p class='small'>{_e(t)}</p>" for t in yardstick_lines if t)
     return (f"<div class='card'><h3>{_e(a.where)} {_badge(w['data_source'])}</h3>{verdict}"
             f"<p class='small'>{_e(w['model'])}: {_e(hps)}; {_e(_seeds(w['n_seeds']))}; {_e(on)}</p>"
-            f"<div class='metrics'>{metrics}</div>{runner}{base}</div>")
+            f"<div class='metrics'>{metrics}</div>{runner}{base}{extra}</div>")
+
+
+def _yardstick_lines(res: AnalysisResult, dataset: str, subset) -> list[str]:
+    """The best RMSE row's interval over test units and paired comparisons (reports.yardsticks), and the
+    age-only floor sentence, for one dataset (and subset)."""
+    best = res.best
+    rows = best[(best["dataset"] == dataset) & ((best["subset"] == subset) | pd.isna(subset))] if len(best) else best
+    with_pairs = [r for _, r in rows.iterrows() if _comparisons(r)]
+    lines = [f"test RMSE {_units(r)}" for r in with_pairs[:1]] + (_comparisons(with_pairs[0]) if with_pairs else [])
+    return lines + [floor_sentence(res.records, dataset, subset)]
 
 
 def _headline_section(res: AnalysisResult) -> str:
@@ -381,7 +420,7 @@ def _headline_section(res: AnalysisResult) -> str:
     note = selection_note(res.best)
     intro = "".join(f"<p class='warn'>{_e(t)}</p>" if t == note else f"<p>{_e(t)}</p>"
                     for t in selection_sentences(res.best))
-    cards = "".join(_card(a) for a in items)
+    cards = "".join(_card(a, _yardstick_lines(res, a.dataset, a.subset)) for a in items)
     return intro + f"<div class='cards'>{cards}</div><p class='small'>Each interval says what it covers " \
                    "(a t-interval over seeds needs 2 or more seeds; with 1 seed there is none). RUL errors in " \
                    "steps (cycles for C-MAPSS). A winner must beat the age-only floor (km baseline, when run) and " \
@@ -478,7 +517,9 @@ def _headline_winner(g: pd.DataFrame) -> tuple[pd.Series, str]:
     """The RMSE-criterion row to headline among a dataset's models, and what chose it.
 
     Models are compared on their validation RMSE when every row was selected on validation;
-    otherwise (old records) on test RMSE, and the text says so."""
+    otherwise (old records) on test RMSE, and the text says so. Baselines are never the winner."""
+    if (~g["model"].map(is_baseline)).any():
+        g = g[~g["model"].map(is_baseline)]
     chosen_on = set(g["selected_on"])
     if chosen_on == {SELECTED_ON_VALIDATION}:
         return g.loc[g["selection_score"].idxmin()], SELECTED_ON_VALIDATION
@@ -499,7 +540,9 @@ def _seeds(n) -> str:
 
 def winner_lines(res: AnalysisResult, markdown: bool = False) -> list[str]:
     """One line per dataset (and C-MAPSS subset): the best model (RMSE criterion, chosen on
-    validation RMSE) with its hyperparameters and test metrics (mean [95% CI] across seeds)."""
+    validation RMSE; never a baseline) with its hyperparameters and test metrics (mean [95% CI]
+    over seeds), its test RMSE's interval over test units and its paired comparisons with the best
+    baseline and the runner-up (`reports.yardsticks`)."""
     best = res.best[res.best["criterion"] == "RMSE"] if len(res.best) else res.best
     lines = []
     for (dataset, subset), g in (best.groupby(["dataset", "subset"]) if len(best) else []):
@@ -512,26 +555,8 @@ def winner_lines(res: AnalysisResult, markdown: bool = False) -> list[str]:
                      f"lr {r['learning_rate']:g}, lambda {r['lambda_param']:g}, nasa {r['nasa_weight']:g}, "
                      f"dropout {r['dropout']:g}): test RMSE {_ci_text(r, 'rul_rmse', '.3f')}, "
                      f"MAE {_ci_text(r, 'rul_mae', '.3f')} steps, C-index {_ci_text(r, 'concordance_index', '.3f')}, "
-                     f"NASA {r['nasa_score']:.4g} ({_seeds(r['n_seeds'])}); {on}")
-    return lines
-
-
-def benchmark_lines(records: list[dict]) -> list[str]:
-    """One line per C-MAPSS subset scored on its official test units: the literature's numbers
-    (last window per unit, truth capped at 125) of the configuration chosen on validation.
-    Held-out splits (not the literature's protocol) are left to the report's benchmark section."""
-    if not has_benchmark(records):
-        return []
-    lines = []
-    for _, r in benchmark_summary(records).iterrows():
-        if r["test_split"] != "official":
-            continue
-        lines.append(f"benchmark {r['subset']} ({r['test_split']} test units, {r['benchmark_n_units']}): "
-                     f"RMSE {mean_sd_ci(r, 'benchmark_rmse', '.2f')} (truth capped at 125), uncapped "
-                     f"{mean_sd_ci(r, 'benchmark_rmse_uncapped', '.2f')}, NASA score "
-                     f"{mean_sd_ci(r, 'benchmark_nasa_score', '.0f')}; "
-                     f"{r['model']} lr {r['learning_rate']:g}, nasa {r['nasa_weight']:g}, dropout {r['dropout']:g}, "
-                     f"{_seeds(r['n_seeds'])}, chosen on {r['selected_on']} among {r['n_configs']} configuration(s)")
+                     f"NASA {r['nasa_score']:.4g} ({_seeds(r['n_seeds'])}; intervals {OVER_SEEDS}); {on}; "
+                     f"test RMSE {_units(r)}" + "".join(f"; {t}" for t in _comparisons(r)))
     return lines
 
 
@@ -556,6 +581,8 @@ def headline_markdown(res: AnalysisResult) -> str:
     winners = winner_lines(res, markdown=True)
     lines += [f"- {w}" for w in winners] or ["No results yet."]
     lines += [f"- {w}" for w in intervention_headline(res.best, manifest_miss_rate(res.manifest))]
+    floors = [floor_sentence(res.records, ds, sub) for ds, sub in res.verdicts]
+    lines += [""] + [f for f in floors if f] if any(floors) else []
     lines += ["", f"Report: `{res.files.get('report', '')}`", f"Charts: `{res.output_dir / PLOTS_DIR}`",
               f"Tables: `{res.files.get('summary_statistics', '')}`, `{res.files.get('best_configurations', '')}`"]
     return "\n".join(lines)

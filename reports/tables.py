@@ -81,7 +81,8 @@ def records_frame(records: list[dict], miss_rate: float = DEFAULT_MISS_RATE) -> 
 
     Adds `constant_prediction` (bool), `collapsed` (completed and constant_prediction),
     `has_validation` (the record carries validation metrics: written after they were added) and
-    `data_source` (the record's, else its metrics', else "unknown").
+    `data_source` (the record's, else its metrics', else "unknown"), `benchmark_rmse` (NaN without
+    one), `split_seed` (0 for records written before `--split-seeds`) and `test_split`.
     """
     rows = []
     for rec in records:
@@ -94,13 +95,15 @@ def records_frame(records: list[dict], miss_rate: float = DEFAULT_MISS_RATE) -> 
         row["has_validation"] = any(k in metrics for k in VAL_METRICS)
         row["data_source"] = str(rec.get("data_source") or metrics.get("data_source") or UNKNOWN_SOURCE)
         row["constant_prediction"] = bool(metrics.get("constant_prediction", False))
+        value = metrics.get("benchmark_rmse")  # the yardsticks' floor sentence reads it (reports.yardsticks)
+        row["benchmark_rmse"] = float(value) if isinstance(value, (int, float)) else math.nan
         rows.append(row)
     df = pd.DataFrame(rows)
     for col, default in (("status", "unknown"), ("subset", ""), ("seed", 0), ("num_epochs", 0),
                          ("train_seconds", math.nan), ("error", None), ("diverged_epoch", None),
                          ("run_dir", ""), ("name", ""), ("dataset", "?"), ("model", "?"),
                          ("constant_prediction", False), ("has_validation", False),
-                         ("data_source", UNKNOWN_SOURCE)):
+                         ("data_source", UNKNOWN_SOURCE), ("split_seed", 0), ("test_split", "held-out")):
         if col not in df.columns:
             df[col] = default
     for col in HYPERPARAMETERS + METRICS + VAL_METRICS + (VAL_LOSS,) + INTERVENTION_EXTRA:
@@ -108,6 +111,9 @@ def records_frame(records: list[dict], miss_rate: float = DEFAULT_MISS_RATE) -> 
             df[col] = math.nan
     for col in METRICS + VAL_METRICS + (VAL_LOSS, "train_seconds") + HYPERPARAMETERS + INTERVENTION_EXTRA:
         df[col] = pd.to_numeric(df[col], errors="coerce")
+    # records written before --split-seeds existed: split seed 0 (the default); before test_split: held-out
+    df["split_seed"] = pd.to_numeric(df["split_seed"], errors="coerce").fillna(0).astype(int)
+    df["test_split"] = df["test_split"].fillna("held-out")
     # a C-MAPSS subset means nothing for other datasets (the sweep's config default still says FD001)
     df["subset"] = df["subset"].fillna("").where(df["dataset"] == "turbofan", "")
     df["collapsed"] = (df["status"] == "completed") & df["constant_prediction"]
@@ -190,11 +196,11 @@ def retrain_command(row: dict, output_dir: str, name: str) -> str:
     parts = ["python", "-m", "ddrsa.train", "--dataset", str(row["dataset"])]
     if row["dataset"] == "turbofan" and row.get("subset"):
         parts += ["--subset", str(row["subset"])]
-    parts += ["--model", str(row["model"]), "--batch-size", str(int(row["batch_size"])),
-              "--learning-rate", fmt_float(row["learning_rate"]),
-              "--lambda-param", fmt_float(row["lambda_param"]),
-              "--nasa-weight", fmt_float(row["nasa_weight"]), "--dropout", fmt_float(row["dropout"]),
-              "--num-epochs", str(int(row["num_epochs"])), "--seed", str(int(row["seed"])),
+    parts += ["--model", str(row["model"])]
+    for hp in HYPERPARAMETERS:  # a baseline's record may leave the DDRSA-only ones empty: not given
+        if row.get(hp) is not None and not (isinstance(row[hp], float) and math.isnan(row[hp])):
+            parts += [f"--{hp.replace('_', '-')}", str(int(row[hp])) if hp == "batch_size" else fmt_float(row[hp])]
+    parts += ["--num-epochs", str(int(row["num_epochs"])), "--seed", str(int(row["seed"])),
               "--output-dir", run_dir, "--create-visualization"]
     # the charts are a reports entry point over the run folder (ddrsa/ never imports reports/)
     charts = ["python", "-m", "reports.run_charts", run_dir]

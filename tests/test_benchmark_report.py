@@ -146,8 +146,11 @@ def test_summary_chooses_on_validation_and_reports_seed_statistics():
 
     fd001 = next(line for line in benchmark_lines(_records()) if line.startswith("benchmark FD001"))
     assert fd001.startswith(f"benchmark FD001 (official test units, 100): RMSE 14.00 ± {values.std(ddof=1):.2f} "
-                            f"[{14 - half:.2f}, {14 + half:.2f}] (truth capped at 125)")
-    assert "paper lr 0.01," in fd001 and fd001.endswith("5 seeds, chosen on validation among 2 configuration(s)")
+                            f"[{14 - half:.2f}, {14 + half:.2f}] over seeds, over test units: unavailable")
+    assert "(truth capped at 125)" in fd001
+    assert "paper lr 0.01," in fd001 and "5 seeds, chosen on validation among 2 configuration(s)" in fd001
+    assert fd001.endswith("vs runner-up paper (learning_rate 0.003): unavailable (no per-window predictions in the "
+                          "run folders)")  # records without predictions files still analyse
     assert benchmark_lines([{**r, "metrics": {"rul_rmse": 9.0}} for r in _records()]) == []
     assert benchmark_lines([{**r, "test_split": "held-out"} for r in _records()]) == []  # not the literature's
 

@@ -139,7 +139,8 @@ def test_launcher_run_cache_invalidation_fresh_and_analysis_cli(tmp_path, prefec
     assert "2 completed, 0 failed, 0 diverged, 0 pending" in proc.stdout and "report: " in proc.stdout
     # the winner per dataset (chosen on validation, test metrics) under the summary line
     assert re.search(r"^  turbofan( FD00\d)? \(data: real\): paper \(bs .*test RMSE [\d.]+.*; selected on "
-                     r"validation RMSE [\d.]+$", proc.stdout, re.M), proc.stdout[-2000:]
+                     r"validation RMSE [\d.]+; test RMSE (\[[\d., ]+\] )?over test units.*$",  # + its interval
+                     proc.stdout, re.M), proc.stdout[-2000:]
     assert re.search(r"^  azure_pm \(data: synthetic\): ", proc.stdout, re.M)
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName

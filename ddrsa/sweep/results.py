@@ -125,6 +125,7 @@ def make_record(planned: dict, *, status: Status, result: dict | None = None, wo
         "run_dir": planned["run_dir"],
         "data_source": result.get("data_source"),
         "test_split": config.get("test_split", "held-out"),
+        "split_seed": config.get("split_seed", 0),  # which units were held out (--split-seeds)
         "peak_rss_mb": result.get("peak_rss_mb"),
         "peak_gpu_mb": result.get("peak_gpu_mb"),
         "started_at": started_at,

@@ -72,6 +72,11 @@ class SweepSpec(BaseModel):
     subset: Subset = Field("FD001", description="C-MAPSS subset FD001-FD004 (turbofan)")
     subsets: list[Subset] | None = Field(
         None, description="several C-MAPSS subsets: an outer grid axis for turbofan (replaces subset)")
+    split_seeds: list[int] = Field(
+        default_factory=lambda: [0], min_length=1,
+        description="seeds of the unit split (ExperimentConfig.split_seed): several repeat the grid once per "
+        "split (outermost axis), so the held-out protocol shows the spread due to which units were held out; "
+        "with --test-split official the official test units stay fixed (only the validation units change)")
     test_split: Literal["held-out", "official"] = Field(
         "held-out", description="held-out: a share of the units tests; official: the C-MAPSS test_FD00x "
                                 "units scored against RUL_FD00x.txt")
@@ -125,7 +130,11 @@ class SweepSpec(BaseModel):
         return self
 
     def grid(self) -> dict[str, list]:
-        return {axis: list(dict.fromkeys(getattr(self, axis))) for axis in GRID_AXES}
+        """GRID_AXES' values, plus `split_seeds` when the split is not the single default 0."""
+        out = {axis: list(dict.fromkeys(getattr(self, axis))) for axis in GRID_AXES}
+        if self.split_seeds != [0]:
+            out["split_seeds"] = list(dict.fromkeys(self.split_seeds))
+        return out
 
     def subset_list(self) -> list[str]:
         """The C-MAPSS subsets a turbofan grid point runs on, in the order of SUBSETS."""
@@ -158,17 +167,17 @@ class PlannedExperiment:
 
 def expand(spec: SweepSpec) -> list[PlannedExperiment]:
     """Cartesian product of the grid axes; every config is validated here, before training."""
-    grid = spec.grid()
+    grid = {axis: values for axis, values in spec.grid().items() if axis in GRID_AXES}
     # every non-grid field that ExperimentConfig also has goes to each experiment as is
     fixed = {name: getattr(spec, name) for name in SweepSpec.model_fields
              if name not in GRID_AXES and name != "subset" and name in ExperimentConfig.model_fields}
     planned = []
-    points = []  # (subset, grid values): C-MAPSS subsets are the outermost axis, turbofan only
-    for subset in spec.subset_list():
+    points = []  # (split seed, subset, grid values): split seeds, then C-MAPSS subsets (turbofan only) outermost
+    for split_seed, subset in itertools.product(dict.fromkeys(spec.split_seeds), spec.subset_list()):
         for values in itertools.product(*grid.values()):
             fields = {GRID_AXES[axis]: value for axis, value in zip(grid, values)}
             if fields["dataset"] == "turbofan" or subset == spec.subset_list()[0]:
-                points.append(dict(fields, subset=subset))
+                points.append(dict(fields, subset=subset, split_seed=split_seed))
     for index, fields in enumerate(points):
         config = ExperimentConfig(**fields, **fixed)
         planned.append(PlannedExperiment(index=index, config=config,
