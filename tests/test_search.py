@@ -1,4 +1,10 @@
-"""Adaptive search (issue 13): ASHA promotion logic, resumable epochs, TPE study, the CLI end to end."""
+"""Adaptive search (issue 13): ASHA promotion logic, resumable epochs, TPE study, the CLI end to end.
+
+Bugs tried (`python benchmarks/mutation.py NAME`, caught by
+test_tpe_study_minimises_with_tpe_and_successive_halving): tpe-maximises (the study maximises the
+validation loss), tpe-random-sampler (RandomSampler for TPESampler), tpe-no-pruner (NopPruner for
+successive halving). ddrsa/sweep/halving.py is also under `make mutation` (mutmut; score and
+the equivalent survivors in BENCHMARKS.md)."""
 from __future__ import annotations
 
 import contextlib
@@ -105,6 +111,35 @@ def test_asha_never_promotes_diverged_or_final():
     assert job == {"event": "promote", "id": "c", "rung": 1}
     asha.apply(job)
     assert asha.next_job() == {"event": "promote", "id": "d", "rung": 1}
+
+
+def test_asha_outcome_of_each_kind_of_configuration(tmp_path):
+    """outcome() for each case the records show: never started; stopped by the search at rung 0;
+    finished by its own early stopping at rung 0 (final: not stopped by the search); promoted and
+    stopped at rung 1; at the last rung (never 'stopped', final flag or not)."""
+    asha = Asha(["a", "b", "c", "d", "e"], [1, 3, 9], 3)
+    for cid in ("b", "c", "d", "e"):
+        asha.apply({"event": "start", "id": cid, "rung": 0})
+    asha.apply(result_event("b", 0, 1, 0.9, final=False))
+    asha.apply(result_event("c", 0, 1, 0.5, final=True))
+    asha.apply(result_event("d", 0, 1, 0.1, final=False))
+    asha.apply({"event": "promote", "id": "d", "rung": 1})
+    asha.apply(result_event("d", 1, 3, 0.1, final=False))
+    asha.apply(result_event("e", 2, 9, 0.1, final=False))
+    assert asha.outcome("a") == {"rung": None, "epochs": 0, "promoted": False, "stopped_early": False}
+    assert asha.outcome("b") == {"rung": 0, "epochs": 1, "promoted": False, "stopped_early": True}
+    assert asha.outcome("c") == {"rung": 0, "epochs": 1, "promoted": False, "stopped_early": False}
+    assert asha.outcome("d") == {"rung": 1, "epochs": 3, "promoted": True, "stopped_early": True}
+    assert asha.outcome("e") == {"rung": 2, "epochs": 9, "promoted": False, "stopped_early": False}
+    assert asha.promoted == [{"d"}, set(), set()]
+    assert asha.last_result("a") is None and asha.last_result("d")["rung"] == 1
+    assert asha.total_epochs() == 1 + 1 + 3 + 9
+    log = DecisionLog(tmp_path)
+    log.reset()  # nothing to remove: no error
+    log.append({"event": "header"})
+    assert log.path.is_file()
+    log.reset()
+    assert not log.path.exists() and log.read() == []
 
 
 def test_replay_of_a_killed_search_gives_the_same_decisions(tmp_path):

@@ -1,8 +1,13 @@
-"""The `ddrsa-sweep` flow on real Prefect + real Dask: grid, resources, caching, faults."""
+"""The `ddrsa-sweep` flow on real Prefect + real Dask: grid, resources, caching, faults.
+
+Bugs tried (`python benchmarks/mutation.py NAME`, caught): packing-ignored (each experiment asks
+a whole GPU whatever --gpus-per-experiment says: 4 never train at once on 2 workers)."""
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -16,17 +21,16 @@ from tests.conftest import ROOT, TINY, read_results, run_cli, stop_processes
 pytestmark = pytest.mark.slow
 
 
-def max_concurrency(records: list[dict]) -> int:
-    """Most experiments whose [started_at, finished_at] intervals overlap at one instant."""
-    events = []
-    for r in records:
-        events.append((dt.datetime.fromisoformat(r["started_at"]), 1))
-        events.append((dt.datetime.fromisoformat(r["finished_at"]), -1))
-    running = peak = 0
-    for _, step in sorted(events, key=lambda e: (e[0], e[1])):
-        running += step
-        peak = max(peak, running)
-    return peak
+def assert_one_at_a_time_per_worker(records: list[dict], per_worker: int) -> None:
+    """No worker had more than `per_worker` experiments between started_at and finished_at at
+    one instant (a safety bound: what its GPU=1 resource allows, whatever the timing)."""
+    for worker in {r["worker"] for r in records}:
+        events = sorted((dt.datetime.fromisoformat(r[k]), step) for r in records if r["worker"] == worker
+                        for k, step in (("started_at", 1), ("finished_at", -1)))
+        running = 0
+        for _, step in events:
+            running += step
+            assert running <= per_worker, (worker, records)
 
 
 def test_grid_expansion_counts():
@@ -77,22 +81,37 @@ def test_dry_run_prints_grid_and_trains_nothing(tmp_path):
         assert "fused training off (--fuse auto fuses on a GPU only: on a CPU it measured slower" in proc.stdout
 
 
+# the packed run's experiments (seed 7, only there) hang before training until this file exists
+PACKED_SEED = "7"
+
+
 @pytest.fixture(scope="module")
 def dask_cluster(prefect_server, tmp_path_factory):
-    """`dask scheduler` + two `dask worker --resources GPU=1 --nthreads 2` on 127.0.0.1."""
+    """`dask scheduler` + two `dask worker --resources GPU=1 --nthreads 2` on 127.0.0.1; yields
+    (address, release file, attempt log) of the workers' `hang` fault for seed-7 experiments."""
     from distributed import Client
 
     from flows.server import free_port
 
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
+    faults = tmp_path_factory.mktemp("faults")
+    release, attempts = faults / "release", faults / "attempts.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DDRSA_TORCH_THREADS": "1",
-           "DASK_LOGGING__DISTRIBUTED": "warning"}
+           "DASK_LOGGING__DISTRIBUTED": "warning", "DDRSA_INJECT_FAULT": f"hang:_s{PACKED_SEED}:*",
+           "DDRSA_FAULT_RELEASE": str(release), "DDRSA_FAULT_HANG_S": "300", "DDRSA_ATTEMPT_LOG": str(attempts)}
     bindir = os.path.dirname(sys.executable)
     procs = [subprocess.Popen([f"{bindir}/dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                "--dashboard-address", "127.0.0.1:0"], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    time.sleep(2)
+    deadline = time.monotonic() + 60
+    while True:  # the scheduler listens
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert procs[0].poll() is None and time.monotonic() < deadline, "dask scheduler did not start"
+            time.sleep(0.1)
     for i in range(2):
         procs.append(subprocess.Popen([f"{bindir}/dask", "worker", address, "--resources", "GPU=1",
                                        "--nthreads", "2", "--host", "127.0.0.1", "--no-dashboard",
@@ -100,21 +119,26 @@ def dask_cluster(prefect_server, tmp_path_factory):
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     with Client(address, timeout=60) as client:
         client.wait_for_workers(2, timeout=120)
-    yield address
+    yield address, release, attempts
+    release.touch()
     stop_processes(procs)
 
 
 def test_external_cluster_resource_limits_and_rerun(tmp_path, dask_cluster):
-    """2 workers x GPU=1: asking 1 GPU runs at most 2 at once, asking 0.5 runs up to 4;
-    a finished sweep re-run retrains nothing."""
+    """2 workers x GPU=1: asking 1 GPU never runs two experiments on one worker at once; asking
+    0.5 trains 4 at once (2 per worker: seen while a fault holds them in training) and never
+    more than 2 per worker; a finished sweep re-run retrains nothing."""
+    from flows.faults import read_attempt_log
+
+    address, release, attempts = dask_cluster
     out = tmp_path / "whole"
     grid = ["--datasets", "turbofan", "--models", "paper", "gru_basic", "--batch-sizes", "32", "64", *TINY,
-            "--no-analysis", "--scheduler-address", dask_cluster]
+            "--no-analysis", "--scheduler-address", address]
     run_cli(["flows/sweep.py", *grid, "--output-dir", str(out)], check=True)
     first = {r["experiment_id"]: r for r in read_results(out)}
     assert len(first) == 4 and all(r["status"] == "completed" for r in first.values())
     assert {r["worker"] for r in first.values()} <= {"ext0", "ext1"}
-    assert max_concurrency(list(first.values())) <= 2
+    assert_one_at_a_time_per_worker(list(first.values()), 1)
     metric_files = {p: p.stat().st_mtime_ns for p in out.glob("logs/**/test_metrics.json")}
     assert len(metric_files) == 4
 
@@ -128,13 +152,26 @@ def test_external_cluster_resource_limits_and_rerun(tmp_path, dask_cluster):
     print(f"re-run of a finished 4-experiment sweep: {rerun_seconds:.1f} s")
 
     packed = tmp_path / "packed"
-    run_cli(["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "gru_basic", "lstm_basic",
-             "--batch-sizes", "32", "64", *TINY, "--num-epochs", "4", "--no-analysis",
-             "--scheduler-address", dask_cluster, "--gpus-per-experiment", "0.5", "--output-dir", str(packed)],
-            check=True)
+    with open(tmp_path / "packed.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "gru_basic",
+             "lstm_basic", "--batch-sizes", "32", "64", *TINY, "--seeds", PACKED_SEED, "--no-analysis",
+             "--scheduler-address", address, "--gpus-per-experiment", "0.5", "--output-dir", str(packed)],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            while len(read_attempt_log(attempts)) < 4:  # the fault holds each in training until released
+                assert proc.poll() is None, (tmp_path / "packed.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, f"4 packed experiments never trained at once: {read_attempt_log(attempts)}"
+                time.sleep(0.2)
+            held = read_attempt_log(attempts)
+            assert sorted(collections.Counter(e["pid"] for e in held).values()) == [2, 2], held  # 2 per worker
+        finally:
+            release.touch()
+        assert proc.wait(timeout=300) == 0, (tmp_path / "packed.log").read_text()[-3000:]
     records = read_results(packed)
     assert len(records) == 6 and all(r["status"] == "completed" for r in records)
-    assert 2 < max_concurrency(records) <= 4
+    assert_one_at_a_time_per_worker(records, 2)
 
 
 def test_retry_failure_and_divergence_are_recorded(tmp_path):
