@@ -32,8 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SCRATCH = ROOT / ".mutation"
 
-# module -> the fast tests that claim it (the tests mirroring the module, plus the few others that
-# call it directly; mutmut further narrows each mutant to the tests that reach its function)
+# module -> the fast in-process tests that claim it (the tests mirroring the module, plus the few
+# others that call it directly; mutmut further narrows each mutant to the tests that reach its
+# function). DESELECT: tests that start servers or subprocesses, or train for seconds, whose
+# guarantee is about something else (each mutant would pay for them; see BENCHMARKS.md).
 MODULES = {
     "ddrsa/losses.py": ["tests/test_loss.py"],
     "ddrsa/metrics.py": ["tests/test_metrics.py", "tests/test_metrics_yardsticks.py"],
@@ -42,6 +44,13 @@ MODULES = {
     "reports/tables.py": ["tests/test_analysis.py", "tests/test_charts.py"],
     "reports/leaderboard.py": ["tests/test_analysis.py"],
 }
+DESELECT = [
+    "tests/test_loss.py::test_member_axis_loss_is_each_member_s_ddrsa_loss",  # fused engine, ~10 s
+    "tests/test_params.py::test_deployment_schema_on_a_real_server_carries_descriptions_and_validates",
+    "tests/test_analysis.py::test_cli_rejects_bad_output_dir",  # subprocesses: the CLI's input checks
+    "tests/test_analysis.py::test_partial_and_crashed_folders",  # charts of whole folders
+    "tests/test_charts.py::test_every_chart_renders_png_and_html",  # PNG rendering
+]
 MARKERS = "not slow and not realdata"
 # exit codes in mutmut's .meta files (mutmut.stats.status_by_exit_code)
 KILLED = {1, 3}
@@ -64,11 +73,12 @@ def _copy_checkout(dest: Path) -> list[str]:
 
 def _mutmut_table(module: str, tests: list[str], top: list[str]) -> str:
     also = [t for t in top if t not in ("pyproject.toml", "tests")]
+    deselect = [a for d in DESELECT if d.split("::")[0] in tests for a in ("--deselect", d)]
     return ("\n[tool.mutmut]\n"
             f"source_paths = {json.dumps([module])}\n"
             f"also_copy = {json.dumps(also)}\n"
             f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
-            f"pytest_add_cli_args = {json.dumps(['-m', MARKERS, '-p', 'no:xdist', '-p', 'no:cacheprovider'])}\n"
+            f"pytest_add_cli_args = {json.dumps(['-m', MARKERS, '-p', 'no:xdist', '-p', 'no:cacheprovider', *deselect])}\n"
             # torch in the test process: fork from a server that imported nothing else first
             'process_isolation = "forkserver"\n'
             "use_git_change_detection = false\n")

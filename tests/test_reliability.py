@@ -302,8 +302,11 @@ def test_atomic_write_failing_mid_write_keeps_old_file(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def finished_sweep(tmp_path_factory, prefect_server):
-    """A finished one-experiment sweep: (its command line without --output-dir, its folder)."""
+def finished_sweep(tmp_path_factory, request):
+    """A finished one-experiment sweep: (its command line without --output-dir, its folder).
+    Only the root-only tests below use it: without root it is not worth a server and a sweep."""
+    _root_only("the full-disk and read-only tests (tmpfs, chattr)")
+    request.getfixturevalue("prefect_server")
     out = tmp_path_factory.mktemp("finished") / "sweep"
     args = [*SWEEP, *TINY, "--datasets", "turbofan", "--models", "paper", "--n-workers", "1", "--no-analysis"]
     run_cli([*args, "--output-dir", str(out)], check=True)
