@@ -79,7 +79,7 @@ MUTATIONS = (
              ("tests/test_features_serve.py::test_serve_limit_1_and_a_launcher_server_run",)),
     Mutation("gpu-limit-not-taken", "flows/gpu_limits.py",
              "        slot.enter_context(concurrency(",
-             "        slot.enter_context(contextlib.nullcontext()) or (",
+             "        (lambda *args, **kwargs: None)(concurrency(",  # made, never entered
              ("tests/test_gpu_limits.py::test_two_concurrent_sweeps_share_one_gpu_limit",)),
     Mutation("packing-ignored", "flows/sweep.py",
              "with dask.annotate(resources={plan.resource: plan.per_experiment}):",
