@@ -149,14 +149,18 @@ def test_external_cluster_resource_limits_and_rerun(tmp_path, dask_cluster):
              "lstm_basic", "--batch-sizes", "32", "64", *TINY, "--seeds", PACKED_SEED, "--no-analysis",
              "--scheduler-address", address, "--gpus-per-experiment", "0.5", "--output-dir", str(packed)],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+        def held():  # the workers log every attempt; the fault holds the seed-7 ones until released
+            return [e for e in read_attempt_log(attempts) if e["name"].endswith(f"_s{PACKED_SEED}")]
+
         try:
             deadline = time.monotonic() + 300
-            while len(read_attempt_log(attempts)) < 4:  # the fault holds each in training until released
+            while len(held()) < 4:
                 assert proc.poll() is None, (tmp_path / "packed.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, f"4 packed experiments never trained at once: {read_attempt_log(attempts)}"
+                assert time.monotonic() < deadline, f"4 packed experiments never trained at once: {held()}"
                 time.sleep(0.2)
-            held = read_attempt_log(attempts)
-            assert sorted(collections.Counter(e["pid"] for e in held).values()) == [2, 2], held  # 2 per worker
+            at_once = held()
+            assert sorted(collections.Counter(e["pid"] for e in at_once).values()) == [2, 2], at_once  # per worker
         finally:
             release.touch()
         assert proc.wait(timeout=300) == 0, (tmp_path / "packed.log").read_text()[-3000:]
