@@ -24,8 +24,9 @@ def test_rung_epochs():
     assert rung_epochs(2, 18, 3) == [2, 6, 18]
     assert rung_epochs(4, 4, 2) == [4]
     assert rung_epochs(1, 8, 2) == [1, 2, 4, 8]
-    for bad in ((0, 5, 3), (6, 5, 3), (1, 5, 1)):
-        with pytest.raises(ValueError):
+    for bad, says in (((0, 5, 3), "min epochs must be in 1..5, got 0"), ((6, 5, 3), "got 6"),
+                      ((1, 5, 1), "reduction factor must be at least 2, got 1")):
+        with pytest.raises(ValueError, match=says):
             rung_epochs(*bad)
 
 
@@ -134,6 +135,17 @@ def test_asha_outcome_of_each_kind_of_configuration(tmp_path):
     assert asha.promoted == [{"d"}, set(), set()]
     assert asha.last_result("a") is None and asha.last_result("d")["rung"] == 1
     assert asha.total_epochs() == 1 + 1 + 3 + 9
+    # pending() lists in decision order: a promotion moves its configuration to the end
+    asha2 = Asha(["a", "b"], [1, 3], 3)
+    assert not asha2.finished() and not asha2.pending()  # nothing in flight, but work to start
+    for event in ({"event": "start", "id": "a", "rung": 0}, {"event": "start", "id": "b", "rung": 0},
+                  result_event("a", 0, 1, 0.1, final=False), {"event": "promote", "id": "a", "rung": 1}):
+        asha2.apply(event)
+    assert asha2.pending() == [("b", 0), ("a", 1)]
+    with pytest.raises(ValueError, match="unknown search event 'stop'"):
+        asha2.apply({"event": "stop", "id": "a", "rung": 0})
+    assert replay(Asha(["a"], [1, 3], 3), [{"event": "header", "search": "halving"},
+                                           {"event": "start", "id": "a", "rung": 0}]) == 1
     log = DecisionLog(tmp_path)
     log.reset()  # nothing to remove: no error
     log.append({"event": "header"})
