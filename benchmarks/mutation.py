@@ -128,7 +128,9 @@ def run_one(mutation: Mutation, timeout: float) -> list[tuple[str, bool, float, 
                 out.append((test, False, time.monotonic() - t0, "timed out (not counted as caught)"))
                 continue
             lines = (proc.stdout + proc.stderr).strip().splitlines()
-            out.append((test, proc.returncode == 1, time.monotonic() - t0, lines[-1] if lines else ""))
+            why = next((line[:200] for line in lines if line.startswith("E ")), "")  # what failed, to check
+            out.append((test, proc.returncode == 1, time.monotonic() - t0,
+                        f"{lines[-1] if lines else ''}  {why}".rstrip()))
     return out
 
 
