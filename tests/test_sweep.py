@@ -17,8 +17,6 @@ from ddrsa.sweep.spec import SweepSpec, expand
 from deployments.presets import preset_spec
 from tests.conftest import ROOT, TINY, read_results, run_cli, stop_processes
 
-pytestmark = pytest.mark.slow
-
 
 def assert_one_at_a_time_per_worker(records: list[dict], per_worker: int) -> None:
     """No worker had more than `per_worker` experiments between started_at and finished_at at
@@ -69,6 +67,7 @@ def test_quick_default_only_without_training_flags():
     assert spec_for(["--preset", "default", "--models", "paper"]).window_stride == 32
 
 
+@pytest.mark.slow
 def test_dry_run_prints_grid_and_trains_nothing(tmp_path):
     proc = run_cli(["flows/sweep.py", "--preset", "batch-study", "--dry-run", "--output-dir", str(tmp_path / "o")],
                    check=True)
@@ -115,6 +114,7 @@ def dask_cluster(prefect_server, tmp_path_factory):
     stop_processes(procs)
 
 
+@pytest.mark.slow
 def test_external_cluster_resource_limits_and_rerun(tmp_path, dask_cluster):
     """2 workers x GPU=1: asking 1 GPU never runs two experiments on one worker at once; asking
     0.5 trains 4 at once (2 per worker: seen while a fault holds them in training) and never
@@ -169,6 +169,7 @@ def test_external_cluster_resource_limits_and_rerun(tmp_path, dask_cluster):
     assert_one_at_a_time_per_worker(records, 2)
 
 
+@pytest.mark.slow
 def test_retry_failure_and_divergence_are_recorded(tmp_path):
     """Injected: gru_basic raises on attempt 1 (retried, completes); lstm_basic raises always
     (failed after 3 attempts, RETRY_DELAY_S apart); paper's loss turns NaN (diverged, not
