@@ -1,7 +1,10 @@
 """The `ddrsa-sweep` flow on real Prefect + real Dask: grid, resources, caching, faults.
 
-Bugs tried (`python benchmarks/mutation.py NAME`, caught): packing-ignored (each experiment asks
-a whole GPU whatever --gpus-per-experiment says: 4 never train at once on 2 workers)."""
+Bug for test_external_cluster_resource_limits_and_rerun (`python benchmarks/mutation.py
+packing-ignored`): each experiment asks a whole GPU whatever --gpus-per-experiment says, so 4 never
+train at once on 2 workers. Not yet seen caught: on 2026-12-08 the machine was so loaded (load
+average ~16 on 2 cores) that this test's first sweep lost its Dask scheduler, with and without the
+bug, and main's version of the test hit pytest's 600-s timeout."""
 from __future__ import annotations
 
 import collections
