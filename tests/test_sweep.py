@@ -212,3 +212,19 @@ def test_retry_failure_and_divergence_are_recorded(tmp_path):
     with open(out / "best_configurations.csv", newline="") as fh:
         ranked = {r["model"] for r in csv.DictReader(fh)}
     assert ranked == {"gru_basic"}
+
+
+def test_subsets_multiply_turbofan_only_and_as_dict():
+    """Several C-MAPSS subsets multiply the turbofan points only (Azure runs once per grid
+    point); size() says so before expanding; records carry index, id, name, folder, config."""
+    spec = SweepSpec(datasets=["turbofan", "azure_pm"], models=["paper"], subsets=["FD003", "FD001"], seeds=[1, 2])
+    planned = expand(spec)
+    per_point = len(expand(SweepSpec(datasets=["azure_pm"], models=["paper"], seeds=[1, 2])))
+    assert spec.size() == len(planned) == 3 * per_point
+    turbofan = [p for p in planned if p.config.dataset == "turbofan"]
+    assert sorted(p.config.subset for p in turbofan) == ["FD001"] * per_point + ["FD003"] * per_point
+    assert [p.index for p in planned] == list(range(len(planned)))
+    d = planned[1].as_dict()
+    assert d == {"index": 1, "experiment_id": planned[1].experiment_id, "name": planned[1].name,
+                 "run_dir": planned[1].run_dir, "config": planned[1].config.model_dump(mode="json")}
+    assert d["config"]["seed"] in (1, 2) and d["run_dir"].endswith("_id1")
