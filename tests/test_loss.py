@@ -139,6 +139,17 @@ def test_nasa_weight_zero_disables_auxiliary_loss():
     assert torch.allclose(DDRSALoss(0.6, 0.0)(logits, idx, cens), ddrsa_loss(logits, idx, cens, 0.6))
 
 
+def test_nasa_weight_adds_the_expected_nasa_loss():
+    """DDRSALoss(lam, w) = ddrsa_loss + w * nasa_expected_loss, float and member forms (w > 0)."""
+    logits = torch.randn(5, 7, generator=torch.Generator().manual_seed(3))
+    idx, cens = torch.tensor([0, 1, 2, 3, 9]), torch.tensor([False] * 4 + [True])
+    want = ddrsa_loss(logits, idx, cens, 0.6) + 0.3 * nasa_expected_loss(logits, idx, cens)
+    torch.testing.assert_close(DDRSALoss(0.6, 0.3)(logits, idx, cens), want)
+    member = DDRSALoss(torch.tensor([0.6, 0.6], dtype=torch.float64), torch.tensor([0.3, 0.0]))
+    got = member(torch.stack([logits, logits]), torch.stack([idx, idx]), torch.stack([cens, cens]))
+    torch.testing.assert_close(got, torch.stack([want, ddrsa_loss(logits, idx, cens, 0.6)]), rtol=1e-5, atol=1e-6)
+
+
 def test_uncensored_label_at_or_beyond_horizon_is_refused():
     logits = torch.zeros(3, 5)
     cens = torch.tensor([False, False, True])
