@@ -7,7 +7,7 @@ ARGS   ?=
 # tests wait on servers and subprocesses, so two in parallel take ~8.5 min instead of ~13-15.
 TEST_WORKERS ?= 2
 
-.PHONY: setup run test test-fast lint format analysis clean constraints
+.PHONY: setup run test test-fast lint format analysis clean constraints mutation
 
 # constraints.txt: the versions the suite passed with (make constraints rewrites it from the venv)
 CONSTRAINTS ?= constraints.txt
@@ -41,6 +41,12 @@ format: setup        ## apply ruff's formatter and its safe fixes (then review t
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# mutmut over the pure core, one module at a time with its fast tests; prints the score per module
+# and the surviving mutants (BENCHMARKS.md, "Mutation score"). Not part of make test (~40 min, niced).
+mutation: setup
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[mutation]"
+	nice -n 10 $(PY) benchmarks/mutmut_score.py $(ARGS)
+
 analysis: setup
 	$(PY) flows/analysis.py --output-dir parallel_experiments
 
@@ -50,4 +56,4 @@ constraints: setup   ## rewrite constraints.txt from the venv (after an upgrade 
 	   | sed -E 's/^torch==([0-9.]+)\+.*/torch==\1/'; } > $(CONSTRAINTS).new && mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mutation

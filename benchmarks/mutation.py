@@ -68,6 +68,23 @@ MUTATIONS = (
              "_print_groups(planned, params[\"fuse\"], params[\"max_fused\"])",
              "_print_groups(planned, params[\"fuse\"], None)",
              ("tests/test_fused.py::test_max_fused_caps_the_group_sizes",)),
+    # the waits that replaced fixed sleeps (issue 29): each negative check must still catch its bug
+    Mutation("run-lock-not-waited", "ddrsa/run_state.py",
+             "                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)\n                break",
+             "                break",
+             ("tests/test_features_train.py::test_second_trainer_on_one_folder_waits_for_the_lock",)),
+    Mutation("serve-limit-ignored", "deployments/serve.py",
+             "limit=args.limit, print_starting_message=False",
+             "limit=None, print_starting_message=False",
+             ("tests/test_features_serve.py::test_serve_limit_1_and_a_launcher_server_run",)),
+    Mutation("gpu-limit-not-taken", "flows/gpu_limits.py",
+             "        slot.enter_context(concurrency(",
+             "        (lambda *args, **kwargs: None)(concurrency(",  # made, never entered
+             ("tests/test_gpu_limits.py::test_two_concurrent_sweeps_share_one_gpu_limit",)),
+    Mutation("packing-ignored", "flows/sweep.py",
+             "with dask.annotate(resources={plan.resource: plan.per_experiment}):",
+             "with dask.annotate(resources={plan.resource: 1}):",
+             ("tests/test_sweep.py::test_external_cluster_resource_limits_and_rerun",)),
 )
 
 
@@ -111,7 +128,9 @@ def run_one(mutation: Mutation, timeout: float) -> list[tuple[str, bool, float, 
                 out.append((test, False, time.monotonic() - t0, "timed out (not counted as caught)"))
                 continue
             lines = (proc.stdout + proc.stderr).strip().splitlines()
-            out.append((test, proc.returncode == 1, time.monotonic() - t0, lines[-1] if lines else ""))
+            why = next((line[:200] for line in lines if line.startswith("E ")), "")  # what failed, to check
+            out.append((test, proc.returncode == 1, time.monotonic() - t0,
+                        f"{lines[-1] if lines else ''}  {why}".rstrip()))
     return out
 
 

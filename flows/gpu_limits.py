@@ -125,6 +125,8 @@ def gpu_slot(gpus_per_experiment: float, logger=None, timeout_seconds: float | N
     # a limit an operator lowered below this share: hold all of it (Prefect refuses more than the limit)
     units = max(1, min(units_for(gpus_per_experiment), capacity))
     timeout = timeout_seconds if timeout_seconds is not None else _task_timeout()
+    if logger is not None:
+        logger.info("asking for %d/%d units of %s", units, capacity, name)
     t0 = time.monotonic()
     slot = contextlib.ExitStack()
     try:  # only the wait: a TimeoutError from the body must pass unchanged

@@ -65,6 +65,14 @@ def in_ci() -> bool:
     return bool(os.environ.get("CI"))
 
 
+def cannot_run(reason: str) -> None:
+    """A required test whose setting is missing here (root, a tmpfs mount, chattr): skipped with
+    `reason`, a FAILURE under CI (which runs as root with every tool), like the realdata tests."""
+    if in_ci():
+        pytest.fail(f"CI is set but {reason}: this test must run in CI", pytrace=False)
+    pytest.skip(reason)
+
+
 def pytest_runtest_setup(item):
     if item.get_closest_marker("realdata") is None:
         return

@@ -7,7 +7,10 @@ second, run after the first, finds the experiment finished and trains nothing).
 The first run is held in training by the `hang` fault (flows/faults.py, inherited by the flow-run
 processes serve starts) until the test has seen the second one wait; states and start/end times
 are read back through the Prefect client. (Serve's refusals, `--only`, `--timezone` and the
-launcher's "not registered" error: tests/test_features_deploy.py.)"""
+launcher's "not registered" error: tests/test_features_deploy.py.)
+
+Bugs tried (`python benchmarks/mutation.py NAME`, caught): serve-limit-ignored (serve runs with
+no limit, so the second run starts at once)."""
 from __future__ import annotations
 
 import json
@@ -92,9 +95,13 @@ def test_serve_limit_1_and_a_launcher_server_run(tmp_path, prefect_server):
             assert client.read_flow_run(first_id).state.is_running()
 
             # 2. a second run while the first runs: --limit 1 keeps it waiting
+            skipped = "scheduled runs skipped (at capacity)"  # prefect's runner, on each poll it holds one back
+            before = log_path.read_text().count(skipped)
             second = run_deployment("ddrsa-sweep/default", timeout=0,
                                     parameters={**TINY_PARAMS, "output_dir": str(out)})
-            time.sleep(6)                                   # three of serve's polls
+            # positive signal: two of serve's polls saw the second run and held it back
+            _wait("serve to hold the second run back twice", lambda: log_path.read_text().count(skipped) >= before + 2,
+                  serve, log_path)
             assert client.read_flow_run(second.id).state.is_scheduled(), client.read_flow_run(second.id).state
             assert client.read_flow_run(first_id).state.is_running()
             assert len(attempts.read_text().splitlines()) == 1

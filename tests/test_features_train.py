@@ -1,7 +1,11 @@
 """Advertised single-run features, each run the way a user runs it (issue 18): training flags,
-settings from `.env` / `DDRSA_TORCH_THREADS`, trainer guards, real FD003/FD004 for one epoch."""
+settings from `.env` / `DDRSA_TORCH_THREADS`, trainer guards, real FD003/FD004 for one epoch.
+
+Bugs tried (`python benchmarks/mutation.py NAME`, caught): run-lock-not-waited (run_lock goes on
+without the flock: test_second_trainer_on_one_folder_waits_for_the_lock)."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -231,6 +235,15 @@ def test_run_folder_of_another_configuration_is_refused(tmp_path, torch_state):
     assert_one_line_error(proc, "different configuration")
 
 
+def _open_file_count(path: str) -> int:
+    """How many of this process's file descriptors are open on `path` (Linux /proc)."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            n += os.readlink(f"/proc/self/fd/{fd}") == path
+    return n
+
+
 def test_second_trainer_on_one_folder_waits_for_the_lock(tmp_path, torch_state):
     """The per-run flock: while another process holds it the trainer waits (documented: a dying
     worker of a killed sweep), then trains once it is released; past the timeout it refuses."""
@@ -251,8 +264,17 @@ def test_second_trainer_on_one_folder_waits_for_the_lock(tmp_path, torch_state):
 
     thread = threading.Thread(target=second)
     thread.start()
-    time.sleep(2.0)
-    assert thread.is_alive() and not (run / "training_log.json").exists(), "trained while locked"
+    # positive signal: the trainer has opened the lock file (run_lock tries the flock right after)
+    lock_path = str((run / ".run.lock").resolve())
+    deadline = time.monotonic() + 120
+    while _open_file_count(lock_path) < 2:
+        assert thread.is_alive(), outcome
+        assert time.monotonic() < deadline, "the trainer never reached the run lock"
+        time.sleep(0.01)
+    # then four of run_lock's 0.5-s polls: a trainer that went on without the lock writes
+    # config.json first thing (milliseconds), so the folder would hold more than the lock file
+    time.sleep(4 * 0.5)
+    assert thread.is_alive() and sorted(p.name for p in run.iterdir()) == [".run.lock"], "trained while locked"
     released = time.monotonic()
     fcntl.flock(holder, fcntl.LOCK_UN)
     holder.close()

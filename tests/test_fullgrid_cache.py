@@ -1,7 +1,10 @@
 """Re-running a finished sweep submits nothing (issue 14, "Server and scale"): experiments whose
 finished record matches the cache key (config + code version + data version) are counted as cached
 without a task run; a changed data version still trains. Task runs are read back through the
-Prefect client. The flow runs in this process (as in tests/test_features_sweep.py)."""
+Prefect client. The flow runs in this process (as in tests/test_features_sweep.py).
+
+Bugs tried (`python benchmarks/mutation.py NAME`, caught): cluster-on-finished-rerun (a re-run
+with nothing to submit starts its Dask cluster anyway: test_rerun_of_finished_sweep_starts_no_dask_cluster)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -13,6 +13,10 @@ the expected-RUL sum and exp(): they amplify the final weights' 2e-6). The membe
 learning rate (5e-2 for paper, 1e-2 for lstm_basic): at 5e-2 lstm_basic's training on this tiny set
 is chaotic and 1e-7 rounding grows into another early-stopping epoch (measured), which says
 nothing about the engine.
+
+Bugs tried (`python benchmarks/mutation.py NAME`, caught by test_max_fused_caps_the_group_sizes):
+max-fused-ignored (plan_groups uses the default cap), max-fused-not-passed (the dry run ignores
+--max-fused).
 """
 from __future__ import annotations
 

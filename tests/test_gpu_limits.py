@@ -7,6 +7,9 @@ There is no GPU here: the one boundary patched is flows/cluster.py's count of vi
 each sweep's worker gets CUDA_VISIBLE_DEVICES=0 as on a one-GPU machine, takes the real limit
 `ddrsa-gpu-<host>-0`, and trains on CPU (torch sees no CUDA). Without the limit both sweeps
 would run 2 + 2 experiments at once on that device; with it, at most 2.
+
+Bugs tried (`python benchmarks/mutation.py NAME`, caught): gpu-limit-not-taken (gpu_slot never
+enters the concurrency limit: a third experiment starts training).
 """
 from __future__ import annotations
 
@@ -111,8 +114,8 @@ def _t(iso: str) -> float:
 def test_two_concurrent_sweeps_share_one_gpu_limit(tmp_path, prefect_server):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterId, FlowRunFilterState,
-                                                FlowRunFilterStateName, TaskRunFilter, TaskRunFilterState,
-                                                TaskRunFilterStateName)
+                                                FlowRunFilterStateName, LogFilter, LogFilterTaskRunId,
+                                                TaskRunFilter, TaskRunFilterState, TaskRunFilterStateName)
     from prefect.exceptions import ObjectNotFound
 
     name = gpu_limits.limit_name("0", host=socket.gethostname())
@@ -143,7 +146,19 @@ def test_two_concurrent_sweeps_share_one_gpu_limit(tmp_path, prefect_server):
                 _wait("4 running task runs in the two sweeps", running_tasks, procs)
                 _wait("two experiments inside the limit",
                       lambda: attempts.is_file() and len(read_attempt_log(attempts)) >= 2, procs)
-                time.sleep(3)
+
+                def asking():  # the task runs whose gpu_slot has sent its request for a share
+                    logs = client.read_logs(log_filter=LogFilter(task_run_id=LogFilterTaskRunId(
+                        any_=[t.id for t in running_tasks() or []])))
+                    return {g.task_run_id for g in logs if g.message.startswith("asking for 50/100 units of ")}
+
+                # positive signal: all four experiments have asked the server for their share (the
+                # request follows that log line at once, and the line reaches the API only with
+                # the next 2-s log batch, so the first answers are in by now)
+                _wait("the four experiments to ask for their GPU share", lambda: len(asking()) == 4, procs)
+                # a share granted to a third experiment shows within milliseconds as its attempt
+                # line (gpu_slot -> start_over_if_stale -> the hang fault's log); 2 s is ample
+                time.sleep(2.0)
                 limit = client.read_global_concurrency_limit_by_name(name)
                 assert (limit.limit, limit.active, limit.active_slots) == (100, True, 100)
                 assert len(read_attempt_log(attempts)) == 2, "more than two experiments got into one GPU"

@@ -139,13 +139,24 @@ def test_nasa_weight_zero_disables_auxiliary_loss():
     assert torch.allclose(DDRSALoss(0.6, 0.0)(logits, idx, cens), ddrsa_loss(logits, idx, cens, 0.6))
 
 
+def test_nasa_weight_adds_the_expected_nasa_loss():
+    """DDRSALoss(lam, w) = ddrsa_loss + w * nasa_expected_loss, float and member forms (w > 0)."""
+    logits = torch.randn(5, 7, generator=torch.Generator().manual_seed(3))
+    idx, cens = torch.tensor([0, 1, 2, 3, 9]), torch.tensor([False] * 4 + [True])
+    want = ddrsa_loss(logits, idx, cens, 0.6) + 0.3 * nasa_expected_loss(logits, idx, cens)
+    torch.testing.assert_close(DDRSALoss(0.6, 0.3)(logits, idx, cens), want)
+    member = DDRSALoss(torch.tensor([0.6, 0.6], dtype=torch.float64), torch.tensor([0.3, 0.0]))
+    got = member(torch.stack([logits, logits]), torch.stack([idx, idx]), torch.stack([cens, cens]))
+    torch.testing.assert_close(got, torch.stack([want, ddrsa_loss(logits, idx, cens, 0.6)]), rtol=1e-5, atol=1e-6)
+
+
 def test_uncensored_label_at_or_beyond_horizon_is_refused():
     logits = torch.zeros(3, 5)
     cens = torch.tensor([False, False, True])
     for bad in (5, 9):   # at and beyond the horizon L = 5
         idx = torch.tensor([1, bad, 7])
         for loss in (lambda: ddrsa_loss(logits, idx, cens, 0.75), lambda: DDRSALoss(0.75, 0.1)(logits, idx, cens)):
-            with pytest.raises(LabelError, match="uncensored label.*horizon 5") as err:
+            with pytest.raises(LabelError, match="^ddrsa_loss: 1 uncensored label.*horizon 5") as err:
                 loss()
             assert "\n" not in str(err.value)
             assert isinstance(err.value, ValueError) and isinstance(err.value, DDRSAError)
@@ -184,6 +195,23 @@ def test_member_axis_loss_is_each_member_s_ddrsa_loss(seed, members, batch, hori
     group), member m's loss (and its gradient) = DDRSALoss(lambda_m, nasa_m) on its own batch, for
     any mix of censored and uncensored labels, NASA weights zero or not, batches without an
     uncensored sample included."""
+    _assert_member_axis_is_each_member(seed, members, batch, horizon, lams, nasas)
+
+
+@pytest.mark.parametrize("lams, nasas", [
+    ([0.2, 0.75, 1.0], [0.0, 0.3, 1.0]),      # NASA on for some members only
+    ([0.5, 0.9, 0.0], [0.0, 0.0, 0.0]),       # NASA off for all: the DDRSA loss alone
+    ([0.6, 0.6, 0.6], [0.05, 0.05, 0.05]),
+])
+def test_member_axis_fixed_cases(lams, nasas):
+    """The property above on fixed cases (fast: what `make mutation` runs for the member axis)."""
+    _assert_member_axis_is_each_member(7, 3, 6, 5, lams, nasas)
+    loss = DDRSALoss(torch.tensor(lams, dtype=torch.float64), torch.tensor(nasas))
+    assert loss.per_member and loss.use_nasa == any(n > 0 for n in nasas)
+    assert not DDRSALoss(0.5, 0.0).use_nasa and DDRSALoss(0.5, 0.1).use_nasa and not DDRSALoss(0.5, 0.1).per_member
+
+
+def _assert_member_axis_is_each_member(seed, members, batch, horizon, lams, nasas):
     g = torch.Generator().manual_seed(seed)
     logits = (torch.randn(members, batch, horizon, generator=g) * 3).requires_grad_(True)
     censored = torch.rand(members, batch, generator=g) < 0.4

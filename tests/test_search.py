@@ -1,4 +1,10 @@
-"""Adaptive search (issue 13): ASHA promotion logic, resumable epochs, TPE study, the CLI end to end."""
+"""Adaptive search (issue 13): ASHA promotion logic, resumable epochs, TPE study, the CLI end to end.
+
+Bugs tried (`python benchmarks/mutation.py NAME`, caught by
+test_tpe_study_minimises_with_tpe_and_successive_halving): tpe-maximises (the study maximises the
+validation loss), tpe-random-sampler (RandomSampler for TPESampler), tpe-no-pruner (NopPruner for
+successive halving). ddrsa/sweep/halving.py is also under `make mutation` (mutmut; score and
+the equivalent survivors in BENCHMARKS.md)."""
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +24,9 @@ def test_rung_epochs():
     assert rung_epochs(2, 18, 3) == [2, 6, 18]
     assert rung_epochs(4, 4, 2) == [4]
     assert rung_epochs(1, 8, 2) == [1, 2, 4, 8]
-    for bad in ((0, 5, 3), (6, 5, 3), (1, 5, 1)):
-        with pytest.raises(ValueError):
+    for bad, says in (((0, 5, 3), "min epochs must be in 1..5, got 0"), ((6, 5, 3), "got 6"),
+                      ((1, 5, 1), "reduction factor must be at least 2, got 1")):
+        with pytest.raises(ValueError, match=says):
             rung_epochs(*bad)
 
 
@@ -105,6 +112,46 @@ def test_asha_never_promotes_diverged_or_final():
     assert job == {"event": "promote", "id": "c", "rung": 1}
     asha.apply(job)
     assert asha.next_job() == {"event": "promote", "id": "d", "rung": 1}
+
+
+def test_asha_outcome_of_each_kind_of_configuration(tmp_path):
+    """outcome() for each case the records show: never started; stopped by the search at rung 0;
+    finished by its own early stopping at rung 0 (final: not stopped by the search); promoted and
+    stopped at rung 1; at the last rung (never 'stopped', final flag or not)."""
+    asha = Asha(["a", "b", "c", "d", "e"], [1, 3, 9], 3)
+    for cid in ("b", "c", "d", "e"):
+        asha.apply({"event": "start", "id": cid, "rung": 0})
+    asha.apply(result_event("b", 0, 1, 0.9, final=False))
+    asha.apply(result_event("c", 0, 1, 0.5, final=True))
+    asha.apply(result_event("d", 0, 1, 0.1, final=False))
+    asha.apply({"event": "promote", "id": "d", "rung": 1})
+    asha.apply(result_event("d", 1, 3, 0.1, final=False))
+    asha.apply(result_event("e", 2, 9, 0.1, final=False))
+    assert asha.outcome("a") == {"rung": None, "epochs": 0, "promoted": False, "stopped_early": False}
+    assert asha.outcome("b") == {"rung": 0, "epochs": 1, "promoted": False, "stopped_early": True}
+    assert asha.outcome("c") == {"rung": 0, "epochs": 1, "promoted": False, "stopped_early": False}
+    assert asha.outcome("d") == {"rung": 1, "epochs": 3, "promoted": True, "stopped_early": True}
+    assert asha.outcome("e") == {"rung": 2, "epochs": 9, "promoted": False, "stopped_early": False}
+    assert asha.promoted == [{"d"}, set(), set()]
+    assert asha.last_result("a") is None and asha.last_result("d")["rung"] == 1
+    assert asha.total_epochs() == 1 + 1 + 3 + 9
+    # pending() lists in decision order: a promotion moves its configuration to the end
+    asha2 = Asha(["a", "b"], [1, 3], 3)
+    assert not asha2.finished() and not asha2.pending()  # nothing in flight, but work to start
+    for event in ({"event": "start", "id": "a", "rung": 0}, {"event": "start", "id": "b", "rung": 0},
+                  result_event("a", 0, 1, 0.1, final=False), {"event": "promote", "id": "a", "rung": 1}):
+        asha2.apply(event)
+    assert asha2.pending() == [("b", 0), ("a", 1)]
+    with pytest.raises(ValueError, match="unknown search event 'stop'"):
+        asha2.apply({"event": "stop", "id": "a", "rung": 0})
+    assert replay(Asha(["a"], [1, 3], 3), [{"event": "header", "search": "halving"},
+                                           {"event": "start", "id": "a", "rung": 0}]) == 1
+    log = DecisionLog(tmp_path)
+    log.reset()  # nothing to remove: no error
+    log.append({"event": "header"})
+    assert log.path.is_file()
+    log.reset()
+    assert not log.path.exists() and log.read() == []
 
 
 def test_replay_of_a_killed_search_gives_the_same_decisions(tmp_path):

@@ -1,4 +1,8 @@
-"""The single-run command end to end: outputs, real data, resume, bad input."""
+"""The single-run command end to end: outputs, real data, resume, bad input.
+
+Bugs tried (`python benchmarks/mutation.py NAME` puts each into a temporary copy; the claiming
+test fails with it and passes without): resume-ignores-checkpoint (the trainer starts from epoch
+1 instead of its checkpoint: test_interrupted_run_resumes_from_last_checkpoint)."""
 from __future__ import annotations
 
 import json
