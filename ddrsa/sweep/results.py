@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ddrsa.atomic import append_json_line, read_json, read_json_lines, write_json
+from ddrsa.config import is_baseline
 from ddrsa.errors import DDRSAError
 from ddrsa.metrics import RANKED_METRICS, VAL_LOSS, VAL_PREFIX, VALIDATION_KEYS, val_key  # noqa: F401 (re-exported)
 
@@ -58,6 +59,7 @@ def make_record(planned: dict, *, status: str, result: dict | None = None, worke
     record = {"experiment_id": planned["experiment_id"], "index": planned["index"],
               "name": planned["name"]}
     record.update({key: config[key] for key in HYPERPARAMETERS})
+    record["is_baseline"] = is_baseline(config["model"])  # a yardstick: never the best DDRSA configuration
     record.update({
         "status": status,
         "metrics": result.get("metrics", {}) if status == "completed" else {},
