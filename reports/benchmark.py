@@ -22,6 +22,7 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
+from ddrsa.config import BASELINE_MODELS
 from reports.tables import CONFIG_KEYS, HYPERPARAMETERS, completed, ranking_metric, records_frame, t_interval
 
 LITERATURE_FILE = Path(__file__).with_name("literature_cmapss.csv")
@@ -81,6 +82,8 @@ def benchmark_summary(records: list[dict]) -> pd.DataFrame:
     `n_configs` how many configurations competed, `comparable` whether every seed's horizon
     reached the 125-cycle cap."""
     runs = benchmark_runs(records)
+    if len(runs):  # baselines (gbm, cox, km) are never the chosen configuration
+        runs = runs[~runs["model"].isin(BASELINE_MODELS)]
     rows = []
     if not len(runs):
         return pd.DataFrame(columns=SUMMARY_COLUMNS)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ddrsa.config import BASELINE_MODELS
 from reports import charts as ch
 from reports.benchmark import benchmark_summary, has_benchmark, mean_sd_ci, write_benchmark_section
 from reports.history import append_history, read_history
@@ -303,6 +304,8 @@ def _headline_section(res: AnalysisResult) -> str:
     cards = []
     for (dataset, subset), g in best.groupby(["dataset", "subset"]):
         r, chosen_on = _headline_winner(g)
+        if r is None:
+            continue
         where = f"{dataset} {subset}" if dataset == "turbofan" and subset else dataset
         on = (f"selected on validation RMSE {r['selection_score']:.4g}" if chosen_on == SELECTED_ON_VALIDATION
               else f"selected on {chosen_on}")
@@ -377,11 +380,15 @@ def render_report(res: AnalysisResult) -> str:
             f"{res.benchmark_html}<h2>Charts</h2>{charts}{page.scripts()}</body></html>")
 
 
-def _headline_winner(g: pd.DataFrame) -> tuple[pd.Series, str]:
+def _headline_winner(g: pd.DataFrame) -> tuple[pd.Series | None, str]:
     """The RMSE-criterion row to headline among a dataset's models, and what chose it.
 
     Models are compared on their validation RMSE when every row was selected on validation;
-    otherwise (old records) on test RMSE, and the text says so."""
+    otherwise (old records) on test RMSE, and the text says so. Baselines (gbm, cox, km) are never
+    the winner: (None, "") when `g` holds baselines only."""
+    g = g[~g["model"].isin(BASELINE_MODELS)]
+    if not len(g):
+        return None, ""
     chosen_on = set(g["selected_on"])
     if chosen_on == {SELECTED_ON_VALIDATION}:
         return g.loc[g["selection_score"].idxmin()], SELECTED_ON_VALIDATION
@@ -407,6 +414,8 @@ def winner_lines(res: AnalysisResult, markdown: bool = False) -> list[str]:
     lines = []
     for (dataset, subset), g in (best.groupby(["dataset", "subset"]) if len(best) else []):
         r, chosen_on = _headline_winner(g)
+        if r is None:
+            continue
         where = f"{dataset} {subset}" if dataset == "turbofan" and subset else dataset
         on = (f"selected on validation RMSE {r['selection_score']:.3f}" if chosen_on == SELECTED_ON_VALIDATION
               else f"selected on {chosen_on}")

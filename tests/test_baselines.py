@@ -170,7 +170,7 @@ def test_km_on_the_command_line_writes_a_run_folder_and_is_not_refit(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_sweep_runs_one_baseline_per_seed_with_predictions_everywhere(tmp_path):
+def test_tiny_sweep_runs_one_baseline_per_seed_with_predictions_everywhere(tmp_path, prefect_server):
     out = tmp_path / "sweep"
     grid = ["--datasets", "turbofan", "--models", "paper", "gbm", "--learning-rates", "0.001", "0.002",
             "--seeds", "1", "2", *TINY, "--num-epochs", "1"]
