@@ -21,21 +21,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ddrsa.config import ExperimentConfig  # noqa: E402
-from ddrsa.metrics import expected_time  # noqa: E402
-from ddrsa.run_predictions import FILE_NAME, load_predictions  # noqa: E402
-from ddrsa.trainer import train  # noqa: E402
+from ddrsa.config import ExperimentConfig
+from ddrsa.metrics import expected_time
+from ddrsa.run_predictions import FILE_NAME, load_predictions
+from ddrsa.trainer import train
 
 SETTINGS = {
-    "FD001 held-out K128 L64 (real)": dict(dataset="turbofan", data_source="real"),
-    "FD001 official K30 L125 (real)": dict(dataset="turbofan", data_source="real", test_split="official",
-                                          lookback_window=30, pred_horizon=125),
-    "synthetic turbofan, default preset (stride 32)": dict(dataset="turbofan", data_source="synthetic",
-                                                          window_stride=32),
-    "synthetic azure_pm, default preset (stride 32)": dict(dataset="azure_pm", data_source="synthetic",
-                                                          window_stride=32),
-    "synthetic turbofan, full-grid bench (6 units)": dict(dataset="turbofan", data_source="synthetic", max_units=6),
-    "synthetic azure_pm, full-grid bench (6 units)": dict(dataset="azure_pm", data_source="synthetic", max_units=6),
+    "FD001 held-out K128 L64 (real)": {"dataset": "turbofan", "data_source": "real"},
+    "FD001 official K30 L125 (real)": {"dataset": "turbofan", "data_source": "real", "test_split": "official",
+                                          "lookback_window": 30, "pred_horizon": 125},
+    "synthetic turbofan, default preset (stride 32)": {"dataset": "turbofan", "data_source": "synthetic",
+                                                          "window_stride": 32},
+    "synthetic azure_pm, default preset (stride 32)": {"dataset": "azure_pm", "data_source": "synthetic",
+                                                          "window_stride": 32},
+    "synthetic turbofan, full-grid bench (6 units)": {"dataset": "turbofan", "data_source": "synthetic", "max_units": 6},
+    "synthetic azure_pm, full-grid bench (6 units)": {"dataset": "azure_pm", "data_source": "synthetic", "max_units": 6},
 }
 
 

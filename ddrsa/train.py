@@ -12,8 +12,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from ddrsa.cli import OneLineParser, add_model_arguments, model_from_args, run_cli
-from ddrsa.config import ExperimentConfig
+from ddrsa.cli import OneLineParser, add_model_arguments, field_flag, model_from_args, run_cli
+from ddrsa.config import TRAINING_ONLY_FIELDS, ExperimentConfig, is_baseline
 from ddrsa.errors import DDRSAError
 
 __all__ = ["train", "main", "build_parser", "config_from_args"]
@@ -49,6 +49,11 @@ def config_from_args(args: argparse.Namespace,
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)  # ValidationError -> one line
+    ignored = [field_flag(f, ExperimentConfig.model_fields[f]) for f in TRAINING_ONLY_FIELDS
+               if is_baseline(config.model) and getattr(args, f) != getattr(config, f)]
+    if ignored:
+        print(f"python -m ddrsa.train: note: {config.model} is fitted, not trained: {', '.join(ignored)} ignored",
+              file=sys.stderr)
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
         raise DDRSAError(f"--output-dir {out} is a file, not a folder")

@@ -67,7 +67,7 @@ def test_km_conditional_curve_equals_brute_force_from_the_lifetimes():
 
     km = KaplanMeierBaseline(HORIZON).fit(train, train)
     s = _km_brute(durations, observed)
-    s_at = lambda t: 1.0 if t < 0 else (s[t] if t < len(s) else s[-1])  # noqa: E731
+    s_at = lambda t: 1.0 if t < 0 else (s[t] if t < len(s) else s[-1])
     curves = km.survival(train)
     for i, a in enumerate(ages_by_hand):
         denom = s_at(a - 1)
@@ -187,3 +187,18 @@ def test_tiny_sweep_runs_one_baseline_per_seed_with_predictions_everywhere(tmp_p
         path = out / r["run_dir"] / FILE_NAME
         assert path.is_file() and path.stat().st_size < 64_000, r["name"]
         assert load_predictions(out / r["run_dir"])["test_survival"].shape[1] == 16
+
+
+def test_baselines_are_never_fused_or_searched():
+    from ddrsa.errors import DDRSAError
+    from ddrsa.fused.groups import describe, plan_groups
+    from ddrsa.sweep.tpe import check_search
+
+    spec = SweepSpec(datasets=["turbofan"], models=["paper", "cox"], learning_rates=[1e-3, 1e-2], seeds=[1, 2])
+    items = [p.as_dict() for p in expand(spec)]
+    groups, singles = plan_groups(items, "on", "cuda")
+    assert all(m["config"]["model"] == "paper" for g in groups for m in g["members"])
+    assert sorted(s["config"]["model"] for s in singles) == ["cox", "cox"]
+    assert any(line.startswith("  baselines: 2 experiment(s) of cox") for line in describe(groups, singles))
+    with pytest.raises(DDRSAError, match="baselines"):
+        check_search(spec, "halving", None, 3, None)

@@ -9,17 +9,17 @@ import pytest
 from ddrsa.config import ExperimentConfig
 from ddrsa.data import load_dataset
 from ddrsa.fused import train_group
-from ddrsa.metrics import (AUC_STEPS, BETWEEN_UNITS_C, YARDSTICK_METRICS, auc_key, concordance, concordance_between_units,
-                           dynamic_auc, evaluate, expected_time)
-from ddrsa.run_predictions import (BENCHMARK_EXTRA_KEYS, BENCHMARK_KEYS, EXTRA_KEYS, FILE_NAME, KEYS, load_predictions,
-                                   save_predictions)
+from ddrsa.metrics import (AUC_STEPS, BETWEEN_UNITS_C, YARDSTICK_METRICS, auc_key, concordance,
+                           concordance_between_units, dynamic_auc, evaluate, expected_time)
+from ddrsa.run_predictions import (BENCHMARK_EXTRA_KEYS, BENCHMARK_KEYS, EXTRA_KEYS, FILE_NAME, KEYS,
+                                   load_predictions, save_predictions)
 from ddrsa.settings import Settings
 from ddrsa.sweep.results import make_record
 from ddrsa.trainer import train
 
 SYNTHETIC = Settings(data_source="synthetic")
-BASE = dict(data_source="synthetic", max_units=12, window_stride=8, lookback_window=32, pred_horizon=16,
-            batch_size=64, num_epochs=1)
+BASE = {"data_source": "synthetic", "max_units": 12, "window_stride": 8, "lookback_window": 32,
+        "pred_horizon": 16, "batch_size": 64, "num_epochs": 1}
 # a tiny run's file: 88 test windows + 30 benchmark windows of 16 steps (~2.4 KB of float16 curves)
 SIZE_BOUND = 16_000
 

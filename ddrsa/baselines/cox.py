@@ -25,14 +25,15 @@ class CoxBaseline:
     def __init__(self, horizon: int, seed: int = 0) -> None:
         self.horizon = horizon
 
-    def frame(self, windows):
-        x = window_summaries(windows)[:, self.columns]
+    def frame(self, windows, summaries: np.ndarray | None = None) -> pd.DataFrame:
+        """The kept summary columns of `windows` as lifelines reads them (x0, x1, ...)."""
+        x = (window_summaries(windows) if summaries is None else summaries)[:, self.columns]
         return pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
 
-    def fit(self, train, val) -> "CoxBaseline":
+    def fit(self, train, val) -> CoxBaseline:
         x = window_summaries(train)
         self.columns = np.flatnonzero(x.std(axis=0) > 1e-9)
-        df = self.frame(train)
+        df = self.frame(train, x)
         l = np.asarray(train.event_index, dtype=np.int64)
         cens = np.asarray(train.censored, dtype=bool)
         df["duration"] = np.where(cens, np.minimum(l, self.horizon - 1), l) + 1
@@ -49,5 +50,5 @@ class CoxBaseline:
         return np.concatenate(parts) if parts else np.zeros((0, self.horizon))
 
     def details(self) -> dict:
-        return {"penalizer": PENALIZER, "columns": int(len(self.columns)), "training_rows": self.n_rows,
+        return {"penalizer": PENALIZER, "columns": len(self.columns), "training_rows": self.n_rows,
                 "log_likelihood": float(self.model.log_likelihood_)}

@@ -39,7 +39,7 @@ class GradientBoostingBaseline:
     def __init__(self, horizon: int, seed: int = 0) -> None:
         self.horizon, self.seed = horizon, seed
 
-    def fit(self, train, val) -> "GradientBoostingBaseline":
+    def fit(self, train, val) -> GradientBoostingBaseline:
         y, ok = capped_target(train, self.horizon)
         y_val, ok_val = capped_target(val, self.horizon)
         self.model = HistGradientBoostingRegressor(

@@ -21,7 +21,7 @@ class KaplanMeierBaseline:
     def __init__(self, horizon: int, seed: int = 0) -> None:
         self.horizon = horizon
 
-    def fit(self, train, val) -> "KaplanMeierBaseline":
+    def fit(self, train, val) -> KaplanMeierBaseline:
         durations, observed = lifetimes(train)
         self.n_lifetimes, self.n_events = int(len(durations)), int(observed.sum())
         self.kmf = KaplanMeierFitter().fit(durations, event_observed=observed)
