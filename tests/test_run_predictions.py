@@ -34,6 +34,10 @@ def _check_folder(run_dir, config) -> dict:
     np.testing.assert_array_equal(preds["test_event_index"], data.test.event_index)
     np.testing.assert_array_equal(preds["test_censored"], data.test.censored)
     np.testing.assert_array_equal(preds["test_window_end"], data.test.step)
+    # held-out C-MAPSS units run to failure: window end + steps to the event = the unit's last step
+    for u in np.unique(preds["test_unit"]):
+        ends = preds["test_window_end"][preds["test_unit"] == u] + preds["test_event_index"][preds["test_unit"] == u]
+        assert len(set(ends.tolist())) == 1 and ends[0] >= ends.size
     np.testing.assert_array_equal(preds["benchmark_unit"], data.benchmark.unit)
     np.testing.assert_array_equal(preds["benchmark_rul"], data.benchmark.rul)
     assert preds["test_survival"].shape == (len(data.test), config.pred_horizon)
