@@ -163,6 +163,11 @@ def test_km_on_the_command_line_writes_a_run_folder_and_is_not_refit(tmp_path):
     assert log["status"] == "completed" and log["baseline"]["model"] == "km"
     preds = load_predictions(out)
     assert len(preds["test_unit"]) == metrics["n_test_windows"] and "benchmark_survival" in preds
+    from reports.run_charts import write_run_charts
+
+    charts = write_run_charts(out)                                        # no epochs: no loss curves
+    assert [p.name for p in charts] == ["predicted_vs_true.png", "hazard_survival.png"]
+    assert all(p.is_file() for p in charts)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     again = run_cli(args, check=True)                                     # finished: read back, not refit
     assert json.loads(again.stdout)["rul_rmse"] == printed["rul_rmse"]
