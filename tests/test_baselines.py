@@ -207,3 +207,25 @@ def test_baselines_are_never_fused_or_searched():
     assert any(line.startswith("  baselines: 2 experiment(s) of cox") for line in describe(groups, singles))
     with pytest.raises(DDRSAError, match="baselines"):
         check_search(spec, "halving", None, 3, None)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_fd001_official_baselines_match_their_measured_values(tmp_path):
+    """gbm/cox/km on real FD001, official split, K 30, L 125 (docs/CONTRACTS.md, Baselines; measured
+    2026-12-08: benchmark RMSE 13.12 / 16.71 / 31.23, C-index 0.872 / 0.818 / 0.817)."""
+    from ddrsa.trainer import train
+    from tests.conftest import REAL_DATA_DIR
+
+    settings = Settings(data_dir=str(REAL_DATA_DIR), data_source="real", torch_threads=1)
+    got = {}
+    for model in ("gbm", "cox", "km"):
+        config = ExperimentConfig(model=model, subset="FD001", test_split="official", lookback_window=30,
+                                  pred_horizon=125, seed=0)
+        got[model] = train(config, tmp_path / model, settings=settings).metrics
+    assert got["gbm"]["benchmark_rmse"] == pytest.approx(13.12, abs=0.3)
+    assert got["cox"]["benchmark_rmse"] == pytest.approx(16.71, abs=0.3)
+    assert got["km"]["benchmark_rmse"] == pytest.approx(31.23, abs=0.05)       # deterministic, no sensor
+    assert 0.80 < got["km"]["concordance_index"] < 0.83                          # the age-only floor
+    assert got["gbm"]["concordance_index"] > got["km"]["concordance_index"] + 0.03
+    assert got["km"]["benchmark_n_units"] == 100
