@@ -7,7 +7,7 @@ ARGS   ?=
 # tests wait on servers and subprocesses, so two in parallel take ~8.5 min instead of ~13-15.
 TEST_WORKERS ?= 2
 
-.PHONY: setup run test test-fast analysis clean constraints
+.PHONY: setup run test test-fast lint format analysis clean constraints
 
 # constraints.txt: the versions the suite passed with (make constraints rewrites it from the venv)
 CONSTRAINTS ?= constraints.txt
@@ -30,6 +30,16 @@ test: setup           ## the whole test suite
 
 test-fast: setup      ## everything but the slow end-to-end tests
 	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow" $(ARGS)
+
+lint: setup          ## ruff (rules and formatting), mypy (ddrsa/), the import layers (pyproject.toml)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+format: setup        ## apply ruff's formatter and its safe fixes (then review the diff)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 analysis: setup
 	$(PY) flows/analysis.py --output-dir parallel_experiments

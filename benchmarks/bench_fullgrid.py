@@ -221,8 +221,8 @@ def skip_cost(units: int, epochs: int) -> dict:
     from ddrsa.sweep.results import ResultsStore, make_record, write_manifest
     from ddrsa.version import code_version
     from flows.prepare import data_key, prepare
-    from flows.sweep import RESULTS_CACHE, cache_key, finished_under_key
-    from flows.sweep_cli import build_spec
+    from flows.options import build_spec
+    from flows.tasks import RESULTS_CACHE, cache_key, finished_under_key
 
     t = {}
     t0 = time.perf_counter()

@@ -119,7 +119,7 @@ class ExperimentConfig(DataConfig):
     def display_name(self) -> str:
         """`turbofan/lstm_basic/<short_name>`; C-MAPSS subsets other than FD001 and the official test
         split are named in the first part (`turbofan-FD002-official/...`) so grid points stay distinct."""
-        head = self.dataset
+        head: str = self.dataset
         if self.dataset == "turbofan" and (self.subset != "FD001" or self.test_split != "held-out"):
             head += f"-{self.subset}" + ("-official" if self.test_split == "official" else "")
         return f"{head}/{self.model}/{self.short_name()}"

@@ -25,13 +25,14 @@ from ddrsa.errors import DDRSAError
 from ddrsa.evaluation import metrics_on_test, validation_loss, validation_metrics
 from ddrsa.run_predictions import save_predictions
 from ddrsa.schedule import steps_per_batch
+from ddrsa.status import COMPLETED, DIVERGED, PAUSED, RUNNING, RunStatus
 
 
 @dataclass
 class TrainResult:
     """What a run returns to its caller (the CLI or the sweep task); small and JSON-able."""
 
-    status: str                      # completed | diverged | paused (stop_after_epoch reached)
+    status: RunStatus                # completed | diverged | paused (stop_after_epoch reached)
     metrics: dict
     train_seconds: float
     epochs_trained: int
@@ -116,7 +117,7 @@ class RunState:
         self.best_val = math.inf
         self.best_epoch: int | None = None
         self.bad_epochs = 0
-        self.status = "running"
+        self.status: RunStatus = RUNNING
         self.diverged_epoch: int | None = None
         self.resumed_from = 0
         self.prior_seconds = 0.0
@@ -146,7 +147,7 @@ class RunState:
 
     def wants(self, epoch: int) -> bool:
         """Whether `epoch` is this run's next epoch to train (running, not stopped early, within num_epochs)."""
-        return (self.status == "running" and self.epoch == epoch - 1 and epoch <= self.config.num_epochs
+        return (self.status == RUNNING and self.epoch == epoch - 1 and epoch <= self.config.num_epochs
                 and self.bad_epochs < self.config.patience)
 
     def checkpoint(self) -> dict:
@@ -156,11 +157,11 @@ class RunState:
                 "dropout_rng": self.gens.dropout.get_state(),
                 "config": self.config.model_dump(mode="json")}
 
-    def write_log(self, status: str) -> None:
+    def write_log(self, status: RunStatus) -> None:
         write_json(self.run_dir / "training_log.json", {
             "epochs": self.history, "best_epoch": self.best_epoch,
             "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
-            "stopped_early": status == "completed" and len(self.history) < self.config.num_epochs,
+            "stopped_early": status == COMPLETED and len(self.history) < self.config.num_epochs,
             "status": status, "diverged_epoch": self.diverged_epoch})
 
     def end_epoch(self, epoch: int, train_loss: float, val_split: Split, device: torch.device,
@@ -180,7 +181,7 @@ class RunState:
                              "learning_rate": lr, "seconds": seconds})
         self.epoch = epoch
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-            self.status, self.diverged_epoch = "diverged", epoch
+            self.status, self.diverged_epoch = DIVERGED, epoch
             self.write_log("running")
             return
         if val_loss < self.best_val - 1e-6:
@@ -205,10 +206,10 @@ class RunState:
         train_seconds = self.prior_seconds + (self.seconds if session_seconds is None else session_seconds)
         metrics: dict = {}
         predictions = None
-        if self.status != "diverged" and self.bad_epochs < config.patience and self.epoch < config.num_epochs:
-            self.status = "paused"  # stop_after_epoch reached
-        elif self.status != "diverged":
-            self.status = "completed"
+        if self.status != DIVERGED and self.bad_epochs < config.patience and self.epoch < config.num_epochs:
+            self.status = PAUSED  # stop_after_epoch reached
+        elif self.status != DIVERGED:
+            self.status = COMPLETED
             if (self.run_dir / "checkpoint_best.pt").exists():
                 best = torch.load(self.run_dir / "checkpoint_best.pt", map_location="cpu", weights_only=True)
                 self.model.load_state_dict(best["model"])

@@ -15,6 +15,7 @@ from pathlib import Path
 from ddrsa.cli import OneLineParser, add_model_arguments, field_flag, model_from_args, run_cli
 from ddrsa.config import TRAINING_ONLY_FIELDS, ExperimentConfig, is_baseline
 from ddrsa.errors import DDRSAError
+from ddrsa.status import COMPLETED
 
 __all__ = ["train", "main", "build_parser", "config_from_args"]
 
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
     if args.create_visualization and result.status == "completed":
         print(f"charts: python -m reports.run_charts {out}", file=sys.stderr)
     print(json.dumps({"status": result.status, "run_dir": str(out), **result.metrics}, indent=2))
-    return 0 if result.status == "completed" else 1
+    return 0 if result.status == COMPLETED else 1
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from ddrsa.models import build_model, set_generator
 from ddrsa.run_state import RunState, TrainResult, locked_run_dirs, write_config
 from ddrsa.schedule import make_scheduler, steps_per_batch
 from ddrsa.settings import Settings, get_settings
+from ddrsa.status import DIVERGED
 
 log = logging.getLogger("ddrsa.train")
 
@@ -173,7 +174,7 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
         train_loss = float(total) / len(train_split)
         run.end_epoch(epoch, train_loss, val_split, device, time.perf_counter() - t0)
         entry = run.history[-1]
-        if run.status == "diverged":
+        if run.status == DIVERGED:
             log.warning("%s diverged at epoch %d (train %s, val %s)", config.display_name(),
                         epoch, train_loss, entry["val_loss"])
             break

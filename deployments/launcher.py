@@ -31,12 +31,13 @@ from deployments.estimates import estimate_spec, measured_epoch_seconds  # noqa:
 from deployments.presets import (DEFAULT_OUTPUT_ROOT, PRESETS, preset_output_dir, preset_parameters,  # noqa: E402
                                  preset_spec)
 from ddrsa.sweep.spec import GRID_AXES, SweepSpec  # noqa: E402
-from flows.sweep_cli import FLOW_FIELDS, SPEC_FIELDS, cli_args, item_type  # noqa: E402
+from flows.options import FLOW_FIELDS, SPEC_FIELDS, item_type  # noqa: E402
+from flows.sweep_cli import cli_args  # noqa: E402
 
 PROG = "python -m deployments.launcher"
 FLOW_NAME = "ddrsa-sweep"
 # The sweep's parameters come from one definition (ddrsa/sweep/spec.py SweepSpec: what to train;
-# flows/sweep_cli.py SweepOptions: where and how); the launcher asks for the grid axes and lets
+# flows/options.py SweepOptions: where and how); the launcher asks for the grid axes and lets
 # `--set` change any of them except `preset` (the menu chooses it).
 CUSTOM_AXES = [  # (flow parameter, prompt, element type)
     (axis, SweepSpec.model_fields[axis].description, item_type(axis)) for axis in GRID_AXES]

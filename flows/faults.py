@@ -1,14 +1,20 @@
 """Fault injection for reliability drills: `DDRSA_INJECT_FAULT=MODE:NAME_PART:ATTEMPTS[,...]`.
 
-MODE is `raise` (the task raises), `killstart` (the first Dask worker process to start dies with
-SIGKILL while the local cluster starts; NAME_PART and ATTEMPTS are ignored, write `killstart:*:1`), `kill` (the worker process dies with SIGKILL), `killonce`
-(the worker dies DDRSA_FAULT_DELAY_S into the first attempt only, or, with
-DDRSA_FAULT_AFTER_EPOCH=N, as soon as the run's training_log.json holds N epochs; a marker file
-in DDRSA_FAULT_MARKER_DIR remembers) or
-`nan` (the training loss becomes NaN in the first epoch: a real divergence for the trainer to
-catch) or `dataerror` (the attempt raises ddrsa.errors.DataError: a data problem, never retried) or `hang` (the attempt sleeps for DDRSA_FAULT_HANG_S seconds, default one hour, before
-training, or until the file DDRSA_FAULT_RELEASE exists: a stuck experiment for
---experiment-timeout; the sleep is in Python steps, which a Prefect task timeout can interrupt). It fires for experiments whose name contains NAME_PART, on attempts 1..ATTEMPTS (`*` for
+MODE is
+- `raise`: the task raises;
+- `killstart`: the first Dask worker process to start dies with SIGKILL while the local cluster
+  starts (NAME_PART and ATTEMPTS are ignored, write `killstart:*:1`);
+- `kill`: the worker process dies with SIGKILL;
+- `killonce`: the worker dies DDRSA_FAULT_DELAY_S into the first attempt only, or, with
+  DDRSA_FAULT_AFTER_EPOCH=N, as soon as the run's training_log.json holds N epochs (a marker
+  file in DDRSA_FAULT_MARKER_DIR remembers);
+- `nan`: the training loss becomes NaN in the first epoch (a real divergence for the trainer to
+  catch);
+- `dataerror`: the attempt raises ddrsa.errors.DataError (a data problem, never retried);
+- `hang`: the attempt sleeps for DDRSA_FAULT_HANG_S seconds (default one hour) before training,
+  or until the file DDRSA_FAULT_RELEASE exists: a stuck experiment for --experiment-timeout; the
+  sleep is in Python steps, which a Prefect task timeout can interrupt.
+It fires for experiments whose name contains NAME_PART, on attempts 1..ATTEMPTS (`*` for
 every attempt). Several faults are separated by commas. Unset, nothing happens. Used by the
 reliability tests and by operators who want to watch a sweep survive faults.
 

@@ -63,9 +63,9 @@ def limit_name(device: str, host: str | None = None) -> str:
 
 def units_for(gpus_per_experiment: float) -> int:
     """Share of GPU_UNITS one experiment occupies: exactly the sweep's packing fits in one GPU."""
-    from flows.cluster import _slots  # the one definition of experiments per GPU
+    from flows.cluster import slots_per_worker  # the one definition of experiments per GPU
 
-    return max(1, GPU_UNITS // _slots(gpus_per_experiment))
+    return max(1, GPU_UNITS // slots_per_worker(gpus_per_experiment))
 
 
 def ensure_limit(name: str, capacity: int = GPU_UNITS) -> tuple[int, bool]:

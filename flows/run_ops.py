@@ -4,7 +4,7 @@
   attempt are retried (I/O and connection errors, CUDA/host out of memory, injected faults);
   a configuration or data error (DDRSAError, ValueError, TypeError, ...) fails at once, and a
   timeout is not retried (a hung experiment would hang again). A worker death is Dask's business
-  (the task is re-run elsewhere, see flows/sweep.py `_collect`), not a Prefect retry.
+  (the task is re-run elsewhere, see flows/grid.py `GridCollector`), not a Prefect retry.
 - `sweep_state(summary, ...)`: the flow's return value, a `Failed` state when any experiment failed
   (message: how many and why; `data`: the summary), else `Completed` with a one-line message.
 - `sweep_run_name()`: the flow's `flow_run_name`, e.g. `batch-study-60exp-parallel-experiments-1129-1905`;
@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ddrsa.errors import DDRSAError
+from ddrsa.status import FAILED
 
 # ------------------------------------------------------------------------------------ retries
 TRANSIENT_NAMES = {"KilledWorker", "CommClosedError", "OutOfMemoryError"}  # distributed / torch classes
@@ -71,7 +72,7 @@ def failure_reasons(output_dir: str | Path, experiment_ids: set[str] | None = No
 
     records = read_json(Path(output_dir) / "all_results.json") or []
     return [f"{r.get('name')}: {_short(r.get('error'))}" for r in records
-            if isinstance(r, dict) and r.get("status") == "failed"
+            if isinstance(r, dict) and r.get("status") == FAILED
             and (experiment_ids is None or r.get("experiment_id") in experiment_ids)]
 
 
@@ -135,7 +136,7 @@ def slug(text: str) -> str:
 def run_name(parameters: dict, now: datetime | None = None) -> str:
     """`<preset>-<N>exp-<output folder>-<MMDD-HHMM UTC>` for a sweep with these flow parameters;
     without a preset `sweep-...`; the count is left out when the grid cannot be expanded."""
-    from flows.sweep_cli import SPEC_FIELDS, build_spec
+    from flows.options import SPEC_FIELDS, build_spec
 
     preset = parameters.get("preset")
     folder = Path(str(parameters.get("output_dir") or "parallel_experiments")).name

@@ -1,8 +1,8 @@
 """`--search halving|tpe`: adaptive searches on the sweep's Prefect + Dask machinery.
 
-Both submit the grid's task (`flows.sweep.train_experiment`) with `stop_after_epoch` = the rung's
-epoch budget, through the task runner's `submit` and Prefect's public futures API
-(`prefect.futures.as_completed`); a promoted run continues from its checkpoint. As many runs are in
+Both submit the grid's task (`flows.tasks.train_experiment`) with `stop_after_epoch` = the rung's
+epoch budget, through the task runner's `submit`, and take each back as it finishes
+(flows/runner.py `Completions`, as the grid does); a promoted run continues from its checkpoint. As many runs are in
 flight as the cluster has experiment slots, so no slot idles at a rung barrier (ASHA).
 
 halving: the ASHA logic of `ddrsa.sweep.halving`; each decision is appended (fsynced) to
@@ -18,131 +18,91 @@ rung has `status: stopped_early` and no test metrics (it is never ranked).
 """
 from __future__ import annotations
 
-import inspect
 import random
-import shutil
 import time
-from pathlib import Path
-
-import dask
-from prefect.futures import as_completed
 
 from ddrsa.config import ExperimentConfig
 from ddrsa.errors import DDRSAError
+from ddrsa.status import COMPLETED, DIVERGED, FAILED, PAUSED, STOPPED_EARLY
 from ddrsa.sweep.halving import Asha, DecisionLog, replay, result_event
-from ddrsa.sweep.results import JOURNAL, RESULTS, ResultsStore, make_record, now_iso, safe_run_dir, write_manifest
-from ddrsa.sweep.tpe import (STUDY_FILE, check_search, describe_space, fields_of, finite_or_none, open_study, rungs_for,
+from ddrsa.sweep.results import make_record, now_iso, write_manifest
+from ddrsa.sweep.tpe import (STUDY_FILE, describe_space, fields_of, finite_or_none, open_study, rungs_for,
                              search_space, suggest)
-from ddrsa.version import code_version
-from flows.cluster import plan_cluster
-from flows.gpu_monitor import GpuMonitor
 from flows.prepare import data_key
+from flows.runner import Completions, slot_count
+from flows.session import SweepSession
 
-PAUSED = "paused"
 SHUFFLE_SEED = 0  # order in which halving starts the grid's configurations
-STOPPED = "stopped_early"
 
 
-def _slots(runner, plan) -> int:
-    """Experiments the cluster runs at once: its `plan.resource` total / the share of one."""
-    workers = runner.client.scheduler_info().get("workers", {}).values()
-    total = sum(w.get("resources", {}).get(plan.resource, 0) for w in workers)
-    return max(1, int(total / plan.per_experiment + 1e-9))
-
-
-def _outcome_of(future, planned: dict) -> tuple[dict, bool]:
-    """(record, cached) of a finished train task; an exception is a `failed` record."""
+def _outcome_of(outcome, planned: dict) -> tuple[dict, bool]:
+    """(record, cached) of a finished train task (`Completions.next`); an exception is a `failed` record."""
     try:
-        record = future.result(raise_on_failure=True)
-        cached = getattr(future.state, "name", "") == "Cached"
+        if isinstance(outcome, Exception):  # KilledWorker: the task never reached a state
+            raise outcome
+        record = outcome.result(raise_on_failure=True)
+        cached = outcome.name == "Cached"
     except Exception as exc:  # retries exhausted, timeout, KilledWorker: this run only
-        record = make_record(planned, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        record = make_record(planned, status=FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
         cached = False
     return record, cached
 
 
 def _val_loss(record: dict) -> float | None:
     """What a rung ranks on: the lowest validation loss so far (the best checkpoint's)."""
-    if record["status"] == "completed":
+    if record["status"] == COMPLETED:
         return finite_or_none((record.get("metrics") or {}).get("val_loss", record.get("best_val_loss")))
     if record["status"] == PAUSED:
         return finite_or_none(record.get("best_val_loss"))
     return None
 
 
-def run_search(spec, planned, data_versions, out: Path, logger, *, search: str, min_epochs=None,
-               reduction_factor: int = 3, n_trials=None, gpus_per_experiment: float = 1.0,
-               scheduler_address=None, n_workers=None, fresh: bool = False, run_analysis: bool = True,
-               append_to_history: bool = False, preset=None, experiment_timeout=None, fuse: str = "auto",
-               **_more) -> dict:
-    """The body of the flow `ddrsa-sweep` for `search` halving or tpe (the grid is flows/sweep.py:_run)."""
-    from flows.sweep import _started_runner, result_storage, train_experiment
-
-    check_search(spec, search, min_epochs, reduction_factor, n_trials, fuse)  # runs started from the UI too
-    version = code_version()
+def run_search(session: SweepSession, *, search: str, min_epochs=None, reduction_factor: int = 3,
+               n_trials=None) -> dict:
+    """The body of the flow `ddrsa-sweep` for `search` halving or tpe (the grid is flows/grid.py);
+    its settings were checked (ddrsa/sweep/tpe.py `check_search`)."""
+    spec, planned, out, logger = session.spec, session.planned, session.out, session.logger
     eta = int(reduction_factor)
     rungs = rungs_for(spec, min_epochs, eta)
-    if fresh:
-        for item in planned:
-            shutil.rmtree(safe_run_dir(out, item.run_dir), ignore_errors=True)
-        shutil.rmtree(out / "logs" / "tpe", ignore_errors=True)
-        for name in (RESULTS, JOURNAL, DecisionLog(out).path.name, STUDY_FILE):
-            (out / name).unlink(missing_ok=True)
-    store = ResultsStore(out)
-    plan = plan_cluster(gpus_per_experiment, scheduler_address, n_workers)
-    task_fn = train_experiment.with_options(result_storage=result_storage(out), refresh_cache=fresh,
-                                            timeout_seconds=experiment_timeout)
-    data_version = data_versions[data_key(planned[0].config)]
+    session.wipe_if_fresh(files=(DecisionLog(out).path.name, STUDY_FILE), folders=("logs/tpe",))
+    store = session.open_store()
+    task_fn = session.task()
+    data_version = session.data_versions[data_key(planned[0].config)]
     settings = {"search": search, "rungs": rungs, "reduction_factor": eta, "n_trials": n_trials,
                 "full_grid_epochs": len(planned) * spec.num_epochs, "grid_size": len(planned)}
-    started = now_iso()
-    manifest = dict(grid=spec.grid(), code_version=version, data_versions=data_versions, started_at=started,
-                    extra={"preset": preset, "spec": spec.model_dump(mode="json"), "cluster": plan.description,
-                           "search": settings})
+    manifest = session.manifest(search=settings)
     logger.info("ddrsa-sweep --search %s: rungs %s epochs, eta %d, on %s; output %s", search, rungs, eta,
-                plan.description, out)
+                session.plan.description, out)
     t0 = time.monotonic()
-    restart = None if scheduler_address else lambda: plan_cluster(gpus_per_experiment, None, n_workers)
-    with GpuMonitor(out), _started_runner(plan, restart, logger) as runner:
-        def submit(item: dict, epochs: int):
-            params = dict(name=item["name"], planned=item, output_dir=str(out), code_version=version,
-                          data_version=data_version, stop_after_epoch=epochs)
-            if "gpus_per_experiment" in inspect.signature(train_experiment.fn).parameters:
-                params["gpus_per_experiment"] = gpus_per_experiment
-            with dask.annotate(resources={plan.resource: plan.per_experiment}):
-                return runner.submit(task_fn, parameters=params)
+    with session.running() as runner:
+        completions = Completions(runner)
 
-        slots = _slots(runner, plan)
-        try:
-            if search == "halving":
-                write_manifest(out, planned=[p.as_dict() for p in planned], **manifest)
-                items, summary = _halving(planned, rungs, eta, out, store, submit, slots, logger)
-            else:
-                items, summary = _tpe(spec, planned, rungs, eta, n_trials, out, store, submit, slots, logger,
-                                      manifest)
-        finally:
-            store.close()
+        def submit(item: dict, epochs: int, job) -> None:
+            params = session.parameters(item, data_version, stop_after_epoch=epochs)
+            completions.add(session.submit(runner, task_fn, params), job)
+
+        slots = slot_count(runner, session.plan)
+        if search == "halving":
+            write_manifest(out, planned=[p.as_dict() for p in planned], **manifest)
+            items, summary = _halving(planned, rungs, eta, out, store, submit, completions, slots, logger)
+        else:
+            items, summary = _tpe(spec, planned, rungs, eta, n_trials, out, store, submit, completions, slots,
+                                  logger, manifest)
     wall = time.monotonic() - t0
     settings.update(summary, wall_seconds=wall)
     write_manifest(out, planned=items, **{**manifest, "extra": {**manifest["extra"], "search": settings}},
                    finished_at=now_iso())
     records = store.records()
-    counts = {s: sum(r["status"] == s for r in records) for s in ("completed", "failed", "diverged", STOPPED)}
+    counts = {s: sum(r["status"] == s for r in records) for s in (COMPLETED, FAILED, DIVERGED, STOPPED_EARLY)}
     logger.info("ddrsa-sweep --search %s finished in %.0f s: %s; %d of the full grid's %d epochs (%.0f%%)",
                 search, wall, counts, summary["epochs_trained"], settings["full_grid_epochs"],
                 100.0 * summary["epochs_trained"] / max(settings["full_grid_epochs"], 1))
-    result = {"output_dir": str(out), "n_experiments": len(items), "wall_seconds": wall, "cached": summary["cached"],
-              **counts, "search": settings}
-    if run_analysis:
-        from flows.analysis import analysis_flow
-
-        result["analysis"] = analysis_flow(output_dir=str(out), append_to_history=append_to_history,
-                                           run_label=preset)
-    return result
+    return session.analyse({"output_dir": str(out), "n_experiments": len(items), "wall_seconds": wall,
+                            "cached": summary["cached"], **counts, "search": settings})
 
 
 # ------------------------------------------------------------------------------------------ halving
-def _halving(planned, rungs, eta, out, store, submit, slots, logger) -> tuple[list[dict], dict]:
+def _halving(planned, rungs, eta, out, store, submit, completions, slots, logger) -> tuple[list[dict], dict]:
     items = {p.experiment_id: p.as_dict() for p in planned}
     # configurations start in a fixed shuffled order: in grid order (sorted learning rates, ...) each
     # newcomer can beat the ones before it and ASHA would promote nearly all (measured: 58 of 72)
@@ -160,18 +120,18 @@ def _halving(planned, rungs, eta, out, store, submit, slots, logger) -> tuple[li
     if replay(asha, events):
         logger.info("resuming the search: %d decisions replayed, %d runs in flight again", len(events) - 1,
                     len(asha.pending()))
-    inflight = {submit(items[cid], rungs[r]): (cid, r) for cid, r in asha.pending()}
+    for cid, r in asha.pending():
+        submit(items[cid], rungs[r], (cid, r))
     cached = 0
     while True:
-        while len(inflight) < slots and (job := asha.next_job()) is not None:
+        while len(completions) < slots and (job := asha.next_job()) is not None:
             log.append(job)  # decided before acted on: a kill replays it
             asha.apply(job)
-            inflight[submit(items[job["id"]], rungs[job["rung"]])] = (job["id"], job["rung"])
-        if not inflight:
+            submit(items[job["id"]], rungs[job["rung"]], (job["id"], job["rung"]))
+        if not len(completions):
             break
-        future = next(as_completed(list(inflight)))
-        cid, rung = inflight.pop(future)
-        record, was_cached = _outcome_of(future, items[cid])
+        (cid, rung), outcome = completions.next()
+        record, was_cached = _outcome_of(outcome, items[cid])
         cached += was_cached
         final = record["status"] != PAUSED or rung == len(rungs) - 1
         event = result_event(cid, rung, record.get("epochs_trained") or 0, _val_loss(record), final)
@@ -195,7 +155,7 @@ def _annotate(record: dict, search: str, rung: int | None, rungs: list[int], pro
     """The record with the search's fields; a paused run the search `stopped` becomes stopped_early."""
     out = dict(record, search=search, rung=rung, rung_epochs=rungs, promoted=bool(promoted))
     if stopped and out["status"] == PAUSED:
-        out["status"] = STOPPED
+        out["status"] = STOPPED_EARLY
     return out
 
 
@@ -207,7 +167,7 @@ def _trial_item(base: ExperimentConfig, fields: dict, number: int) -> dict:
             "config": config.model_dump(mode="json")}
 
 
-def _tpe(spec, planned, rungs, eta, n_trials, out, store, submit, slots, logger, manifest):
+def _tpe(spec, planned, rungs, eta, n_trials, out, store, submit, completions, slots, logger, manifest):
     import optuna
     from optuna.trial import TrialState
 
@@ -219,28 +179,26 @@ def _tpe(spec, planned, rungs, eta, n_trials, out, store, submit, slots, logger,
     items: dict[int, dict] = {}
     for frozen in study.get_trials(deepcopy=False):
         items[frozen.number] = _trial_item(base, fields_of(frozen.params, space), frozen.number)
-    inflight: dict = {}
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # killed mid-trial
         done_steps = [s for s in frozen.intermediate_values if s in rungs]
         rung = rungs.index(max(done_steps)) + 1 if done_steps else 0
         trial = optuna.trial.Trial(study, frozen._trial_id)
-        inflight[submit(items[frozen.number], rungs[rung])] = (trial, rung)
-    if inflight:
-        logger.info("resuming the study: %d trials told, %d running again", len(items) - len(inflight),
-                    len(inflight))
+        submit(items[frozen.number], rungs[rung], (trial, rung))
+    if len(completions):
+        logger.info("resuming the study: %d trials told, %d running again", len(items) - len(completions),
+                    len(completions))
     cached = 0
     while True:
-        while len(inflight) < slots and len(study.trials) < n_trials:
+        while len(completions) < slots and len(study.trials) < n_trials:
             trial = study.ask()
             items[trial.number] = item = _trial_item(base, suggest(trial, space), trial.number)
             write_manifest(out, planned=list(items.values()), **manifest)
-            inflight[submit(item, rungs[0])] = (trial, 0)
-        if not inflight:
+            submit(item, rungs[0], (trial, 0))
+        if not len(completions):
             break
-        future = next(as_completed(list(inflight)))
-        trial, rung = inflight.pop(future)
+        (trial, rung), outcome = completions.next()
         item = items[trial.number]
-        record, was_cached = _outcome_of(future, item)
+        record, was_cached = _outcome_of(outcome, item)
         cached += was_cached
         value = _val_loss(record)
         last = rung == len(rungs) - 1
@@ -254,7 +212,7 @@ def _tpe(spec, planned, rungs, eta, n_trials, out, store, submit, slots, logger,
             if pruned:
                 study.tell(trial, state=TrialState.PRUNED)
             else:
-                inflight[submit(item, rungs[rung + 1])] = (trial, rung + 1)
+                submit(item, rungs[rung + 1], (trial, rung + 1))
             continue
         elif value is None:
             study.tell(trial, state=TrialState.FAIL)

@@ -16,6 +16,8 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
+from ddrsa.status import STOPPED_EARLY
+
 SEARCH_CHART = "search_rungs"
 
 
@@ -80,7 +82,7 @@ def compute_sentence(records: list[dict], manifest: dict | None) -> str | None:
     grid_size = info.get("grid_size")
     full = info.get("full_grid_epochs") or (grid_size * rungs[-1] if grid_size and rungs else None)
     reached = sum(1 for r in runs if rungs and r.get("rung") == len(rungs) - 1)
-    stopped = sum(1 for r in runs if r["status"] == "stopped_early")
+    stopped = sum(1 for r in runs if r["status"] == STOPPED_EARLY)
     what = "Successive halving" if search == "halving" else "TPE"
     text = f"{what} trained {epochs} epochs over {len(runs)} configurations"
     if full:

@@ -102,10 +102,11 @@ def test_launcher_run_cache_invalidation_fresh_and_analysis_cli(tmp_path, prefec
     # 3. another code version retrains everything (computed by the flow; patched where it is called).
     # Run with the nightly deployment's parameters (preset nightly, append_to_history) on the same
     # grid: the analysis subflow appends the bests to the history, labelled with the preset.
+    import flows.session
     import flows.sweep
     from deployments.presets import preset_parameters
 
-    monkeypatch.setattr(flows.sweep, "code_version", lambda: "0000feedface0000")
+    monkeypatch.setattr(flows.session, "code_version", lambda: "0000feedface0000")
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("logs/**/test_metrics.json")}
     nightly = preset_parameters("nightly")
     assert nightly["append_to_history"] is True

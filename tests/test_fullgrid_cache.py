@@ -34,7 +34,7 @@ def _sweep(out: Path):
 
 
 def test_finished_under_key_needs_a_finished_record_its_key_and_its_result_file(tmp_path):
-    from flows.sweep import RESULTS_CACHE, finished_under_key
+    from flows.tasks import RESULTS_CACHE, finished_under_key
 
     key = "ddrsa-0123456789ab-c0de-da7a-f01de12"
     (tmp_path / RESULTS_CACHE).mkdir()

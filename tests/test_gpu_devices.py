@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from flows import cluster
+from flows import cluster, external
 
 UUID_A = "GPU-8a3f1c2d-1111-2222-3333-444455556666"
 UUID_B = "GPU-0b9e7d6c-aaaa-bbbb-cccc-ddddeeeeffff"
@@ -227,9 +227,9 @@ def test_scheduler_without_the_resource_is_refused_at_once(tmp_path):
                              "--name", "half", "--resources", "GPU=0.5"]))
         with Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=120)
-        assert cluster.check_cluster_resources(address, "GPU", 0.5) == ["127.0.0.1"]
+        assert external.check_cluster_resources(address, "GPU", 0.5) == ["127.0.0.1"]
         with pytest.raises(DDRSAError, match="GPU>=1"):
-            cluster.check_cluster_resources(address, "GPU", 1.0)
+            external.check_cluster_resources(address, "GPU", 1.0)
     finally:
         stop_processes(procs)
 
@@ -237,9 +237,9 @@ def test_scheduler_without_the_resource_is_refused_at_once(tmp_path):
 def test_api_url_warning_when_the_cluster_is_elsewhere():
     """10.255.255.1 (an address this machine does not have) stands for another host."""
     far = "tcp://10.255.255.1:8786"
-    assert "127.0.0.1" in cluster.api_url_warning(far, None)            # the sweep's own server
-    assert "10.255.255.1" in cluster.api_url_warning(far, "http://localhost:4200/api")
-    assert cluster.api_url_warning(far, "http://10.0.0.5:4200/api") is None  # a reachable API
-    assert cluster.api_url_warning("tcp://127.0.0.1:8786", None) is None     # all on this machine
-    assert "10.255.255.1" in cluster.api_url_warning("tcp://127.0.0.1:8786", None, ["10.255.255.1"])
-    assert cluster.is_this_host("127.0.0.1") and not cluster.is_this_host("10.255.255.1")
+    assert "127.0.0.1" in external.api_url_warning(far, None)            # the sweep's own server
+    assert "10.255.255.1" in external.api_url_warning(far, "http://localhost:4200/api")
+    assert external.api_url_warning(far, "http://10.0.0.5:4200/api") is None  # a reachable API
+    assert external.api_url_warning("tcp://127.0.0.1:8786", None) is None     # all on this machine
+    assert "10.255.255.1" in external.api_url_warning("tcp://127.0.0.1:8786", None, ["10.255.255.1"])
+    assert external.is_this_host("127.0.0.1") and not external.is_this_host("10.255.255.1")

@@ -57,10 +57,10 @@ def test_limit_names_are_legal_and_per_host_and_device():
 def test_units_fit_exactly_the_packing():
     """Brute force over packings: `slots` experiments of one sweep fit in one GPU's 100 units,
     one more does not (so the limit never blocks a sweep's own packing, nor allows more)."""
-    from flows.cluster import _slots
+    from flows.cluster import slots_per_worker
 
     for share in [1.0, 0.75, 0.5, 0.34, 1 / 3, 0.3, 0.25, 0.2, 1 / 6, 0.125, 0.1, 0.05]:
-        slots, units = _slots(share), gpu_limits.units_for(share)
+        slots, units = slots_per_worker(share), gpu_limits.units_for(share)
         assert slots * units <= gpu_limits.GPU_UNITS < (slots + 1) * units, (share, slots, units)
     assert [gpu_limits.units_for(s) for s in (1.0, 0.5, 0.25)] == [100, 50, 25]
 

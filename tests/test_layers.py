@@ -1,7 +1,8 @@
 """The house rules of ARCHITECTURE.md, read from the source (every import, lazy ones too):
 ddrsa/ imports nothing from flows/, reports/, deployments/ or the orchestration libraries;
-reports/ nothing from flows/ or deployments/; no import circle among ddrsa/'s and reports/'
-modules; no module imports another module's private name."""
+reports/ nothing from flows/ or deployments/; no import circle among the modules of ddrsa/,
+reports/, flows/ and deployments/ (each alone and all together); no module imports another
+module's private name; no file in flows/ (thin wiring, one job each) over FLOWS_MAX_LINES lines."""
 from __future__ import annotations
 
 import ast
@@ -11,6 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ORCHESTRATION = ("prefect", "prefect_dask", "dask", "distributed")
+PACKAGES = ("ddrsa", "reports", "flows", "deployments")
+FLOWS_MAX_LINES = 250
 
 
 def _module_name(path: Path) -> str:
@@ -83,18 +86,18 @@ def test_lower_layers_never_import_upward(package, forbidden):
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.parametrize("package", ["ddrsa", "reports"])
-def test_no_import_circle(package):
+@pytest.mark.parametrize("packages", [("ddrsa",), ("reports",), ("flows",), ("deployments",), PACKAGES])
+def test_no_import_circle(packages):
     # package __init__ files re-export their modules, which is not a circle of jobs
     graph = {m: {n for n in deps if not (m.startswith(n + ".") or n.startswith(m + "."))}
-             for m, deps in _graph(package).items()}
+             for m, deps in _graph(*packages).items()}
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
 
 
 def test_no_module_imports_another_modules_private_name():
     bad = [f"{p.relative_to(ROOT)}: from {target} import {name}"
-           for p in _files("ddrsa", "reports", "deployments")
-           for target, names in _imports(p) if target.split(".")[0] in ("ddrsa", "reports", "flows", "deployments")
+           for p in _files(*PACKAGES)
+           for target, names in _imports(p) if target.split(".")[0] in PACKAGES
            for name in names if name.startswith("_") and not name.startswith("__")]
     assert not bad, "\n".join(bad)
 
@@ -105,3 +108,9 @@ def test_the_checks_see_a_planted_circle_and_a_relative_import():
     seeding = ROOT / "ddrsa" / "models" / "seeding.py"
     assert _imports(seeding, "def f():\n    from .decoder import HazardDecoder\n") == [
         ("ddrsa.models.decoder", ["HazardDecoder"])]
+
+
+def test_no_flows_file_over_the_line_limit():
+    long = [f"{p.relative_to(ROOT)}: {n} lines" for p in _files("flows")
+            if (n := len(p.read_text().splitlines())) > FLOWS_MAX_LINES]
+    assert not long, "\n".join(long)

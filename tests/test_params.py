@@ -7,7 +7,8 @@ import pytest
 
 from ddrsa.sweep.spec import GRID_AXES, SweepSpec
 from deployments.presets import PRESETS
-from flows.sweep_cli import FLOW_FIELDS, SPEC_FIELDS, SweepOptions, build_parser, cli_args, flag
+from flows.options import FLOW_FIELDS, SPEC_FIELDS, SweepOptions, flag
+from flows.sweep_cli import build_parser, cli_args
 
 
 def _all_fields() -> dict:

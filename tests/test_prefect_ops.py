@@ -63,7 +63,7 @@ def test_run_names_say_what_ran():
 
 def test_artifact_keys_are_scoped_by_preset_or_folder(tmp_path):
     from flows.analysis import artifact_scope, scoped_key
-    from flows.sweep import progress_key
+    from flows.grid import progress_key
 
     nightly, full = (scoped_key(artifact_scope(p, tmp_path), "best-configurations") for p in ("nightly", "full-grid"))
     assert (nightly, full) == ("ddrsa-best-configurations-nightly", "ddrsa-best-configurations-full-grid")

@@ -41,7 +41,8 @@ def test_grid_expansion_counts():
 
 
 def test_compile_and_deterministic_flags_reach_every_experiment():
-    from flows.sweep_cli import SPEC_FIELDS, build_parser, build_spec
+    from flows.options import SPEC_FIELDS, build_spec
+    from flows.sweep_cli import build_parser
 
     args = vars(build_parser().parse_args(["--compile", "--deterministic", "--models", "paper", "gru_basic"]))
     planned = expand(build_spec(None, {k: args[k] for k in SPEC_FIELDS}))
@@ -52,7 +53,8 @@ def test_compile_and_deterministic_flags_reach_every_experiment():
 
 
 def test_quick_default_only_without_training_flags():
-    from flows.sweep_cli import SPEC_FIELDS, build_parser, build_spec
+    from flows.options import SPEC_FIELDS, build_spec
+    from flows.sweep_cli import build_parser
 
     def spec_for(argv):
         args = vars(build_parser().parse_args(argv))
@@ -145,7 +147,7 @@ def test_retry_failure_and_divergence_are_recorded(tmp_path):
     import html
 
     from flows.faults import read_attempt_log
-    from flows.sweep import RETRIES, RETRY_DELAY_S
+    from flows.tasks import RETRIES, RETRY_DELAY_S
 
     out, attempt_log = tmp_path / "faults", tmp_path / "attempts.jsonl"
     proc = run_cli(["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "gru_basic", "lstm_basic",

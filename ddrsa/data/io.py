@@ -62,6 +62,7 @@ def parse_whitespace_table(text: bytes, ncols: int, path) -> np.ndarray:
                     ok = False
                 if not ok:
                     raise DataError(f"{path}: line {i}: non-numeric value {tok!r}")
+    assert arr is not None  # every token parsed (a bad one raised above)
     return arr.reshape(-1, ncols)
 
 

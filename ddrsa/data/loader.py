@@ -93,7 +93,7 @@ def _load_cmapss(cfg: DataConfig, source: str, data_dir: Path) -> PreparedData:
     else:
         if source == "auto":
             warning = _warn_synthetic(f"C-MAPSS files for {cfg.subset} (train_/test_/RUL_{cfg.subset}.txt[.gz])", folder)
-        params = dict(SYNTH_CMAPSS, subset=cfg.subset)
+        params: dict = dict(SYNTH_CMAPSS, subset=cfg.subset)
         tr, te, ru = synthetic.make_synthetic_cmapss(**params)
         train, test, rul = tr.to_numpy(float), te.to_numpy(float), ru["rul"].to_numpy(float)
         used, version = "synthetic", _hash(json.dumps(["make_synthetic_cmapss", params], sort_keys=True).encode())
@@ -120,7 +120,7 @@ def _load_azure(cfg: DataConfig, source: str, data_dir: Path) -> PreparedData:
     if source != "synthetic" and all(found[n] is not None for n in names):
         tables, raws = {}, []
         for n in names:
-            tables[n], raw = _read_azure(found[n], n)
+            tables[n], raw = _read_azure(found[n], n)  # type: ignore[arg-type]  # all found (above)
             raws.append(raw)
         telemetry = find_file(folder, "PdM_telemetry.csv", required=False)
         if telemetry is not None:

@@ -161,6 +161,7 @@ class MemberStack:
         torch.optim.Adam's update (single-tensor form, bias corrections in double precision) with
         each member's learning rate and step count."""
         p, g = self.flat, self.flat.grad
+        assert g is not None  # after backward
         total = torch.linalg.vector_norm(g, 2, dim=1, keepdim=True)
         g.mul_(torch.clamp(self.max_norm / (total + 1e-6), max=1.0))
         self.steps = [s + 1 for s in self.steps]
@@ -252,6 +253,7 @@ def _train_group_locked(configs, dirs, settings: Settings, data, inject_nan: set
     steps_per_epoch = math.ceil(len(train_split) / first.batch_size)
     members = [new_member(c, d, train_split.n_features, steps_per_epoch, device) for c, d in zip(configs, dirs)]
     spec = fused_spec(first.model)
+    assert spec is not None, f"{first.model} does not fuse"
     for epoch in range(min(m.epoch for m in members) + 1, first.num_epochs + 1):
         active = [m for m in members if m.wants(epoch)]
         if not active:

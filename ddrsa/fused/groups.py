@@ -45,6 +45,7 @@ MAX_ATTENTION_MAPS = 128
 
 def default_max_fused(model: str) -> int:
     spec = fused_spec(model)
+    assert spec is not None, f"{model} does not fuse"
     cap = MAX_BLOCK_HIDDEN // max(spec["hidden"], spec["dec_hidden"])
     if spec["kind"] == "transformer":
         cap = min(cap, MAX_ATTENTION_MAPS // (spec["heads"] * spec["layers"]))

@@ -140,7 +140,7 @@ def _rnn_steps(cell: str, params: dict, prefix: str, x: Tensor, hx, steps: int |
         proj = batched_linear(x, w_ih.float(), bias.float())           # (M, B, T, G*H) or (M, B, G*H)
         if steps is None:  # unbind, not a slice per step: a slice's backward fills a zero
             steps = x.shape[2]  # tensor of the whole sequence's size for every step
-            per_step = proj.unbind(2)
+            per_step: tuple[Tensor, ...] | list[Tensor] = proj.unbind(2)
         else:
             per_step = [proj] * steps
         if cell == "lstm":
@@ -261,11 +261,13 @@ def _decode(spec: dict, params: dict, z: Tensor, drop: StackedDropout, pred_hori
     """HazardDecoder.forward for M members: z (M, B, In) -> logits (M, B, L) float32."""
     cell, layers, hd = spec["cell"], spec["dec_layers"], spec["dec_hidden"]
     m, b = z.shape[:2]
+    steps: int | None
     out, steps = drop(z), pred_horizon                              # (M, B, In), fed at every step
     states = stacked_linear(params, "decoder.init_proj.", z).view(m, b, -1, layers, hd)
     for i in range(layers):
         if i:
             out, steps = drop(out), None
+        hx: Tensor | tuple[Tensor, Tensor]
         if cell == "lstm":
             hx = (torch.tanh(states[:, :, 0, i]), states[:, :, 1, i])
         else:

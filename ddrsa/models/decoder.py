@@ -67,7 +67,7 @@ class HazardDecoder(nn.Module):
         self.rnns = nn.ModuleList(rnn_cls(input_size if i == 0 else hidden_size, hidden_size, batch_first=True)
                                   for i in range(num_layers))
         for rnn in self.rnns:
-            init_rnn_(rnn)
+            init_rnn_(rnn)  # type: ignore[arg-type]  # nn.LSTM or nn.GRU
         self.in_drop = SeededDropout(dropout)
         self.layer_drop = SeededDropout(dropout if num_layers > 1 else 0.0)
         self.out_drop = SeededDropout(dropout)
@@ -86,11 +86,12 @@ class HazardDecoder(nn.Module):
         for i, rnn in enumerate(self.rnns):
             if i:
                 out = self.layer_drop(out)
+            hx: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
             if self.cell == "lstm":
                 hx = (torch.tanh(states[0, i:i + 1]).contiguous(), states[1, i:i + 1].contiguous())
             else:
                 hx = torch.tanh(states[0, i:i + 1]).contiguous()
-            out = run_rnn(rnn, out, hx)
+            out = run_rnn(rnn, out, hx)  # type: ignore[arg-type]  # nn.LSTM or nn.GRU
         # float32 logits even under autocast: the survival loss sums log(1 - h) over L_max steps
         return self.head(self.out_drop(out)).squeeze(-1).float()
 
@@ -108,6 +109,8 @@ def sinusoidal_positions(length: int, d_model: int, device=None) -> torch.Tensor
 
 class PositionalEncoding(nn.Module):
     """Adds a sinusoidal encoding; the cache grows on demand and is not saved in checkpoints."""
+
+    pe: torch.Tensor  # (max_len, d_model), a non-persistent buffer
 
     def __init__(self, d_model: int, max_len: int = 512) -> None:
         super().__init__()

@@ -54,7 +54,8 @@ def _build(name: str, n_features: int, pred_horizon: int, dropout: float,
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1) (got {dropout})")
     if name in _RNN_SPECS:
-        return RNNSurvival(n_features=n_features, pred_horizon=pred_horizon, dropout=dropout, **_RNN_SPECS[name])
+        return RNNSurvival(n_features=n_features, pred_horizon=pred_horizon, dropout=dropout,
+                           **_RNN_SPECS[name])  # type: ignore[arg-type]
     cls, spec = _ATTENTION_SPECS[name]
     max_len = max(512, lookback_window or 0)
     return cls(n_features, pred_horizon, dropout, max_len=max_len, **spec)

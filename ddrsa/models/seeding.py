@@ -101,7 +101,7 @@ def set_generator(model: nn.Module, generator: torch.Generator | None) -> None:
     sampling) of `model` draw from `generator` (on the model's device)."""
     for module in model.modules():
         if hasattr(module, "generator"):
-            module.generator = generator
+            module.generator = generator  # type: ignore[assignment]
 
 
 def _linear_default_(weight: torch.Tensor, bias: torch.Tensor | None, g: torch.Generator) -> None:

@@ -7,11 +7,13 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import TextIO, TypedDict, cast
 
 from ddrsa.atomic import append_json_line, read_json, read_json_lines, write_json
 from ddrsa.config import is_baseline
 from ddrsa.errors import DDRSAError
 from ddrsa.metrics import RANKED_METRICS, VAL_LOSS, VAL_PREFIX, VALIDATION_KEYS, val_key  # noqa: F401 (re-exported)
+from ddrsa.status import COMPLETED, Status
 
 MANIFEST = "experiment_manifest.json"
 RESULTS = "all_results.json"
@@ -51,8 +53,59 @@ def safe_run_dir(output_dir: Path, relative: str) -> Path:
     return target
 
 
-def make_record(planned: dict, *, status: str, result: dict | None = None, worker: str | None = None,
-                attempts: int = 1, error: str | None = None, started_at: str | None = None) -> dict:
+class _RecordFields(TypedDict):
+    """The keys `make_record` writes: the experiment, its HYPERPARAMETERS, its outcome."""
+
+    experiment_id: str
+    index: int
+    name: str
+    dataset: str
+    subset: str
+    model: str
+    batch_size: int
+    learning_rate: float
+    lambda_param: float
+    nasa_weight: float
+    dropout: float
+    seed: int
+    num_epochs: int
+    is_baseline: bool        # model in BASELINE_MODELS: a yardstick, never the best DDRSA configuration
+    status: Status
+    metrics: dict            # test_metrics.json (docs/CONTRACTS.md) when completed, else {}
+    train_seconds: float
+    epochs_trained: int
+    best_epoch: int | None
+    diverged_epoch: int | None
+    resumed_from_epoch: int
+    worker: str | None       # Dask worker name (gpu0, cpu1), None outside a worker
+    device: str
+    attempts: int
+    error: str | None
+    run_dir: str             # relative to the output folder
+    data_source: str | None
+    test_split: str
+    peak_rss_mb: float | None
+    peak_gpu_mb: float | None
+    started_at: str | None   # ISO 8601 UTC
+    finished_at: str
+
+
+class ResultRecord(_RecordFields, total=False):
+    """One record of all_results.json (docs/CONTRACTS.md). The sweep may add: `cache_key` (the
+    Prefect cache key it finished under), `best_val_loss` (a paused run), and an adaptive
+    search's `search`, `rung`, `rung_epochs`, `promoted`, `trial` (flows/search.py)."""
+
+    cache_key: str
+    best_val_loss: float | None
+    search: str
+    rung: int | None
+    rung_epochs: list[int]
+    promoted: bool
+    trial: int
+
+
+def make_record(planned: dict, *, status: Status, result: dict | None = None, worker: str | None = None,
+                attempts: int = 1, error: str | None = None, started_at: str | None = None) -> ResultRecord:
     """A result record as in docs/CONTRACTS.md from a planned experiment and a TrainResult dict."""
     result = result or {}
     config = planned["config"]
@@ -62,7 +115,7 @@ def make_record(planned: dict, *, status: str, result: dict | None = None, worke
     record["is_baseline"] = is_baseline(config["model"])  # a yardstick: never the best DDRSA configuration
     record.update({
         "status": status,
-        "metrics": result.get("metrics", {}) if status == "completed" else {},
+        "metrics": result.get("metrics", {}) if status == COMPLETED else {},
         "train_seconds": result.get("train_seconds", 0.0),
         "epochs_trained": result.get("epochs_trained", 0),
         "best_epoch": result.get("best_epoch"),
@@ -80,7 +133,7 @@ def make_record(planned: dict, *, status: str, result: dict | None = None, worke
         "started_at": started_at,
         "finished_at": now_iso(),
     })
-    return record
+    return cast(ResultRecord, record)
 
 
 class ResultsStore:
@@ -152,22 +205,22 @@ class SweepLock:
 
     def __init__(self, output_dir: Path):
         self.path = Path(output_dir) / LOCK
-        self._fh = None
+        self._fh: TextIO | None = None
 
     def __enter__(self) -> "SweepLock":
-        self._fh = open(self.path, "a+")
+        self._fh = fh = open(self.path, "a+")
         try:
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._fh.seek(0)
-            holder = self._fh.read().strip() or "another process"
-            self._fh.close()
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
             raise DDRSAError(f"another sweep ({holder}) is writing to {self.path.parent}; "
                              "wait for it or use another --output-dir") from None
-        self._fh.seek(0)
-        self._fh.truncate()
-        self._fh.write(f"pid {os.getpid()} since {now_iso()}")
-        self._fh.flush()
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {now_iso()}")
+        fh.flush()
         return self
 
     def __exit__(self, *exc) -> None:

@@ -51,18 +51,23 @@ class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     datasets: list[Literal["turbofan", "azure_pm"]] = Field(
-        default_factory=lambda: list(DATASETS), description="data sets: turbofan (C-MAPSS) and/or azure_pm")
+        default_factory=lambda: list(DATASETS),  # type: ignore[arg-type]  # DATASETS: those two names
+        description="data sets: turbofan (C-MAPSS) and/or azure_pm")
     models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS),
                               description="architectures, from: " + " ".join(MODEL_NAMES) + "; baselines "
                                           "(one run per dataset, subset and seed; training flags do not "
                                           "multiply them): " + " ".join(BASELINE_MODELS))
-    batch_sizes: list[BatchSize] = Field(default_factory=lambda: [128], description="batch sizes")
-    learning_rates: list[LearningRate] = Field(default_factory=lambda: [1e-3], description="Adam learning rates")
-    lambda_params: list[LambdaParam] = Field(default_factory=lambda: [0.75],
-                                             description="DDRSA loss lambda, each in [0, 1]")
-    nasa_weights: list[NasaWeight] = Field(default_factory=lambda: [0.1],
-                                           description="NASA auxiliary loss weights (>= 0)")
-    dropout_rates: list[Dropout] = Field(default_factory=lambda: [0.1], description="dropout rates, each in [0, 1)")
+    # the element types are built at import (_item): mypy cannot read them as types
+    batch_sizes: list[BatchSize] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [128], description="batch sizes")
+    learning_rates: list[LearningRate] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [1e-3], description="Adam learning rates")
+    lambda_params: list[LambdaParam] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [0.75], description="DDRSA loss lambda, each in [0, 1]")
+    nasa_weights: list[NasaWeight] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [0.1], description="NASA auxiliary loss weights (>= 0)")
+    dropout_rates: list[Dropout] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [0.1], description="dropout rates, each in [0, 1)")
     seeds: list[int] = Field(default_factory=lambda: [42], description="repeats of every configuration (seeds)")
     num_epochs: int = Field(100, ge=1, le=100_000, description="maximum training epochs per experiment")
     patience: int = Field(10, ge=1, description="early-stopping patience (epochs without validation improvement)")

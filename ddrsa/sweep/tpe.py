@@ -35,7 +35,7 @@ INT_AXES = ("batch_sizes",)
 
 def search_space(spec: SweepSpec) -> dict[str, dict]:
     """axis -> {"kind": "fixed"|"range"|"categorical", "values", "low", "high", "log", "int"}."""
-    space = {}
+    space: dict[str, dict] = {}
     for axis, values in spec.grid().items():
         if axis not in SEARCHED_AXES:
             continue
