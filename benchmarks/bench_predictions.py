@@ -34,8 +34,10 @@ SETTINGS = {
                                                           "window_stride": 32},
     "synthetic azure_pm, default preset (stride 32)": {"dataset": "azure_pm", "data_source": "synthetic",
                                                           "window_stride": 32},
-    "synthetic turbofan, full-grid bench (6 units)": {"dataset": "turbofan", "data_source": "synthetic", "max_units": 6},
-    "synthetic azure_pm, full-grid bench (6 units)": {"dataset": "azure_pm", "data_source": "synthetic", "max_units": 6},
+    "synthetic turbofan, full-grid bench (6 units)": {"dataset": "turbofan", "data_source": "synthetic",
+                                                      "max_units": 6},
+    "synthetic azure_pm, full-grid bench (6 units)": {"dataset": "azure_pm", "data_source": "synthetic",
+                                                      "max_units": 6},
 }
 
 

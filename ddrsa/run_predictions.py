@@ -60,7 +60,8 @@ def save_predictions(run_dir: Path, predictions: dict) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **{k: _stored(k, predictions[k]) for k in ALL_KEYS if k in predictions})
+            arrays = {k: _stored(k, predictions[k]) for k in ALL_KEYS if k in predictions}
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub: **kwds as bool
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

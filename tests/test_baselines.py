@@ -67,7 +67,10 @@ def test_km_conditional_curve_equals_brute_force_from_the_lifetimes():
 
     km = KaplanMeierBaseline(HORIZON).fit(train, train)
     s = _km_brute(durations, observed)
-    s_at = lambda t: 1.0 if t < 0 else (s[t] if t < len(s) else s[-1])
+
+    def s_at(t: int) -> float:
+        return 1.0 if t < 0 else (s[t] if t < len(s) else s[-1])
+
     curves = km.survival(train)
     for i, a in enumerate(ages_by_hand):
         denom = s_at(a - 1)

@@ -9,10 +9,26 @@ import pytest
 from ddrsa.config import ExperimentConfig
 from ddrsa.data import load_dataset
 from ddrsa.fused import train_group
-from ddrsa.metrics import (AUC_STEPS, BETWEEN_UNITS_C, YARDSTICK_METRICS, auc_key, concordance,
-                           concordance_between_units, dynamic_auc, evaluate, expected_time)
-from ddrsa.run_predictions import (BENCHMARK_EXTRA_KEYS, BENCHMARK_KEYS, EXTRA_KEYS, FILE_NAME, KEYS,
-                                   load_predictions, save_predictions)
+from ddrsa.metrics import (
+    AUC_STEPS,
+    BETWEEN_UNITS_C,
+    YARDSTICK_METRICS,
+    auc_key,
+    concordance,
+    concordance_between_units,
+    dynamic_auc,
+    evaluate,
+    expected_time,
+)
+from ddrsa.run_predictions import (
+    BENCHMARK_EXTRA_KEYS,
+    BENCHMARK_KEYS,
+    EXTRA_KEYS,
+    FILE_NAME,
+    KEYS,
+    load_predictions,
+    save_predictions,
+)
 from ddrsa.settings import Settings
 from ddrsa.sweep.results import make_record
 from ddrsa.trainer import train
@@ -90,7 +106,8 @@ def test_evaluate_stores_auc_at_clamped_steps_and_the_between_units_c():
     units = rng.integers(0, 6, n)
     got = evaluate(survival, event_index, censored, units)
     steps = [min(k, horizon - 1) for k in AUC_STEPS]
-    np.testing.assert_allclose([got[auc_key(k)] for k in AUC_STEPS], dynamic_auc(survival, event_index, censored, steps))
+    want_auc = dynamic_auc(survival, event_index, censored, steps)
+    np.testing.assert_allclose([got[auc_key(k)] for k in AUC_STEPS], want_auc)
     times = np.where(censored, np.minimum(event_index, horizon), event_index)
     want = concordance_between_units(times, expected_time(survival), ~censored, units)
     assert got[BETWEEN_UNITS_C] == pytest.approx(want) and got[BETWEEN_UNITS_C] != got["concordance_index"]

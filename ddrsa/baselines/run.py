@@ -25,12 +25,15 @@ from ddrsa.metrics import VAL_LOSS
 from ddrsa.run_predictions import FILE_NAME, load_predictions, save_predictions
 from ddrsa.run_state import TrainResult, locked_run_dirs, write_config
 from ddrsa.settings import Settings, get_settings
+from ddrsa.status import RunStatus
 
+from .base import Baseline
 from .cox import CoxBaseline
 from .gbm import GradientBoostingBaseline
 from .km import KaplanMeierBaseline
 
-BASELINES = {"gbm": GradientBoostingBaseline, "cox": CoxBaseline, "km": KaplanMeierBaseline}
+BASELINES: dict[str, type[Baseline]] = {"gbm": GradientBoostingBaseline, "cox": CoxBaseline,
+                                         "km": KaplanMeierBaseline}
 LOG, METRICS = "training_log.json", "test_metrics.json"
 
 
@@ -43,12 +46,11 @@ def _threads(settings: Settings):
     return threadpool_limits(int(settings.torch_threads))
 
 
-def _result(status: str, metrics: dict, seconds: float, data, diverged: bool = False,
-            predictions: dict | None = None) -> TrainResult:
+def _result(status: RunStatus, metrics: dict, seconds: float, data, predictions: dict | None = None) -> TrainResult:
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return TrainResult(status=status, metrics=metrics, train_seconds=seconds, epochs_trained=0, best_epoch=None,
-                       diverged_epoch=1 if diverged else None, device="cpu", data_source=data.data_source,
-                       data_version=data.data_version, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                       peak_gpu_mb=None, predictions=predictions)
+                       diverged_epoch=1 if status == "diverged" else None, device="cpu", data_source=data.data_source,
+                       data_version=data.data_version, peak_rss_mb=rss_mb, peak_gpu_mb=None, predictions=predictions)
 
 
 def finished(run_dir: Path, data, return_predictions: bool) -> TrainResult | None:
@@ -89,11 +91,11 @@ def fit_baseline(config: ExperimentConfig, run_dir: str | Path, settings: Settin
             test = model.survival(data.test) * (np.nan if inject_nan else 1.0)
             bench = model.survival(data.benchmark) if data.benchmark is not None and len(data.benchmark) else None
             val = model.survival(data.val)
-        log = {"epochs": [], "best_epoch": None, "best_val_loss": None, "stopped_early": False,
+        log: dict = {"epochs": [], "best_epoch": None, "best_val_loss": None, "stopped_early": False,
                "diverged_epoch": None, "baseline": {"model": config.model, "fit_seconds": seconds, **model.details()}}
         if not all(np.isfinite(s).all() for s in (test, val) + ((bench,) if bench is not None else ())):
             write_json(run_dir / LOG, {**log, "status": "diverged", "diverged_epoch": 1})
-            return _result("diverged", {}, seconds, data, diverged=True)
+            return _result("diverged", {}, seconds, data)
         metrics, predictions = scores_on_test(test, bench, data)
         metrics.update(scores_on_validation(val, data.val))
         metrics[VAL_LOSS] = None

@@ -99,7 +99,8 @@ def describe(groups: list[dict], singles: list[dict]) -> list[str]:
         models = sorted({s["config"]["model"] for s in baselines})
         lines.append(f"  baselines: {len(baselines)} experiment(s) of {', '.join(models)} (fitted, not trained: "
                      "one per dataset, subset and seed, never fused)")
-    alone = [s for s in singles if not fusable(ExperimentConfig(**s["config"])) and not is_baseline(s["config"]["model"])]
+    alone = [s for s in singles
+             if not fusable(ExperimentConfig(**s["config"])) and not is_baseline(s["config"]["model"])]
     if alone:
         models = sorted({s["config"]["model"] for s in alone})
         lines.append(f"  unfused: {len(alone)} experiment(s) of {', '.join(models)} (ProbSparse models and "

@@ -153,7 +153,7 @@ def expand(spec: SweepSpec) -> list[PlannedExperiment]:
     # every non-grid field that ExperimentConfig also has goes to each experiment as is
     fixed = {name: getattr(spec, name) for name in SweepSpec.model_fields
              if name not in GRID_AXES and name != "subset" and name in ExperimentConfig.model_fields}
-    planned = []
+    planned: list[PlannedExperiment] = []
     points = []  # (subset, grid values): C-MAPSS subsets are the outermost axis, turbofan only
     for subset in spec.subset_list():
         for values in itertools.product(*grid.values()):
