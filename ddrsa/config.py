@@ -19,6 +19,16 @@ MODEL_NAMES = DEFAULT_MODELS + ("probsparse_basic", "probsparse_deep", "paper")
 # configuration". km: Kaplan-Meier on training lifetimes conditioned on age (the floor); cox: penalised
 # Cox PH on window summaries; gbm: gradient-boosted trees on window summaries predicting capped RUL.
 BASELINE_MODELS = ("gbm", "cox", "km")
+ALL_MODELS = MODEL_NAMES + BASELINE_MODELS  # every name `model` accepts
+# ExperimentConfig fields that only DDRSA training reads: a baseline's config holds their defaults
+# whatever was asked (so the grid's training axes do not multiply a baseline, and its id is stable)
+TRAINING_ONLY_FIELDS = ("batch_size", "learning_rate", "lambda_param", "nasa_weight", "dropout", "num_epochs",
+                        "patience", "grad_clip", "weight_decay", "amp", "deterministic", "compile")
+
+
+def is_baseline(model: str) -> bool:
+    """True for the yardstick models of ddrsa/baselines (never "best DDRSA configuration")."""
+    return model in BASELINE_MODELS
 # What the `test` split holds: "held-out" = `test_fraction` of the training units/machines, held out
 # by `split_seed`; "official" (C-MAPSS only) = every training unit trains or validates and `test` is
 # the official test_FD00x units, labelled from RUL_FD00x.txt (the literature's benchmark protocol).
@@ -90,7 +100,9 @@ class ExperimentConfig(DataConfig):
     """One training run. Every field is a flag of `python -m ddrsa.train` (ddrsa/cli.py
     `add_model_arguments`: --field-name, its description as help)."""
 
-    model: str = Field("lstm_basic", description="model variant, from: " + " ".join(MODEL_NAMES))
+    model: str = Field("lstm_basic", description="model variant, from: " + " ".join(MODEL_NAMES)
+                       + "; or a baseline (fitted, not trained; training flags do not apply): "
+                       + " ".join(BASELINE_MODELS))
     batch_size: int = Field(128, ge=1, le=1_000_000, description="windows per optimiser step")
     learning_rate: float = Field(1e-3, gt=0, le=10, description="Adam learning rate (> 0)")
     lambda_param: float = Field(0.75, ge=0, le=1, description="DDRSA loss weight of the event-time term, in [0, 1]")
@@ -108,9 +120,17 @@ class ExperimentConfig(DataConfig):
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        if value not in MODEL_NAMES:
-            raise ValueError(f"unknown model {value!r}; choose from {', '.join(MODEL_NAMES)}")
+        if value not in ALL_MODELS:
+            raise ValueError(f"unknown model {value!r}; choose from {', '.join(ALL_MODELS)}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _baseline_ignores_training_fields(cls, data):
+        """A baseline (gbm, cox, km) takes the defaults of TRAINING_ONLY_FIELDS: it never reads them."""
+        if isinstance(data, dict) and data.get("model") in BASELINE_MODELS:
+            data = {k: v for k, v in data.items() if k not in TRAINING_ONLY_FIELDS}
+        return data
 
     def data_config(self) -> DataConfig:
         return DataConfig(**{k: getattr(self, k) for k in DataConfig.model_fields})
@@ -125,7 +145,10 @@ class ExperimentConfig(DataConfig):
 
     def short_name(self) -> str:
         """`bs128_lr0.001_lam0.75_nasa0.1_drop0.1_s42`: the human-readable part of a task name
-        (`_split<n>` appended for a split seed other than 0, `--split-seeds`)."""
+        (`s42` for a baseline: no training hyperparameter applies; `_split<n>` appended for a split seed
+        other than 0, `--split-seeds`)."""
+        if is_baseline(self.model):
+            return f"s{self.seed}" + (f"_split{self.split_seed}" if self.split_seed else "")
         return (f"bs{self.batch_size}_lr{self.learning_rate:g}_lam{self.lambda_param:g}"
                 f"_nasa{self.nasa_weight:g}_drop{self.dropout:g}_s{self.seed}"
                 + (f"_split{self.split_seed}" if self.split_seed else ""))
@@ -139,7 +162,10 @@ class ExperimentConfig(DataConfig):
         return f"{head}/{self.model}/{self.short_name()}"
 
     def run_dir_name(self, index: int) -> str:
-        """Relative run folder: logs/<dataset>/<model>/bs.._lr.._lam.._nasa.._drop.._id<i>."""
+        """Relative run folder: logs/<dataset>/<model>/bs.._lr.._lam.._nasa.._drop.._id<i>
+        (logs/<dataset>/<model>/s<seed>_id<i> for a baseline)."""
+        if is_baseline(self.model):
+            return f"logs/{dataset_name(self.dataset)}/{self.model}/s{self.seed}_id{index}"
         leaf = (f"bs{self.batch_size}_lr{self.learning_rate:g}_lam{self.lambda_param:g}"
                 f"_nasa{self.nasa_weight:g}_drop{self.dropout:g}_id{index}")
         return f"logs/{dataset_name(self.dataset)}/{self.model}/{leaf}"

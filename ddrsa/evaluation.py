@@ -1,4 +1,7 @@
-"""A model's predictions and metrics on a split kept on the training device (ddrsa/device.py Split)."""
+"""A model's predictions and metrics on a split kept on the training device (ddrsa/device.py Split).
+
+`scores_on_test` and `scores_on_validation` turn survival curves into the run's metrics and per-window
+predictions; a DDRSA run and every baseline (ddrsa/baselines) go through them, so all are scored alike."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,9 +9,10 @@ import torch
 
 from ddrsa.config import ExperimentConfig
 from ddrsa.device import Split, autocast
-from ddrsa.metrics import (RANKED_METRICS, VAL_LOSS, VAL_PREFIX, benchmark_metrics, evaluate, survival_from_logits,
-                           val_key)
+from ddrsa.metrics import (RANKED_METRICS, VAL_LOSS, VAL_PREFIX, YARDSTICK_METRICS, benchmark_metrics, evaluate,
+                           survival_from_logits, val_key)
 from ddrsa.policy import policy_metrics
+from ddrsa.run_predictions import predictions_of
 
 EVAL_BATCH = 4096
 
@@ -37,10 +41,7 @@ def validation_metrics(model, loss_fn, split: Split, windows, device, config: Ex
     (steps for RUL errors, unitless otherwise). The analysis ranks configurations on these."""
     logits = predict_logits(model, split, device, config.amp)
     out = {VAL_LOSS: float(loss_fn(logits, split.event_index, split.censored))}
-    survival = survival_from_logits(logits.cpu().numpy())
-    scores = evaluate(survival, windows.event_index, windows.censored, windows.unit)
-    out.update({val_key(m): scores[m] for m in RANKED_METRICS})
-    out.update(policy_metrics(survival, windows, VAL_PREFIX))  # OTI per unit (ddrsa/policy.py)
+    out.update(scores_on_validation(survival_from_logits(logits.cpu().numpy()), windows))
     return out
 
 
@@ -51,22 +52,43 @@ def validation_policy(model, split: Split, windows, device, config: ExperimentCo
     return policy_metrics(survival, windows, VAL_PREFIX)
 
 
-def metrics_on_test(model, data, device, config: ExperimentConfig) -> tuple[dict, dict]:
-    """(metrics, predictions) of `model` on the dataset's test split (and its benchmark windows, if
-    any): metrics as `evaluate` names them plus data_source/data_version; predictions hold the test
-    survival curves (N, L) and labels as numpy arrays."""
-    test = Split.from_windows(data.test, device)
-    survival = survival_from_logits(predict_logits(model, test, device, config.amp).cpu().numpy())
+def scores_on_validation(survival: np.ndarray, windows) -> dict:
+    """`val_<name>` of each RANKED_METRICS and YARDSTICK_METRICS name: `evaluate` of the validation
+    curves `survival` (N, L) against the validation windows, and the OTI figures per unit
+    (ddrsa/policy.py; validation units run to failure)."""
+    scores = evaluate(survival, windows.event_index, windows.censored, windows.unit)
+    out = {val_key(m): scores[m] for m in (*RANKED_METRICS, *YARDSTICK_METRICS)}
+    out.update(policy_metrics(survival, windows, VAL_PREFIX))
+    return out
+
+
+def scores_on_test(survival: np.ndarray, benchmark_survival: np.ndarray | None, data, *,
+                   run_to_failure: bool) -> tuple[dict, dict]:
+    """(metrics, predictions) of test curves `survival` (N, L) (and the benchmark windows' curves,
+    if the dataset has any): metrics as `evaluate` and `benchmark_metrics` name them plus
+    data_source/data_version, and the OTI figures per unit when the test units run to failure
+    (`run_to_failure`: the held-out split; official C-MAPSS test units stop before the failure);
+    predictions the arrays of ddrsa/run_predictions.py."""
     metrics = evaluate(survival, data.test.event_index, data.test.censored, data.test.unit)
     metrics["data_source"] = data.data_source
     metrics["data_version"] = data.data_version
-    if config.test_split == "held-out":  # run-to-failure units only: official test units stop before it
+    if run_to_failure:
         metrics.update(policy_metrics(survival, data.test))
-    predictions = {"test_survival": survival, "test_event_index": np.asarray(data.test.event_index),
-                   "test_censored": np.asarray(data.test.censored), "test_unit": np.asarray(data.test.unit),
-                   "test_rul": np.asarray(data.test.rul), "test_end": np.asarray(data.test.end)}
+    predictions = predictions_of(survival, data.test, "test")
+    predictions.update({"test_rul": np.asarray(data.test.rul), "test_end": np.asarray(data.test.end)})
+    if benchmark_survival is not None:
+        metrics.update(benchmark_metrics(benchmark_survival, data.benchmark.rul))
+        predictions.update(predictions_of(benchmark_survival, data.benchmark, "benchmark"))
+    return metrics, predictions
+
+
+def metrics_on_test(model, data, device, config: ExperimentConfig) -> tuple[dict, dict]:
+    """(metrics, predictions) of `model` on the dataset's test split (and its benchmark windows, if
+    any), through `scores_on_test`."""
+    test = Split.from_windows(data.test, device)
+    survival = survival_from_logits(predict_logits(model, test, device, config.amp).cpu().numpy())
+    bench_surv = None
     if data.benchmark is not None and len(data.benchmark):
         bench = Split.from_windows(data.benchmark, device)
         bench_surv = survival_from_logits(predict_logits(model, bench, device, config.amp).cpu().numpy())
-        metrics.update(benchmark_metrics(bench_surv, data.benchmark.rul))
-    return metrics, predictions
+    return scores_on_test(survival, bench_surv, data, run_to_failure=config.test_split == "held-out")

@@ -19,7 +19,21 @@ def val_key(metric: str) -> str:
     return VAL_PREFIX + metric
 
 
-VALIDATION_KEYS = (VAL_LOSS, *(val_key(m) for m in RANKED_METRICS))
+# Yardstick metrics stored per run next to the ranked ones (test value under the name, validation
+# value under `val_<name>`), larger is better for each: the IPCW cumulative/dynamic AUC at k steps
+# (`dynamic_auc`, k clamped to the horizon L - 1) and Harrell's C over pairs of windows of DIFFERENT
+# units (`concordance_between_units`).
+AUC_STEPS = (10, 30, 60)
+BETWEEN_UNITS_C = "concordance_between_units"
+
+
+def auc_key(k: int) -> str:
+    """Metric name of the cumulative/dynamic AUC at k steps: 10 -> 'auc_10'."""
+    return f"auc_{k}"
+
+
+YARDSTICK_METRICS = {**{auc_key(k): True for k in AUC_STEPS}, BETWEEN_UNITS_C: True}
+VALIDATION_KEYS = (VAL_LOSS, *(val_key(m) for m in RANKED_METRICS), *(val_key(m) for m in YARDSTICK_METRICS))
 
 
 def survival_from_logits(logits: np.ndarray) -> np.ndarray:
@@ -142,7 +156,10 @@ def evaluate(survival: np.ndarray, event_index: np.ndarray, censored: np.ndarray
 
     rul_* and nasa_* use the uncensored windows; concordance_index is Harrell's C over all windows
     (see `concordance`); integrated_brier_score is the IPCW integrated Brier score of
-    `integrated_brier_score`, its censoring distribution estimated on these windows.
+    `integrated_brier_score`, its censoring distribution estimated on these windows. Plus the
+    YARDSTICK_METRICS: `auc_<k>` = `dynamic_auc` at min(k, L - 1) for k in AUC_STEPS (NaN without
+    cases or controls at that k) and `concordance_between_units` (same times and predictions as
+    concordance_index, pairs of two windows of one unit left out).
     """
     survival = np.asarray(survival, dtype=np.float64)
     horizon = survival.shape[1]
@@ -154,10 +171,14 @@ def evaluate(survival: np.ndarray, event_index: np.ndarray, censored: np.ndarray
     times = np.where(censored, np.minimum(event_index, horizon), event_index)
     scores = nasa_score(predicted[observed], event_index[observed])
     n_obs = int(observed.sum())
+    units = np.asarray(units)
+    steps = [min(k, horizon - 1) for k in AUC_STEPS]
+    auc = dynamic_auc(survival, event_index.astype(np.int64), censored, steps) if len(survival) else [np.nan] * 3
+    c_index = concordance(times, predicted, observed)
     return {
         "rul_mae": float(np.abs(err).mean()) if n_obs else float("nan"),
         "rul_rmse": float(np.sqrt((err ** 2).mean())) if n_obs else float("nan"),
-        "concordance_index": concordance(times, predicted, observed),
+        "concordance_index": c_index,
         "nasa_score": float(scores.sum()),
         "nasa_score_mean": float(scores.mean()) if n_obs else float("nan"),
         "integrated_brier_score": integrated_brier_score(survival, event_index.astype(np.int64), censored),
@@ -165,6 +186,8 @@ def evaluate(survival: np.ndarray, event_index: np.ndarray, censored: np.ndarray
         "n_test_windows": int(len(event_index)),
         "n_uncensored_windows": n_obs,
         "constant_prediction": bool(len(predicted) > 1 and np.std(predicted) < 1e-3 * horizon),
+        **{auc_key(k): float(a) for k, a in zip(AUC_STEPS, auc)},
+        BETWEEN_UNITS_C: concordance_between_units(times, predicted, observed, units, c_all=c_index),
     }
 
 
@@ -257,14 +280,15 @@ def _pair_counts(t: np.ndarray, p: np.ndarray, obs: np.ndarray) -> tuple[float, 
 
 
 def concordance_between_units(event_times: np.ndarray, predicted_times: np.ndarray,
-                              observed: np.ndarray, units: np.ndarray) -> float:
+                              observed: np.ndarray, units: np.ndarray, c_all: float | None = None) -> float:
     """Harrell's C over pairs of windows of DIFFERENT units only; NaN without such pairs.
 
     Same pair rule, times and scores as `concordance` (higher predicted time = longer survival;
     tied predictions count 1/2); a pair of two windows of one unit is dropped, so the value shows
     how well the model orders engines rather than the windows of one engine by time. Computed as
     (C_all * P_all - within-unit concordance) / (P_all - within-unit pairs), the within-unit part
-    counted per unit by brute force (sum of n_u^2)."""
+    counted per unit by brute force (sum of n_u^2). `c_all`: `concordance` of the same arguments when
+    the caller has it already (saves a second lifelines call)."""
     t = np.asarray(event_times, dtype=np.float64)
     p = np.asarray(predicted_times, dtype=np.float64)
     obs = np.asarray(observed, dtype=bool)
@@ -272,7 +296,7 @@ def concordance_between_units(event_times: np.ndarray, predicted_times: np.ndarr
     n_all = comparable_pairs(t, obs)
     if n_all == 0:
         return float("nan")
-    c_all = concordance(t, p, obs)
+    c_all = concordance(t, p, obs) if c_all is None else c_all
     within_score, within_n = 0.0, 0
     order = np.argsort(units, kind="stable")
     bounds = np.flatnonzero(np.diff(units[order])) + 1

@@ -3,7 +3,7 @@ of a fused group (ddrsa/fused): open (resume from checkpoint_last.pt), checkpoin
 end of an epoch, finish (test metrics, TrainResult).
 
 Run folder: config.json, checkpoint_last.pt, checkpoint_best.pt, training_log.json,
-test_metrics.json and the `.run.lock` flock (docs/CONTRACTS.md). Either trainer resumes the
+test_metrics.json, test_predictions.npz and the `.run.lock` flock (docs/CONTRACTS.md). Either trainer resumes the
 other's folder: the checkpoint dict is this module's alone.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ddrsa.config import ExperimentConfig
 from ddrsa.device import Split, peak_gpu_mb
 from ddrsa.errors import DDRSAError
 from ddrsa.evaluation import metrics_on_test, validation_loss, validation_metrics, validation_policy
+from ddrsa.run_predictions import save_predictions
 from ddrsa.schedule import steps_per_batch
 from ddrsa.status import COMPLETED, DIVERGED, PAUSED, RUNNING, RunStatus
 
@@ -207,7 +208,8 @@ class RunState:
                gpu_share: int = 1, return_predictions: bool = False) -> TrainResult:
         """The end of this session: status `paused` when the run would go on (checkpoint_last.pt
         holds it), else `completed` (unless diverged) with the best checkpoint's test and
-        validation metrics in test_metrics.json; the final training_log.json; the TrainResult.
+        validation metrics in test_metrics.json and its per-window predictions in test_predictions.npz
+        (ddrsa/run_predictions.py); the final training_log.json; the TrainResult.
         `session_seconds` defaults to the epochs' seconds; peak_gpu_mb is the process's peak /
         `gpu_share` (a fused group's even share per member)."""
         config = self.config
@@ -225,6 +227,7 @@ class RunState:
             metrics, predictions = metrics_on_test(self.model, data, device, config)
             metrics.update(validation_metrics(self.model, self.loss_fn, val_split, data.val, device, config))
             metrics["train_seconds"] = train_seconds
+            save_predictions(self.run_dir, predictions)  # before the metrics: their presence means done
             write_json(self.run_dir / "test_metrics.json", metrics)
         self.write_log(self.status)
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

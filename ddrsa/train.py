@@ -12,8 +12,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from ddrsa.cli import OneLineParser, add_model_arguments, model_from_args, run_cli
-from ddrsa.config import ExperimentConfig
+from ddrsa.cli import OneLineParser, add_model_arguments, field_flag, model_from_args, run_cli
+from ddrsa.config import TRAINING_ONLY_FIELDS, ExperimentConfig, is_baseline
 from ddrsa.errors import DDRSAError
 from ddrsa.status import COMPLETED
 
@@ -30,14 +30,14 @@ def train(config, run_dir, **kwargs):
 def build_parser(config_model: type[ExperimentConfig] = ExperimentConfig) -> OneLineParser:
     """Every field of `config_model` as a flag, then the run's own options."""
     p = OneLineParser(prog="python -m ddrsa.train",
-                      description="Train one DDRSA model and write its run folder "
-                                  "(config, training log, checkpoints, test metrics).")
+                      description="Train one DDRSA model (or fit a baseline: gbm, cox, km) and write its run "
+                                  "folder (config, training log, checkpoints, test metrics, predictions).")
     add_model_arguments(p.add_argument_group("experiment (ExperimentConfig fields)"), config_model)
     run = p.add_argument_group("run")
     run.add_argument("--output-dir", required=True, help="run folder to write (resumes if it holds this run)")
     run.add_argument("--create-visualization", action="store_true",
-                     help="also write the test predictions (OUTPUT_DIR/test_predictions.npz) for the "
-                          "charts of `python -m reports.run_charts OUTPUT_DIR`")
+                     help="print the command for the charts of the run (`python -m reports.run_charts "
+                          "OUTPUT_DIR`, from OUTPUT_DIR/test_predictions.npz, which every finished run writes)")
     run.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     return p
 
@@ -50,6 +50,11 @@ def config_from_args(args: argparse.Namespace,
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)  # ValidationError -> one line
+    ignored = [field_flag(f, ExperimentConfig.model_fields[f]) for f in TRAINING_ONLY_FIELDS
+               if is_baseline(config.model) and getattr(args, f) != getattr(config, f)]
+    if ignored:
+        print(f"python -m ddrsa.train: note: {config.model} is fitted, not trained: {', '.join(ignored)} ignored",
+              file=sys.stderr)
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
         raise DDRSAError(f"--output-dir {out} is a file, not a folder")
@@ -57,15 +62,12 @@ def main(argv=None) -> int:
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     existed = out.exists()
     try:
-        result = train(config, out, return_predictions=args.create_visualization)
+        result = train(config, out)
     except Exception:
         if not existed and out.exists() and not (out / "checkpoint_last.pt").exists():
             shutil.rmtree(out, ignore_errors=True)  # nothing worth keeping: no half-written run
         raise
-    if args.create_visualization and result.predictions is not None:
-        from ddrsa.run_predictions import save_predictions
-
-        save_predictions(out, result.predictions)
+    if args.create_visualization and result.status == "completed":
         print(f"charts: python -m reports.run_charts {out}", file=sys.stderr)
     print(json.dumps({"status": result.status, "run_dir": str(out), **result.metrics}, indent=2))
     return 0 if result.status == COMPLETED else 1

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddrsa.config import ExperimentConfig
+from ddrsa.config import ExperimentConfig, is_baseline
 from ddrsa.data import load_dataset
 from ddrsa.device import Split, autocast, resolve_device
 from ddrsa.errors import DDRSAError
@@ -97,7 +97,15 @@ def train(config: ExperimentConfig, run_dir: str | Path, settings: Settings | No
     Data problems raise `DataError` before `run_dir` is created. A non-finite training or
     validation loss ends the run with status `diverged` (not an exception: retrying won't help).
     `inject_nan` poisons the first epoch's loss (fault drills, see flows/faults.py).
+
+    A baseline (gbm, cox, km) is fitted instead (ddrsa/baselines `fit_baseline`: same folder, files
+    and result; `stop_after_epoch` does not apply).
     """
+    if is_baseline(config.model):
+        from ddrsa.baselines import fit_baseline
+
+        return fit_baseline(config, run_dir, settings, return_predictions=return_predictions,
+                            inject_nan=inject_nan)
     settings = settings or get_settings()
     run_dir = Path(run_dir)
     data = load_dataset(config.data_config(), settings)  # before any folder is created

@@ -513,7 +513,7 @@ def render_report(res: AnalysisResult) -> str:
             f"{res.benchmark_html}<h2>Charts</h2>{charts}{page.scripts()}</body></html>")
 
 
-def _headline_winner(g: pd.DataFrame) -> tuple[pd.Series, str]:
+def _headline_winner(g: pd.DataFrame) -> tuple[pd.Series | None, str]:
     """The RMSE-criterion row to headline among a dataset's models, and what chose it.
 
     Models are compared on their validation RMSE when every row was selected on validation;
@@ -547,6 +547,8 @@ def winner_lines(res: AnalysisResult, markdown: bool = False) -> list[str]:
     lines = []
     for (dataset, subset), g in (best.groupby(["dataset", "subset"]) if len(best) else []):
         r, chosen_on = _headline_winner(g)
+        if r is None:
+            continue
         where = f"{dataset} {subset}" if dataset == "turbofan" and subset else dataset
         on = (f"selected on validation RMSE {r['selection_score']:.3f}" if chosen_on == SELECTED_ON_VALIDATION
               else f"selected on {chosen_on}")

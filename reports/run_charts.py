@@ -1,7 +1,7 @@
 """Charts of one training run, read from its folder: `python -m reports.run_charts RUN_DIR`.
 
 Loss curves from training_log.json; predicted-vs-true and hazard/survival charts when the folder
-holds test_predictions.npz (`python -m ddrsa.train --create-visualization`)."""
+holds test_predictions.npz (every finished run writes it, ddrsa/run_predictions.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,14 +62,15 @@ def hazard_and_survival(predictions: dict, n_units: int = 4) -> alt.Chart:
 
 
 def write_run_charts(run_dir: Path, predictions: dict | None = None) -> list[Path]:
-    """Write loss_curves, predicted_vs_true, hazard_survival (.html + .png) into run_dir/plots."""
+    """Write loss_curves (runs with epochs: not the baselines), predicted_vs_true, hazard_survival
+    (.html + .png) into run_dir/plots."""
     folder = Path(run_dir) / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     log = read_json(Path(run_dir) / "training_log.json", {})
     test_metrics = read_json(Path(run_dir) / "test_metrics.json", {}) or {}
     if predictions is None:
         predictions = load_predictions(run_dir)
-    charts = {"loss_curves": loss_curves(log)}
+    charts = {"loss_curves": loss_curves(log)} if log.get("epochs") else {}  # a baseline has no epochs
     if predictions is not None:
         charts["predicted_vs_true"] = predicted_vs_true(predictions)
         charts["hazard_survival"] = hazard_and_survival(predictions)

@@ -30,6 +30,9 @@ class SurvivalWindows:
       data        float32 (R, F) flat per-unit storage (zero rows = padding)
       valid       bool (R,)  True on real observations
       end         int64 (N,) row of `data` holding the last (most recent) step of window i
+      step        int64 (N,) index of that last step within its unit's sequence (0 = the unit's first
+                  step; C-MAPSS: cycle - 1). Dense construction without `step`: the window's valid
+                  steps - 1 (exact for histories shorter than K, a lower bound otherwise)
       lookback    int K
     Properties `x` float32 (N, K, F) and `mask` bool (N, K) are materialised on each access.
     """
@@ -41,11 +44,12 @@ class SurvivalWindows:
     data: np.ndarray
     valid: np.ndarray
     end: np.ndarray
+    step: np.ndarray
     lookback: int
     feature_names: list = field(default_factory=list)
 
     def __init__(self, x=None, mask=None, event_index=None, censored=None, rul=None, unit=None, *,
-                 data=None, valid=None, end=None, lookback=None, feature_names=None):
+                 data=None, valid=None, end=None, lookback=None, feature_names=None, step=None):
         """Either dense `x` (N, K, F) + `mask` (N, K) as in the contract, or flat storage
         `data`/`valid`/`end`/`lookback` (used by `make_windows`)."""
         if x is not None:
@@ -68,6 +72,9 @@ class SurvivalWindows:
         self.feature_names = list(feature_names or [])
         if n and (self.end.min() < self.lookback - 1 or self.end.max() >= len(self.data)):
             raise ValueError("window end rows out of range of data")
+        if step is None:
+            step = self.valid[self.row_index()].sum(axis=1) - 1 if n else np.zeros(0, np.int64)
+        self.step = _readonly(np.asarray(step, np.int64).reshape(n))
 
     def __len__(self) -> int:
         return len(self.end)
@@ -113,7 +120,8 @@ class SurvivalWindows:
             idx = np.flatnonzero(idx)
         return SurvivalWindows(event_index=self.event_index[idx], censored=self.censored[idx],
                                rul=self.rul[idx], unit=self.unit[idx], data=self.data, valid=self.valid,
-                               end=self.end[idx], lookback=self.lookback, feature_names=self.feature_names)
+                               end=self.end[idx], lookback=self.lookback, feature_names=self.feature_names,
+                               step=self.step[idx])
 
 
 def make_windows(units: list, features: list, event_index: list, censored: list, rul: list,
@@ -129,7 +137,7 @@ def make_windows(units: list, features: list, event_index: list, censored: list,
     """
     k = int(lookback)
     n_feat = features[0].shape[1] if features else 0
-    blocks, valids, ends, ev, ce, ru, un = [], [], [], [], [], [], []
+    blocks, valids, ends, ev, ce, ru, un, st = [], [], [], [], [], [], [], []
     offset = 0
     for uid, feat, e, c, r in zip(units, features, event_index, censored, rul):
         feat = np.asarray(feat, np.float32)
@@ -142,12 +150,14 @@ def make_windows(units: list, features: list, event_index: list, censored: list,
         ends.append(offset + (k - 1) + steps)
         ev.append(np.asarray(e)[steps]); ce.append(np.asarray(c)[steps]); ru.append(np.asarray(r)[steps])
         un.append(np.full(len(steps), uid, np.int64))
+        st.append(steps)
         offset += k - 1 + t
     cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
     data = np.concatenate(blocks) if blocks else np.zeros((0, n_feat), np.float32)
     return SurvivalWindows(event_index=cat(ev, np.int64), censored=cat(ce, bool), rul=cat(ru, np.float32),
                            unit=cat(un, np.int64), data=data, valid=cat(valids, bool),
-                           end=cat(ends, np.int64), lookback=k, feature_names=feature_names)
+                           end=cat(ends, np.int64), lookback=k, feature_names=feature_names,
+                           step=cat(st, np.int64))
 
 
 def run_to_failure_labels(t: int, pred_horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from ddrsa.config import ExperimentConfig
+from ddrsa.config import ExperimentConfig, is_baseline
 
 from .engine import fusable, fused_spec, group_key
 
@@ -62,7 +62,8 @@ def plan_groups(items: list[dict], fuse: str, device_type: str,
                 max_fused: int | None = None) -> tuple[list[dict], list[dict]]:
     """(groups, singles). A group is {"name", "experiment_id": "fused-<first member's id>", "members":
     [items]} of 2 or more fusable experiments with one group key, at most `max_fused` (default
-    `default_max_fused`) per group, split evenly; everything else is a single experiment."""
+    `default_max_fused`) per group, split evenly; everything else (baselines among them: they are
+    fitted, not trained, `fusable` is False for them) is a single experiment."""
     if not fuse_enabled(fuse, device_type):
         return [], list(items)
     buckets: dict[str, list[dict]] = {}
@@ -93,12 +94,18 @@ def describe(groups: list[dict], singles: list[dict]) -> list[str]:
     """Dry-run lines: one per group (with its member indices), then why the rest run alone."""
     lines = [f"  fused  {g['name']}: experiments {' '.join(str(m['index']) for m in g['members'])}"
              for g in groups]
-    alone = [s for s in singles if not fusable(ExperimentConfig(**s["config"]))]
+    baselines = [s for s in singles if is_baseline(s["config"]["model"])]
+    if baselines:
+        models = sorted({s["config"]["model"] for s in baselines})
+        lines.append(f"  baselines: {len(baselines)} experiment(s) of {', '.join(models)} (fitted, not trained: "
+                     "one per dataset, subset and seed, never fused)")
+    alone = [s for s in singles
+             if not fusable(ExperimentConfig(**s["config"])) and not is_baseline(s["config"]["model"])]
     if alone:
         models = sorted({s["config"]["model"] for s in alone})
         lines.append(f"  unfused: {len(alone)} experiment(s) of {', '.join(models)} (ProbSparse models and "
                      "--compile train separately)")
-    rest = len(singles) - len(alone)
+    rest = len(singles) - len(alone) - len(baselines)
     if rest:
         lines.append(f"  unfused: {rest} experiment(s) without a partner in their group")
     return lines

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TextIO, TypedDict, cast
 
 from ddrsa.atomic import append_json_line, read_json, read_json_lines, write_json
+from ddrsa.config import is_baseline
 from ddrsa.errors import DDRSAError
 from ddrsa.metrics import RANKED_METRICS, VAL_LOSS, VAL_PREFIX, VALIDATION_KEYS, val_key  # noqa: F401 (re-exported)
 from ddrsa.status import COMPLETED, Status
@@ -67,7 +68,9 @@ class _RecordFields(TypedDict):
     nasa_weight: float
     dropout: float
     seed: int
+    split_seed: int          # which units were held out (--split-seeds)
     num_epochs: int
+    is_baseline: bool        # model in BASELINE_MODELS: a yardstick, never the best DDRSA configuration
     status: Status
     metrics: dict            # test_metrics.json (docs/CONTRACTS.md) when completed, else {}
     train_seconds: float
@@ -110,6 +113,7 @@ def make_record(planned: dict, *, status: Status, result: dict | None = None, wo
     record = {"experiment_id": planned["experiment_id"], "index": planned["index"],
               "name": planned["name"]}
     record.update({key: config[key] for key in HYPERPARAMETERS})
+    record["is_baseline"] = is_baseline(config["model"])  # a yardstick: never the best DDRSA configuration
     record.update({
         "status": status,
         "metrics": result.get("metrics", {}) if status == COMPLETED else {},

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ddrsa.config import DATASETS, DEFAULT_MODELS, MODEL_NAMES, SUBSETS, ExperimentConfig, check_dataset
+from ddrsa.config import (ALL_MODELS, BASELINE_MODELS, DATASETS, DEFAULT_MODELS, MODEL_NAMES, SUBSETS,
+                          ExperimentConfig, check_dataset, is_baseline)
 from ddrsa.errors import DDRSAError
 from ddrsa.policy import DEFAULT_MISS_RATE
 
@@ -54,7 +55,9 @@ class SweepSpec(BaseModel):
         default_factory=lambda: list(DATASETS), description="data sets: turbofan (C-MAPSS), azure_pm and/or "
                                                             "paths of fleet tables (docs/DATA.md)")
     models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS),
-                              description="architectures, from: " + " ".join(MODEL_NAMES))
+                              description="architectures, from: " + " ".join(MODEL_NAMES) + "; baselines "
+                                          "(one run per dataset, subset and seed; training flags do not "
+                                          "multiply them): " + " ".join(BASELINE_MODELS))
     # the element types are built at import (_item): mypy cannot read them as types
     batch_sizes: list[BatchSize] = Field(  # type: ignore[valid-type]
         default_factory=lambda: [128], description="batch sizes")
@@ -118,8 +121,8 @@ class SweepSpec(BaseModel):
     @classmethod
     def _known_models(cls, models: list[str]) -> list[str]:
         for name in models:
-            if name not in MODEL_NAMES:
-                raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+            if name not in ALL_MODELS:
+                raise ValueError(f"unknown model {name!r}; choose from {', '.join(ALL_MODELS)}")
         return models
 
     @model_validator(mode="after")
@@ -142,12 +145,16 @@ class SweepSpec(BaseModel):
         return [s for s in SUBSETS if s in chosen]
 
     def size(self) -> int:
+        """Experiments `expand` plans: a baseline runs once per seed (training axes do not apply)."""
+        grid = self.grid()
         n = 1
-        for axis, values in self.grid().items():
-            if axis != "datasets":
+        for axis, values in grid.items():
+            if axis not in ("datasets", "models", "seeds"):
                 n *= len(values)
+        trained = sum(not is_baseline(m) for m in grid["models"])
+        fitted = len(grid["models"]) - trained
         per_dataset = {"turbofan": len(self.subset_list())}
-        return n * sum(per_dataset.get(d, 1) for d in self.grid()["datasets"])
+        return (trained * n + fitted) * len(grid["seeds"]) * sum(per_dataset.get(d, 1) for d in grid["datasets"])
 
 
 @dataclass(frozen=True)
@@ -166,20 +173,29 @@ class PlannedExperiment:
 
 
 def expand(spec: SweepSpec) -> list[PlannedExperiment]:
-    """Cartesian product of the grid axes; every config is validated here, before training."""
+    """Cartesian product of the grid axes; every config is validated here, before training.
+
+    A baseline (gbm, cox, km) ignores the training axes (its config holds their defaults,
+    ddrsa/config.py TRAINING_ONLY_FIELDS): its repeats over them are one experiment, planned once
+    per dataset, subset, split seed and seed (and the fixed lookback and horizon)."""
     grid = {axis: values for axis, values in spec.grid().items() if axis in GRID_AXES}
     # every non-grid field that ExperimentConfig also has goes to each experiment as is
     fixed = {name: getattr(spec, name) for name in SweepSpec.model_fields
              if name not in GRID_AXES and name != "subset" and name in ExperimentConfig.model_fields}
-    planned = []
+    planned: list[PlannedExperiment] = []
     points = []  # (split seed, subset, grid values): split seeds, then C-MAPSS subsets (turbofan only) outermost
     for split_seed, subset in itertools.product(dict.fromkeys(spec.split_seeds), spec.subset_list()):
         for values in itertools.product(*grid.values()):
             fields = {GRID_AXES[axis]: value for axis, value in zip(grid, values)}
             if fields["dataset"] == "turbofan" or subset == spec.subset_list()[0]:
                 points.append(dict(fields, subset=subset, split_seed=split_seed))
-    for index, fields in enumerate(points):
+    seen: set[str] = set()
+    for fields in points:
         config = ExperimentConfig(**fields, **fixed)
+        if config.experiment_id() in seen:  # a baseline's repeat over a training axis
+            continue
+        seen.add(config.experiment_id())
+        index = len(planned)
         planned.append(PlannedExperiment(index=index, config=config,
                                          experiment_id=config.experiment_id(),
                                          name=config.display_name(),

@@ -20,6 +20,7 @@ import math
 import time
 from pathlib import Path
 
+from ddrsa.config import is_baseline
 from ddrsa.errors import DDRSAError
 from ddrsa.sweep.halving import rung_epochs
 from ddrsa.sweep.spec import GRID_AXES, SweepSpec
@@ -66,6 +67,10 @@ def check_search(spec: SweepSpec, search: str, min_epochs: int | None, reduction
         raise DDRSAError(f"--search must be one of {', '.join(SEARCHES)}, got {search!r}")
     if search == "grid":
         return
+    baselines = [m for m in spec.models if is_baseline(m)]
+    if baselines:
+        raise DDRSAError(f"--search {search} ranks DDRSA validation losses over epochs; the baselines "
+                         f"({' '.join(baselines)}) are fitted once: run them with --search grid")
     if fuse == "on":  # rungs and trials are one task per experiment (flows/search.py)
         raise DDRSAError(f"--fuse on fuses grid sweeps only; --search {search} trains each experiment on its own "
                          "(drop --fuse on)")
