@@ -6,7 +6,8 @@ import torch
 
 from ddrsa.config import ExperimentConfig
 from ddrsa.device import Split, autocast
-from ddrsa.metrics import RANKED_METRICS, VAL_LOSS, benchmark_metrics, evaluate, survival_from_logits, val_key
+from ddrsa.metrics import (RANKED_METRICS, VAL_LOSS, benchmark_metrics, evaluate, survival_from_logits,
+                           val_benchmark_metrics, val_key)
 
 EVAL_BATCH = 4096
 
@@ -35,9 +36,11 @@ def validation_metrics(model, loss_fn, split: Split, windows, device, config: Ex
     (steps for RUL errors, unitless otherwise). The analysis ranks configurations on these."""
     logits = predict_logits(model, split, device, config.amp)
     out = {VAL_LOSS: float(loss_fn(logits, split.event_index, split.censored))}
-    scores = evaluate(survival_from_logits(logits.cpu().numpy()), windows.event_index, windows.censored,
-                      windows.unit)
+    survival = survival_from_logits(logits.cpu().numpy())
+    scores = evaluate(survival, windows.event_index, windows.censored, windows.unit)
     out.update({val_key(m): scores[m] for m in RANKED_METRICS})
+    if config.dataset == "turbofan":  # the benchmark protocol on validation units (cmapss-benchmark ranks on it)
+        out.update(val_benchmark_metrics(survival, windows.rul, windows.unit))
     return out
 
 
