@@ -40,7 +40,7 @@ SPLIT_MEANING = {
     "held-out": "NOT the literature protocol: part of the training units was held out as a test set, so the "
                 "model trained on fewer units",
 }
-SUMMARY_COLUMNS = (["subset", "test_split", "selected_on", "model", *HYPERPARAMETERS, "n_seeds", "n_configs",
+SUMMARY_COLUMNS = (["subset", "test_split", "age_input", "selected_on", "model", *HYPERPARAMETERS, "n_seeds", "n_configs",
                     "selection_score"]
                    + [f"{m}_{s}" for m in BENCHMARK_METRICS for s in ("mean", "sd", "ci_low", "ci_high")]
                    + ["benchmark_n_units", "comparable", "seeds"])
@@ -70,6 +70,8 @@ def benchmark_runs(records: list[dict]) -> pd.DataFrame:
     for m, values in extra.items():
         df[m] = pd.to_numeric(pd.Series(values, index=df.index), errors="coerce")
     df["test_split"] = df["test_split"].fillna("held-out") if "test_split" in df else "held-out"
+    # runs with the unit's age as an input are chosen and reported apart (the literature omits it)
+    df["age_input"] = df["age_input"].fillna(False).astype(bool) if "age_input" in df else False
     done = completed(df)
     return done[done["benchmark_rmse"].notna()].reset_index(drop=True) if len(done) else done
 
@@ -81,7 +83,7 @@ def has_benchmark(records: list[dict]) -> bool:
 
 
 def benchmark_summary(records: list[dict]) -> pd.DataFrame:
-    """One row per (subset, test_split): the configuration chosen on validation RMSE and its
+    """One row per (subset, test_split, age_input): the configuration chosen on validation and its
     benchmark metrics across seeds (`<metric>_mean/_sd/_ci_low/_ci_high`; sd and CI NaN with one
     seed). `selected_on` says which data chose it, `selection_score` the mean it was ranked on,
     `n_configs` how many configurations competed, `comparable` whether every seed's horizon
@@ -90,7 +92,7 @@ def benchmark_summary(records: list[dict]) -> pd.DataFrame:
     rows = []
     if not len(runs):
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    for (subset, split), sub in runs.groupby(["subset", "test_split"], sort=True):
+    for (subset, split, age), sub in runs.groupby(["subset", "test_split", "age_input"], sort=True):
         rank_col, selected_on = ranking_metric(sub, SELECTION_METRIC)
         if sub[VAL_BENCHMARK_RMSE].notna().all():
             rank_col, selected_on = VAL_BENCHMARK_RMSE, SELECTED_ON_VAL_BENCHMARK
@@ -100,7 +102,7 @@ def benchmark_summary(records: list[dict]) -> pd.DataFrame:
             continue
         best = sub[cfg == scores.idxmin()]
         first = best.iloc[0]
-        row = {"subset": subset, "test_split": split, "selected_on": selected_on, "model": first["model"],
+        row = {"subset": subset, "test_split": split, "age_input": bool(age), "selected_on": selected_on, "model": first["model"],
                **{hp: first[hp] for hp in HYPERPARAMETERS}, "n_seeds": len(best), "n_configs": len(scores),
                "selection_score": float(scores.min())}
         for m in BENCHMARK_METRICS:
@@ -118,7 +120,7 @@ def benchmark_summary(records: list[dict]) -> pd.DataFrame:
 def comparison_frame(summary: pd.DataFrame, literature: pd.DataFrame) -> pd.DataFrame:
     """Long table for the chart: this project's chosen configuration per subset (official test
     split only; mean RMSE with its 95% CI) next to every published value for the same subsets."""
-    ours = summary[summary["test_split"] == OFFICIAL]
+    ours = summary[(summary["test_split"] == OFFICIAL) & ~summary["age_input"].astype(bool)]
     rows = [{"subset": r["subset"], "method": f"{THIS_PROJECT}: {r['model']}", "kind": THIS_PROJECT,
              "rmse": r["benchmark_rmse_mean"], "rmse_low": r["benchmark_rmse_ci_low"],
              "rmse_high": r["benchmark_rmse_ci_high"], "score": r["benchmark_nasa_score_mean"],

@@ -429,7 +429,8 @@ def benchmark_lines(records: list[dict]) -> list[str]:
     for _, r in benchmark_summary(records).iterrows():
         if r["test_split"] != "official":
             continue
-        lines.append(f"benchmark {r['subset']} ({r['test_split']} test units, {r['benchmark_n_units']}): "
+        age = ", with age input" if r["age_input"] else ""
+        lines.append(f"benchmark {r['subset']} ({r['test_split']} test units, {r['benchmark_n_units']}{age}): "
                      f"RMSE {mean_sd_ci(r, 'benchmark_rmse', '.2f')} (truth capped at 125), uncapped "
                      f"{mean_sd_ci(r, 'benchmark_rmse_uncapped', '.2f')}, NASA score "
                      f"{mean_sd_ci(r, 'benchmark_nasa_score', '.0f')}; "

@@ -73,6 +73,7 @@ def make_record(planned: dict, *, status: str, result: dict | None = None, worke
         "run_dir": planned["run_dir"],
         "data_source": result.get("data_source"),
         "test_split": config.get("test_split", "held-out"),
+        "age_input": bool(config.get("age_input", False)),
         "peak_rss_mb": result.get("peak_rss_mb"),
         "peak_gpu_mb": result.get("peak_gpu_mb"),
         "started_at": started_at,
