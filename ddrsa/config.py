@@ -83,6 +83,9 @@ class DataConfig(BaseModel):
     test_split: Literal["held-out", "official"] = Field(
         "held-out", description="held-out: test_fraction of the units; official: C-MAPSS test_FD00x "
                                 "units scored against RUL_FD00x.txt, all training units train/validate")
+    age_input: bool = Field(False, description="add the unit's age as an input channel (C-MAPSS: cycle "
+                                               "index; Azure PM: steps since the start of the machine's "
+                                               "record), scaled on training units; the literature omits it")
 
     @field_validator("dataset")
     @classmethod
@@ -140,6 +143,8 @@ class ExperimentConfig(DataConfig):
         fields = self.model_dump(mode="json")
         if fields["test_split"] == "held-out":  # the default: ids of older runs stay valid
             del fields["test_split"]
+        if not fields["age_input"]:  # likewise: ids of runs without age input stay valid
+            del fields["age_input"]
         payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 

@@ -10,7 +10,7 @@ import torch
 from ddrsa.config import ExperimentConfig
 from ddrsa.device import Split, autocast
 from ddrsa.metrics import (RANKED_METRICS, VAL_LOSS, VAL_PREFIX, YARDSTICK_METRICS, benchmark_metrics, evaluate,
-                           survival_from_logits, val_key)
+                           survival_from_logits, val_benchmark_metrics, val_key)
 from ddrsa.policy import policy_metrics
 from ddrsa.run_predictions import predictions_of
 
@@ -41,7 +41,8 @@ def validation_metrics(model, loss_fn, split: Split, windows, device, config: Ex
     (steps for RUL errors, unitless otherwise). The analysis ranks configurations on these."""
     logits = predict_logits(model, split, device, config.amp)
     out = {VAL_LOSS: float(loss_fn(logits, split.event_index, split.censored))}
-    out.update(scores_on_validation(survival_from_logits(logits.cpu().numpy()), windows))
+    out.update(scores_on_validation(survival_from_logits(logits.cpu().numpy()), windows,
+                                    benchmark_protocol=config.dataset == "turbofan"))
     return out
 
 
@@ -52,13 +53,17 @@ def validation_policy(model, split: Split, windows, device, config: ExperimentCo
     return policy_metrics(survival, windows, VAL_PREFIX)
 
 
-def scores_on_validation(survival: np.ndarray, windows) -> dict:
+def scores_on_validation(survival: np.ndarray, windows, *, benchmark_protocol: bool = False) -> dict:
     """`val_<name>` of each RANKED_METRICS and YARDSTICK_METRICS name: `evaluate` of the validation
-    curves `survival` (N, L) against the validation windows, and the OTI figures per unit
-    (ddrsa/policy.py; validation units run to failure)."""
+    curves `survival` (N, L) against the validation windows, the OTI figures per unit
+    (ddrsa/policy.py; validation units run to failure) and, with `benchmark_protocol` (C-MAPSS), the
+    benchmark protocol on validation units (val_benchmark_*: seeded random truncations, truth capped;
+    the cmapss-benchmark preset ranks on it)."""
     scores = evaluate(survival, windows.event_index, windows.censored, windows.unit)
     out = {val_key(m): scores[m] for m in (*RANKED_METRICS, *YARDSTICK_METRICS)}
     out.update(policy_metrics(survival, windows, VAL_PREFIX))
+    if benchmark_protocol:
+        out.update(val_benchmark_metrics(survival, windows.rul, windows.unit))
     return out
 
 

@@ -106,26 +106,54 @@ def nasa_score_terms(d: Tensor) -> Tensor:
     return torch.where(d < 0, torch.expm1(-d / 13.0), torch.expm1(d / 10.0))
 
 
+# Which NASA auxiliary loss a run was trained with (written into test_metrics.json as `nasa_loss`).
+# Records without the key were trained with version 1: the unbounded expected score averaged over
+# uncensored windows only (docs/GUIDE.md "The NASA auxiliary loss").
+NASA_LOSS_VERSION = 2
+
+
+def log_nasa_score_terms(d: Tensor) -> Tensor:
+    """log s(d) for the PHM08 score s (see `nasa_score_terms`), -inf where d == 0; computed as
+    x + log(1 - exp(-x)) with x = |d|/13 (early) or d/10 (late), finite for any |d| up to float max."""
+    x = torch.where(d < 0, -d / 13.0, d / 10.0)
+    return torch.where(x > 0, x + torch.log(-torch.expm1(-x.clamp_min(1e-30))),
+                       torch.full_like(x, float("-inf")))
+
+
 def nasa_expected_loss(logits: Tensor, event_index: Tensor, censored: Tensor) -> Tensor:
-    """Expected NASA score under the predicted event distribution, mean over uncensored samples.
+    """log1p of the expected NASA score per window, mean over all windows (version 2).
 
     logits (..., N, L), event_index and censored (..., N) -> shape (...) (per member with a
-    leading member axis). The predicted event lag is k with probability P(T=k) for k < L, and L
-    (beyond the horizon) with probability S(L-1). Censored samples carry no true lag and
-    contribute nothing. Returns 0 where the batch holds no uncensored sample.
+    leading member axis). The predicted event lag K is k < L with probability P(T=k), and L with
+    probability S(L-1) (mass beyond the horizon scored at lag L, the distribution of min(T, L)
+    whose mean is the point estimate E[min(T, L)] the metrics score; it is also the smallest
+    late penalty consistent with an event beyond the horizon). Per window:
+      uncensored, true lag l < L:  E = sum_{k=0}^{L} P(K=k) s(k - l)
+      censored, index c:           known T >= t = min(c, L-1) + 1 (alive through lag c, as the
+                                   DDRSA loss reads it); E = sum_{k<t} P(K=k) s(k - t), the early
+                                   penalty known for certain; lags k >= t carry nothing (unknown).
+    loss = log1p(E): 0 for a sharp correct prediction, bounded by L/10 (s <= exp(L/10) - 1),
+    monotone in E (a window's minimiser is that of the expected score), computed in log space
+    (logsumexp), finite with finite gradients for any finite logits.
     """
     logits = logits.float()
     horizon = logits.shape[-1]
-    probs = torch.cat([log_event_probability(logits), log_survival(logits)[..., -1:]], dim=-1).exp()
+    log_p = torch.cat([log_event_probability(logits), log_survival(logits)[..., -1:]], dim=-1)
     lags = torch.arange(horizon + 1, device=logits.device, dtype=logits.dtype)
-    d = lags - event_index.to(logits.dtype).unsqueeze(-1)
-    expected = (probs * nasa_score_terms(d)).sum(-1)
-    weight = (~censored.bool()).to(logits.dtype)
-    return (expected * weight).sum(-1) / weight.sum(-1).clamp_min(1.0)
+    cens = censored.bool()
+    idx = event_index.to(logits.dtype)
+    truth = torch.where(cens, idx.clamp(max=horizon - 1) + 1, idx)      # t (censored) or l
+    d = lags - truth.unsqueeze(-1)                                      # (..., N, L+1)
+    log_s = log_nasa_score_terms(d)
+    known = ~(cens.unsqueeze(-1) & (d >= 0))                            # censored: only k < t
+    log_s = torch.where(known, log_s, torch.full_like(log_s, float("-inf")))
+    log_expected = torch.logsumexp(log_p + log_s, dim=-1)               # log E, -inf when E = 0
+    return F.softplus(log_expected).mean(-1)                            # log1p(E)
 
 
 class DDRSALoss(nn.Module):
-    """DDRSA loss plus `nasa_weight` times the expected NASA score (0 disables it).
+    """DDRSA loss plus `nasa_weight` times `nasa_expected_loss` (log1p of the expected NASA score;
+    0 disables it).
 
     With floats: logits (N, L) -> a scalar. With one weight per member, lambda_param a float64
     tensor (M,) and nasa_weight a tensor (M,) on the logits' device: logits (M, N, L), labels

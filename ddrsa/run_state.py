@@ -24,6 +24,7 @@ from ddrsa.device import Split, peak_gpu_mb
 from ddrsa.errors import DDRSAError
 from ddrsa.evaluation import metrics_on_test, validation_loss, validation_metrics, validation_policy
 from ddrsa.run_predictions import save_predictions
+from ddrsa.losses import NASA_LOSS_VERSION
 from ddrsa.schedule import steps_per_batch
 from ddrsa.status import COMPLETED, DIVERGED, PAUSED, RUNNING, RunStatus
 
@@ -228,6 +229,7 @@ class RunState:
             metrics.update(validation_metrics(self.model, self.loss_fn, val_split, data.val, device, config))
             metrics["train_seconds"] = train_seconds
             save_predictions(self.run_dir, predictions)  # before the metrics: their presence means done
+            metrics["nasa_loss_version"] = NASA_LOSS_VERSION  # val_loss's NASA term (absent: version 1)
             write_json(self.run_dir / "test_metrics.json", metrics)
         self.write_log(self.status)
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

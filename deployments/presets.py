@@ -50,9 +50,10 @@ PRESETS: dict[str, dict] = {
                        "RUL cap), all training units train or validate (30% of them validate, split by "
                        "unit), scored on the last window of every official test unit against "
                        "RUL_FD00x.txt; 5 seeds per configuration, the configuration per subset chosen on "
-                       "validation (report section `Benchmark vs literature`). One split (split seed 0): the "
-                       "official test units are fixed, so repeating the split (--split-seeds) would re-draw only "
-                       "the validation units; the spread over test units is the report's bootstrap over them.",
+                       "validation on val_benchmark_rmse (10 seeded random truncations of each validation "
+                       "unit, truth capped at 125; report section `Benchmark vs literature`). One split (split "
+                       "seed 0): the official test units are fixed, so repeating the split (--split-seeds) would "
+                       "re-draw only the validation units; the spread over test units is the report's bootstrap.",
         # the paper's 16-unit LSTM, two learning rates; NASA weight 0 (0.1 was worse on validation in
         # an earlier run: BENCHMARKS.md section 7). lstm_basic (64 units) costs 4.4x per epoch on CPU.
         "spec": dict(datasets=["turbofan"], subsets=["FD001", "FD002", "FD003", "FD004"], test_split="official",

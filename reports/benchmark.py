@@ -6,7 +6,8 @@ protocol), `benchmark_rmse_uncapped` (raw RUL_FD00x.txt truth) and `benchmark_na
 the PHM08 score over the test units, truth capped at 125). Units: cycles for RMSE, unitless score.
 
 Per subset (and test split), the configuration (model + hyperparameters, seeds pooled) is chosen on
-its mean VALIDATION RMSE across seeds (`reports.tables.ranking_metric`, which falls back to the test
+its mean `val_benchmark_rmse` across seeds when every run carries it (the benchmark protocol on the
+validation units: random truncations, truth capped at 125), else on its mean VALIDATION RMSE (`reports.tables.ranking_metric`, which falls back to the test
 metric, and says so, for records without validation metrics); its benchmark metrics are reported as
 mean, sample sd and 95% t-interval across seeds ("over seeds"), and the capped RMSE also with its 95%
 bootstrap interval over the official test units ("over test units", `reports.uncertainty`; the
@@ -27,13 +28,17 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-from reports.tables import HYPERPARAMETERS, completed, ranking_metric, records_frame, t_interval
+from ddrsa.metrics import VAL_BENCHMARK_NASA_SCORE, VAL_BENCHMARK_RMSE
+from reports.tables import HYPERPARAMETERS, completed, records_frame, t_interval
 from reports.uncertainty import BENCHMARK_RMSE, OVER_SEEDS, OVER_UNITS
 from reports.yardsticks import PredictionCache, by_config, group_verdict, unit_interval_text
 
 LITERATURE_FILE = Path(__file__).with_name("literature_cmapss.csv")
 BENCHMARK_METRICS = ("benchmark_rmse", "benchmark_rmse_uncapped", "benchmark_nasa_score")
-SELECTION_METRIC = "rul_rmse"  # the winner per subset: lowest mean val_rul_rmse across seeds
+SELECTION_METRIC = "rul_rmse"  # fallback: lowest mean val_rul_rmse across seeds
+# the winner per subset: lowest mean val_benchmark_rmse across seeds (random truncations of the
+# validation units, truth capped at 125: ddrsa.metrics.val_benchmark_metrics) when every run has it
+SELECTED_ON_VAL_BENCHMARK = "validation (benchmark protocol)"
 THIS_PROJECT = "this project"
 PUBLISHED = "published"
 BASELINE_KIND = "baseline (this project)"
@@ -46,7 +51,8 @@ SPLIT_MEANING = {
     "held-out": "NOT the literature protocol: part of the training units was held out as a test set, so the "
                 "model trained on fewer units",
 }
-SUMMARY_COLUMNS = (["subset", "test_split", "role", "selected_on", "model", *HYPERPARAMETERS, "n_seeds", "n_configs",
+SUMMARY_COLUMNS = (["subset", "test_split", "age_input", "role", "selected_on", "model", *HYPERPARAMETERS,
+                    "n_seeds", "n_configs",
                     "selection_score"]
                    + [f"{m}_{s}" for m in BENCHMARK_METRICS for s in ("mean", "sd", "ci_low", "ci_high")]
                    + ["benchmark_rmse_units_low", "benchmark_rmse_units_high", "benchmark_n_units", "comparable",
@@ -69,7 +75,8 @@ def benchmark_runs(records: list[dict]) -> pd.DataFrame:
     df = records_frame(records)
     if not len(df):
         return df
-    extra = {m: [] for m in BENCHMARK_METRICS + ("benchmark_n_units", "benchmark_comparable")}
+    extra = {m: [] for m in BENCHMARK_METRICS + ("benchmark_n_units", "benchmark_comparable",
+                                                  VAL_BENCHMARK_RMSE, VAL_BENCHMARK_NASA_SCORE)}
     for rec in records:
         metrics = rec.get("metrics") or {}
         for m in extra:
@@ -78,6 +85,8 @@ def benchmark_runs(records: list[dict]) -> pd.DataFrame:
     for m, values in extra.items():
         df[m] = pd.to_numeric(pd.Series(values, index=df.index), errors="coerce")
     df["test_split"] = df["test_split"].fillna("held-out") if "test_split" in df else "held-out"
+    # runs with the unit's age as an input are chosen and reported apart (the literature omits it)
+    df["age_input"] = df["age_input"].fillna(False).astype(bool) if "age_input" in df else False
     done = completed(df)
     return done[done["benchmark_rmse"].notna()].reset_index(drop=True) if len(done) else done
 
@@ -90,8 +99,8 @@ def has_benchmark(records: list[dict]) -> bool:
 
 def benchmark_summary(records: list[dict], output_dir: str | os.PathLike | None = None,
                       cache: PredictionCache | None = None) -> pd.DataFrame:
-    """Per (subset, test_split): a `role` "chosen" row, the DDRSA configuration chosen on validation
-    RMSE, then one "baseline" row per baseline model (its configuration chosen the same way), each
+    """Per (subset, test_split, age_input): a `role` "chosen" row, the DDRSA configuration chosen on validation
+    (val_benchmark_rmse when every run carries it, else validation RMSE), then one "baseline" row per baseline model (its configuration chosen the same way), each
     with its benchmark metrics across seeds (`<metric>_mean/_sd/_ci_low/_ci_high`, over seeds; sd
     and CI NaN with one seed) and `benchmark_rmse_units_low/_high` (95% over test units, NaN when
     the run folders under `output_dir` hold no predictions). `selected_on` says which data chose
@@ -103,14 +112,15 @@ def benchmark_summary(records: list[dict], output_dir: str | os.PathLike | None 
     if not len(runs):
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     cache = cache or PredictionCache(output_dir)
-    for (subset, split), sub in runs.groupby(["subset", "test_split"], sort=True):
-        verdict = group_verdict(sub, cache)
-        configs, rank_col = by_config(sub), ranking_metric(sub, SELECTION_METRIC)[0]
+    for (subset, split, age), sub in runs.groupby(["subset", "test_split", "age_input"], sort=True):
+        verdict = group_verdict(sub, cache, prefer=(VAL_BENCHMARK_RMSE, SELECTED_ON_VAL_BENCHMARK))
+        configs, rank_col = by_config(sub), verdict.rank_col
         chosen = [(CHOSEN, verdict.winner)] if verdict.winner else []
         for role, key in chosen + [(BASELINE, k) for k in verdict.baselines]:
             best = configs.runs(key)
             row = _summary_row(best, subset, split, role, verdict.selected_on, verdict.n_configs,
                                float(best[rank_col].mean()))
+            row["age_input"] = bool(age)
             iv = cache.interval(best, BENCHMARK_RMSE)
             row["benchmark_rmse_units_low"], row["benchmark_rmse_units_high"] = (iv.low, iv.high) if iv else (
                 math.nan, math.nan)
@@ -144,7 +154,8 @@ def comparison_frame(summary: pd.DataFrame, literature: pd.DataFrame) -> pd.Data
     """Long table for the chart: this project's chosen configuration per subset and its baselines
     (official test split only; mean RMSE with its 95% interval over seeds, `rmse_low/_high`, and
     over test units, `rmse_unit_low/_high`) next to every published value for the same subsets."""
-    ours = summary[summary["test_split"] == OFFICIAL]
+    # the literature comparison uses runs without age input (the literature rarely feeds it)
+    ours = summary[(summary["test_split"] == OFFICIAL) & ~summary["age_input"].astype(bool)]
     rows = [{"subset": r["subset"],
              "method": (f"{THIS_PROJECT}: {r['model']}" if r["role"] == CHOSEN else f"baseline: {r['model']}"),
              "kind": THIS_PROJECT if r["role"] == CHOSEN else BASELINE_KIND,
@@ -231,7 +242,8 @@ def benchmark_lines(records: list[dict], output_dir: str | os.PathLike | None = 
     for _, r in summary.iterrows():
         if r["test_split"] != OFFICIAL or r["role"] != CHOSEN:
             continue
-        lines.append(f"benchmark {r['subset']} ({r['test_split']} test units, {r['benchmark_n_units']}): "
+        age = ", with age input" if r["age_input"] else ""
+        lines.append(f"benchmark {r['subset']} ({r['test_split']} test units, {r['benchmark_n_units']}{age}): "
                      f"RMSE {mean_sd_ci(r, 'benchmark_rmse', '.2f', label=True)}, {units_text(r)} "
                      f"(truth capped at 125), uncapped {mean_sd_ci(r, 'benchmark_rmse_uncapped', '.2f')}, NASA score "
                      f"{mean_sd_ci(r, 'benchmark_nasa_score', '.0f')}; "

@@ -178,6 +178,7 @@ class GroupVerdict:
     vs_runner_up: Comparison | None
     n_configs: int                # DDRSA configurations that competed
     selected_on: str
+    rank_col: str = ""            # the column the configurations were ranked on
 
 
 def config_label(runs: pd.DataFrame, other: pd.DataFrame | None = None) -> str:
@@ -242,9 +243,14 @@ def by_config(runs: pd.DataFrame) -> ByConfig:
     return ByConfig(runs)
 
 
-def group_verdict(runs: pd.DataFrame, cache: PredictionCache) -> GroupVerdict:
-    """Winner, runner-up and best baseline of one group's completed runs, with both comparisons."""
+def group_verdict(runs: pd.DataFrame, cache: PredictionCache,
+                  prefer: tuple[str, str] | None = None) -> GroupVerdict:
+    """Winner, runner-up and best baseline of one group's completed runs, with both comparisons.
+    `prefer`: (column, what it is called) ranked on instead of validation RMSE when every run has it
+    (the cmapss-benchmark preset: val_benchmark_rmse, the benchmark protocol on validation units)."""
     rank_col, selected_on = ranking_metric(runs, SELECTION_METRIC)
+    if prefer and prefer[0] in runs and runs[prefer[0]].notna().all():
+        rank_col, selected_on = prefer
     configs = by_config(runs)
     means = configs.means(rank_col)
     # best first; ties go to the first configuration in CONFIG_KEYS order (as tables.best_configurations)
@@ -263,7 +269,7 @@ def group_verdict(runs: pd.DataFrame, cache: PredictionCache) -> GroupVerdict:
     of = {k: configs.runs(k) for k in (winner, runner, best_base) if k is not None}
     vs_b = compare(cache, "best baseline", of[winner], of[best_base]) if winner and best_base else None
     vs_r = compare(cache, "runner-up", of[winner], of[runner]) if winner and runner else None
-    return GroupVerdict(winner, runner, best_base, best_per_model, vs_b, vs_r, len(ddrsa), selected_on)
+    return GroupVerdict(winner, runner, best_base, best_per_model, vs_b, vs_r, len(ddrsa), selected_on, rank_col)
 
 
 def headline_verdicts(df: pd.DataFrame, cache: PredictionCache) -> dict[tuple, GroupVerdict]:

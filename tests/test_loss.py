@@ -96,41 +96,119 @@ def test_nasa_score_terms_punish_late_more_than_early():
     assert s[4].item() == 0.0
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.integers(2, 20), st.integers(1, 12))
-def test_expected_nasa_loss_is_asymmetric(true_lag, offset):
-    """A distribution `offset` steps late costs more than one `offset` steps early."""
-    horizon = 40
-    def peaked_at(k):
-        logits = torch.full((1, horizon), -30.0)
-        logits[0, k] = 30.0
-        return logits
-    idx, cens = torch.tensor([true_lag]), torch.tensor([False])
-    late = nasa_expected_loss(peaked_at(true_lag + offset), idx, cens)
-    early_lag = max(true_lag - offset, 0)
-    early = nasa_expected_loss(peaked_at(early_lag), idx, cens)
-    assert late > early
-    exact = nasa_expected_loss(peaked_at(true_lag), idx, cens)
-    assert exact.item() < 1e-6
-
-
-def test_expected_nasa_loss_matches_enumeration():
-    rng = np.random.default_rng(1)
-    logits = rng.normal(-2, 1, size=(3, 6))
-    idx = np.array([1, 4, 2])
-    got = nasa_expected_loss(torch.tensor(logits), torch.tensor(idx), torch.tensor([False, False, True])).item()
+def brute_force_nasa(logits, event_index, censored):
+    """log1p of the expected PHM08 score per window, mean over all windows, by explicit loops
+    (float64, plain products of hazards, no log space): the predicted lag is k < L with
+    probability h(k) prod_{m<k} (1 - h(m)), and L with probability S(L-1). Uncensored: true lag
+    l. Censored at c: known T >= t = min(c, L-1) + 1; only predicted lags k < t are scored,
+    early by t - k."""
     total = 0.0
-    for x, l in zip(logits[:2], idx[:2]):
-        h = 1 / (1 + np.exp(-x))
+    for x, l, c in zip(logits, event_index, censored):
+        horizon = len(x)
         surv, p = 1.0, []
-        for hk in h:
+        for v in x:
+            hk = 1.0 / (1.0 + math.exp(-v))
             p.append(surv * hk)
-            surv *= 1 - hk
+            surv *= 1.0 - hk
         p.append(surv)
-        for k, pk in enumerate(p):
-            d = k - l
-            total += pk * (math.exp(-d / 13) - 1 if d < 0 else math.exp(d / 10) - 1)
-    assert abs(got - total / 2) < 1e-6
+        expected = 0.0
+        for k in range(horizon + 1):
+            if c:
+                t = min(int(l), horizon - 1) + 1
+                if k < t:
+                    expected += p[k] * (math.exp((t - k) / 13.0) - 1.0)
+            else:
+                d = k - int(l)
+                score = math.exp(-d / 13.0) - 1.0 if d < 0 else math.exp(d / 10.0) - 1.0
+                expected += p[k] * score
+        total += math.log1p(expected)
+    return total / len(logits)
+
+
+def sharp_logits(horizon, lag, beyond=False):
+    """(1, L) logits putting (almost) all mass on `lag` (or beyond the horizon)."""
+    logits = torch.full((1, horizon), -40.0, dtype=torch.float64)
+    if not beyond:
+        logits[0, lag] = 40.0
+    return logits
+
+
+def test_expected_nasa_loss_matches_brute_force():
+    rng = np.random.default_rng(1)
+    for horizon in (6, 64, 125):
+        logits = rng.normal(-2, 1.5, size=(40, horizon))
+        idx = rng.integers(0, horizon + 30, size=40)
+        cens = (idx >= horizon) | (rng.random(40) < 0.3)
+        got = nasa_expected_loss(torch.tensor(logits), torch.tensor(idx), torch.tensor(cens)).item()
+        assert abs(got - brute_force_nasa(logits, idx, cens)) < 1e-4 * max(1.0, got)
+
+
+def test_expected_nasa_loss_per_member_axis():
+    """A leading member axis gives each member the loss of its own batch."""
+    rng = np.random.default_rng(2)
+    logits = torch.tensor(rng.normal(-1, 1, size=(3, 8, 10)), dtype=torch.float32)
+    idx = torch.tensor(rng.integers(0, 14, size=(3, 8)))
+    cens = idx >= 10
+    got = nasa_expected_loss(logits, idx, cens)
+    assert got.shape == (3,)
+    for m in range(3):
+        assert torch.allclose(got[m], nasa_expected_loss(logits[m], idx[m], cens[m]))
+
+
+def test_expected_nasa_loss_hand_values():
+    """Sharp predictions: log1p(s) = |d|/13 early, d/10 late (a swap of the branches fails here);
+    a censored window is charged only for predictions before its censoring time."""
+    L = 64
+    one = lambda c: torch.tensor([c])
+    late = nasa_expected_loss(sharp_logits(L, 30), one(20), one(False)).item()
+    early = nasa_expected_loss(sharp_logits(L, 10), one(20), one(False)).item()
+    assert late == pytest.approx(10 / 10, abs=1e-6) and early == pytest.approx(10 / 13, abs=1e-6)
+    # beyond the horizon is scored as lag L: true lag 54 -> late by 10
+    assert nasa_expected_loss(sharp_logits(L, 0, beyond=True), one(54), one(False)).item() == \
+        pytest.approx(1.0, abs=1e-6)
+    # censored, alive through lag 20 (T >= 21): predicting 11 is early by 10; 21, 40 or beyond: unknown
+    assert nasa_expected_loss(sharp_logits(L, 11), one(20), one(True)).item() == pytest.approx(10 / 13, abs=1e-6)
+    for lag in (21, 40):
+        assert nasa_expected_loss(sharp_logits(L, lag), one(20), one(True)).item() < 1e-12
+    assert nasa_expected_loss(sharp_logits(L, 0, beyond=True), one(200), one(True)).item() < 1e-12
+    # censored beyond the horizon reads as T >= L: predicting lag L-1 costs exp(1/13) - 1
+    assert nasa_expected_loss(sharp_logits(L, L - 1), one(200), one(True)).item() == pytest.approx(1 / 13, abs=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 130), st.data())
+def test_expected_nasa_loss_properties(horizon, data):
+    """Bounded by L/10, non-negative, ~0 for a sharp correct prediction, and a sharp prediction
+    `o` steps late costs more than one `o` steps early, by the NASA asymmetry (o/10 against o/13)."""
+    values = data.draw(st.lists(st.floats(-30, 30, allow_nan=False), min_size=horizon, max_size=horizon))
+    true_lag = data.draw(st.integers(0, horizon - 1))
+    is_censored = data.draw(st.booleans())
+    logits = torch.tensor([values], dtype=torch.float64, requires_grad=True)
+    loss = nasa_expected_loss(logits, torch.tensor([true_lag]), torch.tensor([is_censored]))
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()
+    assert -1e-9 <= loss.item() <= horizon / 10 + 1e-6
+    idx, unc = torch.tensor([true_lag]), torch.tensor([False])
+    assert nasa_expected_loss(sharp_logits(horizon, true_lag), idx, unc).item() < 1e-9
+    offset = data.draw(st.integers(1, horizon))
+    if true_lag - offset >= 0 and true_lag + offset < horizon:
+        late = nasa_expected_loss(sharp_logits(horizon, true_lag + offset), idx, unc).item()
+        early = nasa_expected_loss(sharp_logits(horizon, true_lag - offset), idx, unc).item()
+        assert late > early
+        assert late == pytest.approx(offset / 10, abs=1e-6) and early == pytest.approx(offset / 13, abs=1e-6)
+
+
+def test_expected_nasa_loss_is_comparable_to_ddrsa_at_init():
+    """Random-initialisation-like logits (hazard ~ 0.5): the term stays within a few units of the
+    DDRSA loss (the unbounded version 1 was ~120 at L = 64 and ~48,000 at L = 125)."""
+    rng = np.random.default_rng(3)
+    for horizon in (64, 125):
+        logits = torch.tensor(rng.normal(0, 0.1, size=(256, horizon)), dtype=torch.float32)
+        idx = torch.tensor(rng.integers(0, 2 * horizon, size=256))
+        cens = idx >= horizon
+        nasa = nasa_expected_loss(logits, idx, cens).item()
+        assert 0 < nasa <= horizon / 10
+        assert nasa < 3 * ddrsa_loss(logits, idx, cens, 0.75).item()
 
 
 def test_nasa_weight_zero_disables_auxiliary_loss():

@@ -97,7 +97,7 @@ def fit_baseline(config: ExperimentConfig, run_dir: str | Path, settings: Settin
             write_json(run_dir / LOG, {**log, "status": "diverged", "diverged_epoch": 1})
             return _result("diverged", {}, seconds, data)
         metrics, predictions = scores_on_test(test, bench, data, run_to_failure=config.test_split == "held-out")
-        metrics.update(scores_on_validation(val, data.val))
+        metrics.update(scores_on_validation(val, data.val, benchmark_protocol=config.dataset == "turbofan"))
         metrics[VAL_LOSS] = None
         metrics["train_seconds"] = seconds
         save_predictions(run_dir, predictions)

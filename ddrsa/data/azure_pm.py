@@ -15,6 +15,8 @@ Features per step (float32, scaled to [-1, 1] on TRAIN machines only; `feature_n
                                      step start so the replacement done at a failure does not reveal it.
   model1..model4, age                machine model one-hot and age (years)
 18 features with telemetry, 14 without. Nothing is generated: every value comes from the files.
+`age_input` adds one last channel, `record_steps`: the step index s (steps since the start of the
+machine's record, t0 above), scaled with the rest on the training machines (`age` is already there).
 Events: failure rows sharing (machine, datetime) are ONE event; each event is assigned to the step
 it falls in (never dropped by down-sampling; two events in one step become one event step).
 No look past the event: in a step holding an event, the hourly records (telemetry readings, errors)
@@ -134,7 +136,7 @@ def azure_labels(n_steps: int, event_steps: np.ndarray, pred_horizon: int):
 
 def prepare_azure(tables: dict, lookback: int, pred_horizon: int, split_seed: int, test_fraction: float,
                   val_fraction: float, downsample_hours: int = 15, window_stride: int = 1,
-                  max_units: int | None = None) -> dict:
+                  max_units: int | None = None, age_input: bool = False) -> dict:
     """tables: errors/maint/failures/machines DataFrames and optionally telemetry (key absent or None
     when there is none) -> dict of windows + metadata. Machines are split (by `split_seed`) before
     scaling; the min/max scaler is fit on the train machines' steps only."""
@@ -158,11 +160,13 @@ def prepare_azure(tables: dict, lookback: int, pred_horizon: int, split_seed: in
         feats[mid], events[mid] = machine_steps(
             g["errors"], g["maint"], g["failures"], m, downsample_hours, origin,
             tel=g["telemetry"].sort_values("datetime") if tel is not None else None, period=period)
+        if age_input:
+            feats[mid] = np.column_stack([feats[mid], np.arange(len(feats[mid]), dtype=np.float64)])
     split = split_units(ids, test_fraction, val_fraction, split_seed)
     train_x = np.concatenate([feats[m] for m in split["train"]])
     lo, hi = train_x.min(0), train_x.max(0)
     span = np.where(hi > lo, hi - lo, 1.0)
-    names = feature_names(tel is not None)
+    names = feature_names(tel is not None) + (["record_steps"] if age_input else [])
     fail = tables["failures"]
     out = {"feature_names": names, "split_units": split,
            "n_event_steps": int(sum(len(e) for e in events.values())),

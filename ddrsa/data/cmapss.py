@@ -12,6 +12,8 @@ Preprocessing (all statistics on TRAIN-split units only):
     training units (only quantisation noise; leaves the usual 14 sensors 2,3,4,7,8,9,11,12,13,14,15,17,
     20,21 on all four real subsets). Settings are not features.
   - min-max to [-1, 1] fitted on training units (val/test/benchmark may fall outside).
+  - `age_input`: one more channel, `cycle` (the cycle index of the row, column 2 of the file), min-max
+    scaled like the sensors on the training units' cycles (the literature's models do not use it).
 Labels: training-file units run to failure: l = T - t; censored = l >= pred_horizon; rul = l.
 Benchmark: last window of each test unit, rul = RUL file line i, event_index = rul,
 censored = rul >= pred_horizon.
@@ -70,8 +72,9 @@ def check_table(arr: np.ndarray, path) -> None:
 class CmapssPreprocessor:
     """Fitted on training rows; `transform` maps raw (n, 26) rows to float32 (n, F) features."""
 
-    def __init__(self, subset: str):
+    def __init__(self, subset: str, age_input: bool = False):
         self.multi = subset in ("FD002", "FD004")
+        self.age_input = age_input
 
     def _cond(self, rows: np.ndarray) -> np.ndarray:
         keys = condition_keys(rows[:, 2:5])
@@ -98,10 +101,10 @@ class CmapssPreprocessor:
 
     def _norm(self, rows):
         sens = rows[:, 5:][:, self.keep]
-        if not self.multi:
-            return sens
-        cond = self._cond(rows)
-        return (sens - self.mu[cond][:, self.keep]) / self.sd[cond][:, self.keep].clip(1e-8)
+        if self.multi:
+            cond = self._cond(rows)
+            sens = (sens - self.mu[cond][:, self.keep]) / self.sd[cond][:, self.keep].clip(1e-8)
+        return np.column_stack([sens, rows[:, 1]]) if self.age_input else sens
 
     def transform(self, rows: np.ndarray) -> np.ndarray:
         span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0)
@@ -109,7 +112,7 @@ class CmapssPreprocessor:
 
     @property
     def feature_names(self) -> list[str]:
-        return [SENSOR_NAMES[i] for i in self.keep]
+        return [SENSOR_NAMES[i] for i in self.keep] + (["cycle"] if self.age_input else [])
 
 
 def _per_unit(rows: np.ndarray, feats: np.ndarray, units: np.ndarray):
@@ -124,7 +127,7 @@ def _per_unit(rows: np.ndarray, feats: np.ndarray, units: np.ndarray):
 def prepare_cmapss(train_rows: np.ndarray, test_rows: np.ndarray | None, rul: np.ndarray | None,
                    subset: str, lookback: int, pred_horizon: int, split_seed: int, test_fraction: float,
                    val_fraction: float, window_stride: int = 1, max_units: int | None = None,
-                   test_split: str = "held-out") -> dict:
+                   test_split: str = "held-out", age_input: bool = False) -> dict:
     """Raw float (n, 26) training/test rows + RUL (n_test_units,) -> dict of windows and metadata.
 
     test_split "official": `test` = the official test units (see the module docstring); their ids
@@ -137,7 +140,7 @@ def prepare_cmapss(train_rows: np.ndarray, test_rows: np.ndarray | None, rul: np
         units = units[:max_units]
         train_rows = train_rows[np.isin(train_rows[:, 0].astype(np.int64), units)]
     split = split_units(units, 0.0 if official else test_fraction, val_fraction, split_seed)
-    pre = CmapssPreprocessor(subset).fit(train_rows[np.isin(train_rows[:, 0], split["train"])])
+    pre = CmapssPreprocessor(subset, age_input).fit(train_rows[np.isin(train_rows[:, 0], split["train"])])
     feats = pre.transform(train_rows)
     out = {"feature_names": pre.feature_names, "split_units": split,
            "n_conditions": len(pre.cond_keys)}

@@ -103,7 +103,7 @@ def _load_cmapss(cfg: DataConfig, source: str, data_dir: Path) -> PreparedData:
         used, version = "synthetic", _hash(json.dumps(["make_synthetic_cmapss", params], sort_keys=True).encode())
     out = prepare_cmapss(train, test, rul, cfg.subset, cfg.lookback_window, cfg.pred_horizon, cfg.split_seed,
                          cfg.test_fraction, cfg.val_fraction, cfg.window_stride, cfg.max_units,
-                         test_split=cfg.test_split)
+                         test_split=cfg.test_split, age_input=cfg.age_input)
     info = {"split_units": {k: v.tolist() for k, v in out["split_units"].items()},
             "n_conditions": out["n_conditions"], "files": [str(p) for p in paths if p is not None],
             "warning": warning}
@@ -143,7 +143,8 @@ def _load_azure(cfg: DataConfig, source: str, data_dir: Path) -> PreparedData:
         used = "synthetic"
         version = _hash(json.dumps(["make_synthetic_azure", SYNTH_AZURE], sort_keys=True).encode())
     out = prepare_azure(tables, cfg.lookback_window, cfg.pred_horizon, cfg.split_seed, cfg.test_fraction,
-                        cfg.val_fraction, cfg.downsample_hours, cfg.window_stride, cfg.max_units)
+                        cfg.val_fraction, cfg.downsample_hours, cfg.window_stride, cfg.max_units,
+                        age_input=cfg.age_input)
     info = {"split_units": {k: v.tolist() for k, v in out["split_units"].items()},
             "n_events": out["n_events"], "n_event_steps": out["n_event_steps"], "warning": warning}
     return _prepared(out, used, version, info)

@@ -69,6 +69,7 @@ class _RecordFields(TypedDict):
     dropout: float
     seed: int
     split_seed: int          # which units were held out (--split-seeds)
+    age_input: bool          # engine age fed as an input channel (--age-input)
     num_epochs: int
     is_baseline: bool        # model in BASELINE_MODELS: a yardstick, never the best DDRSA configuration
     status: Status
@@ -130,6 +131,7 @@ def make_record(planned: dict, *, status: Status, result: dict | None = None, wo
         "data_source": result.get("data_source"),
         "test_split": config.get("test_split", "held-out"),
         "split_seed": config.get("split_seed", 0),  # which units were held out (--split-seeds)
+        "age_input": bool(config.get("age_input", False)),
         "peak_rss_mb": result.get("peak_rss_mb"),
         "peak_gpu_mb": result.get("peak_gpu_mb"),
         "started_at": started_at,

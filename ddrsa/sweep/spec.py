@@ -86,6 +86,7 @@ class SweepSpec(BaseModel):
     lookback_window: int = Field(128, ge=1, le=4096, description="K, history steps the encoder reads")
     pred_horizon: int = Field(64, ge=2, le=1024, description="L_max, future steps with a hazard each")
     max_units: int | None = Field(None, ge=3, description="use only this many units/machines (quick looks)")
+    age_input: bool = Field(False, description=ExperimentConfig.model_fields["age_input"].description)
     window_stride: int = Field(1, ge=1, description="keep every n-th training window (1 = all)")
     data_source: Literal["auto", "real", "synthetic"] | None = Field(
         None, description="real data, synthetic data, or auto (real when present)",
