@@ -11,6 +11,7 @@ comparisons with the best baseline and the runner-up (from the run folders' test
 "unavailable" without them), and (2) every configuration of the grid with its per-seed means, so
 the selection can be checked. Reads OUTPUT_DIR/all_results.json and the predictions; trains nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,31 +33,39 @@ from reports.tables import CONFIG_KEYS, load_records  # noqa: E402
 
 def chosen_table(records: list[dict]) -> str:
     """`records`' run_dir must be absolute (main() makes them so) for the intervals over test units."""
-    rows = ["| subset | role | chosen on | model | lr | NASA w | dropout | seeds | configs | RMSE (capped), "
-            "over seeds | RMSE (capped), over test units | RMSE (uncapped) | NASA score | paired comparisons |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| subset | role | chosen on | model | lr | NASA w | dropout | seeds | configs | RMSE (capped), "
+        "over seeds | RMSE (capped), over test units | RMSE (uncapped) | NASA score | paired comparisons |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for _, r in benchmark_summary(records, output_dir="/").iterrows():
         cells = [mean_sd_ci(r, m, ".0f" if "nasa" in m else ".2f") for m in BENCHMARK_METRICS]
         cells.insert(1, units_text(r))
-        rows.append(f"| {r['subset']} ({r['test_split']}) | {r['role']} | {r['selected_on']} | {r['model']} | "
-                    f"{r['learning_rate']:g} | {r['nasa_weight']:g} | {r['dropout']:g} | {r['n_seeds']} | "
-                    f"{r['n_configs']} | " + " | ".join(cells) + f" | {'; '.join(comparison_texts(r))} |")
+        rows.append(
+            f"| {r['subset']} ({r['test_split']}) | {r['role']} | {r['selected_on']} | {r['model']} | "
+            f"{r['learning_rate']:g} | {r['nasa_weight']:g} | {r['dropout']:g} | {r['n_seeds']} | "
+            f"{r['n_configs']} | " + " | ".join(cells) + f" | {'; '.join(comparison_texts(r))} |"
+        )
     return "\n".join(rows)
 
 
 def grid_table(records: list[dict]) -> str:
     runs = benchmark_runs(records)
-    rows = ["| subset | model | lr | NASA w | seeds | val RMSE (ranked on) | benchmark RMSE | epochs (mean) |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| subset | model | lr | NASA w | seeds | val RMSE (ranked on) | benchmark RMSE | epochs (mean) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     if not len(runs):
         return "\n".join(rows)
     keys = ["test_split", *CONFIG_KEYS]
     for key, g in runs.groupby(keys, sort=True):
         cfg = dict(zip(keys, key))
-        rows.append(f"| {cfg['subset']} | {cfg['model']} | {cfg['learning_rate']:g} | {cfg['nasa_weight']:g} | "
-                    f"{len(g)} | {g['val_rul_rmse'].mean():.2f} ± {g['val_rul_rmse'].std(ddof=1):.2f} | "
-                    f"{g['benchmark_rmse'].mean():.2f} ± {g['benchmark_rmse'].std(ddof=1):.2f} | "
-                    f"{g['epochs_trained'].mean():.0f} |")
+        rows.append(
+            f"| {cfg['subset']} | {cfg['model']} | {cfg['learning_rate']:g} | {cfg['nasa_weight']:g} | "
+            f"{len(g)} | {g['val_rul_rmse'].mean():.2f} ± {g['val_rul_rmse'].std(ddof=1):.2f} | "
+            f"{g['benchmark_rmse'].mean():.2f} ± {g['benchmark_rmse'].std(ddof=1):.2f} | "
+            f"{g['epochs_trained'].mean():.0f} |"
+        )
     return "\n".join(rows)
 
 
@@ -64,8 +73,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", nargs="+", help="sweep output folders (all_results.json)")
     args = p.parse_args()
-    records = [{**r, "run_dir": str(Path(f).resolve() / str(r.get("run_dir") or ""))}
-               for f in args.folders for r in load_records(f)]
+    records = [
+        {**r, "run_dir": str(Path(f).resolve() / str(r.get("run_dir") or ""))}
+        for f in args.folders
+        for r in load_records(f)
+    ]
     if not records:
         print("no records in " + " ".join(args.folders), file=sys.stderr)
         sys.exit(2)

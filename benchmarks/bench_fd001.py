@@ -14,6 +14,7 @@ Each run is one subprocess `python -m ddrsa.train ... --output-dir ROOT/<name>` 
 checkpoint when rerun, and a finished run is only re-read). Runs are long on 2 CPU cores: start this
 in the background (`nohup nice -n 10 python benchmarks/bench_fd001.py --queue protocol &`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,31 +36,69 @@ DEFAULT_RUNS = [  # (name, extra flags)
 ]
 PROTO = ["--lookback-window", "30", "--pred-horizon", "125"]
 PROTOCOL_RUNS = [
-    ("proto_FD001_lstm_basic_lr0.001_bs128", ["--model", "lstm_basic", "--learning-rate", "0.001", "--batch-size", "128"]),
-    ("proto_FD001_gru_basic_lr0.003_bs256", ["--model", "gru_basic", "--learning-rate", "0.003", "--batch-size", "256"]),
-    ("proto_FD001_lstm_basic_lr0.003_bs256", ["--model", "lstm_basic", "--learning-rate", "0.003", "--batch-size", "256"]),
-    ("proto_FD001_gru_basic_lr0.001_bs128", ["--model", "gru_basic", "--learning-rate", "0.001", "--batch-size", "128"]),
-    ("proto_FD001_lstm_basic_lr0.005_bs256", ["--model", "lstm_basic", "--learning-rate", "0.005", "--batch-size", "256"]),
+    (
+        "proto_FD001_lstm_basic_lr0.001_bs128",
+        ["--model", "lstm_basic", "--learning-rate", "0.001", "--batch-size", "128"],
+    ),
+    (
+        "proto_FD001_gru_basic_lr0.003_bs256",
+        ["--model", "gru_basic", "--learning-rate", "0.003", "--batch-size", "256"],
+    ),
+    (
+        "proto_FD001_lstm_basic_lr0.003_bs256",
+        ["--model", "lstm_basic", "--learning-rate", "0.003", "--batch-size", "256"],
+    ),
+    (
+        "proto_FD001_gru_basic_lr0.001_bs128",
+        ["--model", "gru_basic", "--learning-rate", "0.001", "--batch-size", "128"],
+    ),
+    (
+        "proto_FD001_lstm_basic_lr0.005_bs256",
+        ["--model", "lstm_basic", "--learning-rate", "0.005", "--batch-size", "256"],
+    ),
 ]
 SUBSET_RUNS = [
-    (f"proto_{s}_gru_basic_lr0.003_bs256", ["--subset", s, "--model", "gru_basic", "--learning-rate", "0.003",
-                                             "--batch-size", "256"]) for s in ("FD002", "FD003", "FD004")
+    (
+        f"proto_{s}_gru_basic_lr0.003_bs256",
+        ["--subset", s, "--model", "gru_basic", "--learning-rate", "0.003", "--batch-size", "256"],
+    )
+    for s in ("FD002", "FD003", "FD004")
 ]
-METRICS = ("rul_mae", "rul_rmse", "concordance_index", "nasa_score", "integrated_brier_score",
-           "benchmark_rmse", "benchmark_nasa_score", "constant_prediction")
+METRICS = (
+    "rul_mae",
+    "rul_rmse",
+    "concordance_index",
+    "nasa_score",
+    "integrated_brier_score",
+    "benchmark_rmse",
+    "benchmark_nasa_score",
+    "constant_prediction",
+)
 
 
 def runs_for(queue: str) -> list[tuple[str, list[str]]]:
     default = DEFAULT_RUNS
     protocol = [(n, PROTO + f) for n, f in PROTOCOL_RUNS]
     subsets = [(n, PROTO + f) for n, f in SUBSET_RUNS]
-    return {"default": default, "protocol": protocol, "subsets": subsets,
-            "all": default + protocol + subsets}[queue]
+    return {"default": default, "protocol": protocol, "subsets": subsets, "all": default + protocol + subsets}[queue]
 
 
 def command(name: str, flags: list[str], root: Path, epochs: int, patience: int) -> list[str]:
-    return [sys.executable, "-m", "ddrsa.train", "--dataset", "turbofan", *flags, "--num-epochs", str(epochs),
-            "--patience", str(patience), "--output-dir", str(root / name), "--quiet"]
+    return [
+        sys.executable,
+        "-m",
+        "ddrsa.train",
+        "--dataset",
+        "turbofan",
+        *flags,
+        "--num-epochs",
+        str(epochs),
+        "--patience",
+        str(patience),
+        "--output-dir",
+        str(root / name),
+        "--quiet",
+    ]
 
 
 def summarize(name: str, run_dir: Path) -> dict | None:
@@ -71,9 +110,15 @@ def summarize(name: str, run_dir: Path) -> dict | None:
     m = json.loads(metrics_path.read_text())
     log = json.loads(log_path.read_text())
     secs = [e["seconds"] for e in log["epochs"]]
-    return {"name": name, "status": log.get("status"), "epochs": len(secs), "best_epoch": log.get("best_epoch"),
-            "stopped_early": log.get("stopped_early"), "s_per_epoch": sorted(secs)[len(secs) // 2],
-            **{k: m.get(k) for k in METRICS}}
+    return {
+        "name": name,
+        "status": log.get("status"),
+        "epochs": len(secs),
+        "best_epoch": log.get("best_epoch"),
+        "stopped_early": log.get("stopped_early"),
+        "s_per_epoch": sorted(secs)[len(secs) // 2],
+        **{k: m.get(k) for k in METRICS},
+    }
 
 
 def partial(name: str, run_dir: Path) -> dict:
@@ -82,21 +127,31 @@ def partial(name: str, run_dir: Path) -> dict:
 
     from ddrsa.config import ExperimentConfig
     from ddrsa.data import load_dataset
-    from ddrsa.models import build_model
     from ddrsa.evaluation import metrics_on_test
+    from ddrsa.models import build_model
 
     log = json.loads((run_dir / "training_log.json").read_text())
     config = ExperimentConfig(**json.loads((run_dir / "config.json").read_text()))
     data = load_dataset(config.data_config())
-    model = build_model(config.model, n_features=data.train.n_features, pred_horizon=config.pred_horizon,
-                        dropout=config.dropout, lookback_window=config.lookback_window)
+    model = build_model(
+        config.model,
+        n_features=data.train.n_features,
+        pred_horizon=config.pred_horizon,
+        dropout=config.dropout,
+        lookback_window=config.lookback_window,
+    )
     best = torch.load(run_dir / "checkpoint_best.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(best["model"])
     m, _ = metrics_on_test(model, data, torch.device("cpu"), config)
     secs = [e["seconds"] for e in log["epochs"]]
-    return {"name": name, "status": f"UNFINISHED: best of {len(secs)} epochs", "epochs": len(secs),
-            "best_epoch": best.get("epoch"), "s_per_epoch": sorted(secs)[len(secs) // 2],
-            **{k: m.get(k) for k in METRICS}}
+    return {
+        "name": name,
+        "status": f"UNFINISHED: best of {len(secs)} epochs",
+        "epochs": len(secs),
+        "best_epoch": best.get("epoch"),
+        "s_per_epoch": sorted(secs)[len(secs) // 2],
+        **{k: m.get(k) for k in METRICS},
+    }
 
 
 def table(rows: list[dict]) -> str:

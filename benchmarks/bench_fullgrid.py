@@ -16,6 +16,7 @@ server log and the sweep output, and how many experiments were trained again on 
 `--src DIR` runs flows/sweep.py from another checkout (e.g. a `git archive` snapshot, so that edits in
 the working tree during an hour-long run do not change the code version between the two runs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,13 +42,19 @@ sys.path.insert(0, str(ROOT_DIR))
 PROGRESS = re.compile(r"\[(\d+)/(\d+)\]")
 SUMMARY = re.compile(r"(\d+) completed \((\d+) cached\), (\d+) failed, (\d+) diverged of (\d+) in (\d+) s")
 SERVER_UP = re.compile(r"Prefect server started on (http://127\.0\.0\.1:\d+) in (\d+) s")
-ERROR_WORDS = re.compile(r"Traceback|database is locked|HTTPStatusError|5\d\d Server Error|"
-                         r"\bERROR\b|OperationalError|TimeoutError|Crashed", re.I)
+ERROR_WORDS = re.compile(
+    r"Traceback|database is locked|HTTPStatusError|5\d\d Server Error|"
+    r"\bERROR\b|OperationalError|TimeoutError|Crashed",
+    re.I,
+)
 
 
 def postgres_bindir() -> Path:
-    found = sorted((int(Path(p).parent.parent.name), Path(p).parent)
-                   for p in glob.glob("/usr/lib/postgresql/*/bin/initdb") if Path(p).parent.parent.name.isdigit())
+    found = sorted(
+        (int(Path(p).parent.parent.name), Path(p).parent)
+        for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")
+        if Path(p).parent.parent.name.isdigit()
+    )
     if not found or found[-1][0] < 14:
         sys.exit("no PostgreSQL >= 14 under /usr/lib/postgresql (Debian package postgresql)")
     return found[-1][1]
@@ -73,16 +80,33 @@ def postgres_server():
 
     try:
         run([*as_user, bindir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
-        run([*as_user, bindir / "pg_ctl", "-D", data, "-l", folder / "postgres.log", "-w", "-t", "120", "-o",
-             f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c max_connections=200", "start"])
+        run(
+            [
+                *as_user,
+                bindir / "pg_ctl",
+                "-D",
+                data,
+                "-l",
+                folder / "postgres.log",
+                "-w",
+                "-t",
+                "120",
+                "-o",
+                f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c max_connections=200",
+                "start",
+            ]
+        )
         psql = [bindir / "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qAt"]
         run([*psql, "-d", "postgres", "-c", "CREATE DATABASE prefect"])
         run([*psql, "-d", "prefect", "-c", "CREATE EXTENSION IF NOT EXISTS pg_trgm"])
         version = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True).stdout.strip()
         yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/prefect", version, folder / "postgres.log"
     finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            timeout=120,
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -121,11 +145,17 @@ def _first_progress_artifact(api_url: str, since: datetime) -> bool:
     import httpx
 
     try:
-        reply = httpx.post(f"{api_url}/api/artifacts/filter", timeout=5,
-                           json={"artifacts": {"type": {"any_": ["progress"]}}, "limit": 200})
-        return any(a.get("data") and float(a["data"]) > 0
-                   and datetime.fromisoformat(a["updated"].replace("Z", "+00:00")) >= since
-                   for a in reply.json())
+        reply = httpx.post(
+            f"{api_url}/api/artifacts/filter",
+            timeout=5,
+            json={"artifacts": {"type": {"any_": ["progress"]}}, "limit": 200},
+        )
+        return any(
+            a.get("data")
+            and float(a["data"]) > 0
+            and datetime.fromisoformat(a["updated"].replace("Z", "+00:00")) >= since
+            for a in reply.json()
+        )
     except Exception:
         return False
 
@@ -138,8 +168,16 @@ def run_sweep(cmd: list[str], env: dict, cwd: Path, log: Path) -> dict:
     usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     since = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            bufsize=1, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+    )
     RUNNING[:] = [proc]
     peaks = {"flow": 0.0, "server": 0.0, "worker": 0.0}
     api = {}
@@ -182,8 +220,14 @@ def run_sweep(cmd: list[str], env: dict, cwd: Path, log: Path) -> dict:
     res["cpu_s"] = usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime
     stop.set()
     watcher.join()
-    res.update(peak_flow_mb=peaks["flow"], peak_server_mb=peaks["server"], peak_worker_mb=peaks["worker"],
-               sweep_error_lines=len(errors), sweep_error_examples=errors[:5], load_after=os.getloadavg()[0])
+    res.update(
+        peak_flow_mb=peaks["flow"],
+        peak_server_mb=peaks["server"],
+        peak_worker_mb=peaks["worker"],
+        sweep_error_lines=len(errors),
+        sweep_error_examples=errors[:5],
+        load_after=os.getloadavg()[0],
+    )
     return res
 
 
@@ -220,8 +264,8 @@ def skip_cost(units: int, epochs: int) -> dict:
 
     from ddrsa.sweep.results import ResultsStore, make_record, write_manifest
     from ddrsa.version import code_version
-    from flows.prepare import data_key, prepare
     from flows.options import build_spec
+    from flows.prepare import data_key, prepare
     from flows.tasks import RESULTS_CACHE, cache_key, finished_under_key
 
     t = {}
@@ -235,8 +279,12 @@ def skip_cost(units: int, epochs: int) -> dict:
         (out / RESULTS_CACHE).mkdir()
 
         def params(item):
-            return dict(planned=item, output_dir=str(out), code_version=version,
-                        data_version=versions[data_key(item_configs[item["experiment_id"]])])
+            return dict(
+                planned=item,
+                output_dir=str(out),
+                code_version=version,
+                data_version=versions[data_key(item_configs[item["experiment_id"]])],
+            )
 
         item_configs = {p.experiment_id: p.config for p in planned}
         recs = []
@@ -244,22 +292,36 @@ def skip_cost(units: int, epochs: int) -> dict:
             item = p.as_dict()
             key = cache_key(None, params(item))
             metrics = {"rul_rmse": 20.0, "concordance_index": 0.9, "data_version": "x" * 16}
-            recs.append({**make_record(item, status="completed", result={"metrics": metrics, "train_seconds": 1.0}),
-                         "cache_key": key})
+            recs.append(
+                {
+                    **make_record(item, status="completed", result={"metrics": metrics, "train_seconds": 1.0}),
+                    "cache_key": key,
+                }
+            )
             (out / RESULTS_CACHE / key).write_text(hashlib.sha256(key.encode()).hexdigest())
         (out / "all_results.json").write_text(json.dumps(recs))
         t0 = time.perf_counter()
         store = ResultsStore(out)
         t["load_records_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        todo = [item for item in (p.as_dict() for p in planned)
-                if not finished_under_key(store.get(item["experiment_id"]), cache_key(None, params(item)), out)]
+        todo = [
+            item
+            for item in (p.as_dict() for p in planned)
+            if not finished_under_key(store.get(item["experiment_id"]), cache_key(None, params(item)), out)
+        ]
         t["decide_s"] = time.perf_counter() - t0
         assert not todo, len(todo)
         t0 = time.perf_counter()
         for _ in range(2):
-            write_manifest(out, grid=spec.grid(), planned=[p.as_dict() for p in planned], code_version=version,
-                           data_versions=versions, started_at="now", extra={"spec": spec.model_dump(mode="json")})
+            write_manifest(
+                out,
+                grid=spec.grid(),
+                planned=[p.as_dict() for p in planned],
+                code_version=version,
+                data_versions=versions,
+                started_at="now",
+                extra={"spec": spec.model_dump(mode="json")},
+            )
         t["manifest_twice_s"] = time.perf_counter() - t0
     t["n"] = len(planned)
     return t
@@ -268,8 +330,11 @@ def skip_cost(units: int, epochs: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--db", choices=["sqlite", "postgres"])
-    p.add_argument("--skip-cost", action="store_true",
-                   help="only time, in this process, what grows with the grid in a cached re-run (skip_cost)")
+    p.add_argument(
+        "--skip-cost",
+        action="store_true",
+        help="only time, in this process, what grows with the grid in a cached re-run (skip_cost)",
+    )
     p.add_argument("--root", default="/tmp/ddrsa_bench_fullgrid")
     p.add_argument("--src", default=str(ROOT_DIR), help="checkout whose flows/sweep.py runs (default: this one)")
     p.add_argument("--units", type=int, default=6)
@@ -290,17 +355,47 @@ def main() -> None:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     out = root / "out"
-    cmd = [sys.executable, "flows/sweep.py", "--preset", "full-grid", "--num-epochs", str(args.epochs),
-           "--max-units", str(args.units), "--data-source", "synthetic", "--n-workers", str(args.n_workers),
-           "--no-analysis", "--output-dir", str(out), *args.extra]
+    cmd = [
+        sys.executable,
+        "flows/sweep.py",
+        "--preset",
+        "full-grid",
+        "--num-epochs",
+        str(args.epochs),
+        "--max-units",
+        str(args.units),
+        "--data-source",
+        "synthetic",
+        "--n-workers",
+        str(args.n_workers),
+        "--no-analysis",
+        "--output-dir",
+        str(out),
+        *args.extra,
+    ]
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL" and "DATABASE" not in k}
-    env.update(PYTHONUNBUFFERED="1", PREFECT_HOME=str(root / "prefect-home"), PYTHONPATH=str(src),
-               PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.update(
+        PYTHONUNBUFFERED="1",
+        PREFECT_HOME=str(root / "prefect-home"),
+        PYTHONPATH=str(src),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
     head_file = src / ".git-head"  # a snapshot's commit, written next to its `git archive`
-    git = head_file.read_text().strip() if head_file.exists() else subprocess.run(
-        ["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    report = {"db": args.db, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": cmd,
-              "src": str(src), "git_head": git, "runs": []}
+    git = (
+        head_file.read_text().strip()
+        if head_file.exists()
+        else subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    )
+    report = {
+        "db": args.db,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": cmd,
+        "src": str(src),
+        "git_head": git,
+        "runs": [],
+    }
     with contextlib.ExitStack() as stack:
         if args.db == "postgres":
             url, version, _pglog = stack.enter_context(postgres_server())
@@ -315,23 +410,32 @@ def main() -> None:
             recs = [r for r in after if before.get(r["experiment_id"]) != r.get("finished_at")]
             train = sum(r.get("train_seconds") or 0.0 for r in recs)
             flow = res.get("flow_wall_s") or res["wall_s"]
-            res.update(run=label, n_records=len(after), trained=len(recs), sum_train_s=train,
-                       overhead_ms=1000 * (flow - train / args.n_workers) / max(len(after), 1))
+            res.update(
+                run=label,
+                n_records=len(after),
+                trained=len(recs),
+                sum_train_s=train,
+                overhead_ms=1000 * (flow - train / args.n_workers) / max(len(after), 1),
+            )
             errs = server_errors(out)
             res.update(server_error_lines=len(errs), server_error_examples=errs[:5])
             report["runs"].append(res)
             print(json.dumps(res), flush=True)
     (root / "bench_fullgrid.json").write_text(json.dumps(report, indent=1))
     print(f"\n{args.db}: {report['date']} head {git}" + (f", {report.get('postgres')}" if "postgres" in report else ""))
-    print("| run | wall s | CPU s | flow s | server start s | first [n/N] line s | first progress artifact s | "
-          "trained | cached | failed | overhead ms/exp | flow peak RSS MB | server peak MB | server/sweep error lines "
-          "| load 1m before/after |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| run | wall s | CPU s | flow s | server start s | first [n/N] line s | first progress artifact s | "
+        "trained | cached | failed | overhead ms/exp | flow peak RSS MB | server peak MB | server/sweep error lines "
+        "| load 1m before/after |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
     for r in report["runs"]:
-        print(f"| {r['run']} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r.get('flow_wall_s', '?')} | {r.get('server_start_s', '?')} | "
-              f"{r.get('first_progress_s', float('nan')):.1f} | {r.get('artifact_s', float('nan')):.1f} | "
-              f"{r['trained']} | {r.get('cached', '?')} | {r.get('failed', '?')} | {r['overhead_ms']:.0f} | "
-              f"{r['peak_flow_mb']:.0f} | {r['peak_server_mb']:.0f} | {r['server_error_lines']}/{r['sweep_error_lines']} "
-              f"| {r['load_before']:.2f}/{r['load_after']:.2f} |")
+        print(
+            f"| {r['run']} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r.get('flow_wall_s', '?')} | {r.get('server_start_s', '?')} | "
+            f"{r.get('first_progress_s', float('nan')):.1f} | {r.get('artifact_s', float('nan')):.1f} | "
+            f"{r['trained']} | {r.get('cached', '?')} | {r.get('failed', '?')} | {r['overhead_ms']:.0f} | "
+            f"{r['peak_flow_mb']:.0f} | {r['peak_server_mb']:.0f} | {r['server_error_lines']}/{r['sweep_error_lines']} "
+            f"| {r['load_before']:.2f}/{r['load_after']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

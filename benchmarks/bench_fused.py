@@ -23,6 +23,7 @@ block-diagonal torch.lstm/torch.gru call per layer) and "bmm" (one batched matmu
   experiments per hour ratio = M * t_separate / t_fused.
 On a GPU (when one is visible and --device cuda) the same numbers come from CUDA.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,18 +52,33 @@ def make_split(device) -> Split:
     g = torch.Generator().manual_seed(0)
     censored = torch.rand(N_WINDOWS, generator=g) < 0.3
     event = torch.randint(0, L, (N_WINDOWS,), generator=g)
-    return Split(data=torch.randn(N_ROWS, F, generator=g).to(device),
-                  valid=(torch.rand(N_ROWS, generator=g) < 0.95).to(device),
-                  end=torch.randint(K - 1, N_ROWS, (N_WINDOWS,), generator=g).to(device),
-                  offsets=torch.arange(-K + 1, 1, device=device),
-                  event_index=event.to(device), censored=censored.to(device))
+    return Split(
+        data=torch.randn(N_ROWS, F, generator=g).to(device),
+        valid=(torch.rand(N_ROWS, generator=g) < 0.95).to(device),
+        end=torch.randint(K - 1, N_ROWS, (N_WINDOWS,), generator=g).to(device),
+        offsets=torch.arange(-K + 1, 1, device=device),
+        event_index=event.to(device),
+        censored=censored.to(device),
+    )
 
 
 def member_configs(model: str, m: int) -> list[ExperimentConfig]:
     lrs, lams, nasas, drops = [1e-3, 3e-3, 1e-4, 3e-4], [0.5, 0.75], [0.0, 0.1], [0.0, 0.1, 0.3]
-    return [ExperimentConfig(model=model, batch_size=B, lookback_window=K, pred_horizon=L, seed=i,
-                             learning_rate=lrs[i % 4], lambda_param=lams[i % 2], nasa_weight=nasas[(i // 2) % 2],
-                             dropout=drops[i % 3], data_source="synthetic") for i in range(m)]
+    return [
+        ExperimentConfig(
+            model=model,
+            batch_size=B,
+            lookback_window=K,
+            pred_horizon=L,
+            seed=i,
+            learning_rate=lrs[i % 4],
+            lambda_param=lams[i % 2],
+            nasa_weight=nasas[(i // 2) % 2],
+            dropout=drops[i % 3],
+            data_source="synthetic",
+        )
+        for i in range(m)
+    ]
 
 
 def separate_step(member, split: Split, device):
@@ -81,6 +97,7 @@ def separate_step(member, split: Split, device):
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         return loss.detach()
+
     return step
 
 
@@ -93,15 +110,49 @@ def fused_group_step(members, split: Split, device, recurrence: str):
     def step():  # the engine's own training step, on random windows
         idx = torch.randint(0, len(split), (m, B), generator=g).to(device)
         return fused_step(stack, spec, split, idx, device)
+
     return step
 
 
 # aten operators that only make a new view or allocate (no kernel on a GPU)
-METADATA_OPS = {f"aten::{n}" for n in (
-    "view", "reshape", "_reshape_alias", "_unsafe_view", "permute", "transpose", "t", "unsqueeze", "squeeze",
-    "expand", "as_strided", "select", "slice", "detach", "detach_", "alias", "split", "split_with_sizes",
-    "chunk", "unbind", "narrow", "lift_fresh", "empty", "empty_like", "empty_strided", "resize_", "to",
-    "_to_copy_noop", "numpy_T", "result_type", "is_nonzero", "item", "_local_scalar_dense")}
+METADATA_OPS = {
+    f"aten::{n}"
+    for n in (
+        "view",
+        "reshape",
+        "_reshape_alias",
+        "_unsafe_view",
+        "permute",
+        "transpose",
+        "t",
+        "unsqueeze",
+        "squeeze",
+        "expand",
+        "as_strided",
+        "select",
+        "slice",
+        "detach",
+        "detach_",
+        "alias",
+        "split",
+        "split_with_sizes",
+        "chunk",
+        "unbind",
+        "narrow",
+        "lift_fresh",
+        "empty",
+        "empty_like",
+        "empty_strided",
+        "resize_",
+        "to",
+        "_to_copy_noop",
+        "numpy_T",
+        "result_type",
+        "is_nonzero",
+        "item",
+        "_local_scalar_dense",
+    )
+}
 
 
 def count_ops(step, device, steps: int = 3) -> dict:
@@ -149,12 +200,20 @@ def bench(model: str, m: int, device, tmp: Path, recurrence: str, separate: dict
     ops_sep, t_sep = separate["ops"], separate["seconds"]
     ops_fus, t_fus = count_ops(fus, device), time_step(fus, device)
     per_exp = {k: v / m for k, v in ops_fus.items()}
-    return {"model": model, "members": m, "recurrence": recurrence, "device": str(device),
-            "threads": torch.get_num_threads(), "ops_per_step_separate": ops_sep, "ops_per_step_fused_group": ops_fus,
-            "ops_per_experiment_step_fused": per_exp,
-            "op_reduction": {k: ops_sep[k] / per_exp[k] for k in ops_sep},
-            "seconds_per_step_separate": t_sep, "seconds_per_step_fused_group": t_fus,
-            "throughput_ratio": m * t_sep / t_fus}
+    return {
+        "model": model,
+        "members": m,
+        "recurrence": recurrence,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "ops_per_step_separate": ops_sep,
+        "ops_per_step_fused_group": ops_fus,
+        "ops_per_experiment_step_fused": per_exp,
+        "op_reduction": {k: ops_sep[k] / per_exp[k] for k in ops_sep},
+        "seconds_per_step_separate": t_sep,
+        "seconds_per_step_fused_group": t_fus,
+        "throughput_ratio": m * t_sep / t_fus,
+    }
 
 
 def probe_vmap(model: str, m: int, device) -> str:
@@ -168,8 +227,10 @@ def probe_vmap(model: str, m: int, device) -> str:
 
     from ddrsa.models import build_model
 
-    models = [build_model(model, F, L, 0.0, lookback_window=K, generator=torch.Generator().manual_seed(i)).to(device)
-              for i in range(m)]
+    models = [
+        build_model(model, F, L, 0.0, lookback_window=K, generator=torch.Generator().manual_seed(i)).to(device)
+        for i in range(m)
+    ]
     params, buffers = stack_module_state(models)
     skeleton = copy.deepcopy(models[0]).to("meta")
     loss_fn = DDRSALoss(0.5, 0.0)
@@ -186,10 +247,16 @@ def probe_vmap(model: str, m: int, device) -> str:
             outcome = "vmap(grad) ran"
         except Exception as exc:  # the finding: what stops it
             outcome = f"vmap(grad) failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-    fallbacks = sorted({str(w.message).split("batching rule for ")[1].split(".")[0] for w in caught
-                        if "batching rule for" in str(w.message)})
-    return f"{model} M={m} {device}: {outcome}" + (f"; no vmap batching rule (per-member loop) for {', '.join(fallbacks)}"
-                                                     if fallbacks else "")
+    fallbacks = sorted(
+        {
+            str(w.message).split("batching rule for ")[1].split(".")[0]
+            for w in caught
+            if "batching rule for" in str(w.message)
+        }
+    )
+    return f"{model} M={m} {device}: {outcome}" + (
+        f"; no vmap batching rule (per-member loop) for {', '.join(fallbacks)}" if fallbacks else ""
+    )
 
 
 def _rss_mb() -> float:
@@ -205,8 +272,9 @@ def group_memory(model: str, m: int, recurrence: str, device) -> dict:
 
     split = make_split(device)
     with tempfile.TemporaryDirectory() as tmp:
-        members = [new_member(c, Path(tmp) / f"{model}{i}", F, 1, device)
-                   for i, c in enumerate(member_configs(model, m))]
+        members = [
+            new_member(c, Path(tmp) / f"{model}{i}", F, 1, device) for i, c in enumerate(member_configs(model, m))
+        ]
         if device.type == "cuda":
             torch.cuda.synchronize()
             before = torch.cuda.memory_allocated(device) / 2**20
@@ -220,19 +288,27 @@ def group_memory(model: str, m: int, recurrence: str, device) -> dict:
             peak = torch.cuda.max_memory_allocated(device) / 2**20
         else:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"model": model, "members": m, "recurrence": recurrence, "device": str(device),
-            "group_mb": peak - before, "per_member_mb": (peak - before) / m}
+    return {
+        "model": model,
+        "members": m,
+        "recurrence": recurrence,
+        "device": str(device),
+        "group_mb": peak - before,
+        "per_member_mb": (peak - before) / m,
+    }
 
 
 def row_line(row: dict) -> str:
     sep, fus = row["ops_per_step_separate"], row["ops_per_experiment_step_fused"]
     red = row["op_reduction"]
-    return (f"{row['model']:10s} M={row['members']} {row['recurrence']:9s} {row['device']}: aten ops/experiment/step "
-            f"separate {sep['all']:.0f} (top {sep['top']:.0f}, compute {sep['compute']:.0f}), fused {fus['all']:.1f} "
-            f"(top {fus['top']:.1f}, compute {fus['compute']:.1f}) -> {red['all']:.1f}x (top {red['top']:.1f}x, "
-            f"compute {red['compute']:.1f}x); step separate {row['seconds_per_step_separate'] * 1e3:.1f} ms, "
-            f"fused group {row['seconds_per_step_fused_group'] * 1e3:.1f} ms -> experiments/hour fused/separate "
-            f"{row['throughput_ratio']:.2f}x")
+    return (
+        f"{row['model']:10s} M={row['members']} {row['recurrence']:9s} {row['device']}: aten ops/experiment/step "
+        f"separate {sep['all']:.0f} (top {sep['top']:.0f}, compute {sep['compute']:.0f}), fused {fus['all']:.1f} "
+        f"(top {fus['top']:.1f}, compute {fus['compute']:.1f}) -> {red['all']:.1f}x (top {red['top']:.1f}x, "
+        f"compute {red['compute']:.1f}x); step separate {row['seconds_per_step_separate'] * 1e3:.1f} ms, "
+        f"fused group {row['seconds_per_step_fused_group'] * 1e3:.1f} ms -> experiments/hour fused/separate "
+        f"{row['throughput_ratio']:.2f}x"
+    )
 
 
 def memory_table(args, device) -> int:
@@ -243,16 +319,34 @@ def memory_table(args, device) -> int:
     for model in args.models:
         for recurrence in args.recurrences:
             for m in args.memory:
-                proc = subprocess.run([sys.executable, __file__, "--memory-one", model, str(m), recurrence,
-                                       "--device", str(device), "--threads", str(args.threads)],
-                                      capture_output=True, text=True, check=True)
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--memory-one",
+                        model,
+                        str(m),
+                        recurrence,
+                        "--device",
+                        str(device),
+                        "--threads",
+                        str(args.threads),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 row = json.loads(proc.stdout.strip().splitlines()[-1])
                 rows.append(row)
-                print(f"{model:10s} {recurrence:9s} M={m:3d} {device}: group {row['group_mb']:8.1f} MiB, "
-                      f"{row['per_member_mb']:6.1f} MiB per member", flush=True)
+                print(
+                    f"{model:10s} {recurrence:9s} M={m:3d} {device}: group {row['group_mb']:8.1f} MiB, "
+                    f"{row['per_member_mb']:6.1f} MiB per member",
+                    flush=True,
+                )
     if args.json:
-        Path(args.json).write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                                               "rows": rows}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}, indent=1)
+        )
     return 0
 
 
@@ -264,9 +358,16 @@ def main(argv=None) -> int:
     p.add_argument("--recurrences", nargs="+", choices=RECURRENCES, default=list(RECURRENCES))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", help="write the results here")
-    p.add_argument("--probe-vmap", nargs="+", metavar="MODEL", help="only try vmap-fusing these models and say what happens")
-    p.add_argument("--memory", nargs="+", type=int, metavar="M",
-                   help="only measure the peak memory of fused groups of these sizes (one process each)")
+    p.add_argument(
+        "--probe-vmap", nargs="+", metavar="MODEL", help="only try vmap-fusing these models and say what happens"
+    )
+    p.add_argument(
+        "--memory",
+        nargs="+",
+        type=int,
+        metavar="M",
+        help="only measure the peak memory of fused groups of these sizes (one process each)",
+    )
     p.add_argument("--memory-one", nargs=3, metavar=("MODEL", "M", "RECURRENCE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -291,9 +392,14 @@ def main(argv=None) -> int:
                 separate = {"ops": row["ops_per_step_separate"], "seconds": row["seconds_per_step_separate"]}
                 rows.append(row)
                 print(row_line(row), flush=True)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": load,
-            "load_after": os.getloadavg(), "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(), "torch": torch.__version__}
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_before": load,
+        "load_after": os.getloadavg(),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+    }
     print(json.dumps(meta))
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

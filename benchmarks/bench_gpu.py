@@ -15,6 +15,7 @@
    utilisation of each sweep (its gpu_utilization.csv).
 Writes results.json and results.md into --out (default $OUT or ./gpu_bench).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-VARIANTS = ["paper", "lstm_basic", "gru_basic", "lstm_deep", "gru_deep", "transformer_basic",
-            "transformer_deep", "probsparse_basic", "probsparse_deep"]
+VARIANTS = [
+    "paper",
+    "lstm_basic",
+    "gru_basic",
+    "lstm_deep",
+    "gru_deep",
+    "transformer_basic",
+    "transformer_deep",
+    "probsparse_basic",
+    "probsparse_deep",
+]
 
 
 def variant_throughput(epochs: int) -> list[dict]:
@@ -48,10 +58,17 @@ def variant_throughput(epochs: int) -> list[dict]:
             log = json.loads((Path(tmp) / "run" / "training_log.json").read_text())
         seconds = [e["seconds"] for e in log["epochs"]][1:] or [log["epochs"][0]["seconds"]]  # skip warm-up
         per_epoch = sum(seconds) / len(seconds)
-        rows.append({"model": name, "seconds_per_epoch": per_epoch, "windows_per_second": n_train / per_epoch,
-                     "peak_gpu_mb": result.peak_gpu_mb, "device": result.device,
-                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                     "test_rmse": result.metrics.get("rul_rmse")})
+        rows.append(
+            {
+                "model": name,
+                "seconds_per_epoch": per_epoch,
+                "windows_per_second": n_train / per_epoch,
+                "peak_gpu_mb": result.peak_gpu_mb,
+                "device": result.device,
+                "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                "test_rmse": result.metrics.get("rul_rmse"),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -75,14 +92,37 @@ def packing(epochs: int, extra: list[str] | None = None) -> list[dict]:
     for share in (1.0, 0.5, 0.25, 0.125):
         with tempfile.TemporaryDirectory() as tmp:
             wall, records, rc, tail = _sweep(
-                ["--datasets", "turbofan", "--models", "lstm_basic", "--seeds", *[str(s) for s in range(8)],
-                 "--num-epochs", str(epochs), "--patience", "1000", "--gpus-per-experiment", str(share),
-                 "--n-workers", "1", *(extra or [])], tmp)
+                [
+                    "--datasets",
+                    "turbofan",
+                    "--models",
+                    "lstm_basic",
+                    "--seeds",
+                    *[str(s) for s in range(8)],
+                    "--num-epochs",
+                    str(epochs),
+                    "--patience",
+                    "1000",
+                    "--gpus-per-experiment",
+                    str(share),
+                    "--n-workers",
+                    "1",
+                    *(extra or []),
+                ],
+                tmp,
+            )
         records = records if rc == 0 else []
-        rows.append({"gpus_per_experiment": share, "wall_seconds": wall, "experiments": len(records),
-                     "experiments_per_hour": 3600 * len(records) / wall if records else 0,
-                     "peak_gpu_mb": max((r.get("peak_gpu_mb") or 0) for r in records) if records else None,
-                     "rc": rc, "stderr_tail": tail})
+        rows.append(
+            {
+                "gpus_per_experiment": share,
+                "wall_seconds": wall,
+                "experiments": len(records),
+                "experiments_per_hour": 3600 * len(records) / wall if records else 0,
+                "peak_gpu_mb": max((r.get("peak_gpu_mb") or 0) for r in records) if records else None,
+                "rc": rc,
+                "stderr_tail": tail,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["experiments_per_hour"] or 1
     for row in rows:
@@ -93,8 +133,12 @@ def packing(epochs: int, extra: list[str] | None = None) -> list[dict]:
 def _sweep(args: list[str], out: str) -> tuple[float, list[dict], int, str]:
     """Run `python flows/sweep.py ARGS --output-dir OUT`: (wall s, records, exit code, stderr tail)."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "flows/sweep.py", *args, "--no-analysis", "--output-dir", out],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "flows/sweep.py", *args, "--no-analysis", "--output-dir", out],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     path = Path(out) / "all_results.json"
     records = json.loads(path.read_text()) if path.is_file() else []
@@ -110,9 +154,11 @@ def mean_utilization(out: str) -> float | None:
     return float(util.mean()) if util is not None and len(util) else None
 
 
-FUSED_MODES = {"one per GPU": ["--fuse", "off", "--gpus-per-experiment", "1"],
-               "packed 0.125": ["--fuse", "off", "--gpus-per-experiment", "0.125"],
-               "fused": ["--fuse", "on", "--gpus-per-experiment", "1"]}
+FUSED_MODES = {
+    "one per GPU": ["--fuse", "off", "--gpus-per-experiment", "1"],
+    "packed 0.125": ["--fuse", "off", "--gpus-per-experiment", "0.125"],
+    "fused": ["--fuse", "on", "--gpus-per-experiment", "1"],
+}
 
 
 def fused(epochs: int, members: int = 16, models=("paper", "lstm_basic"), extra: list[str] | None = None) -> list[dict]:
@@ -123,12 +169,35 @@ def fused(epochs: int, members: int = 16, models=("paper", "lstm_basic"), extra:
         for mode, flags in FUSED_MODES.items():
             with tempfile.TemporaryDirectory() as tmp:
                 wall, records, rc, tail = _sweep(
-                    ["--datasets", "turbofan", "--models", model, "--seeds", *[str(s) for s in range(members)],
-                     "--num-epochs", str(epochs), "--patience", "1000", "--n-workers", "1", *flags, *(extra or [])], tmp)
+                    [
+                        "--datasets",
+                        "turbofan",
+                        "--models",
+                        model,
+                        "--seeds",
+                        *[str(s) for s in range(members)],
+                        "--num-epochs",
+                        str(epochs),
+                        "--patience",
+                        "1000",
+                        "--n-workers",
+                        "1",
+                        *flags,
+                        *(extra or []),
+                    ],
+                    tmp,
+                )
                 done = [r for r in records if r.get("status") == "completed"]
-                row = {"model": model, "mode": mode, "experiments": len(done), "wall_seconds": wall,
-                       "experiments_per_hour": 3600 * len(done) / wall if done else 0.0,
-                       "gpu_utilization_pct": mean_utilization(tmp), "rc": rc, "tail": tail}
+                row = {
+                    "model": model,
+                    "mode": mode,
+                    "experiments": len(done),
+                    "wall_seconds": wall,
+                    "experiments_per_hour": 3600 * len(done) / wall if done else 0.0,
+                    "gpu_utilization_pct": mean_utilization(tmp),
+                    "rc": rc,
+                    "tail": tail,
+                }
             by_mode[mode] = row
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -149,8 +218,12 @@ def main() -> None:
     p.add_argument("--out", default=os.environ.get("OUT", "gpu_bench"))
     p.add_argument("--quick", action="store_true", help="fewer epochs everywhere")
     p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="what to measure")
-    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
-                   help="more sweep flags for the packing and fused sections (a CPU try-out: --data-source synthetic ...)")
+    p.add_argument(
+        "--extra",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="more sweep flags for the packing and fused sections (a CPU try-out: --data-source synthetic ...)",
+    )
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,22 +247,34 @@ def main() -> None:
     lines = []
     if "variants" in results:
         lines += ["| model | s/epoch | windows/s | peak GPU MB |", "|---|---|---|---|"]
-        lines += [f"| {r['model']} | {r['seconds_per_epoch']:.2f} | {r['windows_per_second']:.0f} | {r['peak_gpu_mb']} |"
-                  for r in results["variants"]] + [""]
+        lines += [
+            f"| {r['model']} | {r['seconds_per_epoch']:.2f} | {r['windows_per_second']:.0f} | {r['peak_gpu_mb']} |"
+            for r in results["variants"]
+        ] + [""]
     if "lstm_basic_100_epochs" in results:
         lines += [f"lstm_basic 100 epochs: {results['lstm_basic_100_epochs']['wall_seconds']:.1f} s", ""]
     if "packing" in results:
         lines += ["| GPUs per experiment | experiments/h | speed-up |", "|---|---|---|"]
-        lines += [f"| {r['gpus_per_experiment']} | {r['experiments_per_hour']:.0f} | {r['speedup_vs_one_per_gpu']:.2f}x |"
-                  for r in results["packing"]] + [""]
+        lines += [
+            f"| {r['gpus_per_experiment']} | {r['experiments_per_hour']:.0f} | {r['speedup_vs_one_per_gpu']:.2f}x |"
+            for r in results["packing"]
+        ] + [""]
     if "fused" in results:
-        lines += ["| model | sweep | experiments | wall s | experiments/h | GPU util % | fused speed-up |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| model | sweep | experiments | wall s | experiments/h | GPU util % | fused speed-up |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in results["fused"]:
-            ups = ", ".join(f"{k[len('speedup_vs_'):].replace('_', ' ')} {v:.1f}x" for k, v in r.items()
-                            if k.startswith("speedup_vs_") and v is not None)
+            ups = ", ".join(
+                f"{k[len('speedup_vs_') :].replace('_', ' ')} {v:.1f}x"
+                for k, v in r.items()
+                if k.startswith("speedup_vs_") and v is not None
+            )
             util = "" if r["gpu_utilization_pct"] is None else f"{r['gpu_utilization_pct']:.0f}"
-            lines.append(f"| {r['model']} | {r['mode']} | {r['experiments']} | {r['wall_seconds']:.0f} | "
-                         f"{r['experiments_per_hour']:.0f} | {util} | {ups} |")
+            lines.append(
+                f"| {r['model']} | {r['mode']} | {r['experiments']} | {r['wall_seconds']:.0f} | "
+                f"{r['experiments_per_hour']:.0f} | {util} | {ups} |"
+            )
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -15,6 +15,7 @@ hot loop of `ddrsa.trainer.train`, split into phases:
 `--via-trainer` instead runs `ddrsa.trainer.train(num_epochs=2)` per variant and reads the seconds
 of training_log.json (includes validation and checkpoint writes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-VARIANTS = ("lstm_basic", "lstm_deep", "gru_basic", "gru_deep", "transformer_basic", "transformer_deep",
-            "probsparse_basic", "probsparse_deep", "paper")
+VARIANTS = (
+    "lstm_basic",
+    "lstm_deep",
+    "gru_basic",
+    "gru_deep",
+    "transformer_basic",
+    "transformer_deep",
+    "probsparse_basic",
+    "probsparse_deep",
+    "paper",
+)
 
 
 def load_env():
@@ -45,10 +55,10 @@ def bench_variant(name: str, data, args) -> dict:
     import torch
 
     from ddrsa.config import ExperimentConfig
-    from ddrsa.losses import DDRSALoss
-    from ddrsa.models import build_model, count_parameters
     from ddrsa.device import Split
     from ddrsa.evaluation import predict_logits
+    from ddrsa.losses import DDRSALoss
+    from ddrsa.models import build_model, count_parameters
     from ddrsa.trainer import seed_everything
 
     cfg = ExperimentConfig(model=name, batch_size=args.batch_size)
@@ -56,8 +66,13 @@ def bench_variant(name: str, data, args) -> dict:
     seed_everything(0, False)
     train_split = Split.from_windows(data.train, device)
     val_split = Split.from_windows(data.val, device)
-    model = build_model(name, n_features=train_split.n_features, pred_horizon=cfg.pred_horizon,
-                        dropout=cfg.dropout, lookback_window=cfg.lookback_window).to(device)
+    model = build_model(
+        name,
+        n_features=train_split.n_features,
+        pred_horizon=cfg.pred_horizon,
+        dropout=cfg.dropout,
+        lookback_window=cfg.lookback_window,
+    ).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     loss_fn = DDRSALoss(cfg.lambda_param, cfg.nasa_weight)
     n = len(train_split)
@@ -70,7 +85,7 @@ def bench_variant(name: str, data, args) -> dict:
         total = torch.zeros(())
         t0 = time.perf_counter()
         for s in range(k):
-            idx = order[(s * cfg.batch_size) % n:][:cfg.batch_size]
+            idx = order[(s * cfg.batch_size) % n :][: cfg.batch_size]
             x, mask = train_split.batch(idx)
             loss = loss_fn(model(x, mask).float(), train_split.event_index[idx], train_split.censored[idx])
             opt.zero_grad(set_to_none=True)
@@ -86,16 +101,32 @@ def bench_variant(name: str, data, args) -> dict:
     per_step = [steps(k) / k for _ in range(args.repeats)]
     step_s = statistics.median(per_step)
     n_val = len(val_split)
-    sub = val_split if n_val <= args.max_val else Split(val_split.data, val_split.valid, val_split.end[:args.max_val],
-                                                         val_split.offsets, val_split.event_index[:args.max_val],
-                                                         val_split.censored[:args.max_val])
+    sub = (
+        val_split
+        if n_val <= args.max_val
+        else Split(
+            val_split.data,
+            val_split.valid,
+            val_split.end[: args.max_val],
+            val_split.offsets,
+            val_split.event_index[: args.max_val],
+            val_split.censored[: args.max_val],
+        )
+    )
     t0 = time.perf_counter()
     predict_logits(model, sub, device, False)
     val_s = (time.perf_counter() - t0) * n_val / len(sub)
-    return {"model": name, "params": count_parameters(model), "ms_per_step": 1000 * step_s,
-            "train_windows_per_s": cfg.batch_size / step_s, "val_s": val_s,
-            "s_per_epoch": steps_per_epoch * step_s + val_s, "timed_steps": f"{args.repeats}x{k}/{steps_per_epoch}",
-            "spread": f"{min(per_step) * 1000:.0f}-{max(per_step) * 1000:.0f}", "load": os.getloadavg()[0]}
+    return {
+        "model": name,
+        "params": count_parameters(model),
+        "ms_per_step": 1000 * step_s,
+        "train_windows_per_s": cfg.batch_size / step_s,
+        "val_s": val_s,
+        "s_per_epoch": steps_per_epoch * step_s + val_s,
+        "timed_steps": f"{args.repeats}x{k}/{steps_per_epoch}",
+        "spread": f"{min(per_step) * 1000:.0f}-{max(per_step) * 1000:.0f}",
+        "load": os.getloadavg()[0],
+    }
 
 
 def bench_via_trainer(name: str, args) -> dict:
@@ -108,8 +139,14 @@ def bench_via_trainer(name: str, args) -> dict:
         import json
 
         secs = [e["seconds"] for e in json.loads((Path(tmp) / "run" / "training_log.json").read_text())["epochs"]]
-    return {"model": name, "epoch_seconds": secs, "s_per_epoch": statistics.median(secs),
-            "train_windows_per_s": None, "train_seconds_incl_test": res.train_seconds, "load": os.getloadavg()[0]}
+    return {
+        "model": name,
+        "epoch_seconds": secs,
+        "s_per_epoch": statistics.median(secs),
+        "train_windows_per_s": None,
+        "train_seconds_incl_test": res.train_seconds,
+        "load": os.getloadavg()[0],
+    }
 
 
 def main() -> None:
@@ -124,7 +161,12 @@ def main() -> None:
     p.add_argument("--via-trainer", action="store_true", help="ddrsa.trainer.train, 2 epochs, training_log seconds")
     args = p.parse_args()
     if args.quick:
-        args.models, args.repeats, args.max_steps, args.max_val = ["paper", "lstm_basic", "transformer_basic"], 1, 8, 1024
+        args.models, args.repeats, args.max_steps, args.max_val = (
+            ["paper", "lstm_basic", "transformer_basic"],
+            1,
+            8,
+            1024,
+        )
     os.environ["DDRSA_TORCH_THREADS"] = str(args.threads)
     import torch
 
@@ -133,8 +175,11 @@ def main() -> None:
     from ddrsa.data import load_dataset
 
     data = load_dataset(ExperimentConfig().data_config())
-    print(f"# FD001 {data.data_source}, K=128 L=64 batch {args.batch_size}, train {len(data.train)} / val "
-          f"{len(data.val)} windows, torch threads {args.threads}; {load_env()}", flush=True)
+    print(
+        f"# FD001 {data.data_source}, K=128 L=64 batch {args.batch_size}, train {len(data.train)} / val "
+        f"{len(data.val)} windows, torch threads {args.threads}; {load_env()}",
+        flush=True,
+    )
     rows = []
     for name in args.models:
         row = bench_via_trainer(name, args) if args.via_trainer else bench_variant(name, data, args)
@@ -143,14 +188,20 @@ def main() -> None:
     if args.via_trainer:
         print("| model | epoch seconds (training_log) | median s/epoch | load avg 1m |\n|---|---|---|---|")
         for r in rows:
-            print(f"| {r['model']} | {', '.join(f'{s:.1f}' for s in r['epoch_seconds'])} | {r['s_per_epoch']:.1f} "
-                  f"| {r['load']:.2f} |")
+            print(
+                f"| {r['model']} | {', '.join(f'{s:.1f}' for s in r['epoch_seconds'])} | {r['s_per_epoch']:.1f} "
+                f"| {r['load']:.2f} |"
+            )
         return
-    print("| model | params | ms/step (median; min-max) | train windows/s | val pass s | s/epoch (train+val) "
-          "| timed steps | load avg 1m |\n|---|---|---|---|---|---|---|---|")
+    print(
+        "| model | params | ms/step (median; min-max) | train windows/s | val pass s | s/epoch (train+val) "
+        "| timed steps | load avg 1m |\n|---|---|---|---|---|---|---|---|"
+    )
     for r in rows:
-        print(f"| {r['model']} | {r['params']:,} | {r['ms_per_step']:.0f} ({r['spread']}) | {r['train_windows_per_s']:.0f} "
-              f"| {r['val_s']:.1f} | {r['s_per_epoch']:.1f} | {r['timed_steps']} | {r['load']:.2f} |")
+        print(
+            f"| {r['model']} | {r['params']:,} | {r['ms_per_step']:.0f} ({r['spread']}) | {r['train_windows_per_s']:.0f} "
+            f"| {r['val_s']:.1f} | {r['s_per_epoch']:.1f} | {r['timed_steps']} | {r['load']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

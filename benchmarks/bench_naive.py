@@ -20,6 +20,7 @@ Reported: seconds per epoch (median over epochs and repeats; both include valida
 whole run wall clock (data already loaded; includes the final test evaluation), and their ratios.
 The two are run alternately (project, naive, project, naive, ...) so load drifts hit both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,17 +68,24 @@ def naive_run(config, data, num_workers: int) -> dict:
     seed_everything(config.seed, False)
 
     def dataset(w):
-        return TensorDataset(torch.from_numpy(np.ascontiguousarray(w.x, dtype=np.float32)),
-                             torch.from_numpy(np.array(w.mask)), torch.from_numpy(np.array(w.event_index)),
-                             torch.from_numpy(np.array(w.censored)))
+        return TensorDataset(
+            torch.from_numpy(np.ascontiguousarray(w.x, dtype=np.float32)),
+            torch.from_numpy(np.array(w.mask)),
+            torch.from_numpy(np.array(w.event_index)),
+            torch.from_numpy(np.array(w.censored)),
+        )
 
     train_ds, val_ds, test_ds = dataset(data.train), dataset(data.val), dataset(data.test)
-    loader_kw = dict(batch_size=config.batch_size, num_workers=num_workers,
-                     persistent_workers=num_workers > 0)
+    loader_kw = dict(batch_size=config.batch_size, num_workers=num_workers, persistent_workers=num_workers > 0)
     train_dl = DataLoader(train_ds, shuffle=True, **loader_kw)
     val_dl = DataLoader(val_ds, shuffle=False, **loader_kw)
-    model = build_model(config.model, n_features=train_ds.tensors[0].shape[-1], pred_horizon=config.pred_horizon,
-                        dropout=config.dropout, lookback_window=config.lookback_window)
+    model = build_model(
+        config.model,
+        n_features=train_ds.tensors[0].shape[-1],
+        pred_horizon=config.pred_horizon,
+        dropout=config.dropout,
+        lookback_window=config.lookback_window,
+    )
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     loss_fn = DDRSALoss(config.lambda_param, config.nasa_weight)
     horizon = config.pred_horizon
@@ -109,13 +117,24 @@ def naive_run(config, data, num_workers: int) -> dict:
             total += loss.item() * len(x)
         t_train = time.perf_counter() - t0
         val_loss, val_c = evaluate(val_dl)
-        epochs.append({"seconds": time.perf_counter() - t0, "train_seconds": t_train,
-                       "val_seconds": time.perf_counter() - t0 - t_train, "train_loss": total / len(train_ds),
-                       "val_loss": val_loss, "val_cindex": val_c})
+        epochs.append(
+            {
+                "seconds": time.perf_counter() - t0,
+                "train_seconds": t_train,
+                "val_seconds": time.perf_counter() - t0 - t_train,
+                "train_loss": total / len(train_ds),
+                "val_loss": val_loss,
+                "val_cindex": val_c,
+            }
+        )
     t0 = time.perf_counter()
     _, test_c = evaluate(DataLoader(test_ds, shuffle=False, **{**loader_kw, "persistent_workers": False}))
-    return {"epochs": epochs, "wall": time.perf_counter() - t_start, "test_eval_seconds": time.perf_counter() - t0,
-            "test_cindex": test_c}
+    return {
+        "epochs": epochs,
+        "wall": time.perf_counter() - t_start,
+        "test_eval_seconds": time.perf_counter() - t0,
+        "test_cindex": test_c,
+    }
 
 
 def project_run(config) -> dict:
@@ -145,18 +164,26 @@ def main() -> None:
     from ddrsa.config import ExperimentConfig
     from ddrsa.data import load_dataset
 
-    config = ExperimentConfig(model=args.model, num_epochs=1 if args.quick else args.epochs, patience=100,
-                              window_stride=8 if args.quick else 1)
+    config = ExperimentConfig(
+        model=args.model,
+        num_epochs=1 if args.quick else args.epochs,
+        patience=100,
+        window_stride=8 if args.quick else 1,
+    )
     data = load_dataset(config.data_config())
     load_dataset(config.data_config())  # cached: the trainer's own load_dataset call is then free as well
     # One-time imports that whichever loop runs first would otherwise pay alone (measured: the first
     # torch.optim.Adam() imports torch._dynamo, ~3 s; lifelines ~2 s). A sweep worker pays them once
     # per process, not per experiment, so both loops are timed warm.
     import lifelines  # noqa: F401
+
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    print(f"# {args.model} FD001 {data.data_source}: train {len(data.train)} / val {len(data.val)} / test "
-          f"{len(data.test)} windows, {config.num_epochs} epochs, batch {config.batch_size}, torch threads "
-          f"{args.threads}, naive num_workers {args.num_workers}; torch {torch.__version__}", flush=True)
+    print(
+        f"# {args.model} FD001 {data.data_source}: train {len(data.train)} / val {len(data.val)} / test "
+        f"{len(data.test)} windows, {config.num_epochs} epochs, batch {config.batch_size}, torch threads "
+        f"{args.threads}, naive num_workers {args.num_workers}; torch {torch.__version__}",
+        flush=True,
+    )
     runs = {"project": [], "naive": []}
     for r in range(args.repeats):
         for kind in ("project", "naive"):
@@ -164,11 +191,17 @@ def main() -> None:
             res = project_run(config) if kind == "project" else naive_run(config, data, args.num_workers)
             res["load"] = load
             runs[kind].append(res)
-            print(f"  {kind} repeat {r}: wall {res['wall']:.1f}s epochs "
-                  f"{[round(e['seconds'], 1) for e in res['epochs']]} load {load:.2f} "
-                  + (f"naive val C-index per epoch {[round(e['val_cindex'], 4) for e in res['epochs']]} "
-                     f"(val part {[round(e['val_seconds'], 1) for e in res['epochs']]}s)" if kind == "naive" else ""),
-                  flush=True)
+            print(
+                f"  {kind} repeat {r}: wall {res['wall']:.1f}s epochs "
+                f"{[round(e['seconds'], 1) for e in res['epochs']]} load {load:.2f} "
+                + (
+                    f"naive val C-index per epoch {[round(e['val_cindex'], 4) for e in res['epochs']]} "
+                    f"(val part {[round(e['val_seconds'], 1) for e in res['epochs']]}s)"
+                    if kind == "naive"
+                    else ""
+                ),
+                flush=True,
+            )
 
     def med_epoch(kind):
         return statistics.median(e["seconds"] for r in runs[kind] for e in r["epochs"])
@@ -183,13 +216,17 @@ def main() -> None:
     pw, nw = med_wall("project"), med_wall("naive")
     nval = statistics.median(e["val_seconds"] for r in runs["naive"] for e in r["epochs"])
     print("| loop | s/epoch (median, incl. validation) | run wall s (median) | load avg 1m |\n|---|---|---|---|")
-    print(f"| project `ddrsa.trainer.train` | {pe:.1f} | {pw:.1f} | "
-          + loads("project") + " |")
-    print(f"| naive DataLoader + .item() + Python C-index (val part {nval:.1f}s/epoch) | {ne:.1f} | {nw:.1f} | "
-          + loads("naive") + " |")
+    print(f"| project `ddrsa.trainer.train` | {pe:.1f} | {pw:.1f} | " + loads("project") + " |")
+    print(
+        f"| naive DataLoader + .item() + Python C-index (val part {nval:.1f}s/epoch) | {ne:.1f} | {nw:.1f} | "
+        + loads("naive")
+        + " |"
+    )
     print(f"| **ratio naive/project** | **{ne / pe:.2f}x** | **{nw / pw:.2f}x** | |")
-    print(f"test C-index: project (lifelines) {[r['test_cindex'] for r in runs['project']]}, naive (python) "
-          f"{[round(r['test_cindex'], 4) for r in runs['naive']]}")
+    print(
+        f"test C-index: project (lifelines) {[r['test_cindex'] for r in runs['project']]}, naive (python) "
+        f"{[round(r['test_cindex'], 4) for r in runs['naive']]}"
+    )
 
 
 if __name__ == "__main__":

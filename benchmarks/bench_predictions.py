@@ -8,6 +8,7 @@ and of the full-grid benchmark) trains or fits each model into a temporary folde
 file's size, its windows, the bytes per window and the float16 storage error (largest |S16 - S64|
 and largest |stored expected time - sum_k S64(k)|).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,16 +29,33 @@ from ddrsa.trainer import train
 
 SETTINGS = {
     "FD001 held-out K128 L64 (real)": {"dataset": "turbofan", "data_source": "real"},
-    "FD001 official K30 L125 (real)": {"dataset": "turbofan", "data_source": "real", "test_split": "official",
-                                          "lookback_window": 30, "pred_horizon": 125},
-    "synthetic turbofan, default preset (stride 32)": {"dataset": "turbofan", "data_source": "synthetic",
-                                                          "window_stride": 32},
-    "synthetic azure_pm, default preset (stride 32)": {"dataset": "azure_pm", "data_source": "synthetic",
-                                                          "window_stride": 32},
-    "synthetic turbofan, full-grid bench (6 units)": {"dataset": "turbofan", "data_source": "synthetic",
-                                                      "max_units": 6},
-    "synthetic azure_pm, full-grid bench (6 units)": {"dataset": "azure_pm", "data_source": "synthetic",
-                                                      "max_units": 6},
+    "FD001 official K30 L125 (real)": {
+        "dataset": "turbofan",
+        "data_source": "real",
+        "test_split": "official",
+        "lookback_window": 30,
+        "pred_horizon": 125,
+    },
+    "synthetic turbofan, default preset (stride 32)": {
+        "dataset": "turbofan",
+        "data_source": "synthetic",
+        "window_stride": 32,
+    },
+    "synthetic azure_pm, default preset (stride 32)": {
+        "dataset": "azure_pm",
+        "data_source": "synthetic",
+        "window_stride": 32,
+    },
+    "synthetic turbofan, full-grid bench (6 units)": {
+        "dataset": "turbofan",
+        "data_source": "synthetic",
+        "max_units": 6,
+    },
+    "synthetic azure_pm, full-grid bench (6 units)": {
+        "dataset": "azure_pm",
+        "data_source": "synthetic",
+        "max_units": 6,
+    },
 }
 
 
@@ -48,8 +66,10 @@ def main() -> None:
     p.add_argument("--only", nargs="*", default=None, help="substrings of the settings to run")
     args = p.parse_args()
     os.environ.setdefault("DDRSA_TORCH_THREADS", "1")
-    print(f"{'setting':48s} {'model':6s} {'windows':>7s} {'L':>4s} {'bytes':>9s} {'B/window':>8s} "
-          f"{'max|dS|':>8s} {'max|dE|':>8s} {'s':>6s}")
+    print(
+        f"{'setting':48s} {'model':6s} {'windows':>7s} {'L':>4s} {'bytes':>9s} {'B/window':>8s} "
+        f"{'max|dS|':>8s} {'max|dE|':>8s} {'s':>6s}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for name, fields in SETTINGS.items():
             if args.only and not any(o in name for o in args.only):
@@ -66,8 +86,11 @@ def main() -> None:
                 n = len(stored["test_unit"])
                 d_s = float(np.abs(stored["test_survival"] - exact).max())
                 d_e = float(np.abs(stored["test_expected_time"] - expected_time(exact)).max())
-                print(f"{name:48s} {model:6s} {n:7d} {exact.shape[1]:4d} {size:9d} {size / n:8.1f} "
-                      f"{d_s:8.1e} {d_e:8.1e} {seconds:6.1f}", flush=True)
+                print(
+                    f"{name:48s} {model:6s} {n:7d} {exact.shape[1]:4d} {size:9d} {size / n:8.1f} "
+                    f"{d_s:8.1e} {d_e:8.1e} {seconds:6.1f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

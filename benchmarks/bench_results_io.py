@@ -14,6 +14,7 @@ The share printed is rewrite total / (estimated cached re-run + rewrite total), 
 whole-file rewrite and for the journal that replaced it (the issue's rule: above 5%, switch to an
 append-only journal compacted at the end).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,22 +35,57 @@ def fake_records(n: int) -> list[dict]:
     """n records as make_record writes them for completed experiments (all fields filled)."""
     from ddrsa.sweep.results import make_record
 
-    metrics = {"rul_mae": 21.3, "rul_rmse": 28.7, "concordance_index": 0.812, "nasa_score": 1234.5,
-               "val_loss": 2.31, "val_rul_mae": 20.1, "val_rul_rmse": 27.9, "val_concordance_index": 0.80,
-               "val_nasa_score": 1100.2, "brier_score": 0.12, "train_seconds": 812.4,
-               "data_source": "real", "data_version": "ab12cd34ef56ab12"}
+    metrics = {
+        "rul_mae": 21.3,
+        "rul_rmse": 28.7,
+        "concordance_index": 0.812,
+        "nasa_score": 1234.5,
+        "val_loss": 2.31,
+        "val_rul_mae": 20.1,
+        "val_rul_rmse": 27.9,
+        "val_concordance_index": 0.80,
+        "val_nasa_score": 1100.2,
+        "brier_score": 0.12,
+        "train_seconds": 812.4,
+        "data_source": "real",
+        "data_version": "ab12cd34ef56ab12",
+    }
     out = []
     for i in range(n):
-        config = {"dataset": "turbofan", "subset": "FD001", "model": "lstm_basic", "batch_size": 32,
-                  "learning_rate": 0.001, "lambda_param": 0.75, "nasa_weight": 0.1, "dropout": 0.1,
-                  "seed": i % 5, "num_epochs": 100}
-        planned = {"experiment_id": f"{i:016x}", "index": i, "config": config,
-                   "name": f"turbofan/lstm_basic/bs32_lr0.001_lam0.75_nasa0.1_drop0.1_s{i}",
-                   "run_dir": f"logs/turbofan/lstm_basic/bs32_lr0.001_lam0.75_nasa0.1_drop0.1_id{i:016x}"}
-        result = {"metrics": dict(metrics), "train_seconds": 812.4, "epochs_trained": 100, "best_epoch": 77,
-                  "device": "cuda", "data_source": "real", "peak_rss_mb": 2100.0, "peak_gpu_mb": 812.0}
-        out.append(make_record(planned, status="completed", result=result, worker="gpu0",
-                               started_at="2026-11-29T10:00:00.000+00:00"))
+        config = {
+            "dataset": "turbofan",
+            "subset": "FD001",
+            "model": "lstm_basic",
+            "batch_size": 32,
+            "learning_rate": 0.001,
+            "lambda_param": 0.75,
+            "nasa_weight": 0.1,
+            "dropout": 0.1,
+            "seed": i % 5,
+            "num_epochs": 100,
+        }
+        planned = {
+            "experiment_id": f"{i:016x}",
+            "index": i,
+            "config": config,
+            "name": f"turbofan/lstm_basic/bs32_lr0.001_lam0.75_nasa0.1_drop0.1_s{i}",
+            "run_dir": f"logs/turbofan/lstm_basic/bs32_lr0.001_lam0.75_nasa0.1_drop0.1_id{i:016x}",
+        }
+        result = {
+            "metrics": dict(metrics),
+            "train_seconds": 812.4,
+            "epochs_trained": 100,
+            "best_epoch": 77,
+            "device": "cuda",
+            "data_source": "real",
+            "peak_rss_mb": 2100.0,
+            "peak_gpu_mb": 812.0,
+        }
+        out.append(
+            make_record(
+                planned, status="completed", result=result, worker="gpu0", started_at="2026-11-29T10:00:00.000+00:00"
+            )
+        )
     return out
 
 
@@ -86,10 +122,37 @@ def cached_rerun(n: int, folder: Path) -> dict:
     """Seconds per experiment of a fully cached re-run (flow time from the sweep's own log line)."""
     batch = [str(b) for b in (16, 24, 32, 48, 64, 96, 128, 192)]
     seeds = [str(s) for s in range(1, max(1, n // (len(batch) * 3)) + 1)]
-    cmd = [sys.executable, "flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "gru_basic",
-           "lstm_basic", "--batch-sizes", *batch, "--seeds", *seeds, "--data-source", "synthetic",
-           "--max-units", "12", "--window-stride", "32", "--lookback-window", "32", "--pred-horizon", "16",
-           "--num-epochs", "1", "--n-workers", "2", "--no-analysis", "--output-dir", str(folder)]
+    cmd = [
+        sys.executable,
+        "flows/sweep.py",
+        "--datasets",
+        "turbofan",
+        "--models",
+        "paper",
+        "gru_basic",
+        "lstm_basic",
+        "--batch-sizes",
+        *batch,
+        "--seeds",
+        *seeds,
+        "--data-source",
+        "synthetic",
+        "--max-units",
+        "12",
+        "--window-stride",
+        "32",
+        "--lookback-window",
+        "32",
+        "--pred-horizon",
+        "16",
+        "--num-epochs",
+        "1",
+        "--n-workers",
+        "2",
+        "--no-analysis",
+        "--output-dir",
+        str(folder),
+    ]
     shutil.rmtree(folder, ignore_errors=True)
     env = {**os.environ, "DDRSA_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"}
     first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -103,8 +166,13 @@ def cached_rerun(n: int, folder: Path) -> dict:
     flow = re.search(r"ddrsa-sweep finished in (\d+) s", text)
     done, cached = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
     flow_s = float(flow.group(1)) if flow else wall
-    return {"experiments": done, "cached": cached, "wall_s": wall, "flow_s": flow_s,
-            "per_experiment_s": flow_s / max(done, 1)}
+    return {
+        "experiments": done,
+        "cached": cached,
+        "wall_s": wall,
+        "flow_s": flow_s,
+        "per_experiment_s": flow_s / max(done, 1),
+    }
 
 
 def main() -> None:
@@ -114,8 +182,10 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=Path("/tmp/ddrsa_bench_io"))
     args = p.parse_args()
     io = rewrite_cost(args.records, args.root / "store", whole=True)
-    print(f"rewrite whole file per completion: {io['records']} records, {io['total_s']:.2f} s in all, "
-          f"last write {io['last_write_ms']:.1f} ms, file {io['file_mb']:.2f} MiB")
+    print(
+        f"rewrite whole file per completion: {io['records']} records, {io['total_s']:.2f} s in all, "
+        f"last write {io['last_write_ms']:.1f} ms, file {io['file_mb']:.2f} MiB"
+    )
     journal = rewrite_cost(args.records, args.root / "journal", whole=False)
     print(f"journal + compaction (ResultsStore): {journal['records']} records, {journal['total_s']:.2f} s in all")
     result = {"rewrite": io, "journal": journal}
@@ -124,11 +194,15 @@ def main() -> None:
         estimate = rr["per_experiment_s"] * args.records
         share = io["total_s"] / (estimate + io["total_s"])
         share_journal = journal["total_s"] / (estimate + journal["total_s"])
-        print(f"cached re-run: {rr['experiments']} experiments ({rr['cached']} cached) in {rr['flow_s']:.0f} s flow "
-              f"({rr['wall_s']:.1f} s wall): {rr['per_experiment_s']:.3f} s per experiment; "
-              f"{args.records} estimated at {estimate:.0f} s")
-        print(f"share of a cached {args.records}-experiment re-run spent recording results: "
-              f"{100 * share:.1f}% rewriting whole, {100 * share_journal:.2f}% with the journal")
+        print(
+            f"cached re-run: {rr['experiments']} experiments ({rr['cached']} cached) in {rr['flow_s']:.0f} s flow "
+            f"({rr['wall_s']:.1f} s wall): {rr['per_experiment_s']:.3f} s per experiment; "
+            f"{args.records} estimated at {estimate:.0f} s"
+        )
+        print(
+            f"share of a cached {args.records}-experiment re-run spent recording results: "
+            f"{100 * share:.1f}% rewriting whole, {100 * share_journal:.2f}% with the journal"
+        )
         result.update(rerun=rr, estimate_s=estimate, share=share, share_journal=share_journal)
     (args.root / "bench_results_io.json").write_text(json.dumps(result, indent=2))
 

@@ -19,6 +19,7 @@ best test RMSE (oracle, for reference), epochs trained against the full grid's 7
 With one seed per configuration there is no across-seed confidence interval: the criterion is
 "within 5% of the grid pick's test RMSE".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,15 +33,50 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GRID = ["--datasets", "turbofan", "--models", "paper", "gru_basic",
-        "--learning-rates", "1e-4", "3e-4", "1e-3", "3e-3", "1e-2", "3e-2", "--batch-sizes", "64", "256",
-        "--dropout-rates", "0", "0.2", "0.4", "--seeds", "42"]
+GRID = [
+    "--datasets",
+    "turbofan",
+    "--models",
+    "paper",
+    "gru_basic",
+    "--learning-rates",
+    "1e-4",
+    "3e-4",
+    "1e-3",
+    "3e-3",
+    "1e-2",
+    "3e-2",
+    "--batch-sizes",
+    "64",
+    "256",
+    "--dropout-rates",
+    "0",
+    "0.2",
+    "0.4",
+    "--seeds",
+    "42",
+]
 
 
 def data_args(a) -> list[str]:
-    return ["--data-source", "real", "--subset", "FD001", "--max-units", str(a.max_units), "--window-stride",
-            str(a.window_stride), "--lookback-window", "30", "--pred-horizon", "64", "--num-epochs", str(a.epochs),
-            "--patience", str(a.epochs + 1)]
+    return [
+        "--data-source",
+        "real",
+        "--subset",
+        "FD001",
+        "--max-units",
+        str(a.max_units),
+        "--window-stride",
+        str(a.window_stride),
+        "--lookback-window",
+        "30",
+        "--pred-horizon",
+        "64",
+        "--num-epochs",
+        str(a.epochs),
+        "--patience",
+        str(a.epochs + 1),
+    ]
 
 
 def snapshot_tree(dest: Path) -> Path:
@@ -54,8 +90,21 @@ def snapshot_tree(dest: Path) -> Path:
 
 
 def run_part(name: str, tree: Path, out: Path, extra: list[str], a, env: dict) -> dict:
-    args = [sys.executable, "flows/sweep.py", *GRID, *data_args(a), "--n-workers", "1", "--gpus-per-experiment",
-            "0.5", "--no-analysis", "--fresh", "--output-dir", str(out), *extra]
+    args = [
+        sys.executable,
+        "flows/sweep.py",
+        *GRID,
+        *data_args(a),
+        "--n-workers",
+        "1",
+        "--gpus-per-experiment",
+        "0.5",
+        "--no-analysis",
+        "--fresh",
+        "--output-dir",
+        str(out),
+        *extra,
+    ]
     log = out.parent / f"{name}.log"
     t0 = time.monotonic()
     with open(log, "w") as fh:
@@ -74,13 +123,20 @@ def summarise(out: Path, a) -> dict:
     statuses: dict[str, int] = {}
     for r in records:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
-    return {"configurations": len(records), "statuses": statuses, "epochs_trained": epochs,
-            "full_grid_epochs": 72 * a.epochs, "epoch_fraction": epochs / (72 * a.epochs),
-            "train_seconds": sum(r.get("train_seconds") or 0 for r in records),
-            "pick": None if pick is None else {"name": pick["name"], "val_loss": pick["metrics"]["val_loss"],
-                                               "test_rmse": pick["metrics"]["rul_rmse"]},
-            "best_test_rmse": None if oracle is None else {"name": oracle["name"],
-                                                           "test_rmse": oracle["metrics"]["rul_rmse"]}}
+    return {
+        "configurations": len(records),
+        "statuses": statuses,
+        "epochs_trained": epochs,
+        "full_grid_epochs": 72 * a.epochs,
+        "epoch_fraction": epochs / (72 * a.epochs),
+        "train_seconds": sum(r.get("train_seconds") or 0 for r in records),
+        "pick": None
+        if pick is None
+        else {"name": pick["name"], "val_loss": pick["metrics"]["val_loss"], "test_rmse": pick["metrics"]["rul_rmse"]},
+        "best_test_rmse": None
+        if oracle is None
+        else {"name": oracle["name"], "test_rmse": oracle["metrics"]["rul_rmse"]},
+    }
 
 
 def main() -> int:
@@ -95,22 +151,38 @@ def main() -> int:
     root = Path(a.root)
     root.mkdir(parents=True, exist_ok=True)
     tree = snapshot_tree(root / "tree")
-    env = {**os.environ, "PYTHONPATH": str(tree), "DDRSA_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1",
-           "DDRSA_DATA_DIR": os.environ.get("DDRSA_DATA_DIR", str(ROOT.parent / "shared" / "data"))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tree),
+        "DDRSA_TORCH_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "DDRSA_DATA_DIR": os.environ.get("DDRSA_DATA_DIR", str(ROOT.parent / "shared" / "data")),
+    }
     env.pop("PREFECT_API_URL", None)  # each sweep starts its own server in its output folder
-    extra = {"grid": [], "halving": ["--search", "halving", "--min-epochs", "1", "--reduction-factor", "3"],
-             "tpe": ["--search", "tpe", "--n-trials", str(a.n_trials), "--min-epochs", "1", "--reduction-factor",
-                     "3"]}
+    extra = {
+        "grid": [],
+        "halving": ["--search", "halving", "--min-epochs", "1", "--reduction-factor", "3"],
+        "tpe": ["--search", "tpe", "--n-trials", str(a.n_trials), "--min-epochs", "1", "--reduction-factor", "3"],
+    }
     result_path = root / "bench_search.json"
     results = json.loads(result_path.read_text()) if result_path.exists() else {}
-    results["settings"] = {"epochs": a.epochs, "max_units": a.max_units, "window_stride": a.window_stride,
-                           "n_trials": a.n_trials, "machine": platform.node(), "cpus": os.cpu_count()}
+    results["settings"] = {
+        "epochs": a.epochs,
+        "max_units": a.max_units,
+        "window_stride": a.window_stride,
+        "n_trials": a.n_trials,
+        "machine": platform.node(),
+        "cpus": os.cpu_count(),
+    }
     for part in a.parts:
         out = root / part
         load0 = os.getloadavg()[0]
         run = run_part(part, tree, out, extra[part], a, env)
-        run.update(load_before=load0, load_after=os.getloadavg()[0], finished=time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                                            time.gmtime()))
+        run.update(
+            load_before=load0,
+            load_after=os.getloadavg()[0],
+            finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        )
         if (out / "all_results.json").exists():
             run.update(summarise(out, a))
         results[part] = run
@@ -121,9 +193,11 @@ def main() -> int:
         pick = results.get(part, {}).get("pick")
         if grid and pick:
             ratio = pick["test_rmse"] / grid["test_rmse"]
-            print(f"{part}: test RMSE {pick['test_rmse']:.2f} vs grid pick {grid['test_rmse']:.2f} "
-                  f"({100 * (ratio - 1):+.1f}%), {100 * results[part]['epoch_fraction']:.0f}% of the grid's epochs, "
-                  f"wall {results[part]['wall_seconds']:.0f} s vs {results['grid']['wall_seconds']:.0f} s")
+            print(
+                f"{part}: test RMSE {pick['test_rmse']:.2f} vs grid pick {grid['test_rmse']:.2f} "
+                f"({100 * (ratio - 1):+.1f}%), {100 * results[part]['epoch_fraction']:.0f}% of the grid's epochs, "
+                f"wall {results[part]['wall_seconds']:.0f} s vs {results['grid']['wall_seconds']:.0f} s"
+            )
     return 0
 
 

@@ -26,6 +26,7 @@ a private folder under --root so other people's Prefect state is untouched.
             turbofan, 20 units, 1 in 32 windows, K=64, L=32, --long-epochs epochs, no early stop), --n-workers 1 then 2.
             Also reports the span from the first experiment's start to the last one's finish.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,15 +45,50 @@ ROOT_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT_DIR))
 
 # --window-stride 32 is explicit so the measurement never depends on which defaults a flagged run takes
-GRID = ["--data-source", "synthetic", "--max-units", "20", "--window-stride", "32",
-        "--lookback-window", "32", "--pred-horizon", "16",
-        "--num-epochs", "3", "--models", "paper", "gru_basic", "--datasets", "turbofan"]
+GRID = [
+    "--data-source",
+    "synthetic",
+    "--max-units",
+    "20",
+    "--window-stride",
+    "32",
+    "--lookback-window",
+    "32",
+    "--pred-horizon",
+    "16",
+    "--num-epochs",
+    "3",
+    "--models",
+    "paper",
+    "gru_basic",
+    "--datasets",
+    "turbofan",
+]
 BS16 = ["--batch-sizes", "32", "64", "128", "256"]
 BS12 = ["--batch-sizes", "32", "64", "128"]
-LONG_GRID = ["--data-source", "synthetic", "--max-units", "20", "--window-stride", "32",
-             "--lookback-window", "64", "--pred-horizon", "32",
-             "--patience", "100000", "--models", "gru_basic", "--batch-sizes", "32", "64",
-             "--seeds", *map(str, range(1, 9)), "--datasets", "turbofan"]
+LONG_GRID = [
+    "--data-source",
+    "synthetic",
+    "--max-units",
+    "20",
+    "--window-stride",
+    "32",
+    "--lookback-window",
+    "64",
+    "--pred-horizon",
+    "32",
+    "--patience",
+    "100000",
+    "--models",
+    "gru_basic",
+    "--batch-sizes",
+    "32",
+    "64",
+    "--seeds",
+    *map(str, range(1, 9)),
+    "--datasets",
+    "turbofan",
+]
 
 
 def short_grid(batch_flags: list[str], seeds: tuple[str, ...], quick: bool) -> list[str]:
@@ -64,8 +100,16 @@ def short_grid(batch_flags: list[str], seeds: tuple[str, ...], quick: bool) -> l
 
 
 def sweep_cmd(out: Path, workers: int, grid: list[str]) -> list[str]:
-    return [sys.executable, "flows/sweep.py", *grid, "--n-workers", str(workers), "--output-dir", str(out),
-            "--no-analysis"]
+    return [
+        sys.executable,
+        "flows/sweep.py",
+        *grid,
+        "--n-workers",
+        str(workers),
+        "--output-dir",
+        str(out),
+        "--no-analysis",
+    ]
 
 
 def records(out: Path) -> list[dict]:
@@ -91,14 +135,31 @@ class ExternalCluster:
         cores = os.cpu_count() or 2
         threads = max(1, cores // n)
         t0 = time.perf_counter()
-        workers = {f"cpu{i}": {"cls": Nanny, "options": {
-            "nthreads": 1, "host": "127.0.0.1", "dashboard": False, "death_timeout": 120, "name": f"cpu{i}",
-            "resources": {"GPU": 1, "CPU": 1},
-            "env": {"CUDA_VISIBLE_DEVICES": "", "DDRSA_TORCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
-                    "PREFECT_API_URL": env.get("PREFECT_API_URL") or SHARED_API[0],
-                    "PREFECT_HOME": env["PREFECT_HOME"]}}} for i in range(n)}
-        self.cluster = SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {
-            "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}})
+        workers = {
+            f"cpu{i}": {
+                "cls": Nanny,
+                "options": {
+                    "nthreads": 1,
+                    "host": "127.0.0.1",
+                    "dashboard": False,
+                    "death_timeout": 120,
+                    "name": f"cpu{i}",
+                    "resources": {"GPU": 1, "CPU": 1},
+                    "env": {
+                        "CUDA_VISIBLE_DEVICES": "",
+                        "DDRSA_TORCH_THREADS": str(threads),
+                        "OMP_NUM_THREADS": str(threads),
+                        "PREFECT_API_URL": env.get("PREFECT_API_URL") or SHARED_API[0],
+                        "PREFECT_HOME": env["PREFECT_HOME"],
+                    },
+                },
+            }
+            for i in range(n)
+        }
+        self.cluster = SpecCluster(
+            workers=workers,
+            scheduler={"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}},
+        )
         with Client(self.cluster) as client:
             client.wait_for_workers(n, timeout=180)
             self.worker_pids = list(client.run(os.getpid).values())
@@ -129,15 +190,25 @@ def run_sweep(cmd: list[str], env: dict, log: Path, workers: int | None = None, 
             ext.close()
     text = log.read_text(errors="replace")[start:]
     if mode == "auto" and CLUSTER_FAIL in text:
-        print(f"  own Dask cluster failed to start after {wall:.0f}s (load {os.getloadavg()[0]:.2f}); "
-              "rerunning on an external cluster", flush=True)
+        print(
+            f"  own Dask cluster failed to start after {wall:.0f}s (load {os.getloadavg()[0]:.2f}); "
+            "rerunning on an external cluster",
+            flush=True,
+        )
         res = run_sweep(cmd, env, log, workers, "external")
         res["own_cluster_failed_after_s"] = wall
         return res
     m = re.findall(r"(\d+) completed \((\d+) cached\), (\d+) failed, (\d+) diverged of (\d+) in (\d+) s", text)
     summary = dict(zip(("completed", "cached", "failed", "diverged", "n", "flow_wall"), map(int, m[-1]))) if m else {}
-    return {"rc": rc, "wall": wall, "load_before": load, "load_after": os.getloadavg()[0], "cluster": mode,
-            "cluster_startup_s": ext.startup_s if ext else None, **summary}
+    return {
+        "rc": rc,
+        "wall": wall,
+        "load_before": load,
+        "load_after": os.getloadavg()[0],
+        "cluster": mode,
+        "cluster_startup_s": ext.startup_s if ext else None,
+        **summary,
+    }
 
 
 def scaling_stats(res: dict, out: Path, workers: int) -> dict:
@@ -147,13 +218,19 @@ def scaling_stats(res: dict, out: Path, workers: int) -> dict:
     total_train = sum(r["train_seconds"] for r in recs)
     n = max(len(recs), 1)
     if recs:  # first experiment start -> last finish: the flow's execution span without its fixed start-up
-        span = (max(datetime.fromisoformat(r["finished_at"]) for r in recs)
-                - min(datetime.fromisoformat(r["started_at"]) for r in recs)).total_seconds()
+        span = (
+            max(datetime.fromisoformat(r["finished_at"]) for r in recs)
+            - min(datetime.fromisoformat(r["started_at"]) for r in recs)
+        ).total_seconds()
         res.update(span_s=span, span_overhead_ms=1000 * (span - total_train / workers) / n)
-    res.update(n_records=len(recs), sum_train=total_train, exp_per_hour=3600 * len(recs) / res["wall"],
-               overhead_ms=1000 * (res["wall"] - total_train / workers) / n,
-               peak_rss_mb=max((r.get("peak_rss_mb") or 0) for r in recs) if recs else None,
-               median_train=sorted(r["train_seconds"] for r in recs)[len(recs) // 2] if recs else None)
+    res.update(
+        n_records=len(recs),
+        sum_train=total_train,
+        exp_per_hour=3600 * len(recs) / res["wall"],
+        overhead_ms=1000 * (res["wall"] - total_train / workers) / n,
+        peak_rss_mb=max((r.get("peak_rss_mb") or 0) for r in recs) if recs else None,
+        median_train=sorted(r["train_seconds"] for r in recs)[len(recs) // 2] if recs else None,
+    )
     return res
 
 
@@ -181,15 +258,26 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="1 epoch per experiment, scaling part only")
     p.add_argument("--root", default="/tmp/ddrsa_bench_sweep")
-    p.add_argument("--cluster", default="auto", choices=["auto", "own", "external"],
-                   help="own: the sweep's own local Dask cluster; external: see ExternalCluster; auto: own, "
-                        "external when own fails to start")
-    p.add_argument("--parts", nargs="+", default=["scaling", "rerun", "kill", "noserver"],
-                   choices=["scaling", "rerun", "kill", "noserver", "scaling-long", "overhead"])
+    p.add_argument(
+        "--cluster",
+        default="auto",
+        choices=["auto", "own", "external"],
+        help="own: the sweep's own local Dask cluster; external: see ExternalCluster; auto: own, "
+        "external when own fails to start",
+    )
+    p.add_argument(
+        "--parts",
+        nargs="+",
+        default=["scaling", "rerun", "kill", "noserver"],
+        choices=["scaling", "rerun", "kill", "noserver", "scaling-long", "overhead"],
+    )
     p.add_argument("--long-epochs", type=int, default=100, help="epochs per experiment in scaling-long")
-    p.add_argument("--torch-threads", type=int,
-                   help="DDRSA_TORCH_THREADS for every worker (default: the sweep's split, 2 // workers "
-                        "on 2 cores); 1 compares identical single-threaded workers")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        help="DDRSA_TORCH_THREADS for every worker (default: the sweep's split, 2 // workers "
+        "on 2 cores); 1 compares identical single-threaded workers",
+    )
     args = p.parse_args()
     if args.quick:
         args.parts = ["scaling"]
@@ -206,8 +294,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     server, api_url = start_server(log_path=root / "server.log")
-    print(f"# shared Prefect server {api_url} up in {time.perf_counter() - t0:.1f}s; load {os.getloadavg()}",
-          flush=True)
+    print(
+        f"# shared Prefect server {api_url} up in {time.perf_counter() - t0:.1f}s; load {os.getloadavg()}", flush=True
+    )
     shared = {**env, "PREFECT_API_URL": api_url}
     SHARED_API[0] = api_url
     results: dict[str, dict] = {}
@@ -215,16 +304,18 @@ def main() -> None:
         if "scaling" in args.parts:
             worker_pair("scaling", short_grid(BS16, ("1", "2"), args.quick), root, shared, args.cluster, results)
         if "overhead" in args.parts:
-            worker_pair("overhead", short_grid(BS16, ("1", "2", "3"), args.quick), root, shared, args.cluster,
-                        results)
+            worker_pair("overhead", short_grid(BS16, ("1", "2", "3"), args.quick), root, shared, args.cluster, results)
         if "scaling-long" in args.parts:
-            worker_pair("scaling_long", [*LONG_GRID, "--num-epochs", str(args.long_epochs)], root, shared,
-                        args.cluster, results)
+            worker_pair(
+                "scaling_long", [*LONG_GRID, "--num-epochs", str(args.long_epochs)], root, shared, args.cluster, results
+            )
         if "rerun" in args.parts or "noserver" in args.parts:
             out = root / "rerun12"
             cmd = sweep_cmd(out, 2, short_grid(BS12, ("1", "2"), args.quick))
             print("$", shlex.join(cmd), "  (first run, then again)", flush=True)
-            results["rerun_first"] = scaling_stats(run_sweep(cmd, shared, root / "rerun12.log", 2, args.cluster), out, 2)
+            results["rerun_first"] = scaling_stats(
+                run_sweep(cmd, shared, root / "rerun12.log", 2, args.cluster), out, 2
+            )
             print("  ", results["rerun_first"], flush=True)
             before = {r["experiment_id"]: r["finished_at"] for r in records(out)}
             results["rerun_second"] = run_sweep(cmd, shared, root / "rerun12.log", 2, args.cluster)
@@ -246,8 +337,9 @@ def main() -> None:
                 cmd_kill = cmd
             t0 = time.perf_counter()
             with open(root / "kill12.log", "ab") as fh:
-                proc = subprocess.Popen(cmd_kill, cwd=ROOT_DIR, env=shared, stdout=fh, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    cmd_kill, cwd=ROOT_DIR, env=shared, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+                )
                 while proc.poll() is None and len(records(out)) < 6:
                     time.sleep(0.2)
                 done_at_kill = len(records(out))
@@ -263,13 +355,22 @@ def main() -> None:
             before = {r["experiment_id"]: r["finished_at"] for r in records(out)}
             res = run_sweep(cmd, shared, root / "kill12.log", 2, args.cluster)
             after = records(out)
-            res.update(done_at_kill=done_at_kill, killed_after_s=killed_after,
-                       retrained=sum(1 for r in after if before.get(r["experiment_id"]) != r["finished_at"]),
-                       retrained_train_seconds=sum(r["train_seconds"] for r in after
-                                                   if before.get(r["experiment_id"]) != r["finished_at"]),
-                       resumed_partial=sum(1 for r in after if before.get(r["experiment_id"]) != r["finished_at"]
-                                           and r.get("epochs_trained", 0) and r["train_seconds"] > 0),
-                       n_after=len(after))
+            res.update(
+                done_at_kill=done_at_kill,
+                killed_after_s=killed_after,
+                retrained=sum(1 for r in after if before.get(r["experiment_id"]) != r["finished_at"]),
+                retrained_train_seconds=sum(
+                    r["train_seconds"] for r in after if before.get(r["experiment_id"]) != r["finished_at"]
+                ),
+                resumed_partial=sum(
+                    1
+                    for r in after
+                    if before.get(r["experiment_id"]) != r["finished_at"]
+                    and r.get("epochs_trained", 0)
+                    and r["train_seconds"] > 0
+                ),
+                n_after=len(after),
+            )
             results["kill"] = res
             print("  ", res, flush=True)
     finally:
@@ -279,23 +380,33 @@ def main() -> None:
     for key, r in results.items():
         if key.startswith(("scaling", "overhead")) or key == "rerun_first":
             if "span_s" in r:
-                print(f"| {key} span | {r['span_s']:.1f} | first start -> last finish, "
-                      f"{r['span_overhead_ms']:.0f} ms/experiment over training | |")
-            detail = (f"{r.get('n_records')} done, {r['exp_per_hour']:.0f} exp/h, sum train {r['sum_train']:.1f}s, "
-                      f"median train {r['median_train']:.1f}s, overhead {r['overhead_ms']:.0f} ms/experiment, "
-                      f"peak RSS {r['peak_rss_mb']:.0f} MB/worker")
+                print(
+                    f"| {key} span | {r['span_s']:.1f} | first start -> last finish, "
+                    f"{r['span_overhead_ms']:.0f} ms/experiment over training | |"
+                )
+            detail = (
+                f"{r.get('n_records')} done, {r['exp_per_hour']:.0f} exp/h, sum train {r['sum_train']:.1f}s, "
+                f"median train {r['median_train']:.1f}s, overhead {r['overhead_ms']:.0f} ms/experiment, "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB/worker"
+            )
         elif key == "kill":
-            detail = (f"killed after {r['killed_after_s']:.0f}s with {r['done_at_kill']} results in; rerun trained "
-                      f"{r['retrained']} ({r['retrained_train_seconds']:.1f}s of training), {r['n_after']} results")
+            detail = (
+                f"killed after {r['killed_after_s']:.0f}s with {r['done_at_kill']} results in; rerun trained "
+                f"{r['retrained']} ({r['retrained_train_seconds']:.1f}s of training), {r['n_after']} results"
+            )
         else:
             detail = f"{r.get('completed')} completed ({r.get('cached')} cached), retrained {r.get('retrained', '-')}"
-        print(f"| {key} | {r['wall']:.1f} (flow {r.get('flow_wall', '?')}) | {detail} | "
-              f"{r['load_before']:.2f}/{r['load_after']:.2f} |")
+        print(
+            f"| {key} | {r['wall']:.1f} (flow {r.get('flow_wall', '?')}) | {detail} | "
+            f"{r['load_before']:.2f}/{r['load_after']:.2f} |"
+        )
     for part in ("scaling", "overhead", "scaling_long"):
         one, two = results.get(f"{part}_w1"), results.get(f"{part}_w2")
         if one and two:
-            print(f"{part} speed-up 1 -> 2 workers: {one['wall'] / two['wall']:.2f}x wall, "
-                  f"{one.get('span_s', 0) / max(two.get('span_s', 0), 1e-9):.2f}x span")
+            print(
+                f"{part} speed-up 1 -> 2 workers: {one['wall'] / two['wall']:.2f}x wall, "
+                f"{one.get('span_s', 0) / max(two.get('span_s', 0), 1e-9):.2f}x span"
+            )
 
 
 if __name__ == "__main__":

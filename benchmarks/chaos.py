@@ -13,6 +13,7 @@ how many were invalid (must be 0), wall clock against the fault-free run.
 Grid: paper, gru_basic, lstm_basic x batch 16 24 32 48 64 x seeds 1-4 (synthetic turbofan,
 12 units, 1 in 8 windows, K=32, L=16, 3 epochs), --n-workers 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,11 +33,43 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def sweep_cmd(out: Path, quick: bool) -> list[str]:
     seeds = ["1", "2"] if quick else ["1", "2", "3", "4"]
-    return [sys.executable, "flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "gru_basic",
-            "lstm_basic", "--batch-sizes", "16", "24", "32", "48", "64", "--seeds", *seeds,
-            "--data-source", "synthetic", "--max-units", "12", "--window-stride", "8", "--lookback-window", "32",
-            "--pred-horizon", "16", "--num-epochs", "3", "--patience", "50", "--n-workers", "2",
-            "--no-analysis", "--output-dir", str(out)]
+    return [
+        sys.executable,
+        "flows/sweep.py",
+        "--datasets",
+        "turbofan",
+        "--models",
+        "paper",
+        "gru_basic",
+        "lstm_basic",
+        "--batch-sizes",
+        "16",
+        "24",
+        "32",
+        "48",
+        "64",
+        "--seeds",
+        *seeds,
+        "--data-source",
+        "synthetic",
+        "--max-units",
+        "12",
+        "--window-stride",
+        "8",
+        "--lookback-window",
+        "32",
+        "--pred-horizon",
+        "16",
+        "--num-epochs",
+        "3",
+        "--patience",
+        "50",
+        "--n-workers",
+        "2",
+        "--no-analysis",
+        "--output-dir",
+        str(out),
+    ]
 
 
 def group_workers(pgid: int) -> list[int]:
@@ -89,8 +122,7 @@ def chaos_run(out: Path, cmd: list[str], env: dict, crash_at: float, rng: random
     snapshot: dict[str, int] = {}
     for attempt in (1, 2):
         log = open(out.parent / f"{out.name}-attempt{attempt}.log", "w")
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         next_kill = time.monotonic() + rng.uniform(15, 20)
         while proc.poll() is None:
             now = time.monotonic()
@@ -99,8 +131,11 @@ def chaos_run(out: Path, cmd: list[str], env: dict, crash_at: float, rng: random
                 proc.wait()
                 faults["sweep_kills"] += 1
                 time.sleep(1)  # let the kernel reap the group
-                snapshot = {str(p.parent): p.stat().st_mtime_ns for p in out.glob("logs/**/checkpoint_last.pt")
-                            if (p.parent / "test_metrics.json").exists()}
+                snapshot = {
+                    str(p.parent): p.stat().st_mtime_ns
+                    for p in out.glob("logs/**/checkpoint_last.pt")
+                    if (p.parent / "test_metrics.json").exists()
+                }
                 break
             if now >= next_kill:
                 workers = group_workers(proc.pid)
@@ -117,13 +152,19 @@ def chaos_run(out: Path, cmd: list[str], env: dict, crash_at: float, rng: random
     records = json.loads((out / "all_results.json").read_text())
     planned = json.loads((out / "experiment_manifest.json").read_text())["experiments"]
     done = {r["experiment_id"] for r in records if r["status"] == "completed"}
-    retrained = sum(1 for d, mtime in snapshot.items()
-                    if (Path(d) / "checkpoint_last.pt").stat().st_mtime_ns != mtime)
-    return {**faults, "finished": len(done), "planned": len(planned),
-            "lost": len([p for p in planned if p["experiment_id"] not in done]),
-            "finished_before_sweep_kill": len(snapshot), "retrained": retrained,
-            "failed": [r["name"] for r in records if r["status"] != "completed"],
-            "reads": reader.reads, "invalid_reads": reader.invalid, "wall_s": wall}
+    retrained = sum(1 for d, mtime in snapshot.items() if (Path(d) / "checkpoint_last.pt").stat().st_mtime_ns != mtime)
+    return {
+        **faults,
+        "finished": len(done),
+        "planned": len(planned),
+        "lost": len([p for p in planned if p["experiment_id"] not in done]),
+        "finished_before_sweep_kill": len(snapshot),
+        "retrained": retrained,
+        "failed": [r["name"] for r in records if r["status"] != "completed"],
+        "reads": reader.reads,
+        "invalid_reads": reader.invalid,
+        "wall_s": wall,
+    }
 
 
 def main() -> None:
@@ -133,8 +174,12 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="30 experiments")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    env = {**os.environ, "DDRSA_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "DDRSA_TORCH_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
     rng = random.Random(args.seed)
     results = []
     for i in range(1, args.runs + 1):
@@ -145,12 +190,15 @@ def main() -> None:
         res = chaos_run(chaotic, sweep_cmd(chaotic, args.quick), env, 0.4 * reference, rng)
         res["fault_free_wall_s"] = reference
         results.append(res)
-        print(f"run {i}: {res['worker_kills']} worker kills + {res['sweep_kills']} sweep kill; "
-              f"{res['finished']}/{res['planned']} finished, retrained {res['retrained']} "
-              f"(of {res['finished_before_sweep_kill']} finished before the sweep kill), lost {res['lost']}, "
-              f"all_results.json valid at {res['reads'] - res['invalid_reads']}/{res['reads']} reads; "
-              f"wall {res['wall_s']:.0f} s vs {reference:.0f} s fault-free"
-              + (f"; failed: {res['failed']}" if res["failed"] else ""), flush=True)
+        print(
+            f"run {i}: {res['worker_kills']} worker kills + {res['sweep_kills']} sweep kill; "
+            f"{res['finished']}/{res['planned']} finished, retrained {res['retrained']} "
+            f"(of {res['finished_before_sweep_kill']} finished before the sweep kill), lost {res['lost']}, "
+            f"all_results.json valid at {res['reads'] - res['invalid_reads']}/{res['reads']} reads; "
+            f"wall {res['wall_s']:.0f} s vs {reference:.0f} s fault-free"
+            + (f"; failed: {res['failed']}" if res["failed"] else ""),
+            flush=True,
+        )
         (args.root / "chaos.json").write_text(json.dumps(results, indent=2))
 
 

@@ -9,6 +9,7 @@ a generic table cannot know): `--dataset /tmp/fd001.parquet` then gives the same
 `--dataset turbofan --subset FD001` (tests/test_fleet_cmapss.py). `--all-columns` writes the three
 settings and all 21 sensors instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,7 @@ def write_table(df: pd.DataFrame, out: Path) -> None:
     if out.name.endswith((".parquet", ".pq")):
         df.to_parquet(tmp, index=False)
     else:
-        df.to_csv(tmp, index=False, float_format="%.17g",
-                  compression="gzip" if out.name.endswith(".gz") else None)
+        df.to_csv(tmp, index=False, float_format="%.17g", compression="gzip" if out.name.endswith(".gz") else None)
     tmp.replace(out)
 
 
@@ -62,8 +62,7 @@ def main(argv=None) -> int:
     src = find_file(Path(get_settings().data_dir) / "cmapss", f"train_{args.subset}.txt")
     df = cmapss_fleet_frame(read_whitespace_table(src, N_COLUMNS), args.all_columns)
     write_table(df, Path(args.output))
-    print(f"{args.output}: {len(df)} rows, {df['unit'].nunique()} units, {len(df.columns) - 3} covariates "
-          f"from {src}")
+    print(f"{args.output}: {len(df)} rows, {df['unit'].nunique()} units, {len(df.columns) - 3} covariates from {src}")
     return 0
 
 

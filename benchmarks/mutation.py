@@ -12,6 +12,7 @@ with `pytest -q -p no:cacheprovider`; caught = pytest exited 1 (tests failed; no
 timeout). A mutation counts as caught when every claiming test caught it. Exit status: 0 when
 every mutation was caught, 1 otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,61 +38,109 @@ class Mutation:
 
 
 MUTATIONS = (
-    Mutation("resume-ignores-checkpoint", "ddrsa/trainer.py",
-             'state = _load_checkpoint(run_dir / "checkpoint_last.pt", model, optimizer, scheduler)',
-             "state = None",
-             ("tests/test_train.py::test_interrupted_run_resumes_from_last_checkpoint",
-              "tests/test_reliability.py::test_resumed_deterministic_run_ends_like_an_uninterrupted_one")),
-    Mutation("code-version-per-process", "ddrsa/version.py",
-             "    return digest.hexdigest()[:16]",
-             "    import os\n    digest.update(str(os.getpid()).encode())\n    return digest.hexdigest()[:16]",
-             ("tests/test_reliability.py::test_sigkilled_sweep_resumes_without_retraining_finished_work",)),
-    Mutation("cluster-on-finished-rerun", "flows/session.py",
-             "runner_context = started_runner(self.plan, restart, self.logger) if cluster else contextlib.nullcontext()",
-             "runner_context = started_runner(self.plan, restart, self.logger)",
-             ("tests/test_fullgrid_cache.py::test_rerun_of_finished_sweep_starts_no_dask_cluster",)),
-    Mutation("tpe-maximises", "ddrsa/sweep/tpe.py", 'direction="minimize"', 'direction="maximize"',
-             ("tests/test_search.py::test_tpe_study_minimises_with_tpe_and_successive_halving",)),
-    Mutation("tpe-random-sampler", "ddrsa/sweep/tpe.py",
-             "optuna.samplers.TPESampler(seed=seed, constant_liar=True)",
-             "optuna.samplers.RandomSampler(seed=seed)",
-             ("tests/test_search.py::test_tpe_study_minimises_with_tpe_and_successive_halving",)),
-    Mutation("tpe-no-pruner", "ddrsa/sweep/tpe.py",
-             "optuna.pruners.SuccessiveHalvingPruner(min_resource=rungs[0], reduction_factor=eta)",
-             "optuna.pruners.NopPruner()",
-             ("tests/test_search.py::test_tpe_study_minimises_with_tpe_and_successive_halving",)),
-    Mutation("max-fused-ignored", "ddrsa/fused/groups.py",
-             "cap = max_fused or default_max_fused(config.model)",
-             "cap = default_max_fused(config.model)",
-             ("tests/test_fused.py::test_max_fused_caps_the_group_sizes",)),
-    Mutation("max-fused-not-passed", "flows/sweep_cli.py",
-             "_print_groups(planned, params[\"fuse\"], params[\"max_fused\"])",
-             "_print_groups(planned, params[\"fuse\"], None)",
-             ("tests/test_fused.py::test_max_fused_caps_the_group_sizes",)),
+    Mutation(
+        "resume-ignores-checkpoint",
+        "ddrsa/trainer.py",
+        'state = _load_checkpoint(run_dir / "checkpoint_last.pt", model, optimizer, scheduler)',
+        "state = None",
+        (
+            "tests/test_train.py::test_interrupted_run_resumes_from_last_checkpoint",
+            "tests/test_reliability.py::test_resumed_deterministic_run_ends_like_an_uninterrupted_one",
+        ),
+    ),
+    Mutation(
+        "code-version-per-process",
+        "ddrsa/version.py",
+        "    return digest.hexdigest()[:16]",
+        "    import os\n    digest.update(str(os.getpid()).encode())\n    return digest.hexdigest()[:16]",
+        ("tests/test_reliability.py::test_sigkilled_sweep_resumes_without_retraining_finished_work",),
+    ),
+    Mutation(
+        "cluster-on-finished-rerun",
+        "flows/session.py",
+        "runner_context = started_runner(self.plan, restart, self.logger) if cluster else contextlib.nullcontext()",
+        "runner_context = started_runner(self.plan, restart, self.logger)",
+        ("tests/test_fullgrid_cache.py::test_rerun_of_finished_sweep_starts_no_dask_cluster",),
+    ),
+    Mutation(
+        "tpe-maximises",
+        "ddrsa/sweep/tpe.py",
+        'direction="minimize"',
+        'direction="maximize"',
+        ("tests/test_search.py::test_tpe_study_minimises_with_tpe_and_successive_halving",),
+    ),
+    Mutation(
+        "tpe-random-sampler",
+        "ddrsa/sweep/tpe.py",
+        "optuna.samplers.TPESampler(seed=seed, constant_liar=True)",
+        "optuna.samplers.RandomSampler(seed=seed)",
+        ("tests/test_search.py::test_tpe_study_minimises_with_tpe_and_successive_halving",),
+    ),
+    Mutation(
+        "tpe-no-pruner",
+        "ddrsa/sweep/tpe.py",
+        "optuna.pruners.SuccessiveHalvingPruner(min_resource=rungs[0], reduction_factor=eta)",
+        "optuna.pruners.NopPruner()",
+        ("tests/test_search.py::test_tpe_study_minimises_with_tpe_and_successive_halving",),
+    ),
+    Mutation(
+        "max-fused-ignored",
+        "ddrsa/fused/groups.py",
+        "cap = max_fused or default_max_fused(config.model)",
+        "cap = default_max_fused(config.model)",
+        ("tests/test_fused.py::test_max_fused_caps_the_group_sizes",),
+    ),
+    Mutation(
+        "max-fused-not-passed",
+        "flows/sweep_cli.py",
+        '_print_groups(planned, params["fuse"], params["max_fused"])',
+        '_print_groups(planned, params["fuse"], None)',
+        ("tests/test_fused.py::test_max_fused_caps_the_group_sizes",),
+    ),
     # the waits that replaced fixed sleeps (issue 29): each negative check must still catch its bug
-    Mutation("run-lock-not-waited", "ddrsa/run_state.py",
-             "                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)\n                break",
-             "                break",
-             ("tests/test_features_train.py::test_second_trainer_on_one_folder_waits_for_the_lock",)),
-    Mutation("serve-limit-ignored", "deployments/serve.py",
-             "limit=args.limit, print_starting_message=False",
-             "limit=None, print_starting_message=False",
-             ("tests/test_features_serve.py::test_serve_limit_1_and_a_launcher_server_run",)),
-    Mutation("gpu-limit-not-taken", "flows/gpu_limits.py",
-             "        slot.enter_context(concurrency(",
-             "        (lambda *args, **kwargs: None)(concurrency(",  # made, never entered
-             ("tests/test_gpu_limits.py::test_two_concurrent_sweeps_share_one_gpu_limit",)),
-    Mutation("packing-ignored", "flows/sweep.py",
-             "with dask.annotate(resources={plan.resource: plan.per_experiment}):",
-             "with dask.annotate(resources={plan.resource: 1}):",
-             ("tests/test_sweep.py::test_external_cluster_resource_limits_and_rerun",)),
+    Mutation(
+        "run-lock-not-waited",
+        "ddrsa/run_state.py",
+        "                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)\n                break",
+        "                break",
+        ("tests/test_features_train.py::test_second_trainer_on_one_folder_waits_for_the_lock",),
+    ),
+    Mutation(
+        "serve-limit-ignored",
+        "deployments/serve.py",
+        "limit=args.limit, print_starting_message=False",
+        "limit=None, print_starting_message=False",
+        ("tests/test_features_serve.py::test_serve_limit_1_and_a_launcher_server_run",),
+    ),
+    Mutation(
+        "gpu-limit-not-taken",
+        "flows/gpu_limits.py",
+        "        slot.enter_context(concurrency(",
+        "        (lambda *args, **kwargs: None)(concurrency(",  # made, never entered
+        ("tests/test_gpu_limits.py::test_two_concurrent_sweeps_share_one_gpu_limit",),
+    ),
+    Mutation(
+        "packing-ignored",
+        "flows/sweep.py",
+        "with dask.annotate(resources={plan.resource: plan.per_experiment}):",
+        "with dask.annotate(resources={plan.resource: 1}):",
+        ("tests/test_sweep.py::test_external_cluster_resource_limits_and_rerun",),
+    ),
 )
 
 
 def _copy_checkout(dest: Path) -> None:
     """The tracked and untracked-but-not-ignored files of the checkout, plus a link to its venv."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           check=True, capture_output=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         src = ROOT / name
         if src.is_file() and not src.is_symlink():
@@ -105,8 +154,10 @@ def apply(mutation: Mutation, tree: Path) -> None:
     path = tree / mutation.path
     text = path.read_text()
     if text.count(mutation.old) != 1:
-        raise SystemExit(f"{mutation.name}: the text to replace occurs {text.count(mutation.old)} times "
-                         f"in {mutation.path} (the mutation list is out of date)")
+        raise SystemExit(
+            f"{mutation.name}: the text to replace occurs {text.count(mutation.old)} times "
+            f"in {mutation.path} (the mutation list is out of date)"
+        )
     path.write_text(text.replace(mutation.old, mutation.new))
 
 
@@ -122,15 +173,22 @@ def run_one(mutation: Mutation, timeout: float) -> list[tuple[str, bool, float, 
         for test in mutation.tests:
             t0 = time.monotonic()
             try:
-                proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
-                                      cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
+                proc = subprocess.run(
+                    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+                    cwd=tree,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                )
             except subprocess.TimeoutExpired:
                 out.append((test, False, time.monotonic() - t0, "timed out (not counted as caught)"))
                 continue
             lines = (proc.stdout + proc.stderr).strip().splitlines()
             why = next((line[:200] for line in lines if line.startswith("E ")), "")  # what failed, to check
-            out.append((test, proc.returncode == 1, time.monotonic() - t0,
-                        f"{lines[-1] if lines else ''}  {why}".rstrip()))
+            out.append(
+                (test, proc.returncode == 1, time.monotonic() - t0, f"{lines[-1] if lines else ''}  {why}".rstrip())
+            )
     return out
 
 
@@ -154,10 +212,13 @@ def main(argv=None) -> int:
         results = run_one(m, args.timeout)
         caught += all(ok for _, ok, _, _ in results)
         for test, ok, seconds, last in results:
-            print(f"{'caught  ' if ok else 'SURVIVED'} {m.name:26s} {test.split('::')[-1]}  {seconds:.0f} s  {last}",
-                  flush=True)
+            print(
+                f"{'caught  ' if ok else 'SURVIVED'} {m.name:26s} {test.split('::')[-1]}  {seconds:.0f} s  {last}",
+                flush=True,
+            )
     print(f"mutation score: {caught}/{len(chosen)} caught by every claiming test")
     return 0 if caught == len(chosen) else 1
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,6 +18,7 @@ mutmut's CPU limit (15x their clean time), i.e. hang, which the suite's pytest-t
 "no tests" (no fast test reaches the function) and "suspicious" count as survivors. Exit status 0
 when every module reaches --target.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,16 @@ TIMEOUT = {36, -24, 24, 152, 255}
 
 def _copy_checkout(dest: Path) -> list[str]:
     """Tracked and untracked-not-ignored files into `dest`; returns the top-level names."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           check=True, capture_output=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     top = set()
     for name in filter(None, files):
         src = ROOT / name
@@ -74,14 +83,16 @@ def _copy_checkout(dest: Path) -> list[str]:
 def _mutmut_table(module: str, tests: list[str], top: list[str]) -> str:
     also = [t for t in top if t not in ("pyproject.toml", "tests")]
     deselect = [a for d in DESELECT if d.split("::")[0] in tests for a in ("--deselect", d)]
-    return ("\n[tool.mutmut]\n"
-            f"source_paths = {json.dumps([module])}\n"
-            f"also_copy = {json.dumps(also)}\n"
-            f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
-            f"pytest_add_cli_args = {json.dumps(['-m', MARKERS, '-p', 'no:xdist', '-p', 'no:cacheprovider', *deselect])}\n"
-            # torch in the test process: fork from a server that imported nothing else first
-            'process_isolation = "forkserver"\n'
-            "use_git_change_detection = false\n")
+    return (
+        "\n[tool.mutmut]\n"
+        f"source_paths = {json.dumps([module])}\n"
+        f"also_copy = {json.dumps(also)}\n"
+        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+        f"pytest_add_cli_args = {json.dumps(['-m', MARKERS, '-p', 'no:xdist', '-p', 'no:cacheprovider', *deselect])}\n"
+        # torch in the test process: fork from a server that imported nothing else first
+        'process_isolation = "forkserver"\n'
+        "use_git_change_detection = false\n"
+    )
 
 
 def run_module(module: str, tests: list[str], max_children: int) -> dict:
@@ -95,8 +106,14 @@ def run_module(module: str, tests: list[str], max_children: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CI")}
     env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", DDRSA_TORCH_THREADS="1", OMP_NUM_THREADS="1")
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
-                          cwd=work, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     seconds = time.monotonic() - t0
     (work / "mutmut-run.log").write_text(proc.stdout + proc.stderr)
     meta = work / "mutants" / f"{module}.meta"
@@ -130,17 +147,27 @@ def main(argv=None) -> int:
         score = caught / total if total else 1.0
         ok &= score >= args.target
         rows.append((module, caught, total, score, r["seconds"]))
-        print(f"{module}: {caught}/{total} killed ({score:.1%}; {len(r['timeout'])} by timeout) "
-              f"in {r['seconds'] / 60:.1f} min", flush=True)
+        print(
+            f"{module}: {caught}/{total} killed ({score:.1%}; {len(r['timeout'])} by timeout) "
+            f"in {r['seconds'] / 60:.1f} min",
+            flush=True,
+        )
         for name in r["survived"]:
             print(f"  survived  {name}", flush=True)
             if args.show:
-                diff = subprocess.run([sys.executable, "-m", "mutmut", "show", name.split(" ")[0]], cwd=r["work"],
-                                      capture_output=True, text=True, check=False).stdout
+                diff = subprocess.run(
+                    [sys.executable, "-m", "mutmut", "show", name.split(" ")[0]],
+                    cwd=r["work"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stdout
                 print("    " + diff.strip().replace("\n", "\n    "), flush=True)
     killed, total = sum(r[1] for r in rows), sum(r[2] for r in rows)
-    print(f"total: {killed}/{total} killed ({killed / max(total, 1):.1%}), "
-          f"{sum(r[4] for r in rows) / 60:.1f} min; target {args.target:.0%} per module: {'met' if ok else 'NOT met'}")
+    print(
+        f"total: {killed}/{total} killed ({killed / max(total, 1):.1%}), "
+        f"{sum(r[4] for r in rows) / 60:.1f} min; target {args.target:.0%} per module: {'met' if ok else 'NOT met'}"
+    )
     return 0 if ok else 1
 
 

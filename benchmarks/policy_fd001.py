@@ -10,6 +10,7 @@ VALIDATION miss rate is closest to alpha (ties: the safer one) and reports the T
 / median time left at intervention (steps) over the held-out engines, per seed and pooled. Also writes
 every policy's whole test curve (ddrsa.policy.trade_off) to the JSON output.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,13 @@ ALPHAS = (0.05, 0.1, 0.2)
 def survival_of(config, run_dir: Path, windows) -> np.ndarray:
     """S (N, L) of the run's best checkpoint on `windows` (CPU)."""
     data = load_dataset(config.data_config(), Settings())
-    model = build_model(config.model, n_features=data.train.n_features, pred_horizon=config.pred_horizon,
-                        dropout=config.dropout, lookback_window=config.lookback_window)
+    model = build_model(
+        config.model,
+        n_features=data.train.n_features,
+        pred_horizon=config.pred_horizon,
+        dropout=config.dropout,
+        lookback_window=config.lookback_window,
+    )
     model.load_state_dict(torch.load(run_dir / "checkpoint_best.pt", map_location="cpu", weights_only=True)["model"])
     logits = predict_logits(model, Split.from_windows(windows, torch.device("cpu")), torch.device("cpu"), False)
     return survival_from_logits(logits.numpy())
@@ -63,14 +69,26 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     results, curves = [], []
     for seed in args.seeds:
-        config = ExperimentConfig(dataset=args.dataset, subset="FD001", model="paper", learning_rate=0.01,
-                                  batch_size=512, num_epochs=args.epochs, patience=5, seed=seed, data_source="real",
-                                  nasa_weight=0.0)
+        config = ExperimentConfig(
+            dataset=args.dataset,
+            subset="FD001",
+            model="paper",
+            learning_rate=0.01,
+            batch_size=512,
+            num_epochs=args.epochs,
+            patience=5,
+            seed=seed,
+            data_source="real",
+            nasa_weight=0.0,
+        )
         run_dir = Path(args.root) / f"{args.dataset}_paper_s{seed}_e{args.epochs}"
         t0 = time.perf_counter()
         res = train(config, run_dir)
-        print(f"seed {seed}: {res.status}, {res.epochs_trained} epochs, {time.perf_counter() - t0:.0f} s, "
-              f"test rmse {res.metrics.get('rul_rmse'):.2f}", flush=True)
+        print(
+            f"seed {seed}: {res.status}, {res.epochs_trained} epochs, {time.perf_counter() - t0:.0f} s, "
+            f"test rmse {res.metrics.get('rul_rmse'):.2f}",
+            flush=True,
+        )
         data = load_dataset(config.data_config(), Settings())
         sv, st = survival_of(config, run_dir, data.val), survival_of(config, run_dir, data.test)
         qv, qt = policy.windows_sequences(data.val), policy.windows_sequences(data.test)
@@ -81,21 +99,34 @@ def main(argv=None) -> int:
             for alpha in ALPHAS:
                 chosen = pick(val_rows, alpha)
                 test = next(r for r in test_rows if r["threshold"] == chosen["threshold"])
-                results.append({"seed": seed, "policy": name, "alpha": alpha, "threshold": chosen["threshold"],
-                                "val_miss_rate": chosen["miss_rate"], "val_mean_tte": chosen["mean_tte"],
-                                "test_miss_rate": test["miss_rate"], "test_mean_tte": test["mean_tte"],
-                                "test_median_tte": test["median_tte"], "n_test_engines": test["n_failures"],
-                                "false_alarms": test["false_alarms"], "n_censored": test["n_censored"]})
+                results.append(
+                    {
+                        "seed": seed,
+                        "policy": name,
+                        "alpha": alpha,
+                        "threshold": chosen["threshold"],
+                        "val_miss_rate": chosen["miss_rate"],
+                        "val_mean_tte": chosen["mean_tte"],
+                        "test_miss_rate": test["miss_rate"],
+                        "test_mean_tte": test["mean_tte"],
+                        "test_median_tte": test["median_tte"],
+                        "n_test_engines": test["n_failures"],
+                        "false_alarms": test["false_alarms"],
+                        "n_censored": test["n_censored"],
+                    }
+                )
     print("\n| alpha | policy | threshold (per seed) | val miss | test miss | test mean time left | test median |")
     print("|---|---|---|---|---|---|---|")
     for alpha in ALPHAS:
         for name in policy.POLICIES:
             rs = [r for r in results if r["alpha"] == alpha and r["policy"] == name]
-            f = (lambda k, rs=rs: np.nanmean([r[k] for r in rs]))
-            each = (lambda k, fmt, rs=rs: ", ".join(format(r[k], fmt) for r in rs))
-            print(f"| {alpha:.2f} | {name} | {each('threshold', '.3g')} | {f('val_miss_rate'):.3f} "
-                  f"| {f('test_miss_rate'):.3f} ({each('test_miss_rate', '.2f')}) "
-                  f"| {f('test_mean_tte'):.1f} ({each('test_mean_tte', '.1f')}) | {f('test_median_tte'):.1f} |")
+            f = lambda k, rs=rs: np.nanmean([r[k] for r in rs])
+            each = lambda k, fmt, rs=rs: ", ".join(format(r[k], fmt) for r in rs)
+            print(
+                f"| {alpha:.2f} | {name} | {each('threshold', '.3g')} | {f('val_miss_rate'):.3f} "
+                f"| {f('test_miss_rate'):.3f} ({each('test_miss_rate', '.2f')}) "
+                f"| {f('test_mean_tte'):.1f} ({each('test_mean_tte', '.1f')}) | {f('test_median_tte'):.1f} |"
+            )
     if args.out:
         Path(args.out).write_text(json.dumps({"chosen": results, "curves": curves}, indent=1, default=float))
     return 0

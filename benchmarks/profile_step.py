@@ -6,6 +6,7 @@ Random inputs of the FD001 shape (K=128 history steps, 15 features, L=64 horizon
 model, loss (DDRSALoss, lambda 0.75, NASA weight 0.1) and Adam; 3 warm-up steps, 5 timed steps,
 then a profile of 2 steps sorted by self CPU time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     batch, lookback, horizon, features = args.batch_size, 128, 64, 15
-    model = build_model(args.model, n_features=features, pred_horizon=horizon, dropout=0.1,
-                        lookback_window=lookback)
+    model = build_model(args.model, n_features=features, pred_horizon=horizon, dropout=0.1, lookback_window=lookback)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     loss_fn = DDRSALoss(0.75, 0.1)
     x, mask = torch.randn(batch, lookback, features), torch.ones(batch, lookback, dtype=torch.bool)
@@ -48,8 +48,10 @@ def main() -> None:
     t0 = time.perf_counter()
     for _ in range(5):
         step()
-    print(f"# {args.model}: {1000 * (time.perf_counter() - t0) / 5:.0f} ms/step, batch {batch}, "
-          f"{args.threads} thread(s), torch {torch.__version__}, oneDNN {torch.backends.mkldnn.is_available()}")
+    print(
+        f"# {args.model}: {1000 * (time.perf_counter() - t0) / 5:.0f} ms/step, batch {batch}, "
+        f"{args.threads} thread(s), torch {torch.__version__}, oneDNN {torch.backends.mkldnn.is_available()}"
+    )
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(2):
             step()

@@ -20,6 +20,7 @@ protocol (tests/chromium_cdp.py; no chromedriver) like an operator would:
 Exit 0 when every check holds, 1 otherwise (each check printed). Needs Chromium (/usr/bin/chromium).
 A script and not a test: a few minutes on 2 cores, and the screenshots are meant to be looked at.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,9 +52,12 @@ def wait_text(browser: Chromium, needle: str, timeout: float = 90) -> bool:
 
 def click_text(browser: Chromium, text: str) -> bool:
     """Click the innermost element whose own text is `text`."""
-    return bool(browser.evaluate(
-        "(() => { const all = [...document.querySelectorAll('body *')].filter(e => e.children.length === 0 "
-        f"&& e.textContent.trim() === {text!r}); if (!all.length) return false; all[0].click(); return true; }})()"))
+    return bool(
+        browser.evaluate(
+            "(() => { const all = [...document.querySelectorAll('body *')].filter(e => e.children.length === 0 "
+            f"&& e.textContent.trim() === {text!r}); if (!all.length) return false; all[0].click(); return true; }})()"
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,21 +78,64 @@ def main(argv: list[str] | None = None) -> int:
     checks: list[tuple[str, bool, str]] = []
     try:
         out = work / "ui-check"
-        env = {**os.environ, "PREFECT_API_URL": api, "DDRSA_TORCH_THREADS": "1",
-               "DDRSA_INJECT_FAULT": "dataerror:gru_basic:*"}
+        env = {
+            **os.environ,
+            "PREFECT_API_URL": api,
+            "DDRSA_TORCH_THREADS": "1",
+            "DDRSA_INJECT_FAULT": "dataerror:gru_basic:*",
+        }
         t0 = time.monotonic()
-        proc = subprocess.run([sys.executable, "flows/sweep.py", "--preset", "default", "--datasets", "turbofan",
-                               "--models", "paper", "gru_basic", "--batch-sizes", "32", "64", "--seeds", "1",
-                               "--data-source", "synthetic", "--max-units", "12", "--window-stride", "8",
-                               "--lookback-window", "32", "--pred-horizon", "16", "--num-epochs", "1",
-                               "--n-workers", "1", "--output-dir", str(out)], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "flows/sweep.py",
+                "--preset",
+                "default",
+                "--datasets",
+                "turbofan",
+                "--models",
+                "paper",
+                "gru_basic",
+                "--batch-sizes",
+                "32",
+                "64",
+                "--seeds",
+                "1",
+                "--data-source",
+                "synthetic",
+                "--max-units",
+                "12",
+                "--window-stride",
+                "8",
+                "--lookback-window",
+                "32",
+                "--pred-horizon",
+                "16",
+                "--num-epochs",
+                "1",
+                "--n-workers",
+                "1",
+                "--output-dir",
+                str(out),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         print(f"sweep exited {proc.returncode} after {time.monotonic() - t0:.0f} s")
         checks.append(("sweep command exits 1 (experiments failed)", proc.returncode == 1, proc.stdout[-300:]))
 
         from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, LogFilter, LogFilterFlowRunId,
-                                                    TaskRunFilter, TaskRunFilterFlowRunId)
+        from prefect.client.schemas.filters import (
+            FlowFilter,
+            FlowFilterName,
+            LogFilter,
+            LogFilterFlowRunId,
+            TaskRunFilter,
+            TaskRunFilterFlowRunId,
+        )
         from prefect.client.schemas.sorting import LogSort
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -96,18 +143,25 @@ def main(argv: list[str] | None = None) -> int:
 
         with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
             [run] = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["ddrsa-sweep"])))
-            tasks = client.read_task_runs(task_run_filter=TaskRunFilter(
-                flow_run_id=TaskRunFilterFlowRunId(any_=[run.id])))
-            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])),
-                                    sort=LogSort.TIMESTAMP_ASC)
+            tasks = client.read_task_runs(
+                task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run.id]))
+            )
+            logs = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])), sort=LogSort.TIMESTAMP_ASC
+            )
             from deployments.serve import build_deployments
 
             deployment_id = build_deployments(["batch-study"])[0].apply()  # the form to look at (no pool)
         paper = next(t for t in tasks if "/paper/" in t.name)
         last = logs[-1].message if logs else ""
         print(f"flow run {run.name!r}: {run.state.name}: {run.state.message}\nlast log line: {last[:300]!r}")
-        checks.append(("the run's last log line is a one-line summary, no traceback",
-                       "Traceback" not in last and "experiments failed" in last, last[:300]))
+        checks.append(
+            (
+                "the run's last log line is a one-line summary, no traceback",
+                "Traceback" not in last and "experiments failed" in last,
+                last[:300],
+            )
+        )
 
         with Chromium(width=1400, height=1600) as browser:
             browser.open(f"{ui}/runs/flow-run/{run.id}")
@@ -117,8 +171,13 @@ def main(argv: list[str] | None = None) -> int:
             (shots / "flow-run.png").write_bytes(browser.screenshot())
             body = browser.evaluate("document.body.innerText")
             checks.append(("flow run page shows Failed", "Failed" in body, ""))
-            checks.append(("the header shows the state message", (run.state.message or "")[:40] in body,
-                           (run.state.message or "")[:80]))
+            checks.append(
+                (
+                    "the header shows the state message",
+                    (run.state.message or "")[:40] in body,
+                    (run.state.message or "")[:80],
+                )
+            )
 
             checks.append(("Artifacts tab found", click_text(browser, "Artifacts"), ""))
             scope = artifact_scope("default", out)
@@ -132,18 +191,31 @@ def main(argv: list[str] | None = None) -> int:
             click_text(browser, overview_key)
             wait_text(browser, "Best configuration per dataset", 60)
             time.sleep(SETTLE)
-            images = browser.evaluate("[...document.images].filter(i => i.src.startsWith('data:image/png'))"
-                                      ".map(i => [i.alt, i.naturalWidth])")
-            checks.append(("overview: model comparison chart decoded by the browser",
-                           any(alt == "model_comparison" and w > 0 for alt, w in images), str(images)))
+            images = browser.evaluate(
+                "[...document.images].filter(i => i.src.startsWith('data:image/png')).map(i => [i.alt, i.naturalWidth])"
+            )
+            checks.append(
+                (
+                    "overview: model comparison chart decoded by the browser",
+                    any(alt == "model_comparison" and w > 0 for alt, w in images),
+                    str(images),
+                )
+            )
             heads = browser.evaluate("[...document.querySelectorAll('table th')].map(t => t.innerText.trim())")
             rows = browser.evaluate("[...document.querySelectorAll('table tr')].map(r => r.innerText)")
             print(f"overview table headers: {heads}; rows: {rows[:3]}")
-            checks.append(("overview: best configuration table shows the varying batch size",
-                           "batch size" in heads and "winner" in heads, str(heads)))
-            visible = browser.evaluate("(() => { const th = [...document.querySelectorAll('table th')].find(t => "
-                                       "t.innerText.trim() === 'batch size'); if (!th) return false; const r = "
-                                       "th.getBoundingClientRect(); return r.right <= window.innerWidth; })()")
+            checks.append(
+                (
+                    "overview: best configuration table shows the varying batch size",
+                    "batch size" in heads and "winner" in heads,
+                    str(heads),
+                )
+            )
+            visible = browser.evaluate(
+                "(() => { const th = [...document.querySelectorAll('table th')].find(t => "
+                "t.innerText.trim() === 'batch size'); if (!th) return false; const r = "
+                "th.getBoundingClientRect(); return r.right <= window.innerWidth; })()"
+            )
             checks.append(("overview: the batch size column is on screen without scrolling", bool(visible), ""))
             browser.evaluate("window.scrollTo(0, 0)")
             (shots / "overview.png").write_bytes(browser.screenshot())
@@ -160,18 +232,29 @@ def main(argv: list[str] | None = None) -> int:
             (shots / "deployment-form.png").write_bytes(browser.screenshot(full_page=True))
             values = browser.evaluate("[...document.querySelectorAll('input, textarea')].map(i => i.value)")
             text = browser.evaluate("document.body.innerText")
-            print(f"deployment form: {text.count('Property is type')} 'Property is type' notes; "
-                  f"input values: {[v for v in values if v][:30]}")
-            checks.append(("deployment form shows batch-study's batch sizes 32..512",
-                           all(any(str(b) in v for v in values) or str(b) in text for b in (32, 64, 128, 256, 512)),
-                           str(values[:30])))
+            print(
+                f"deployment form: {text.count('Property is type')} 'Property is type' notes; "
+                f"input values: {[v for v in values if v][:30]}"
+            )
+            checks.append(
+                (
+                    "deployment form shows batch-study's batch sizes 32..512",
+                    all(any(str(b) in v for v in values) or str(b) in text for b in (32, 64, 128, 256, 512)),
+                    str(values[:30]),
+                )
+            )
 
-            browser.send("Emulation.setDeviceMetricsOverride", width=1280, height=1000, deviceScaleFactor=1,
-                         mobile=False)
+            browser.send(
+                "Emulation.setDeviceMetricsOverride", width=1280, height=1000, deviceScaleFactor=1, mobile=False
+            )
             browser.open((out / "report.html").as_uri())
             browser.evaluate("window.ddrsaRenderAll && window.ddrsaRenderAll()")
-            browser.evaluate("new Promise(r => { if (window.ddrsaChartsDone) r(1); else document.addEventListener("
-                             "'ddrsa-charts-done', () => r(1)); })", await_promise=True, timeout=180)
+            browser.evaluate(
+                "new Promise(r => { if (window.ddrsaChartsDone) r(1); else document.addEventListener("
+                "'ddrsa-charts-done', () => r(1)); })",
+                await_promise=True,
+                timeout=180,
+            )
             widths = browser.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
             (shots / "report-1280.png").write_bytes(browser.screenshot())
             checks.append(("report.html at 1,280 px: no horizontal scroll", widths[0] <= widths[1], str(widths)))

@@ -1,4 +1,5 @@
 """Shared command-line plumbing: one-line errors with exit code 2, never a traceback."""
+
 from __future__ import annotations
 
 import argparse
@@ -53,6 +54,7 @@ def run_cli(prog: str, main, argv=None, passthrough: bool = False):
 # `json_schema_extra` keys read here: "flag" (the option when it is not --field-name; a bool that
 # defaults to True gets --no-<name>) and "metavar".
 
+
 def _strip_optional(annotation):
     """`X | None` -> X; other annotations are returned as they are."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
@@ -86,8 +88,7 @@ def field_flag(name: str, info: FieldInfo) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_model_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
-                        model: type[BaseModel]) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, model: type[BaseModel]) -> None:
     """One option per field of `model` (dest = the field name, default = its default, help = its
     description, choices from a Literal); a bool is a switch that flips its default."""
     for name, info in model.model_fields.items():

@@ -1,4 +1,5 @@
 """Typed, validated experiment configuration (one boundary, unknown keys are errors)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -22,13 +23,27 @@ BASELINE_MODELS = ("gbm", "cox", "km")
 ALL_MODELS = MODEL_NAMES + BASELINE_MODELS  # every name `model` accepts
 # ExperimentConfig fields that only DDRSA training reads: a baseline's config holds their defaults
 # whatever was asked (so the grid's training axes do not multiply a baseline, and its id is stable)
-TRAINING_ONLY_FIELDS = ("batch_size", "learning_rate", "lambda_param", "nasa_weight", "dropout", "num_epochs",
-                        "patience", "grad_clip", "weight_decay", "amp", "deterministic", "compile")
+TRAINING_ONLY_FIELDS = (
+    "batch_size",
+    "learning_rate",
+    "lambda_param",
+    "nasa_weight",
+    "dropout",
+    "num_epochs",
+    "patience",
+    "grad_clip",
+    "weight_decay",
+    "amp",
+    "deterministic",
+    "compile",
+)
 
 
 def is_baseline(model: str) -> bool:
     """True for the yardstick models of ddrsa/baselines (never "best DDRSA configuration")."""
     return model in BASELINE_MODELS
+
+
 # What the `test` split holds: "held-out" = `test_fraction` of the training units/machines, held out
 # by `split_seed`; "official" (C-MAPSS only) = every training unit trains or validates and `test` is
 # the official test_FD00x units, labelled from RUL_FD00x.txt (the literature's benchmark protocol).
@@ -47,8 +62,10 @@ def check_dataset(value: str) -> str:
         return value
     if is_table_path(value):
         return str(Path(value).expanduser().resolve())
-    raise ValueError(f"unknown dataset {value!r}: choose turbofan, azure_pm, or the path of a fleet table "
-                     f"({', '.join(TABLE_SUFFIXES)})")
+    raise ValueError(
+        f"unknown dataset {value!r}: choose turbofan, azure_pm, or the path of a fleet table "
+        f"({', '.join(TABLE_SUFFIXES)})"
+    )
 
 
 def dataset_name(dataset: str) -> str:
@@ -56,8 +73,7 @@ def dataset_name(dataset: str) -> str:
     if not is_table_path(dataset):
         return dataset
     name = Path(dataset).name
-    return name[: -len(next(s for s in sorted(TABLE_SUFFIXES, key=len, reverse=True)
-                            if name.lower().endswith(s)))]
+    return name[: -len(next(s for s in sorted(TABLE_SUFFIXES, key=len, reverse=True) if name.lower().endswith(s)))]
 
 
 class DataConfig(BaseModel):
@@ -65,27 +81,38 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dataset: str = Field("turbofan", description="turbofan (NASA C-MAPSS), azure_pm, or the path of a fleet "
-                                                 "table (.csv, .csv.gz, .parquet; docs/DATA.md)")
+    dataset: str = Field(
+        "turbofan",
+        description="turbofan (NASA C-MAPSS), azure_pm, or the path of a fleet "
+        "table (.csv, .csv.gz, .parquet; docs/DATA.md)",
+    )
     subset: Literal["FD001", "FD002", "FD003", "FD004"] = Field(
-        "FD001", description="C-MAPSS subset FD001-FD004 (turbofan only)")
+        "FD001", description="C-MAPSS subset FD001-FD004 (turbofan only)"
+    )
     lookback_window: int = Field(128, ge=1, le=4096, description="K, covariate steps the encoder reads")
     pred_horizon: int = Field(64, ge=2, le=1024, description="L_max, future steps with a hazard each")
     split_seed: int = Field(0, description="seed of the unit/machine split (kept fixed across repeats)")
-    test_fraction: float = Field(0.3, gt=0, lt=1, description="fraction of the units held out for test "
-                                                              "(test_split held-out)")
+    test_fraction: float = Field(
+        0.3, gt=0, lt=1, description="fraction of the units held out for test (test_split held-out)"
+    )
     val_fraction: float = Field(0.3, gt=0, lt=1, description="fraction of the training units for validation")
     downsample_hours: int = Field(15, ge=1, le=24 * 30, description="Azure PM: hours per step")
     window_stride: int = Field(1, ge=1, description="take every n-th window (tests and quick runs)")
     max_units: int | None = Field(None, ge=3, description="use only this many units/machines (tests)")
     data_source: Literal["auto", "real", "synthetic"] | None = Field(
-        None, description="override DDRSA_DATA_SOURCE for this experiment")
+        None, description="override DDRSA_DATA_SOURCE for this experiment"
+    )
     test_split: Literal["held-out", "official"] = Field(
-        "held-out", description="held-out: test_fraction of the units; official: C-MAPSS test_FD00x "
-                                "units scored against RUL_FD00x.txt, all training units train/validate")
-    age_input: bool = Field(False, description="add the unit's age as an input channel (C-MAPSS: cycle "
-                                               "index; Azure PM: steps since the start of the machine's "
-                                               "record), scaled on training units; the literature omits it")
+        "held-out",
+        description="held-out: test_fraction of the units; official: C-MAPSS test_FD00x "
+        "units scored against RUL_FD00x.txt, all training units train/validate",
+    )
+    age_input: bool = Field(
+        False,
+        description="add the unit's age as an input channel (C-MAPSS: cycle "
+        "index; Azure PM: steps since the start of the machine's "
+        "record), scaled on training units; the literature omits it",
+    )
 
     @field_validator("dataset")
     @classmethod
@@ -103,9 +130,13 @@ class ExperimentConfig(DataConfig):
     """One training run. Every field is a flag of `python -m ddrsa.train` (ddrsa/cli.py
     `add_model_arguments`: --field-name, its description as help)."""
 
-    model: str = Field("lstm_basic", description="model variant, from: " + " ".join(MODEL_NAMES)
-                       + "; or a baseline (fitted, not trained; training flags do not apply): "
-                       + " ".join(BASELINE_MODELS))
+    model: str = Field(
+        "lstm_basic",
+        description="model variant, from: "
+        + " ".join(MODEL_NAMES)
+        + "; or a baseline (fitted, not trained; training flags do not apply): "
+        + " ".join(BASELINE_MODELS),
+    )
     batch_size: int = Field(128, ge=1, le=1_000_000, description="windows per optimiser step")
     learning_rate: float = Field(1e-3, gt=0, le=10, description="Adam learning rate (> 0)")
     lambda_param: float = Field(0.75, ge=0, le=1, description="DDRSA loss weight of the event-time term, in [0, 1]")
@@ -154,9 +185,11 @@ class ExperimentConfig(DataConfig):
         other than 0, `--split-seeds`)."""
         if is_baseline(self.model):
             return f"s{self.seed}" + (f"_split{self.split_seed}" if self.split_seed else "")
-        return (f"bs{self.batch_size}_lr{self.learning_rate:g}_lam{self.lambda_param:g}"
-                f"_nasa{self.nasa_weight:g}_drop{self.dropout:g}_s{self.seed}"
-                + (f"_split{self.split_seed}" if self.split_seed else ""))
+        return (
+            f"bs{self.batch_size}_lr{self.learning_rate:g}_lam{self.lambda_param:g}"
+            f"_nasa{self.nasa_weight:g}_drop{self.dropout:g}_s{self.seed}"
+            + (f"_split{self.split_seed}" if self.split_seed else "")
+        )
 
     def display_name(self) -> str:
         """`turbofan/lstm_basic/<short_name>`; C-MAPSS subsets other than FD001 and the official test
@@ -171,8 +204,10 @@ class ExperimentConfig(DataConfig):
         (logs/<dataset>/<model>/s<seed>_id<i> for a baseline)."""
         if is_baseline(self.model):
             return f"logs/{dataset_name(self.dataset)}/{self.model}/s{self.seed}_id{index}"
-        leaf = (f"bs{self.batch_size}_lr{self.learning_rate:g}_lam{self.lambda_param:g}"
-                f"_nasa{self.nasa_weight:g}_drop{self.dropout:g}_id{index}")
+        leaf = (
+            f"bs{self.batch_size}_lr{self.learning_rate:g}_lam{self.lambda_param:g}"
+            f"_nasa{self.nasa_weight:g}_drop{self.dropout:g}_id{index}"
+        )
         return f"logs/{dataset_name(self.dataset)}/{self.model}/{leaf}"
 
 

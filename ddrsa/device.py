@@ -1,4 +1,5 @@
 """The training device: which one, autocast on it, its peak memory, and a split's windows kept on it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,22 +44,27 @@ class Split:
     device memory, so many experiments fit on one GPU; a batch is one gather.
     """
 
-    data: torch.Tensor         # float32 (R, F)
-    valid: torch.Tensor        # bool (R,)
-    end: torch.Tensor          # int64 (N,)
-    offsets: torch.Tensor      # int64 (K,) = -K+1 .. 0
+    data: torch.Tensor  # float32 (R, F)
+    valid: torch.Tensor  # bool (R,)
+    end: torch.Tensor  # int64 (N,)
+    offsets: torch.Tensor  # int64 (K,) = -K+1 .. 0
     event_index: torch.Tensor  # int64 (N,)
-    censored: torch.Tensor     # bool (N,)
+    censored: torch.Tensor  # bool (N,)
 
     @classmethod
-    def from_windows(cls, windows, device: torch.device) -> "Split":
+    def from_windows(cls, windows, device: torch.device) -> Split:
         def put(array, dtype):
             return torch.tensor(np.asarray(array), dtype=dtype, device=device)
 
         k = windows.lookback
-        return cls(put(windows.data, torch.float32), put(windows.valid, torch.bool),
-                   put(windows.end, torch.long), torch.arange(-k + 1, 1, device=device),
-                   put(windows.event_index, torch.long), put(windows.censored, torch.bool))
+        return cls(
+            put(windows.data, torch.float32),
+            put(windows.valid, torch.bool),
+            put(windows.end, torch.long),
+            torch.arange(-k + 1, 1, device=device),
+            put(windows.event_index, torch.long),
+            put(windows.censored, torch.bool),
+        )
 
     def batch(self, idx) -> tuple[torch.Tensor, torch.Tensor]:
         """(x (..., K, F), mask (..., K)) for window indices `idx` (tensor of any shape, or slice)."""

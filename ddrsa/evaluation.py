@@ -2,6 +2,7 @@
 
 `scores_on_test` and `scores_on_validation` turn survival curves into the run's metrics and per-window
 predictions; a DDRSA run and every baseline (ddrsa/baselines) go through them, so all are scored alike."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,17 @@ import torch
 
 from ddrsa.config import ExperimentConfig
 from ddrsa.device import Split, autocast
-from ddrsa.metrics import (RANKED_METRICS, VAL_LOSS, VAL_PREFIX, YARDSTICK_METRICS, benchmark_metrics, evaluate,
-                           survival_from_logits, val_benchmark_metrics, val_key)
+from ddrsa.metrics import (
+    RANKED_METRICS,
+    VAL_LOSS,
+    VAL_PREFIX,
+    YARDSTICK_METRICS,
+    benchmark_metrics,
+    evaluate,
+    survival_from_logits,
+    val_benchmark_metrics,
+    val_key,
+)
 from ddrsa.policy import policy_metrics
 from ddrsa.run_predictions import predictions_of
 
@@ -41,8 +51,11 @@ def validation_metrics(model, loss_fn, split: Split, windows, device, config: Ex
     (steps for RUL errors, unitless otherwise). The analysis ranks configurations on these."""
     logits = predict_logits(model, split, device, config.amp)
     out = {VAL_LOSS: float(loss_fn(logits, split.event_index, split.censored))}
-    out.update(scores_on_validation(survival_from_logits(logits.cpu().numpy()), windows,
-                                    benchmark_protocol=config.dataset == "turbofan"))
+    out.update(
+        scores_on_validation(
+            survival_from_logits(logits.cpu().numpy()), windows, benchmark_protocol=config.dataset == "turbofan"
+        )
+    )
     return out
 
 
@@ -67,8 +80,9 @@ def scores_on_validation(survival: np.ndarray, windows, *, benchmark_protocol: b
     return out
 
 
-def scores_on_test(survival: np.ndarray, benchmark_survival: np.ndarray | None, data, *,
-                   run_to_failure: bool) -> tuple[dict, dict]:
+def scores_on_test(
+    survival: np.ndarray, benchmark_survival: np.ndarray | None, data, *, run_to_failure: bool
+) -> tuple[dict, dict]:
     """(metrics, predictions) of test curves `survival` (N, L) (and the benchmark windows' curves,
     if the dataset has any): metrics as `evaluate` and `benchmark_metrics` name them plus
     data_source/data_version, and the OTI figures per unit when the test units run to failure

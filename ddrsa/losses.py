@@ -17,6 +17,7 @@ on an accelerator, which queues the check on the device without a host sync (a f
 surfaces as a device-side assert at the next synchronisation, so the per-split check is the one
 that gives the clear message).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,13 +41,17 @@ def check_labels(event_index, censored, horizon: int, where: str = "labels") -> 
     idx = np.asarray(event_index.cpu() if isinstance(event_index, Tensor) else event_index)
     cens = np.asarray(censored.cpu() if isinstance(censored, Tensor) else censored, dtype=bool)
     if idx.size and idx.min() < 0:
-        raise LabelError(f"{where}: {int((idx < 0).sum())} negative event_index value(s) "
-                         f"(min {int(idx.min())}); event indices are lags >= 0")
+        raise LabelError(
+            f"{where}: {int((idx < 0).sum())} negative event_index value(s) "
+            f"(min {int(idx.min())}); event indices are lags >= 0"
+        )
     beyond = ~cens & (idx >= horizon)
     if beyond.any():
-        raise LabelError(f"{where}: {int(beyond.sum())} uncensored label(s) with event_index >= "
-                         f"horizon {horizon} (max {int(idx[beyond].max())}); an event outside the "
-                         "horizon must be marked censored")
+        raise LabelError(
+            f"{where}: {int(beyond.sum())} uncensored label(s) with event_index >= "
+            f"horizon {horizon} (max {int(idx[beyond].max())}); an event outside the "
+            "horizon must be marked censored"
+        )
 
 
 def log_survival(logits: Tensor) -> Tensor:
@@ -89,7 +94,7 @@ def ddrsa_loss(logits: Tensor, event_index: Tensor, censored: Tensor, lambda_par
     else:
         ok = (event_index >= 0).all() & ~(~cens & (event_index >= horizon)).any()
         torch._assert_async(ok, "ddrsa_loss: uncensored event_index >= horizon, or negative")
-    idx = event_index.long().clamp(max=horizon - 1).unsqueeze(-1)   # clips censoring indices only
+    idx = event_index.long().clamp(max=horizon - 1).unsqueeze(-1)  # clips censoring indices only
     log_pz = log_event_probability(logits)
     log_lz = log_pz.gather(-1, idx).squeeze(-1)
     log_lu = torch.logsumexp(log_pz, dim=-1)
@@ -116,8 +121,7 @@ def log_nasa_score_terms(d: Tensor) -> Tensor:
     """log s(d) for the PHM08 score s (see `nasa_score_terms`), -inf where d == 0; computed as
     x + log(1 - exp(-x)) with x = |d|/13 (early) or d/10 (late), finite for any |d| up to float max."""
     x = torch.where(d < 0, -d / 13.0, d / 10.0)
-    return torch.where(x > 0, x + torch.log(-torch.expm1(-x.clamp_min(1e-30))),
-                       torch.full_like(x, float("-inf")))
+    return torch.where(x > 0, x + torch.log(-torch.expm1(-x.clamp_min(1e-30))), torch.full_like(x, float("-inf")))
 
 
 def nasa_expected_loss(logits: Tensor, event_index: Tensor, censored: Tensor) -> Tensor:
@@ -142,13 +146,13 @@ def nasa_expected_loss(logits: Tensor, event_index: Tensor, censored: Tensor) ->
     lags = torch.arange(horizon + 1, device=logits.device, dtype=logits.dtype)
     cens = censored.bool()
     idx = event_index.to(logits.dtype)
-    truth = torch.where(cens, idx.clamp(max=horizon - 1) + 1, idx)      # t (censored) or l
-    d = lags - truth.unsqueeze(-1)                                      # (..., N, L+1)
+    truth = torch.where(cens, idx.clamp(max=horizon - 1) + 1, idx)  # t (censored) or l
+    d = lags - truth.unsqueeze(-1)  # (..., N, L+1)
     log_s = log_nasa_score_terms(d)
-    known = ~(cens.unsqueeze(-1) & (d >= 0))                            # censored: only k < t
+    known = ~(cens.unsqueeze(-1) & (d >= 0))  # censored: only k < t
     log_s = torch.where(known, log_s, torch.full_like(log_s, float("-inf")))
-    log_expected = torch.logsumexp(log_p + log_s, dim=-1)               # log E, -inf when E = 0
-    return F.softplus(log_expected).mean(-1)                            # log1p(E)
+    log_expected = torch.logsumexp(log_p + log_s, dim=-1)  # log E, -inf when E = 0
+    return F.softplus(log_expected).mean(-1)  # log1p(E)
 
 
 class DDRSALoss(nn.Module):

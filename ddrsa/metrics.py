@@ -1,4 +1,5 @@
 """Evaluation metrics of a DDRSA model on survival windows (numpy in, plain floats out)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,7 +39,7 @@ VALIDATION_KEYS = (VAL_LOSS, *(val_key(m) for m in RANKED_METRICS), *(val_key(m)
 # C-MAPSS selection that mimics the benchmark protocol (`val_benchmark_metrics`): lower is better.
 VAL_BENCHMARK_RMSE = "val_benchmark_rmse"
 VAL_BENCHMARK_NASA_SCORE = "val_benchmark_nasa_score"
-VAL_BENCHMARK_DRAWS = 10     # random truncation points per validation unit
+VAL_BENCHMARK_DRAWS = 10  # random truncation points per validation unit
 VAL_BENCHMARK_SEED = 20_260  # fixed: every configuration and seed is ranked on the same windows
 
 
@@ -89,7 +90,7 @@ def censoring_survival(event_index: np.ndarray, censored: np.ndarray, horizon: i
     """
     time2 = _doubled_times(event_index, censored, horizon)
     counts = np.bincount(time2, minlength=2 * horizon + 1)
-    at_risk = np.cumsum(counts[::-1])[::-1]            # at_risk[v] = #{2 * time >= v}
+    at_risk = np.cumsum(counts[::-1])[::-1]  # at_risk[v] = #{2 * time >= v}
     c = np.arange(horizon - 1)
     d, n = counts[2 * c + 1], at_risk[2 * c + 1]
     factor = 1.0 - np.divide(d, n, out=np.zeros(len(c)), where=n > 0)
@@ -133,12 +134,12 @@ def brier_scores(survival: np.ndarray, event_index: np.ndarray, censored: np.nda
     time2 = _doubled_times(event_index, censored, horizon)
     event = ~np.asarray(censored, dtype=bool)
     g = censoring_survival(event_index, censored, horizon)
-    inv_g = np.divide(1.0, g, out=np.zeros_like(g), where=g > 0)           # (L,)
+    inv_g = np.divide(1.0, g, out=np.zeros_like(g), where=g > 0)  # (L,)
     k2 = 2 * np.arange(horizon)[None, :]
-    dead = event[:, None] & (time2[:, None] <= k2)                            # (N, L)
+    dead = event[:, None] & (time2[:, None] <= k2)  # (N, L)
     alive = time2[:, None] > k2
-    inv_g_event = inv_g[np.minimum(time2 // 2, horizon - 1)][:, None]        # 1/G(l_i), used only where dead
-    terms = np.where(dead, survival ** 2 * inv_g_event, 0.0) + np.where(alive, (1.0 - survival) ** 2 * inv_g, 0.0)
+    inv_g_event = inv_g[np.minimum(time2 // 2, horizon - 1)][:, None]  # 1/G(l_i), used only where dead
+    terms = np.where(dead, survival**2 * inv_g_event, 0.0) + np.where(alive, (1.0 - survival) ** 2 * inv_g, 0.0)
     return terms.mean(axis=0)
 
 
@@ -156,8 +157,7 @@ def integrated_brier_score(survival: np.ndarray, event_index: np.ndarray, censor
     return float(((bs[1:] + bs[:-1]) / 2.0).sum() / (len(bs) - 1))
 
 
-def evaluate(survival: np.ndarray, event_index: np.ndarray, censored: np.ndarray,
-             units: np.ndarray) -> dict:
+def evaluate(survival: np.ndarray, event_index: np.ndarray, censored: np.ndarray, units: np.ndarray) -> dict:
     """Test metrics over windows. survival (N, L); event_index (N,) steps; censored (N,) bool.
 
     rul_* and nasa_* use the uncensored windows; concordance_index is Harrell's C over all windows
@@ -183,7 +183,7 @@ def evaluate(survival: np.ndarray, event_index: np.ndarray, censored: np.ndarray
     c_index = concordance(times, predicted, observed)
     return {
         "rul_mae": float(np.abs(err).mean()) if n_obs else float("nan"),
-        "rul_rmse": float(np.sqrt((err ** 2).mean())) if n_obs else float("nan"),
+        "rul_rmse": float(np.sqrt((err**2).mean())) if n_obs else float("nan"),
         "concordance_index": c_index,
         "nasa_score": float(scores.sum()),
         "nasa_score_mean": float(scores.mean()) if n_obs else float("nan"),
@@ -216,8 +216,9 @@ def benchmark_metrics(survival: np.ndarray, true_rul: np.ndarray) -> dict:
     }
 
 
-def truncation_windows(units: np.ndarray, n_draws: int = VAL_BENCHMARK_DRAWS,
-                       seed: int = VAL_BENCHMARK_SEED) -> np.ndarray:
+def truncation_windows(
+    units: np.ndarray, n_draws: int = VAL_BENCHMARK_DRAWS, seed: int = VAL_BENCHMARK_SEED
+) -> np.ndarray:
     """Window indices of `n_draws` random truncations of every unit, the benchmark's test protocol
     on units whose full history is known: per draw and unit, one of the unit's windows uniformly at
     random (its end is the truncation point). units (N,) -> int64 (n_draws, n_units), units in
@@ -232,8 +233,13 @@ def truncation_windows(units: np.ndarray, n_draws: int = VAL_BENCHMARK_DRAWS,
     return out
 
 
-def val_benchmark_metrics(survival: np.ndarray, true_rul: np.ndarray, units: np.ndarray,
-                          n_draws: int = VAL_BENCHMARK_DRAWS, seed: int = VAL_BENCHMARK_SEED) -> dict:
+def val_benchmark_metrics(
+    survival: np.ndarray,
+    true_rul: np.ndarray,
+    units: np.ndarray,
+    n_draws: int = VAL_BENCHMARK_DRAWS,
+    seed: int = VAL_BENCHMARK_SEED,
+) -> dict:
     """The C-MAPSS benchmark measured on validation units (`truncation_windows`): prediction
     min(E[min(T, L)], 125) against the true RUL capped at 125, as `benchmark_metrics` scores the
     official test units. `val_benchmark_rmse`: RMSE over all draws (cycles);
@@ -244,12 +250,13 @@ def val_benchmark_metrics(survival: np.ndarray, true_rul: np.ndarray, units: np.
         return {VAL_BENCHMARK_RMSE: float("nan"), VAL_BENCHMARK_NASA_SCORE: float("nan")}
     predicted = np.minimum(expected_time(survival), BENCHMARK_RUL_CAP)[picks]
     truth = np.minimum(np.asarray(true_rul, dtype=np.float64), BENCHMARK_RUL_CAP)[picks]
-    return {VAL_BENCHMARK_RMSE: float(np.sqrt(((predicted - truth) ** 2).mean())),
-            VAL_BENCHMARK_NASA_SCORE: float(nasa_score(predicted, truth).sum(axis=1).mean())}
+    return {
+        VAL_BENCHMARK_RMSE: float(np.sqrt(((predicted - truth) ** 2).mean())),
+        VAL_BENCHMARK_NASA_SCORE: float(nasa_score(predicted, truth).sum(axis=1).mean()),
+    }
 
 
-def cumulative_dynamic_auc(risk: np.ndarray, event_index: np.ndarray, censored: np.ndarray,
-                           times) -> np.ndarray:
+def cumulative_dynamic_auc(risk: np.ndarray, event_index: np.ndarray, censored: np.ndarray, times) -> np.ndarray:
     """IPCW cumulative/dynamic AUC(k) (Uno et al. 2007) at steps k in `times`, higher is better.
 
     "Are the windows whose event comes within k steps ranked above those that outlive k?"
@@ -282,7 +289,7 @@ def cumulative_dynamic_auc(risk: np.ndarray, event_index: np.ndarray, censored: 
             continue
         r = risk[:, t]
         rc = np.sort(r[control])
-        below = np.searchsorted(rc, r[case], side="left")         # controls with r_j < r_i
+        below = np.searchsorted(rc, r[case], side="left")  # controls with r_j < r_i
         ties = np.searchsorted(rc, r[case], side="right") - below
         num = (w[case] * (below + 0.5 * ties)).sum()
         out[t] = num / (w[case].sum() * len(rc))
@@ -317,8 +324,13 @@ def _pair_counts(t: np.ndarray, p: np.ndarray, obs: np.ndarray) -> tuple[float, 
     return float(score[comp].sum()), int(comp.sum())
 
 
-def concordance_between_units(event_times: np.ndarray, predicted_times: np.ndarray,
-                              observed: np.ndarray, units: np.ndarray, c_all: float | None = None) -> float:
+def concordance_between_units(
+    event_times: np.ndarray,
+    predicted_times: np.ndarray,
+    observed: np.ndarray,
+    units: np.ndarray,
+    c_all: float | None = None,
+) -> float:
     """Harrell's C over pairs of windows of DIFFERENT units only; NaN without such pairs.
 
     Same pair rule, times and scores as `concordance` (higher predicted time = longer survival;

@@ -9,6 +9,7 @@
 `write_package` writes both into a temporary folder beside MODEL_DIR and renames it into place
 (an existing package is replaced whole, never half-written). `load_package` rebuilds the model.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -46,22 +47,41 @@ class ModelPackage:
         return self.meta.get("scaler")
 
 
-def write_package(path, model: torch.nn.Module, config: ExperimentConfig, *, feature_names: list[str],
-                  data_version: str, code_version: str, validation_metrics: dict, refit: dict,
-                  data_info: dict | None = None, intervention: dict | None = None) -> Path:
+def write_package(
+    path,
+    model: torch.nn.Module,
+    config: ExperimentConfig,
+    *,
+    feature_names: list[str],
+    data_version: str,
+    code_version: str,
+    validation_metrics: dict,
+    refit: dict,
+    data_info: dict | None = None,
+    intervention: dict | None = None,
+) -> Path:
     """Write the package folder `path` (replaced atomically). `data_info`: the fleet loader's info
     (scaler, categories, columns); None for built-in data sets (which `python -m ddrsa.score` cannot
     score). Returns `path`."""
     path = Path(path)
     info = data_info or {}
-    meta = {"format": FORMAT, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "dataset": dataset_name(config.dataset), "dataset_path": config.dataset,
-            "config": config.model_dump(mode="json"), "feature_names": list(feature_names),
-            "covariates": (info.get("scaler") or {}).get("covariates"), "categories": info.get("categories"),
-            "columns": info.get("columns"), "scaler": info.get("scaler"),
-            "data_version": data_version, "code_version": code_version,
-            "validation_metrics": validation_metrics, "refit": refit,
-            "intervention": intervention or {"rule": "threshold"}}
+    meta = {
+        "format": FORMAT,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "dataset": dataset_name(config.dataset),
+        "dataset_path": config.dataset,
+        "config": config.model_dump(mode="json"),
+        "feature_names": list(feature_names),
+        "covariates": (info.get("scaler") or {}).get("covariates"),
+        "categories": info.get("categories"),
+        "columns": info.get("columns"),
+        "scaler": info.get("scaler"),
+        "data_version": data_version,
+        "code_version": code_version,
+        "validation_metrics": validation_metrics,
+        "refit": refit,
+        "intervention": intervention or {"rule": "threshold"},
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -89,8 +109,9 @@ def load_package(path) -> ModelPackage:
 
     path = Path(path)
     if not (path / META).is_file() or not (path / WEIGHTS).is_file():
-        raise DDRSAError(f"{path} is not a model package (needs {META} and {WEIGHTS}; made by a sweep's --refit "
-                         "or ddrsa.refit)")
+        raise DDRSAError(
+            f"{path} is not a model package (needs {META} and {WEIGHTS}; made by a sweep's --refit or ddrsa.refit)"
+        )
     try:
         meta = json.loads((path / META).read_text())
     except (OSError, ValueError) as exc:
@@ -98,8 +119,13 @@ def load_package(path) -> ModelPackage:
     if meta.get("format") != FORMAT:
         raise DDRSAError(f"{path}: package format {meta.get('format')!r}, this code reads {FORMAT}")
     config = ExperimentConfig.model_validate(meta["config"])
-    model = build_model(config.model, n_features=len(meta["feature_names"]), pred_horizon=config.pred_horizon,
-                        dropout=config.dropout, lookback_window=config.lookback_window)
+    model = build_model(
+        config.model,
+        n_features=len(meta["feature_names"]),
+        pred_horizon=config.pred_horizon,
+        dropout=config.dropout,
+        lookback_window=config.lookback_window,
+    )
     model.load_state_dict(torch.load(path / WEIGHTS, map_location="cpu", weights_only=True))
     model.eval()
     return ModelPackage(path=path, model=model, config=config, meta=meta)

@@ -79,6 +79,7 @@ Bugs put in to see tests/test_policy.py fail (each failed, then was removed; fai
   - a censored sequence's firing counted as a catch: 2;
   - ties (C == c*) waiting instead of intervening: 1.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -102,8 +103,8 @@ def oti_tte_key(cost: float) -> str:
     return f"oti_avg_tte_C{cost:g}"
 
 
-OTI_N_FAILURES = "oti_n_failures"        # failure sequences the miss rates are over
-OTI_N_CENSORED = "oti_n_censored"        # censored sequences (their firings are false alarms)
+OTI_N_FAILURES = "oti_n_failures"  # failure sequences the miss rates are over
+OTI_N_CENSORED = "oti_n_censored"  # censored sequences (their firings are false alarms)
 OTI_METRIC_KEYS = tuple(k for c in OTI_COSTS for k in (oti_miss_key(c), oti_tte_key(c)))
 
 
@@ -115,8 +116,8 @@ def oti_threshold(survival: np.ndarray) -> np.ndarray:
     s = np.asarray(survival, dtype=np.float64)
     if s.ndim != 2 or s.shape[1] < 2:
         raise ValueError("survival must be (N, L) with L >= 2")
-    gain = np.cumsum(s, axis=1)[:, :-1]              # v = 1..L-1: sum_{k<v} S(k)
-    risk = s[:, :1] - s[:, 1:]                       # S(0) - S(v)
+    gain = np.cumsum(s, axis=1)[:, :-1]  # v = 1..L-1: sum_{k<v} S(k)
+    risk = s[:, :1] - s[:, 1:]  # S(0) - S(v)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(risk > 0, gain / np.where(risk > 0, risk, 1.0), np.where(gain > 0, np.inf, 0.0))
     return ratio.max(axis=1)
@@ -164,7 +165,7 @@ def policy_grid(policy: str, horizon: int) -> np.ndarray:
         return np.unique(np.round(np.concatenate([np.geomspace(1.0, 4096.0, 49), OTI_COSTS]), 9))
     if policy == "tte":
         return np.linspace(0.0, float(horizon), 4 * horizon + 1)
-    if policy == "window":   # and up to 1 - 1e-6: near the failure P(l < w) is within 1e-3 of 1
+    if policy == "window":  # and up to 1 - 1e-6: near the failure P(l < w) is within 1e-3 of 1
         return np.unique(np.round(np.r_[np.linspace(0.01, 0.99, 99), 1.0 - np.geomspace(1e-6, 1e-2, 13)], 12))
     raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
 
@@ -201,7 +202,7 @@ def sequences(unit, step, rul, censored) -> Sequences:
     censored = np.asarray(censored, bool)
     if not (len(unit) == len(step) == len(rul) == len(censored)):
         raise ValueError("unit, step, rul and censored must have one value per window")
-    endpoint = step + np.rint(rul).astype(np.int64)          # event (or record end) row of each window
+    endpoint = step + np.rint(rul).astype(np.int64)  # event (or record end) row of each window
     order = np.lexsort((step, endpoint, unit))
     u, e = unit[order], endpoint[order]
     starts = np.flatnonzero(np.r_[True, (u[1:] != u[:-1]) | (e[1:] != e[:-1])]) if len(order) else np.zeros(0, np.int64)
@@ -235,8 +236,12 @@ def outcome(first: np.ndarray, seqs: Sequences) -> dict:
     fired = first >= 0
     left = np.where(fired, seqs.rul[np.maximum(first, 0)], np.nan)
     caught = seqs.failed & fired & (left >= 1)
-    return {"caught": caught, "missed": seqs.failed & ~caught, "false_alarm": ~seqs.failed & fired,
-            "time_left": np.where(caught, left, np.nan)}
+    return {
+        "caught": caught,
+        "missed": seqs.failed & ~caught,
+        "false_alarm": ~seqs.failed & fired,
+        "time_left": np.where(caught, left, np.nan),
+    }
 
 
 def summarise(out: dict, seqs: Sequences) -> dict:
@@ -244,12 +249,16 @@ def summarise(out: dict, seqs: Sequences) -> dict:
     n_caught, n_missed, false_alarms, n_failures, n_censored (see the module docstring)."""
     n_fail = int(seqs.failed.sum())
     left = out["time_left"][out["caught"]]
-    return {"miss_rate": float(out["missed"].sum() / n_fail) if n_fail else float("nan"),
-            "mean_tte": float(left.mean()) if len(left) else float("nan"),
-            "median_tte": float(np.median(left)) if len(left) else float("nan"),
-            "n_caught": int(out["caught"].sum()), "n_missed": int(out["missed"].sum()),
-            "false_alarms": int(out["false_alarm"].sum()), "n_failures": n_fail,
-            "n_censored": int((~seqs.failed).sum())}
+    return {
+        "miss_rate": float(out["missed"].sum() / n_fail) if n_fail else float("nan"),
+        "mean_tte": float(left.mean()) if len(left) else float("nan"),
+        "median_tte": float(np.median(left)) if len(left) else float("nan"),
+        "n_caught": int(out["caught"].sum()),
+        "n_missed": int(out["missed"].sum()),
+        "false_alarms": int(out["false_alarm"].sum()),
+        "n_failures": n_fail,
+        "n_censored": int((~seqs.failed).sum()),
+    }
 
 
 def evaluate_scores(score: np.ndarray, thresholds, seqs: Sequences) -> list[dict]:
@@ -263,8 +272,9 @@ def evaluate_scores(score: np.ndarray, thresholds, seqs: Sequences) -> list[dict
     return rows
 
 
-def evaluate_policy(survival: np.ndarray, seqs: Sequences, policy: str = "oti", thresholds=None,
-                    window: int | None = None) -> list[dict]:
+def evaluate_policy(
+    survival: np.ndarray, seqs: Sequences, policy: str = "oti", thresholds=None, window: int | None = None
+) -> list[dict]:
     """The trade-off curve of one policy on held-out windows: one dict per threshold (natural units:
     C, theta steps or p; `policy_grid` when None) with `policy`, `threshold` and the figures of
     `summarise`. survival (N, L) S(k) of each window, aligned with the arrays `seqs` was built from."""
@@ -321,9 +331,9 @@ def policy_metrics(survival: np.ndarray, windows, prefix: str = "") -> dict:
 # The `intervention` criterion (reports/tables.py CRITERIA, the search objective): derived from a
 # record's oti_* keys at analysis time for a target miss rate alpha (`--miss-rate`, SweepSpec).
 DEFAULT_MISS_RATE = 0.05
-INTERVENTION_TTE = "intervention_tte"              # steps, lower is better (ranked on its val_ value)
+INTERVENTION_TTE = "intervention_tte"  # steps, lower is better (ranked on its val_ value)
 INTERVENTION_MISS_RATE = "intervention_miss_rate"
-INTERVENTION_COST = "intervention_cost"            # the C chosen on validation
+INTERVENTION_COST = "intervention_cost"  # the C chosen on validation
 INTERVENTION_KEYS = (INTERVENTION_TTE, INTERVENTION_MISS_RATE)
 
 
@@ -344,8 +354,13 @@ def intervention_metrics(metrics: dict, alpha: float = DEFAULT_MISS_RATE) -> dic
         v = metrics.get(key)
         return float(v) if isinstance(v, (int, float)) else nan
 
-    out.update({INTERVENTION_COST: float(c), INTERVENTION_TTE: num(oti_tte_key(c)),
-                INTERVENTION_MISS_RATE: num(oti_miss_key(c)),
-                VAL_PREFIX + INTERVENTION_TTE: num(VAL_PREFIX + oti_tte_key(c)),
-                VAL_PREFIX + INTERVENTION_MISS_RATE: num(VAL_PREFIX + oti_miss_key(c))})
+    out.update(
+        {
+            INTERVENTION_COST: float(c),
+            INTERVENTION_TTE: num(oti_tte_key(c)),
+            INTERVENTION_MISS_RATE: num(oti_miss_key(c)),
+            VAL_PREFIX + INTERVENTION_TTE: num(VAL_PREFIX + oti_tte_key(c)),
+            VAL_PREFIX + INTERVENTION_MISS_RATE: num(VAL_PREFIX + oti_miss_key(c)),
+        }
+    )
     return out

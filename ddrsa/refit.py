@@ -13,6 +13,7 @@ needs a validation loss the refit no longer has), the warm-up + cosine schedule 
 OUTPUT_DIR/best_configurations.csv (criterion RMSE, lowest selection score = validation RMSE: the
 headline winner) is refitted into OUTPUT_DIR/packages/<dataset name>/ from its run folder.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,21 +47,38 @@ def join_windows(a: SurvivalWindows, b: SurvivalWindows) -> SurvivalWindows:
     if a.lookback != b.lookback or a.n_features != b.n_features:
         raise ValueError("windows of different lookback or features cannot be joined")
     cat = np.concatenate
-    return SurvivalWindows(event_index=cat([a.event_index, b.event_index]), censored=cat([a.censored, b.censored]),
-                           rul=cat([a.rul, b.rul]), unit=cat([a.unit, b.unit]), data=cat([a.data, b.data]),
-                           valid=cat([a.valid, b.valid]), end=cat([a.end, b.end + len(a.data)]),
-                           lookback=a.lookback, feature_names=a.feature_names)
+    return SurvivalWindows(
+        event_index=cat([a.event_index, b.event_index]),
+        censored=cat([a.censored, b.censored]),
+        rul=cat([a.rul, b.rul]),
+        unit=cat([a.unit, b.unit]),
+        data=cat([a.data, b.data]),
+        valid=cat([a.valid, b.valid]),
+        end=cat([a.end, b.end + len(a.data)]),
+        lookback=a.lookback,
+        feature_names=a.feature_names,
+    )
 
 
-def fit_epochs(config: ExperimentConfig, windows: SurvivalWindows, epochs: int, device: torch.device,
-               learning_rates: list[float] | None = None) -> torch.nn.Module:
+def fit_epochs(
+    config: ExperimentConfig,
+    windows: SurvivalWindows,
+    epochs: int,
+    device: torch.device,
+    learning_rates: list[float] | None = None,
+) -> torch.nn.Module:
     """A fresh model of `config` trained on all `windows` for `epochs` epochs (no validation, no early
     stop). `learning_rates[e-1]` sets epoch e's rate for per-epoch schedules (None: constant)."""
     seed_everything(config.seed, config.deterministic)
     gens = experiment_generators(config.seed, device)
-    model = build_model(config.model, n_features=windows.n_features, pred_horizon=config.pred_horizon,
-                        dropout=config.dropout, lookback_window=config.lookback_window,
-                        generator=gens.init).to(device)
+    model = build_model(
+        config.model,
+        n_features=windows.n_features,
+        pred_horizon=config.pred_horizon,
+        dropout=config.dropout,
+        lookback_window=config.lookback_window,
+        generator=gens.init,
+    ).to(device)
     set_generator(model, gens.dropout)
     split = Split.from_windows(windows, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -77,7 +95,7 @@ def fit_epochs(config: ExperimentConfig, windows: SurvivalWindows, epochs: int, 
         order = torch.randperm(len(split), generator=gens.reseed_shuffle(config.seed, epoch)).to(device)
         total = torch.zeros((), device=device)
         for start in range(0, len(order), config.batch_size):
-            idx = order[start:start + config.batch_size]
+            idx = order[start : start + config.batch_size]
             x, mask = split.batch(idx)
             with autocast(device, config.amp):
                 logits = model(x, mask)
@@ -98,9 +116,17 @@ def fit_epochs(config: ExperimentConfig, windows: SurvivalWindows, epochs: int, 
     return model.eval()
 
 
-def refit(config: ExperimentConfig, epochs: int, package_dir, *, settings: Settings | None = None,
-          validation_metrics: dict | None = None, learning_rates: list[float] | None = None,
-          include_validation: bool = True, source: str | None = None) -> Path:
+def refit(
+    config: ExperimentConfig,
+    epochs: int,
+    package_dir,
+    *,
+    settings: Settings | None = None,
+    validation_metrics: dict | None = None,
+    learning_rates: list[float] | None = None,
+    include_validation: bool = True,
+    source: str | None = None,
+) -> Path:
     """Retrain `config` on training (+ validation) units for `epochs` epochs; write the package."""
     if epochs < 1:
         raise DDRSAError(f"refit needs at least 1 epoch, got {epochs}")
@@ -113,13 +139,24 @@ def refit(config: ExperimentConfig, epochs: int, package_dir, *, settings: Setti
         torch.set_num_threads(settings.torch_threads)
     model = fit_epochs(config, windows, epochs, device, learning_rates)
     units = data.info.get("split_units", {})
-    refit_info = {"epochs": int(epochs), "units": {k: units.get(k, []) for k in
-                                                  (("train", "val") if include_validation else ("train",))},
-                  "n_windows": len(windows), "source_run": source}
+    refit_info = {
+        "epochs": int(epochs),
+        "units": {k: units.get(k, []) for k in (("train", "val") if include_validation else ("train",))},
+        "n_windows": len(windows),
+        "source_run": source,
+    }
     fleet_info = data.info if "scaler" in data.info else None
-    return write_package(package_dir, model, config, feature_names=data.feature_names,
-                         data_version=data.data_version, code_version=code_version(),
-                         validation_metrics=validation_metrics or {}, refit=refit_info, data_info=fleet_info)
+    return write_package(
+        package_dir,
+        model,
+        config,
+        feature_names=data.feature_names,
+        data_version=data.data_version,
+        code_version=code_version(),
+        validation_metrics=validation_metrics or {},
+        refit=refit_info,
+        data_info=fleet_info,
+    )
 
 
 def refit_run(output_dir, run_dir: str, package_dir, settings: Settings | None = None) -> Path:
@@ -136,8 +173,15 @@ def refit_run(output_dir, run_dir: str, package_dir, settings: Settings | None =
     rates = [e["learning_rate"] for e in log_.get("epochs", [])]
     metrics = read_json(folder / "test_metrics.json", {}) or {}
     val = {k: metrics[k] for k in VALIDATION_KEYS if k in metrics}
-    return refit(config, int(best), package_dir, settings=settings, validation_metrics=val,
-                 learning_rates=rates, source=str(run_dir))
+    return refit(
+        config,
+        int(best),
+        package_dir,
+        settings=settings,
+        validation_metrics=val,
+        learning_rates=rates,
+        source=str(run_dir),
+    )
 
 
 def _same(a, b) -> bool:
@@ -161,11 +205,16 @@ def winner_runs(output_dir) -> dict[str, str]:
     for (dataset, subset), g in best.groupby(["dataset", "subset"], dropna=False):
         row = g.loc[g["selection_score"].idxmin()]
         name = dataset_name(dataset) + (f"-{subset}" if dataset == "turbofan" and subset else "")
-        match = [r for r in records if all(_same(r.get(k), row[k]) for k in keys)
-                 and (dataset != "turbofan" or r.get("subset") == subset)]
+        match = [
+            r
+            for r in records
+            if all(_same(r.get(k), row[k]) for k in keys) and (dataset != "turbofan" or r.get("subset") == subset)
+        ]
         if not match:
-            raise DDRSAError(f"no completed run of the {name} winner ({row['model']}, seed {row['seed']}) in "
-                             f"{out / 'all_results.json'}")
+            raise DDRSAError(
+                f"no completed run of the {name} winner ({row['model']}, seed {row['seed']}) in "
+                f"{out / 'all_results.json'}"
+            )
         chosen[name] = match[0]["run_dir"]
     return chosen
 

@@ -5,6 +5,7 @@ every fused-group member; ddrsa/baselines: gbm, cox, km); read by `python -m rep
 RUN_DIR` and the analysis (bootstrap over test units). `predictions_of` builds the arrays of one
 split, `save_predictions` writes them, `load_predictions` reads them back.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,9 +33,16 @@ BENCHMARK_KEYS = ("benchmark_survival", "benchmark_rul", "benchmark_unit")
 POLICY_KEYS = ("test_rul", "test_end")
 BENCHMARK_EXTRA_KEYS = ("benchmark_expected_time", "benchmark_window_end")
 ALL_KEYS = KEYS + EXTRA_KEYS + BENCHMARK_KEYS + BENCHMARK_EXTRA_KEYS + POLICY_KEYS
-STORED_DTYPES = {"survival": np.float16, "expected_time": np.float32, "window_end": np.int32,
-                 "event_index": np.int32, "unit": np.int64, "censored": np.bool_, "rul": np.float32,
-                 "end": np.int64}
+STORED_DTYPES = {
+    "survival": np.float16,
+    "expected_time": np.float32,
+    "window_end": np.int32,
+    "event_index": np.int32,
+    "unit": np.int64,
+    "censored": np.bool_,
+    "rul": np.float32,
+    "end": np.int64,
+}
 
 
 def predictions_of(survival: np.ndarray, windows, prefix: str = "test") -> dict:
@@ -42,13 +50,21 @@ def predictions_of(survival: np.ndarray, windows, prefix: str = "test") -> dict:
     `<prefix>_unit`, `<prefix>_window_end` and, for `test`, `_event_index`/`_censored`, for
     `benchmark`, `_rul` (true RUL). `windows` is the split's SurvivalWindows."""
     survival = np.asarray(survival, dtype=np.float64)
-    out = {f"{prefix}_survival": survival, f"{prefix}_expected_time": expected_time(survival),
-           f"{prefix}_unit": np.asarray(windows.unit), f"{prefix}_window_end": np.asarray(windows.step)}
+    out = {
+        f"{prefix}_survival": survival,
+        f"{prefix}_expected_time": expected_time(survival),
+        f"{prefix}_unit": np.asarray(windows.unit),
+        f"{prefix}_window_end": np.asarray(windows.step),
+    }
     if prefix == "benchmark":
         out["benchmark_rul"] = np.asarray(windows.rul)
     else:
-        out.update({f"{prefix}_event_index": np.asarray(windows.event_index),
-                    f"{prefix}_censored": np.asarray(windows.censored)})
+        out.update(
+            {
+                f"{prefix}_event_index": np.asarray(windows.event_index),
+                f"{prefix}_censored": np.asarray(windows.censored),
+            }
+        )
     return out
 
 

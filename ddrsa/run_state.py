@@ -6,6 +6,7 @@ Run folder: config.json, checkpoint_last.pt, checkpoint_best.pt, training_log.js
 test_metrics.json, test_predictions.npz and the `.run.lock` flock (docs/CONTRACTS.md). Either trainer resumes the
 other's folder: the checkpoint dict is this module's alone.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,8 @@ from ddrsa.config import ExperimentConfig
 from ddrsa.device import Split, peak_gpu_mb
 from ddrsa.errors import DDRSAError
 from ddrsa.evaluation import metrics_on_test, validation_loss, validation_metrics, validation_policy
-from ddrsa.run_predictions import save_predictions
 from ddrsa.losses import NASA_LOSS_VERSION
+from ddrsa.run_predictions import save_predictions
 from ddrsa.schedule import steps_per_batch
 from ddrsa.status import COMPLETED, DIVERGED, PAUSED, RUNNING, RunStatus
 
@@ -33,7 +34,7 @@ from ddrsa.status import COMPLETED, DIVERGED, PAUSED, RUNNING, RunStatus
 class TrainResult:
     """What a run returns to its caller (the CLI or the sweep task); small and JSON-able."""
 
-    status: RunStatus                # completed | diverged | paused (stop_after_epoch reached)
+    status: RunStatus  # completed | diverged | paused (stop_after_epoch reached)
     metrics: dict
     train_seconds: float
     epochs_trained: int
@@ -46,7 +47,7 @@ class TrainResult:
     peak_gpu_mb: float | None
     resumed_from_epoch: int = 0
     best_val_loss: float | None = None  # lowest validation loss so far (what a search ranks on)
-    val_policy: dict | None = None      # paused: val_oti_* of the best checkpoint so far (search objective)
+    val_policy: dict | None = None  # paused: val_oti_* of the best checkpoint so far (search objective)
     predictions: dict | None = field(default=None, repr=False)  # only with return_predictions
 
     def to_dict(self) -> dict:
@@ -59,8 +60,7 @@ def check_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
     """Refuse a folder whose config.json is another configuration's."""
     saved = read_json(run_dir / "config.json")
     if saved is not None and saved != config.model_dump(mode="json"):
-        raise DDRSAError(f"{run_dir} holds a run of a different configuration; "
-                         "use another output folder or remove it")
+        raise DDRSAError(f"{run_dir} holds a run of a different configuration; use another output folder or remove it")
 
 
 def write_config(run_dir: Path, config: ExperimentConfig) -> None:
@@ -110,8 +110,7 @@ class RunState:
     seconds); `best_val` the lowest validation loss so far (inf before the first epoch).
     """
 
-    def __init__(self, config: ExperimentConfig, run_dir: Path, model, optimizer, scheduler, gens,
-                 loss_fn) -> None:
+    def __init__(self, config: ExperimentConfig, run_dir: Path, model, optimizer, scheduler, gens, loss_fn) -> None:
         self.config, self.run_dir = config, Path(run_dir)
         self.model, self.optimizer, self.scheduler, self.gens, self.loss_fn = model, optimizer, scheduler, gens, loss_fn
         self.history: list[dict] = []
@@ -126,8 +125,7 @@ class RunState:
         self.seconds = 0.0
 
     @classmethod
-    def open(cls, config: ExperimentConfig, run_dir: Path, model, optimizer, scheduler, gens,
-             loss_fn) -> "RunState":
+    def open(cls, config: ExperimentConfig, run_dir: Path, model, optimizer, scheduler, gens, loss_fn) -> RunState:
         """The run state of `run_dir`: resumed from its checkpoint_last.pt (weights, optimizer,
         scheduler, counters, dropout generator state, the training log up to that epoch) when
         present, fresh otherwise."""
@@ -141,7 +139,7 @@ class RunState:
             run.epoch = run.resumed_from = int(state["epoch"])
             run.best_val, run.best_epoch = float(state["best_score"]), state.get("best_epoch")
             run.bad_epochs = int(state.get("bad_epochs", 0))
-            run.history = list((read_json(run.run_dir / "training_log.json") or {}).get("epochs", []))[:run.epoch]
+            run.history = list((read_json(run.run_dir / "training_log.json") or {}).get("epochs", []))[: run.epoch]
             if "dropout_rng" in state:  # dropout draws continue where the interrupted run stopped
                 gens.dropout.set_state(state["dropout_rng"])
         run.prior_seconds = sum(e["seconds"] for e in run.history)
@@ -149,25 +147,42 @@ class RunState:
 
     def wants(self, epoch: int) -> bool:
         """Whether `epoch` is this run's next epoch to train (running, not stopped early, within num_epochs)."""
-        return (self.status == RUNNING and self.epoch == epoch - 1 and epoch <= self.config.num_epochs
-                and self.bad_epochs < self.config.patience)
+        return (
+            self.status == RUNNING
+            and self.epoch == epoch - 1
+            and epoch <= self.config.num_epochs
+            and self.bad_epochs < self.config.patience
+        )
 
     def checkpoint(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best_score": self.best_val,
-                "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
-                "dropout_rng": self.gens.dropout.get_state(),
-                "config": self.config.model_dump(mode="json")}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "best_score": self.best_val,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "dropout_rng": self.gens.dropout.get_state(),
+            "config": self.config.model_dump(mode="json"),
+        }
 
     def write_log(self, status: RunStatus) -> None:
-        write_json(self.run_dir / "training_log.json", {
-            "epochs": self.history, "best_epoch": self.best_epoch,
-            "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
-            "stopped_early": status == COMPLETED and len(self.history) < self.config.num_epochs,
-            "status": status, "diverged_epoch": self.diverged_epoch})
+        write_json(
+            self.run_dir / "training_log.json",
+            {
+                "epochs": self.history,
+                "best_epoch": self.best_epoch,
+                "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
+                "stopped_early": status == COMPLETED and len(self.history) < self.config.num_epochs,
+                "status": status,
+                "diverged_epoch": self.diverged_epoch,
+            },
+        )
 
-    def end_epoch(self, epoch: int, train_loss: float, val_split: Split, device: torch.device,
-                  train_seconds: float) -> None:
+    def end_epoch(
+        self, epoch: int, train_loss: float, val_split: Split, device: torch.device, train_seconds: float
+    ) -> None:
         """The end of training epoch `epoch` (train_loss: mean per window; train_seconds: its
         training time): validation loss, the per-epoch (plateau) scheduler step, history entry,
         divergence (status `diverged` on a non-finite loss), early-stopping counters,
@@ -179,8 +194,9 @@ class RunState:
             self.scheduler.step(val_loss)
         seconds = train_seconds + (time.perf_counter() - t1)
         self.seconds += seconds
-        self.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                             "learning_rate": lr, "seconds": seconds})
+        self.history.append(
+            {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "learning_rate": lr, "seconds": seconds}
+        )
         self.epoch = epoch
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             self.status, self.diverged_epoch = DIVERGED, epoch
@@ -205,8 +221,15 @@ class RunState:
         self.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
         return validation_policy(self.model, val_split, data.val, device, self.config)
 
-    def finish(self, data, val_split: Split, device: torch.device, session_seconds: float | None = None,
-               gpu_share: int = 1, return_predictions: bool = False) -> TrainResult:
+    def finish(
+        self,
+        data,
+        val_split: Split,
+        device: torch.device,
+        session_seconds: float | None = None,
+        gpu_share: int = 1,
+        return_predictions: bool = False,
+    ) -> TrainResult:
         """The end of this session: status `paused` when the run would go on (checkpoint_last.pt
         holds it), else `completed` (unless diverged) with the best checkpoint's test and
         validation metrics in test_metrics.json and its per-window predictions in test_predictions.npz
@@ -234,12 +257,20 @@ class RunState:
         self.write_log(self.status)
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         gpu = peak_gpu_mb(device)
-        return TrainResult(status=self.status, metrics=metrics, train_seconds=train_seconds,
-                           epochs_trained=len(self.history), best_epoch=self.best_epoch,
-                           diverged_epoch=self.diverged_epoch, device=str(device),
-                           data_source=data.data_source, data_version=data.data_version,
-                           peak_rss_mb=rss_mb, peak_gpu_mb=None if gpu is None else gpu / gpu_share,
-                           resumed_from_epoch=self.resumed_from,
-                           best_val_loss=self.best_val if math.isfinite(self.best_val) else None,
-                           val_policy=val_policy,
-                           predictions=predictions if return_predictions else None)
+        return TrainResult(
+            status=self.status,
+            metrics=metrics,
+            train_seconds=train_seconds,
+            epochs_trained=len(self.history),
+            best_epoch=self.best_epoch,
+            diverged_epoch=self.diverged_epoch,
+            device=str(device),
+            data_source=data.data_source,
+            data_version=data.data_version,
+            peak_rss_mb=rss_mb,
+            peak_gpu_mb=None if gpu is None else gpu / gpu_share,
+            resumed_from_epoch=self.resumed_from,
+            best_val_loss=self.best_val if math.isfinite(self.best_val) else None,
+            val_policy=val_policy,
+            predictions=predictions if return_predictions else None,
+        )

@@ -1,4 +1,5 @@
 """Learning-rate schedules: ReduceLROnPlateau for the RNNs, warm-up + cosine for attention models."""
+
 from __future__ import annotations
 
 import math

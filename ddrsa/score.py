@@ -10,6 +10,7 @@ last step itself):
 Rows are sorted by risk (P(failure within the alarm window) descending, then expected time ascending).
 The table's covariates must be those the package was trained on (same names after one-hot encoding).
 """
+
 from __future__ import annotations
 
 import sys
@@ -43,8 +44,10 @@ def last_windows(package, path, column_flags: dict | None = None):
 
     meta = package.meta
     if not meta.get("scaler"):
-        raise DDRSAError(f"{package.path} was fitted on the built-in data set {meta.get('dataset')!r}; scoring "
-                         "needs a package refitted on a fleet table (docs/DATA.md)")
+        raise DDRSAError(
+            f"{package.path} was fitted on the built-in data set {meta.get('dataset')!r}; scoring "
+            "needs a package refitted on a fleet table (docs/DATA.md)"
+        )
     cols = dict(meta.get("columns") or {})
     cols.update({k: v for k, v in (column_flags or {}).items() if v is not None})
     table = read_fleet(path, FleetColumns(**cols), categories=meta.get("categories") or {}, require_failure=False)
@@ -52,15 +55,23 @@ def last_windows(package, path, column_flags: dict | None = None):
     if table.covariates != want:
         missing = [c for c in want if c not in table.covariates]
         extra = [c for c in table.covariates if c not in want]
-        raise DataError(f"{path}: covariates do not match the package {package.path.name} (missing: "
-                        f"{', '.join(missing) or 'none'}; not in the package: {', '.join(extra) or 'none'}"
-                        f"{'' if missing or extra else '; order differs'})")
+        raise DataError(
+            f"{path}: covariates do not match the package {package.path.name} (missing: "
+            f"{', '.join(missing) or 'none'}; not in the package: {', '.join(extra) or 'none'}"
+            f"{'' if missing or extra else '; order differs'})"
+        )
     scaler = FleetScaler.from_dict(meta["scaler"])
     feats = [scaler.transform(s) for s in table.steps]
     n = len(feats)
-    w = make_windows(list(table.unit_ids), feats, [np.zeros(len(f), np.int64) for f in feats],
-                     [np.ones(len(f), bool) for f in feats], [np.zeros(len(f)) for f in feats],
-                     package.config.lookback_window, last_only=True)
+    w = make_windows(
+        list(table.unit_ids),
+        feats,
+        [np.zeros(len(f), np.int64) for f in feats],
+        [np.ones(len(f), bool) for f in feats],
+        [np.zeros(len(f)) for f in feats],
+        package.config.lookback_window,
+        last_only=True,
+    )
     assert len(w) == n
     return table, w.x, w.mask
 
@@ -72,14 +83,25 @@ def decide(survival: np.ndarray, package, window: int, threshold: float) -> list
     ddrsa/policy.py's OTI rule (cost chosen on validation, kept in package.meta["intervention"])
     replaces this function's body; its callers and output columns stay."""
     p = 1.0 - survival[:, window - 1]
-    return [(bool(pi >= threshold),
-             f"P(failure within {window} steps) = {pi:.2f} {'>=' if pi >= threshold else '<'} {threshold:g}")
-            for pi in p]
+    return [
+        (
+            bool(pi >= threshold),
+            f"P(failure within {window} steps) = {pi:.2f} {'>=' if pi >= threshold else '<'} {threshold:g}",
+        )
+        for pi in p
+    ]
 
 
 @torch.inference_mode()
-def score(package, path, *, ks: list[int] | None = None, window: int | None = None,
-          threshold: float = DEFAULT_THRESHOLD, column_flags: dict | None = None) -> pd.DataFrame:
+def score(
+    package,
+    path,
+    *,
+    ks: list[int] | None = None,
+    window: int | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    column_flags: dict | None = None,
+) -> pd.DataFrame:
     """The scores table (one row per unit, riskiest first; see the module docstring)."""
     horizon = package.config.pred_horizon
     ks = ks or default_ks(horizon)
@@ -91,9 +113,14 @@ def score(package, path, *, ks: list[int] | None = None, window: int | None = No
     logits = package.model(torch.from_numpy(x), torch.from_numpy(mask)).float().numpy()
     surv = survival_from_logits(logits)
     cdf = 1.0 - surv
-    df = pd.DataFrame({"unit": table.unit_labels, "last_time": table.last_time,
-                       "steps_observed": [len(s) for s in table.steps],
-                       "expected_time_to_failure": expected_time(surv)})
+    df = pd.DataFrame(
+        {
+            "unit": table.unit_labels,
+            "last_time": table.last_time,
+            "steps_observed": [len(s) for s in table.steps],
+            "expected_time_to_failure": expected_time(surv),
+        }
+    )
     for k in ks:
         df[f"p_fail_within_{k}"] = cdf[:, k - 1]
     for q in QUANTILES:
@@ -113,32 +140,38 @@ def summary_line(df: pd.DataFrame, package, path) -> str:
     top = df.iloc[0]
     w = df.attrs.get("window")
     risk = f"P(failure within {w} steps) {1.0 - df.attrs['survival'][0][w - 1]:.2f}" if w else ""
-    return (f"scored {len(df)} units of {Path(path).name} with {package.path.name} "
-            f"({package.config.model}, data version {package.meta.get('data_version')}): "
-            f"{int(df['intervene_now'].sum())} to intervene now; riskiest {top['unit']} ({risk}, "
-            f"expected {top['expected_time_to_failure']:.1f} steps)")
+    return (
+        f"scored {len(df)} units of {Path(path).name} with {package.path.name} "
+        f"({package.config.model}, data version {package.meta.get('data_version')}): "
+        f"{int(df['intervene_now'].sum())} to intervene now; riskiest {top['unit']} ({risk}, "
+        f"expected {top['expected_time_to_failure']:.1f} steps)"
+    )
 
 
 def main(argv=None) -> int:
     from ddrsa.data.__main__ import add_column_arguments, column_flags
     from ddrsa.package import load_package
 
-    p = OneLineParser(prog=PROG, description="Score every unit of a fleet table at its last step with a "
-                                             "model package (riskiest first).")
+    p = OneLineParser(
+        prog=PROG,
+        description="Score every unit of a fleet table at its last step with a model package (riskiest first).",
+    )
     p.add_argument("--model", required=True, help="model package folder (a sweep's --refit writes them)")
     p.add_argument("--data", required=True, help="fleet table (.csv, .csv.gz, .parquet), docs/DATA.md")
     p.add_argument("--output", help="write the scores here (CSV) instead of stdout")
     p.add_argument("--k", type=int, nargs="+", help="P(failure within k steps) columns (default 1, L/8, L/4, L/2, L)")
-    p.add_argument("--window", type=int, help="intervene when P(failure within WINDOW steps) >= THRESHOLD "
-                                              "(default L/4)")
+    p.add_argument(
+        "--window", type=int, help="intervene when P(failure within WINDOW steps) >= THRESHOLD (default L/4)"
+    )
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="probability threshold (default 0.5)")
     add_column_arguments(p)
     args = p.parse_args(argv)
     if not 0 < args.threshold <= 1:
         raise DDRSAError(f"--threshold must be in (0, 1], got {args.threshold}")
     package = load_package(args.model)
-    df = score(package, args.data, ks=args.k, window=args.window, threshold=args.threshold,
-               column_flags=column_flags(args))
+    df = score(
+        package, args.data, ks=args.k, window=args.window, threshold=args.threshold, column_flags=column_flags(args)
+    )
     text = df.to_csv(index=False, float_format="%.6g")
     if args.output:
         write_data(Path(args.output), text)

@@ -1,4 +1,5 @@
 """Settings from the environment (`DDRSA_*`) and a `.env` file, via pydantic-settings."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DDRSA_", env_file=".env", extra="ignore")
 
-    data_dir: Path = Field(default_factory=_default_data_dir,
-                           description="folder holding cmapss/ and azure_pm/ (files plain or .gz)")
+    data_dir: Path = Field(
+        default_factory=_default_data_dir, description="folder holding cmapss/ and azure_pm/ (files plain or .gz)"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data_source: Literal["auto", "real", "synthetic"] = "auto"
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: torch default)")

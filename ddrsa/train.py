@@ -3,6 +3,7 @@
 Its flags are the fields of `ExperimentConfig` (one definition, ddrsa/config.py), plus where to
 write and how to report. Charts of the run: `python -m reports.run_charts RUN_DIR`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,37 +30,49 @@ def train(config, run_dir, **kwargs):
 
 def build_parser(config_model: type[ExperimentConfig] = ExperimentConfig) -> OneLineParser:
     """Every field of `config_model` as a flag, then the run's own options."""
-    p = OneLineParser(prog="python -m ddrsa.train",
-                      description="Train one DDRSA model (or fit a baseline: gbm, cox, km) and write its run "
-                                  "folder (config, training log, checkpoints, test metrics, predictions).")
+    p = OneLineParser(
+        prog="python -m ddrsa.train",
+        description="Train one DDRSA model (or fit a baseline: gbm, cox, km) and write its run "
+        "folder (config, training log, checkpoints, test metrics, predictions).",
+    )
     add_model_arguments(p.add_argument_group("experiment (ExperimentConfig fields)"), config_model)
     run = p.add_argument_group("run")
     run.add_argument("--output-dir", required=True, help="run folder to write (resumes if it holds this run)")
-    run.add_argument("--create-visualization", action="store_true",
-                     help="print the command for the charts of the run (`python -m reports.run_charts "
-                          "OUTPUT_DIR`, from OUTPUT_DIR/test_predictions.npz, which every finished run writes)")
+    run.add_argument(
+        "--create-visualization",
+        action="store_true",
+        help="print the command for the charts of the run (`python -m reports.run_charts "
+        "OUTPUT_DIR`, from OUTPUT_DIR/test_predictions.npz, which every finished run writes)",
+    )
     run.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     return p
 
 
-def config_from_args(args: argparse.Namespace,
-                     config_model: type[ExperimentConfig] = ExperimentConfig) -> ExperimentConfig:
+def config_from_args(
+    args: argparse.Namespace, config_model: type[ExperimentConfig] = ExperimentConfig
+) -> ExperimentConfig:
     return model_from_args(args, config_model)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)  # ValidationError -> one line
-    ignored = [field_flag(f, ExperimentConfig.model_fields[f]) for f in TRAINING_ONLY_FIELDS
-               if is_baseline(config.model) and getattr(args, f) != getattr(config, f)]
+    ignored = [
+        field_flag(f, ExperimentConfig.model_fields[f])
+        for f in TRAINING_ONLY_FIELDS
+        if is_baseline(config.model) and getattr(args, f) != getattr(config, f)
+    ]
     if ignored:
-        print(f"python -m ddrsa.train: note: {config.model} is fitted, not trained: {', '.join(ignored)} ignored",
-              file=sys.stderr)
+        print(
+            f"python -m ddrsa.train: note: {config.model} is fitted, not trained: {', '.join(ignored)} ignored",
+            file=sys.stderr,
+        )
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
         raise DDRSAError(f"--output-dir {out} is a file, not a folder")
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
+    )
     existed = out.exists()
     try:
         result = train(config, out)

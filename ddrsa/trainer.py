@@ -5,6 +5,7 @@ host-device synchronisation (losses are summed on the device and read once per e
 bookkeeping (resume, checkpoints, training log, end of epoch, finish) is ddrsa/run_state.py's
 RunState, shared with every member of a fused group (ddrsa/fused).
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,16 @@ from ddrsa.status import DIVERGED
 
 log = logging.getLogger("ddrsa.train")
 
-__all__ = ["DROPOUT_STREAM", "ExperimentGenerators", "TrainResult", "experiment_generators", "new_run_state",
-           "resolve_device", "seed_everything", "train"]
+__all__ = [
+    "DROPOUT_STREAM",
+    "ExperimentGenerators",
+    "TrainResult",
+    "experiment_generators",
+    "new_run_state",
+    "resolve_device",
+    "seed_everything",
+    "train",
+]
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -64,30 +73,43 @@ class ExperimentGenerators:
 
 
 def experiment_generators(seed: int, device: torch.device) -> ExperimentGenerators:
-    return ExperimentGenerators(init=torch.Generator().manual_seed(seed),
-                                shuffle=torch.Generator().manual_seed(seed),
-                                dropout=torch.Generator(device=device).manual_seed(
-                                    (seed + DROPOUT_STREAM) % 2**63))
+    return ExperimentGenerators(
+        init=torch.Generator().manual_seed(seed),
+        shuffle=torch.Generator().manual_seed(seed),
+        dropout=torch.Generator(device=device).manual_seed((seed + DROPOUT_STREAM) % 2**63),
+    )
 
 
-def new_run_state(config: ExperimentConfig, run_dir: Path, n_features: int, steps_per_epoch: int,
-                  device: torch.device) -> RunState:
+def new_run_state(
+    config: ExperimentConfig, run_dir: Path, n_features: int, steps_per_epoch: int, device: torch.device
+) -> RunState:
     """The run's model (initialised from its own generator, on `device`), Adam, learning-rate
     schedule, random streams and DDRSALoss, resumed from `run_dir`'s checkpoint_last.pt if any."""
     gens = experiment_generators(config.seed, device)
-    model = build_model(config.model, n_features=n_features, pred_horizon=config.pred_horizon,
-                        dropout=config.dropout, lookback_window=config.lookback_window,
-                        generator=gens.init).to(device)
+    model = build_model(
+        config.model,
+        n_features=n_features,
+        pred_horizon=config.pred_horizon,
+        dropout=config.dropout,
+        lookback_window=config.lookback_window,
+        generator=gens.init,
+    ).to(device)
     set_generator(model, gens.dropout)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = make_scheduler(config, optimizer, steps_per_epoch)
-    return RunState.open(config, run_dir, model, optimizer, scheduler, gens,
-                         DDRSALoss(config.lambda_param, config.nasa_weight))
+    return RunState.open(
+        config, run_dir, model, optimizer, scheduler, gens, DDRSALoss(config.lambda_param, config.nasa_weight)
+    )
 
 
-def train(config: ExperimentConfig, run_dir: str | Path, settings: Settings | None = None,
-          return_predictions: bool = False, inject_nan: bool = False,
-          stop_after_epoch: int | None = None) -> TrainResult:
+def train(
+    config: ExperimentConfig,
+    run_dir: str | Path,
+    settings: Settings | None = None,
+    return_predictions: bool = False,
+    inject_nan: bool = False,
+    stop_after_epoch: int | None = None,
+) -> TrainResult:
     """Train one configuration into `run_dir`, resuming from `checkpoint_last.pt` when present.
 
     `stop_after_epoch` trains only up to epoch min(num_epochs, stop_after_epoch) and returns status
@@ -104,19 +126,23 @@ def train(config: ExperimentConfig, run_dir: str | Path, settings: Settings | No
     if is_baseline(config.model):
         from ddrsa.baselines import fit_baseline
 
-        return fit_baseline(config, run_dir, settings, return_predictions=return_predictions,
-                            inject_nan=inject_nan)
+        return fit_baseline(config, run_dir, settings, return_predictions=return_predictions, inject_nan=inject_nan)
     settings = settings or get_settings()
     run_dir = Path(run_dir)
     data = load_dataset(config.data_config(), settings)  # before any folder is created
     with locked_run_dirs([config], [run_dir]):
-        return _train_locked(config, run_dir, settings, data, return_predictions, inject_nan,
-                             stop_after_epoch)
+        return _train_locked(config, run_dir, settings, data, return_predictions, inject_nan, stop_after_epoch)
 
 
-def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, data,
-                  return_predictions: bool, inject_nan: bool,
-                  stop_after_epoch: int | None = None) -> TrainResult:
+def _train_locked(
+    config: ExperimentConfig,
+    run_dir: Path,
+    settings: Settings,
+    data,
+    return_predictions: bool,
+    inject_nan: bool,
+    stop_after_epoch: int | None = None,
+) -> TrainResult:
     device = resolve_device(settings)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
@@ -128,8 +154,12 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for name, windows in (("training", data.train), ("validation", data.val)):
-        check_labels(windows.event_index, windows.censored, config.pred_horizon,  # once, on the host
-                     where=f"{config.dataset} {name} windows")
+        check_labels(
+            windows.event_index,
+            windows.censored,
+            config.pred_horizon,  # once, on the host
+            where=f"{config.dataset} {name} windows",
+        )
     train_split = Split.from_windows(data.train, device)
     val_split = Split.from_windows(data.val, device)
     if len(train_split) == 0 or len(val_split) == 0:
@@ -155,7 +185,7 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
         order = torch.randperm(len(train_split), generator=gens.reseed_shuffle(config.seed, epoch)).to(device)
         total = torch.zeros((), device=device)
         for start in range(0, len(order), config.batch_size):
-            idx = order[start:start + config.batch_size]
+            idx = order[start : start + config.batch_size]
             x, mask = train_split.batch(idx)
             with autocast(device, config.amp):
                 logits = step_model(x, mask)
@@ -175,10 +205,24 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, settings: Settings, d
         run.end_epoch(epoch, train_loss, val_split, device, time.perf_counter() - t0)
         entry = run.history[-1]
         if run.status == DIVERGED:
-            log.warning("%s diverged at epoch %d (train %s, val %s)", config.display_name(),
-                        epoch, train_loss, entry["val_loss"])
+            log.warning(
+                "%s diverged at epoch %d (train %s, val %s)",
+                config.display_name(),
+                epoch,
+                train_loss,
+                entry["val_loss"],
+            )
             break
-        log.info("%s epoch %d/%d train %.4f val %.4f lr %.2e %.1fs", config.display_name(), epoch,
-                 config.num_epochs, train_loss, entry["val_loss"], entry["learning_rate"], entry["seconds"])
-    return run.finish(data, val_split, device, session_seconds=time.perf_counter() - t_start,
-                      return_predictions=return_predictions)
+        log.info(
+            "%s epoch %d/%d train %.4f val %.4f lr %.2e %.1fs",
+            config.display_name(),
+            epoch,
+            config.num_epochs,
+            train_loss,
+            entry["val_loss"],
+            entry["learning_rate"],
+            entry["seconds"],
+        )
+    return run.finish(
+        data, val_split, device, session_seconds=time.perf_counter() - t_start, return_predictions=return_predictions
+    )

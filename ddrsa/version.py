@@ -1,4 +1,5 @@
 """Code version for cache keys: a hash of the science package's source."""
+
 from __future__ import annotations
 
 import functools

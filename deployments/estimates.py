@@ -7,6 +7,7 @@ ends sooner). Data shape = subset, lookback window, horizon, max units, window s
 run never stands in for a full-size one. GPU measurements are preferred; CPU ones are used (and
 said so) when no GPU run was measured. Nothing measured: "no measurement yet".
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,9 @@ def measured_epoch_seconds(output_root: str | Path) -> dict[tuple, list[float]]:
     for results_file in sorted(root.rglob("all_results.json")):
         records = _read_json(results_file)
         manifest = _read_json(results_file.parent / "experiment_manifest.json") or {}
-        configs = {e.get("experiment_id"): e.get("config", {}) for e in manifest.get("experiments", [])
-                   if isinstance(e, dict)}
+        configs = {
+            e.get("experiment_id"): e.get("config", {}) for e in manifest.get("experiments", []) if isinstance(e, dict)
+        }
         if not isinstance(records, list):
             continue
         for rec in records:
@@ -63,10 +65,10 @@ def measured_epoch_seconds(output_root: str | Path) -> dict[tuple, list[float]]:
 
 @dataclass
 class Estimate:
-    seconds: float | None      # one GPU (or one CPU worker) running the experiments one after another
-    device: str | None         # "gpu" | "cpu" | None
-    measured: int              # planned experiments that had a measurement
-    total: int                 # planned experiments
+    seconds: float | None  # one GPU (or one CPU worker) running the experiments one after another
+    device: str | None  # "gpu" | "cpu" | None
+    measured: int  # planned experiments that had a measurement
+    total: int  # planned experiments
 
     def text(self) -> str:
         if self.seconds is None:
@@ -86,8 +88,9 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def estimate_spec(spec: SweepSpec, output_root: str | Path = "parallel_experiments",
-                  measurements: dict | None = None) -> Estimate:
+def estimate_spec(
+    spec: SweepSpec, output_root: str | Path = "parallel_experiments", measurements: dict | None = None
+) -> Estimate:
     """Sequential run time of `spec` on one GPU from measured epochs; unmeasured kinds extrapolated
     from the mean of the measured ones."""
     found = measured_epoch_seconds(output_root) if measurements is None else measurements
@@ -106,8 +109,9 @@ def estimate_spec(spec: SweepSpec, output_root: str | Path = "parallel_experimen
     return Estimate(None, None, 0, len(planned))
 
 
-def estimate_preset(name: str, output_root: str | Path = "parallel_experiments",
-                    measurements: dict | None = None) -> Estimate:
+def estimate_preset(
+    name: str, output_root: str | Path = "parallel_experiments", measurements: dict | None = None
+) -> Estimate:
     from deployments.presets import preset_spec
 
     return estimate_spec(preset_spec(name), output_root, measurements)

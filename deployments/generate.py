@@ -9,6 +9,7 @@ work pool `ddrsa-local`; `nightly` runs at 02:00 (UTC here; `prefect deploy --ti
 changes it when deploying). The flow runs in the folder named by DDRSA_PROJECT_DIR (set it to the
 checkout when running `prefect deploy`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from deployments.presets import (PRESETS, deployment_parameters, preset_grid_summary, preset_schedule,
-                                 preset_size)
+from deployments.presets import PRESETS, deployment_parameters, preset_grid_summary, preset_schedule, preset_size
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = ROOT / "prefect.yaml"
@@ -46,8 +46,10 @@ HEADER = f"""\
 
 def deployment_description(name: str) -> str:
     base = PRESETS[name]["description"].rstrip(".")
-    text = (f"Preset `{name}`: {base}. {preset_size(name)} experiments: {preset_grid_summary(name)}. "
-            f"Results in parallel_experiments/{name}/ (report.html, all_results.json).")
+    text = (
+        f"Preset `{name}`: {base}. {preset_size(name)} experiments: {preset_grid_summary(name)}. "
+        f"Results in parallel_experiments/{name}/ (report.html, all_results.json)."
+    )
     if name == "nightly":
         text += " Appends the best results to sweep_history.jsonl there; the report draws the trend."
     return text + " Override any flow parameter per run, e.g. --param num_epochs=5."
@@ -78,17 +80,24 @@ SCORE_ENTRYPOINT = "flows/score.py:ddrsa_score"
 def score_deployment(timezone: str = DEFAULT_TIMEZONE) -> dict:
     """Inactive until its parameters name your package and table (they are relative to the project
     folder); activate it in the UI or with `prefect deployment schedule resume`."""
-    return {"name": "fleet-nightly",
-            "description": "Score every unit of the fleet table `data_path` at its last step with the model "
-                           "package `model_dir` (a sweep's --refit writes OUTPUT_DIR/packages/<name>/); scores "
-                           "in fleet_scores/, artifacts ddrsa-fleet-risk-<name> (riskiest units) and "
-                           "ddrsa-fleet-survival-<name> (their survival curves). Set the two paths, then "
-                           "activate the 06:00 schedule.",
-            "entrypoint": SCORE_ENTRYPOINT, "tags": ["ddrsa", "fleet", "nightly"],
-            "parameters": {"model_dir": "parallel_experiments/fleet/packages/fleet", "data_path": "data/fleet.csv",
-                           "output_dir": "fleet_scores", "top_n": 10},
-            "work_pool": {"name": WORK_POOL, "work_queue_name": None, "job_variables": {}},
-            "schedules": [{"cron": "0 6 * * *", "timezone": timezone, "active": False}]}
+    return {
+        "name": "fleet-nightly",
+        "description": "Score every unit of the fleet table `data_path` at its last step with the model "
+        "package `model_dir` (a sweep's --refit writes OUTPUT_DIR/packages/<name>/); scores "
+        "in fleet_scores/, artifacts ddrsa-fleet-risk-<name> (riskiest units) and "
+        "ddrsa-fleet-survival-<name> (their survival curves). Set the two paths, then "
+        "activate the 06:00 schedule.",
+        "entrypoint": SCORE_ENTRYPOINT,
+        "tags": ["ddrsa", "fleet", "nightly"],
+        "parameters": {
+            "model_dir": "parallel_experiments/fleet/packages/fleet",
+            "data_path": "data/fleet.csv",
+            "output_dir": "fleet_scores",
+            "top_n": 10,
+        },
+        "work_pool": {"name": WORK_POOL, "work_queue_name": None, "job_variables": {}},
+        "schedules": [{"cron": "0 6 * * *", "timezone": timezone, "active": False}],
+    }
 
 
 def render(timezone: str = DEFAULT_TIMEZONE) -> str:
@@ -97,8 +106,7 @@ def render(timezone: str = DEFAULT_TIMEZONE) -> str:
         "prefect-version": PREFECT_VERSION,
         "build": None,
         "push": None,
-        "pull": [{"prefect.deployments.steps.set_working_directory": {
-            "directory": "{{ $" + PROJECT_DIR_VAR + " }}"}}],
+        "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $" + PROJECT_DIR_VAR + " }}"}}],
         "deployments": deployments(timezone),
     }
     body = yaml.safe_dump(doc, sort_keys=False, width=100, allow_unicode=True, default_flow_style=None)

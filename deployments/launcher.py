@@ -10,6 +10,7 @@ under the output root, or takes a custom grid; then runs the sweep here (`python
 or as a run of the deployment `ddrsa-sweep/<preset>` on the Prefect server (PREFECT_API_URL).
 A bad answer gets a message and the question again; end of input stops without starting anything.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,10 +28,15 @@ from pydantic import ValidationError  # noqa: E402
 from ddrsa.cli import OneLineParser, run_cli  # noqa: E402
 from ddrsa.config import format_validation_error  # noqa: E402
 from ddrsa.errors import DDRSAError  # noqa: E402
-from deployments.estimates import estimate_spec, measured_epoch_seconds  # noqa: E402
-from deployments.presets import (DEFAULT_OUTPUT_ROOT, PRESETS, preset_output_dir, preset_parameters,  # noqa: E402
-                                 preset_spec)
 from ddrsa.sweep.spec import GRID_AXES, SweepSpec  # noqa: E402
+from deployments.estimates import estimate_spec, measured_epoch_seconds  # noqa: E402
+from deployments.presets import (
+    DEFAULT_OUTPUT_ROOT,
+    PRESETS,
+    preset_output_dir,
+    preset_parameters,  # noqa: E402
+    preset_spec,
+)
 from flows.options import FLOW_FIELDS, SPEC_FIELDS, item_type  # noqa: E402
 from flows.sweep_cli import cli_args  # noqa: E402
 
@@ -40,7 +46,8 @@ FLOW_NAME = "ddrsa-sweep"
 # flows/options.py SweepOptions: where and how); the launcher asks for the grid axes and lets
 # `--set` change any of them except `preset` (the menu chooses it).
 CUSTOM_AXES = [  # (flow parameter, prompt, element type)
-    (axis, SweepSpec.model_fields[axis].description, item_type(axis)) for axis in GRID_AXES]
+    (axis, SweepSpec.model_fields[axis].description, item_type(axis)) for axis in GRID_AXES
+]
 SETTABLE = (set(SPEC_FIELDS) | set(FLOW_FIELDS)) - {"preset"}
 LOCAL_ONLY_SKIPPED = {"append_to_history"}  # a deployment's nightly history; a local run keeps none
 
@@ -78,6 +85,7 @@ class Console:
 
 
 # --------------------------------------------------------------------------- choices
+
 
 def preset_menu(console: Console, output_root: str) -> list[str]:
     names = list(PRESETS)
@@ -139,11 +147,15 @@ def custom_grid(console: Console) -> dict:
     params: dict = {}
     for axis, prompt, kind in CUSTOM_AXES:
         default = " ".join(str(v) for v in base[axis])
-        params[axis] = console.ask(f"  {prompt}", lambda a, axis=axis, kind=kind: _checked(
-            axis, _values(a, kind), base), default)
+        params[axis] = console.ask(
+            f"  {prompt}", lambda a, axis=axis, kind=kind: _checked(axis, _values(a, kind), base), default
+        )
     params["num_epochs"] = console.ask("  epochs", lambda a: _checked("num_epochs", _one_int(a), base), "30")
-    params["window_stride"] = console.ask("  window stride (1 = every window, 4 = a quick look)",
-                                          lambda a: _checked("window_stride", _one_int(a), base), "1")
+    params["window_stride"] = console.ask(
+        "  window stride (1 = every window, 4 = a quick look)",
+        lambda a: _checked("window_stride", _one_int(a), base),
+        "1",
+    )
     params["output_dir"] = console.ask("  output folder", _non_empty, f"{DEFAULT_OUTPUT_ROOT}/custom")
     return params
 
@@ -181,6 +193,7 @@ def parse_yes(answer: str) -> bool:
 
 # --------------------------------------------------------------------------- commands
 
+
 def flow_parameters(preset: str, overrides: dict) -> dict:
     """Deployment parameters of the preset with the overrides on top."""
     return {**preset_parameters(preset), **overrides}
@@ -188,8 +201,11 @@ def flow_parameters(preset: str, overrides: dict) -> dict:
 
 def local_command(params: dict) -> list[str]:
     """`python flows/sweep.py ...` equivalent to the flow parameters (flags from flows/sweep_cli.py)."""
-    return [sys.executable, "flows/sweep.py",
-            *cli_args({k: v for k, v in params.items() if k not in LOCAL_ONLY_SKIPPED})]
+    return [
+        sys.executable,
+        "flows/sweep.py",
+        *cli_args({k: v for k, v in params.items() if k not in LOCAL_ONLY_SKIPPED}),
+    ]
 
 
 def server_command(deployment: str, params: dict) -> list[str]:
@@ -211,16 +227,19 @@ def run_on_server(deployment: str, params: dict, dry_run: bool, console: Console
 
     url = PREFECT_API_URL.value()
     if not url:
-        raise DDRSAError("PREFECT_API_URL is not set: start the server and export it (docs/DEPLOYMENTS.md), "
-                         "or choose to run here")
+        raise DDRSAError(
+            "PREFECT_API_URL is not set: start the server and export it (docs/DEPLOYMENTS.md), or choose to run here"
+        )
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
     try:
         flow_run = run_deployment(f"{FLOW_NAME}/{deployment}", parameters=params, timeout=0)
     except ObjectNotFound:
-        raise DDRSAError(f"deployment {FLOW_NAME}/{deployment} is not registered on {url}: run "
-                         "`prefect --no-prompt deploy --all` (then a worker) or `python -m deployments.serve`") from None
+        raise DDRSAError(
+            f"deployment {FLOW_NAME}/{deployment} is not registered on {url}: run "
+            "`prefect --no-prompt deploy --all` (then a worker) or `python -m deployments.serve`"
+        ) from None
     except Exception as exc:  # connection refused, bad parameters
         raise DDRSAError(f"could not start {FLOW_NAME}/{deployment} on {url}: {type(exc).__name__}: {exc}") from None
     ui = url.removesuffix("/api")
@@ -245,13 +264,24 @@ def parse_set(items: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog=PROG, description="Pick a preset or a custom grid and start a DDRSA sweep.")
     parser.add_argument("--preset", choices=list(PRESETS), help="skip the menu")
-    parser.add_argument("--where", choices=["local", "server"],
-                        help="local: run here now; server: a run of deployment ddrsa-sweep/<preset>")
-    parser.add_argument("--yes", "-y", action="store_true", help="no questions (with --preset: defaults to --where local)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a flow parameter, e.g. --set num_epochs=5 --set 'datasets=[\"turbofan\"]'")
-    parser.add_argument("--output-root", default=DEFAULT_OUTPUT_ROOT,
-                        help="where earlier sweeps are looked up for time estimates")
+    parser.add_argument(
+        "--where",
+        choices=["local", "server"],
+        help="local: run here now; server: a run of deployment ddrsa-sweep/<preset>",
+    )
+    parser.add_argument(
+        "--yes", "-y", action="store_true", help="no questions (with --preset: defaults to --where local)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a flow parameter, e.g. --set num_epochs=5 --set 'datasets=[\"turbofan\"]'",
+    )
+    parser.add_argument(
+        "--output-root", default=DEFAULT_OUTPUT_ROOT, help="where earlier sweeps are looked up for time estimates"
+    )
     parser.add_argument("--dry-run", action="store_true", help="show the grid / command; train nothing")
     args = parser.parse_args(argv)
     overrides = parse_set(args.set)
@@ -278,13 +308,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         raise DDRSAError(format_validation_error(exc)) from None
     label = "custom grid" if custom else f"preset {preset}"
-    console.say(f"{label}: {spec.size()} experiments, {spec.num_epochs} epochs each; {est.text()}; "
-                f"results in {params.get('output_dir', preset_output_dir(preset))}")
+    console.say(
+        f"{label}: {spec.size()} experiments, {spec.num_epochs} epochs each; {est.text()}; "
+        f"results in {params.get('output_dir', preset_output_dir(preset))}"
+    )
 
     where = args.where or ("local" if args.yes else None)
     if where is None:
-        console.say("Where to run?  1) here, now (python flows/sweep.py)   "
-                    "2) as a deployment run on the Prefect server")
+        console.say(
+            "Where to run?  1) here, now (python flows/sweep.py)   2) as a deployment run on the Prefect server"
+        )
         where = console.ask("Run where [1, 2]", parse_where, "1")
     if not args.yes and not console.ask(f"Start {spec.size()} experiments ({where})? [y/n]", parse_yes, "y"):
         console.say("nothing started")

@@ -11,6 +11,7 @@ the wrong executor). This script refuses to take over deployments that `prefect 
 for a work pool; delete those first (`prefect deployment delete ddrsa-sweep/<name>`).
 Flow runs start in the repository root, so relative output folders land in ./parallel_experiments.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,10 +40,15 @@ def build_deployments(names: list[str], timezone: str = "UTC") -> list:
     out = []
     for name in names:
         cron = preset_schedule(name)
-        out.append(ddrsa_sweep.to_deployment(
-            name=name, parameters=deployment_parameters(name), description=deployment_description(name),
-            tags=["ddrsa", "preset"] + (["nightly"] if name == "nightly" else []),
-            schedules=[Cron(cron, timezone=timezone)] if cron else None))
+        out.append(
+            ddrsa_sweep.to_deployment(
+                name=name,
+                parameters=deployment_parameters(name),
+                description=deployment_description(name),
+                tags=["ddrsa", "preset"] + (["nightly"] if name == "nightly" else []),
+                schedules=[Cron(cron, timezone=timezone)] if cron else None,
+            )
+        )
     return out
 
 
@@ -68,28 +74,43 @@ def check_not_deployed_to_pool(names: list[str]) -> None:
                 taken.append((name, dep.work_pool_name))
     if taken:
         pools = " ".join(sorted({pool for _, pool in taken}))
-        raise DDRSAError(f"{FLOW_NAME}/{{{','.join(n for n, _ in taken)}}} are already deployed with "
-                         f"`prefect deploy` for work pool {pools}; use its worker (`prefect worker start --pool ddrsa-local`) or delete them "
-                         "(`prefect deployment delete ddrsa-sweep/NAME`) before serving")
+        raise DDRSAError(
+            f"{FLOW_NAME}/{{{','.join(n for n, _ in taken)}}} are already deployed with "
+            f"`prefect deploy` for work pool {pools}; use its worker (`prefect worker start --pool ddrsa-local`) or delete them "
+            "(`prefect deployment delete ddrsa-sweep/NAME`) before serving"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(prog="python -m deployments.serve",
-                           description="Serve the preset deployments of ddrsa-sweep (needs PREFECT_API_URL).")
-    parser.add_argument("--only", nargs="+", choices=list(PRESETS), metavar="PRESET",
-                        help=f"serve only these presets (default: all: {' '.join(PRESETS)})")
-    parser.add_argument("--limit", type=int, default=1,
-                        help="flow runs at once (default 1: each sweep already uses every GPU/core)")
-    parser.add_argument("--timezone", default=os.environ.get(TIMEZONE_VAR, "UTC"),
-                        help=f"timezone of nightly's 02:00 (default ${TIMEZONE_VAR} or UTC)")
+    parser = OneLineParser(
+        prog="python -m deployments.serve",
+        description="Serve the preset deployments of ddrsa-sweep (needs PREFECT_API_URL).",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(PRESETS),
+        metavar="PRESET",
+        help=f"serve only these presets (default: all: {' '.join(PRESETS)})",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=1, help="flow runs at once (default 1: each sweep already uses every GPU/core)"
+    )
+    parser.add_argument(
+        "--timezone",
+        default=os.environ.get(TIMEZONE_VAR, "UTC"),
+        help=f"timezone of nightly's 02:00 (default ${TIMEZONE_VAR} or UTC)",
+    )
     args = parser.parse_args(argv)
     if args.limit < 1:
         raise DDRSAError("--limit must be at least 1")
     _check_timezone(args.timezone)
     url = api_url()
     if not url:
-        raise DDRSAError("PREFECT_API_URL is not set: start `prefect server start --host 127.0.0.1` and "
-                         "`export PREFECT_API_URL=http://127.0.0.1:4200/api` (see docs/DEPLOYMENTS.md)")
+        raise DDRSAError(
+            "PREFECT_API_URL is not set: start `prefect server start --host 127.0.0.1` and "
+            "`export PREFECT_API_URL=http://127.0.0.1:4200/api` (see docs/DEPLOYMENTS.md)"
+        )
     names = args.only or list(PRESETS)
     os.chdir(ROOT)  # entrypoint flows/sweep.py and relative output folders resolve from the repo root
     try:
@@ -100,8 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         raise DDRSAError(f"cannot reach the Prefect server at {url} ({type(exc).__name__}: {exc})") from None
     from prefect import serve
 
-    print(f"serving {len(names)} deployments of {FLOW_NAME} on {url}: {' '.join(names)} "
-          f"(nightly at 02:00 {args.timezone}); Ctrl+C stops", flush=True)
+    print(
+        f"serving {len(names)} deployments of {FLOW_NAME} on {url}: {' '.join(names)} "
+        f"(nightly at 02:00 {args.timezone}); Ctrl+C stops",
+        flush=True,
+    )
     serve(*build_deployments(names, args.timezone), limit=args.limit, print_starting_message=False)
     return 0
 

@@ -5,6 +5,7 @@
 Thin wiring around `reports.report.run_analysis` (CSVs, charts, report.html) plus Prefect
 artifacts. Also called as a subflow by the sweep flow.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -90,8 +91,11 @@ def embedded_png(path: Path, alt: str, scale: int = 2) -> str:
 
 
 # the chart drawn for a hyperparameter that varies in the grid (reports/report.py build_charts)
-HP_CHARTS = {"batch_size": "batch_size_analysis", "learning_rate": "learning_rate_analysis",
-             "nasa_weight": "nasa_loss_impact"}
+HP_CHARTS = {
+    "batch_size": "batch_size_analysis",
+    "learning_rate": "learning_rate_analysis",
+    "nasa_weight": "nasa_loss_impact",
+}
 MAX_INLINE_CHARTS = 3  # each inline PNG (~45 kB) is stored with the run in the server's database
 
 
@@ -135,8 +139,9 @@ def publish(key: str, kind: str, data, description: str) -> None:
         data = f"[{description}]({data})"
     target = flow_run.parent_flow_run_id or flow_run.id
     with get_client(sync_client=True) as client:
-        client.create_artifact(ArtifactCreate(key=key, type=kind, description=description, data=data,
-                                              flow_run_id=target))
+        client.create_artifact(
+            ArtifactCreate(key=key, type=kind, description=description, data=data, flow_run_id=target)
+        )
 
 
 def publish_overview(markdown: str, key: str, description: str) -> None:
@@ -145,8 +150,9 @@ def publish_overview(markdown: str, key: str, description: str) -> None:
 
 
 @flow(name="ddrsa-analysis", flow_run_name=analysis_run_name)
-def analysis_flow(output_dir: str = "parallel_experiments", append_to_history: bool = False,
-                  run_label: str | None = None) -> dict:
+def analysis_flow(
+    output_dir: str = "parallel_experiments", append_to_history: bool = False, run_label: str | None = None
+) -> dict:
     """Analyse `output_dir` in place; publish table, markdown and link artifacts ON THE SWEEP'S
     FLOW RUN (the parent run when this runs as its subflow: `publish`), so the sweep's own
     Artifacts tab answers "who won".
@@ -171,35 +177,56 @@ def analysis_flow(output_dir: str = "parallel_experiments", append_to_history: b
     res = run_analysis(output_dir, append_to_history=append_to_history, run_label=run_label)
     scope = artifact_scope(run_label, res.output_dir)
     items = answers(res.leaderboard)
-    publish(scoped_key(scope, "best-configurations"), "table", answers_table(items),
-            "Best configuration per dataset: chosen on validation, test metrics with their interval, runner-up "
-            "and margin, best baseline; 'no model beats the floor' when the winner does not beat the age-only "
-            "floor (km) or chance")
-    publish(scoped_key(scope, "summary-statistics"), "table", _table(res.summary),
-            "Per dataset/model statistics of completed experiments")
+    publish(
+        scoped_key(scope, "best-configurations"),
+        "table",
+        answers_table(items),
+        "Best configuration per dataset: chosen on validation, test metrics with their interval, runner-up "
+        "and margin, best baseline; 'no model beats the floor' when the winner does not beat the age-only "
+        "floor (km) or chance",
+    )
+    publish(
+        scoped_key(scope, "summary-statistics"),
+        "table",
+        _table(res.summary),
+        "Per dataset/model statistics of completed experiments",
+    )
     headline = headline_markdown(res)
     publish(scoped_key(scope, "sweep-headline"), "markdown", headline, "DDRSA sweep headline")
-    publish_overview(overview_markdown(res, headline, items), scoped_key(scope, "sweep-overview"),
-                     f"DDRSA sweep {res.output_dir}: best configuration per dataset, headline, charts")
+    publish_overview(
+        overview_markdown(res, headline, items),
+        scoped_key(scope, "sweep-overview"),
+        f"DDRSA sweep {res.output_dir}: best configuration per dataset, headline, charts",
+    )
     publish(scoped_key(scope, "report"), "link", res.files["report"].as_uri(), "report.html")
     for name, paths in res.charts.items():
         publish(scoped_key(scope, f"chart-{name}"), "link", paths["html"].as_uri(), f"{name}.html")
     logger.info("analysis of %s: %s; report %s", res.output_dir, res.counts, res.files["report"])
-    return {"counts": res.counts, "report": str(res.files["report"]),
-            "summary_statistics": str(res.files["summary_statistics"]),
-            "best_configurations": str(res.files["best_configurations"]),
-            "charts": {n: str(p["html"]) for n, p in res.charts.items()},
-            "history_lines_added": res.history_lines_added, "notes": res.notes,
-            "selected_on": selection_summary(res.best), "data_sources": res.data_sources,
-            "artifact_scope": scope, "winners": winner_lines(res) + res.benchmark}
+    return {
+        "counts": res.counts,
+        "report": str(res.files["report"]),
+        "summary_statistics": str(res.files["summary_statistics"]),
+        "best_configurations": str(res.files["best_configurations"]),
+        "charts": {n: str(p["html"]) for n, p in res.charts.items()},
+        "history_lines_added": res.history_lines_added,
+        "notes": res.notes,
+        "selected_on": selection_summary(res.best),
+        "data_sources": res.data_sources,
+        "artifact_scope": scope,
+        "winners": winner_lines(res) + res.benchmark,
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="flows/analysis.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="parallel_experiments",
-                        help="sweep output folder (all_results.json, experiment_manifest.json, logs/)")
-    parser.add_argument("--append-to-history", action="store_true",
-                        help="append this run's bests to OUTPUT_DIR/sweep_history.jsonl")
+    parser.add_argument(
+        "--output-dir",
+        default="parallel_experiments",
+        help="sweep output folder (all_results.json, experiment_manifest.json, logs/)",
+    )
+    parser.add_argument(
+        "--append-to-history", action="store_true", help="append this run's bests to OUTPUT_DIR/sweep_history.jsonl"
+    )
     parser.add_argument("--run-label", default=None, help="label of this run in the history (default: time)")
     return parser.parse_args(argv)
 
@@ -213,16 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     if not out.is_dir():
         print(f"error: output directory {str(out)!r} is not a directory", file=sys.stderr)
         return 2
-    from reports.tables import data_source_line
-
     from flows.server import api_server
+    from reports.tables import data_source_line
 
     with api_server(out):  # PREFECT_API_URL, else a server with its database in OUTPUT_DIR/.prefect
         summary = analysis_flow(str(out), append_to_history=args.append_to_history, run_label=args.run_label)
     c = summary["counts"]
-    print(f"{c['completed']} completed, {c['failed']} failed, {c['diverged']} diverged, {c['pending']} pending;"
-          f" winners ranked on {summary['selected_on']}, test metrics reported;"
-          f" data: {data_source_line(summary['data_sources'])}; report: {summary['report']}")
+    print(
+        f"{c['completed']} completed, {c['failed']} failed, {c['diverged']} diverged, {c['pending']} pending;"
+        f" winners ranked on {summary['selected_on']}, test metrics reported;"
+        f" data: {data_source_line(summary['data_sources'])}; report: {summary['report']}"
+    )
     for line in summary["winners"]:
         print(f"  {line}")
     return 0

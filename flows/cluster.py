@@ -1,4 +1,5 @@
 """The Dask cluster of a sweep: one worker per GPU (or per core pair), or an existing scheduler."""
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,7 @@ class ClusterPlan:
     """How the sweep's tasks get slots: resource name and amount each experiment asks for."""
 
     task_runner: object
-    resource: str          # "GPU" or "CPU"
+    resource: str  # "GPU" or "CPU"
     per_experiment: float  # amount of `resource` one experiment holds
     description: str
     devices: dict[str, str] | None = None  # local GPU worker name -> CUDA_VISIBLE_DEVICES entry
@@ -120,8 +121,9 @@ def keep_restarting_workers() -> None:
     dask.config.set({"distributed.deploy.lost-worker-timeout": NEVER_CLOSE_LOST_WORKERS})
 
 
-def plan_cluster(gpus_per_experiment: float = 1.0, scheduler_address: str | None = None,
-                 n_workers: int | None = None) -> ClusterPlan:
+def plan_cluster(
+    gpus_per_experiment: float = 1.0, scheduler_address: str | None = None, n_workers: int | None = None
+) -> ClusterPlan:
     """Build the DaskTaskRunner for this machine (or for `scheduler_address`)."""
     from distributed import Nanny, Scheduler, SpecCluster
     from prefect_dask import DaskTaskRunner
@@ -131,23 +133,45 @@ def plan_cluster(gpus_per_experiment: float = 1.0, scheduler_address: str | None
         check_scheduler_address(scheduler_address)
         hosts = check_cluster_resources(scheduler_address, EXTERNAL_RESOURCE, gpus_per_experiment)
         warn_api_url(scheduler_address, hosts)
-        return ClusterPlan(DaskTaskRunner(address=scheduler_address), EXTERNAL_RESOURCE, gpus_per_experiment,
-                           f"existing Dask cluster at {scheduler_address} (workers declare GPU=1)")
+        return ClusterPlan(
+            DaskTaskRunner(address=scheduler_address),
+            EXTERNAL_RESOURCE,
+            gpus_per_experiment,
+            f"existing Dask cluster at {scheduler_address} (workers declare GPU=1)",
+        )
     keep_restarting_workers()
     devices = visible_devices()
     n_gpus = len(devices)
     # dashboard on a free loopback port (the default ":8787" listens on every interface)
     scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}}
-    common = {"nthreads": slots, "host": "127.0.0.1", "dashboard": False, "death_timeout": 120,
-              "preload": ["flows.cluster"]}  # dask_setup below runs in each worker process
+    common = {
+        "nthreads": slots,
+        "host": "127.0.0.1",
+        "dashboard": False,
+        "death_timeout": 120,
+        "preload": ["flows.cluster"],
+    }  # dask_setup below runs in each worker process
     if n_gpus:
         n = min(n_workers or n_gpus, n_gpus)
         threads = _torch_threads(n * slots)
         names = worker_names(devices[:n])
-        workers = {name: {"cls": Nanny, "options": {
-            **common, "name": name, "resources": {"GPU": 1},
-            "env": {"CUDA_VISIBLE_DEVICES": device, **device_env(), "DDRSA_TORCH_THREADS": str(threads),
-                    "OMP_NUM_THREADS": str(threads)}}} for name, device in names.items()}
+        workers = {
+            name: {
+                "cls": Nanny,
+                "options": {
+                    **common,
+                    "name": name,
+                    "resources": {"GPU": 1},
+                    "env": {
+                        "CUDA_VISIBLE_DEVICES": device,
+                        **device_env(),
+                        "DDRSA_TORCH_THREADS": str(threads),
+                        "OMP_NUM_THREADS": str(threads),
+                    },
+                },
+            }
+            for name, device in names.items()
+        }
         resource, desc = "GPU", f"{n} GPU worker(s), {slots} experiment(s) per GPU"
         if devices[:n] != [str(i) for i in range(n)]:
             desc += f" (devices {' '.join(devices[:n])})"
@@ -155,12 +179,22 @@ def plan_cluster(gpus_per_experiment: float = 1.0, scheduler_address: str | None
         cores = os.cpu_count() or 2
         n = n_workers or max(1, cores // 2)
         threads = _torch_threads(n * slots)
-        workers = {f"cpu{i}": {"cls": Nanny, "options": {
-            **common, "name": f"cpu{i}", "resources": {"CPU": 1},
-            "env": {"CUDA_VISIBLE_DEVICES": "", "DDRSA_TORCH_THREADS": str(threads),
-                    "OMP_NUM_THREADS": str(threads)}}} for i in range(n)}
+        workers = {
+            f"cpu{i}": {
+                "cls": Nanny,
+                "options": {
+                    **common,
+                    "name": f"cpu{i}",
+                    "resources": {"CPU": 1},
+                    "env": {
+                        "CUDA_VISIBLE_DEVICES": "",
+                        "DDRSA_TORCH_THREADS": str(threads),
+                        "OMP_NUM_THREADS": str(threads),
+                    },
+                },
+            }
+            for i in range(n)
+        }
         resource, desc = "CPU", f"{n} CPU worker(s) x {slots} slot(s), {threads} torch thread(s) each (no GPU)"
-    runner = DaskTaskRunner(cluster_class=SpecCluster,
-                            cluster_kwargs={"workers": workers, "scheduler": scheduler})
-    return ClusterPlan(runner, resource, gpus_per_experiment, desc,
-                       devices=names if resource == "GPU" else {})
+    runner = DaskTaskRunner(cluster_class=SpecCluster, cluster_kwargs={"workers": workers, "scheduler": scheduler})
+    return ClusterPlan(runner, resource, gpus_per_experiment, desc, devices=names if resource == "GPU" else {})

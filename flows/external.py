@@ -1,5 +1,6 @@
 """An existing Dask cluster (--scheduler-address): is a scheduler there, do its workers declare
 the resource each experiment asks for, and can they reach the Prefect API."""
+
 from __future__ import annotations
 
 import socket
@@ -23,8 +24,9 @@ def check_scheduler_address(address: str, timeout: float = CONNECT_TIMEOUT_S) ->
         raise DDRSAError(f"no Dask scheduler answers at {address} ({exc.strerror or exc})") from None
 
 
-def check_cluster_resources(address: str, resource: str = EXTERNAL_RESOURCE, amount: float = 1.0,
-                            timeout: float = CONNECT_TIMEOUT_S) -> list[str]:
+def check_cluster_resources(
+    address: str, resource: str = EXTERNAL_RESOURCE, amount: float = 1.0, timeout: float = CONNECT_TIMEOUT_S
+) -> list[str]:
     """Refuse (DDRSAError, one line) when no worker connected to the scheduler at `address`
     declares `resource` >= `amount`: Dask would hold every task forever. Returns the hosts of the
     workers that do."""
@@ -41,7 +43,8 @@ def check_cluster_resources(address: str, resource: str = EXTERNAL_RESOURCE, amo
         raise DDRSAError(
             f"no worker of the Dask cluster at {address} declares the resource {resource}>={amount:g} "
             f"that each experiment asks for ({len(workers)} worker(s){': ' + seen if seen else ''}); "
-            f"start them with `dask worker {address} --resources {resource}=1` and wait until they connect")
+            f"start them with `dask worker {address} --resources {resource}=1` and wait until they connect"
+        )
     return [urlparse(a if "://" in a else f"tcp://{a}").hostname or "" for a in fit]
 
 
@@ -75,9 +78,11 @@ def api_url_warning(scheduler_address: str, api_url: str | None, worker_hosts: l
     if not remote:
         return None
     given = api_url or "127.0.0.1 (the sweep's own server: PREFECT_API_URL is unset)"
-    return (f"the Prefect API URL the workers get is {given}, but {remote[0]} is another host whose "
-            f"tasks cannot reach it; start `prefect server start --host 0.0.0.0` and export "
-            f"PREFECT_API_URL=http://<this host's address>:4200/api")
+    return (
+        f"the Prefect API URL the workers get is {given}, but {remote[0]} is another host whose "
+        f"tasks cannot reach it; start `prefect server start --host 0.0.0.0` and export "
+        f"PREFECT_API_URL=http://<this host's address>:4200/api"
+    )
 
 
 def warn_api_url(scheduler_address: str, worker_hosts: list[str]) -> None:

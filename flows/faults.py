@@ -21,6 +21,7 @@ reliability tests and by operators who want to watch a sweep survive faults.
 With DDRSA_ATTEMPT_LOG=FILE every attempt appends one line `{"name", "attempt", "pid", "t"}`
 (JSON, t = Unix time in seconds) before any fault fires: how tests count attempts and their spacing.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -137,8 +138,9 @@ def injected_faults(name: str, attempt: int, run_dir: Path | None = None):
         after_epoch = os.environ.get("DDRSA_FAULT_AFTER_EPOCH")
         if after_epoch and run_dir is not None:
             timer = threading.Event()
-            threading.Thread(target=_kill_after_epoch, args=(name, Path(run_dir), int(after_epoch), timer),
-                             daemon=True).start()
+            threading.Thread(
+                target=_kill_after_epoch, args=(name, Path(run_dir), int(after_epoch), timer), daemon=True
+            ).start()
         else:
             timer = threading.Timer(float(os.environ.get("DDRSA_FAULT_DELAY_S", "1.0")), _kill_self, args=(name,))
             timer.daemon = True

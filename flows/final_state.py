@@ -6,6 +6,7 @@
   (`readable_failures`), while a real crash keeps its traceback.
 - `state_summary(state)`: the summary back from the final state (re-raises what a crashed flow raised).
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,16 +29,22 @@ def failure_reasons(output_dir: str | Path, experiment_ids: set[str] | None = No
     from ddrsa.atomic import read_json
 
     records = read_json(Path(output_dir) / "all_results.json") or []
-    return [f"{r.get('name')}: {_short(r.get('error'))}" for r in records
-            if isinstance(r, dict) and r.get("status") == FAILED
-            and (experiment_ids is None or r.get("experiment_id") in experiment_ids)]
+    return [
+        f"{r.get('name')}: {_short(r.get('error'))}"
+        for r in records
+        if isinstance(r, dict)
+        and r.get("status") == FAILED
+        and (experiment_ids is None or r.get("experiment_id") in experiment_ids)
+    ]
 
 
 def sweep_message(summary: dict, reasons: list[str]) -> str:
     """One line: counts, then up to MAX_REASONS failures with their error."""
     n = summary.get("n_experiments", 0)
-    counts = (f"{summary.get('completed', 0)} completed ({summary.get('cached', 0)} cached), "
-              f"{summary.get('failed', 0)} failed, {summary.get('diverged', 0)} diverged of {n}")
+    counts = (
+        f"{summary.get('completed', 0)} completed ({summary.get('cached', 0)} cached), "
+        f"{summary.get('failed', 0)} failed, {summary.get('diverged', 0)} diverged of {n}"
+    )
     if not summary.get("failed"):
         return counts
     shown = "; ".join(reasons[:MAX_REASONS])

@@ -13,6 +13,7 @@ Caching and resume stay per member: a member whose record is finished under its 
 submitted again; a group killed part-way resumes each unfinished member from its checkpoint
 (`train_group` loads checkpoint_last.pt per member), and a finished member trains no epoch.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,10 +32,17 @@ from flows.runner import worker_name
 from flows.tasks import RETRIES, RETRY_DELAY_S, start_over_if_stale
 
 
-@task(name="train-fused-group", task_run_name="{name}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
-      retry_condition_fn=retry_if_transient, persist_result=False)
-def train_fused_group(name: str, members: list[dict], output_dir: str, code_version: str,
-                      data_versions: list[str], keys: list[str]) -> list[dict]:
+@task(
+    name="train-fused-group",
+    task_run_name="{name}",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY_S,
+    retry_condition_fn=retry_if_transient,
+    persist_result=False,
+)
+def train_fused_group(
+    name: str, members: list[dict], output_dir: str, code_version: str, data_versions: list[str], keys: list[str]
+) -> list[dict]:
     """Train one fusion group (resuming each member) and return one result record per member.
     One log line per member per epoch (the task run's logs in Prefect)."""
     from prefect.runtime import task_run
@@ -50,16 +58,27 @@ def train_fused_group(name: str, members: list[dict], output_dir: str, code_vers
     started = now_iso()
 
     def on_epoch(i: int, entry: dict) -> None:
-        logger.info("%s epoch %d/%d train %.4f val %.4f lr %.2e", members[i]["name"], entry["epoch"],
-                    configs[i].num_epochs, entry["train_loss"], entry["val_loss"], entry["learning_rate"])
+        logger.info(
+            "%s epoch %d/%d train %.4f val %.4f lr %.2e",
+            members[i]["name"],
+            entry["epoch"],
+            configs[i].num_epochs,
+            entry["train_loss"],
+            entry["val_loss"],
+            entry["learning_rate"],
+        )
 
     with ddrsa_logs_to_prefect(), gpu_slot(1.0, logger):  # a group holds its whole GPU's limit
         with injected_faults(name, attempt, dirs[0]):  # DDRSA_INJECT_FAULT=MODE:<group name part>:N
             results = train_group(configs, dirs, on_epoch=on_epoch)
     worker = worker_name()
-    return [{**make_record(m, status=r.status, result=r.to_dict(), worker=worker, attempts=attempt,
-                           started_at=started), "cache_key": key}
-            for m, r, key in zip(members, results, keys)]
+    return [
+        {
+            **make_record(m, status=r.status, result=r.to_dict(), worker=worker, attempts=attempt, started_at=started),
+            "cache_key": key,
+        }
+        for m, r, key in zip(members, results, keys)
+    ]
 
 
 def finished_member(record: dict | None, key: str, out: Path) -> bool:
@@ -69,8 +88,19 @@ def finished_member(record: dict | None, key: str, out: Path) -> bool:
     return record["status"] == DIVERGED or (safe_run_dir(out, record["run_dir"]) / "test_metrics.json").is_file()
 
 
-def submit_groups(todo: list[dict], *, fuse: str, max_fused: int | None, resource: str, runner, out: Path,
-                  code_version: str, data_version: dict, key_of, logger) -> tuple[list[tuple], list[dict]]:
+def submit_groups(
+    todo: list[dict],
+    *,
+    fuse: str,
+    max_fused: int | None,
+    resource: str,
+    runner,
+    out: Path,
+    code_version: str,
+    data_version: dict,
+    key_of,
+    logger,
+) -> tuple[list[tuple], list[dict]]:
     """Group the experiments `todo` (ddrsa/fused/groups.py) and submit each group as one task
     holding a whole worker (or GPU). Returns ([(Prefect future, group)], the experiments left alone);
     flows/grid.py `GridCollector` records the groups as they finish, side by side with the others."""
@@ -81,9 +111,14 @@ def submit_groups(todo: list[dict], *, fuse: str, max_fused: int | None, resourc
     futures = []
     for group in groups:
         members = group["members"]
-        params = dict(name=group["name"], members=members, output_dir=str(out), code_version=code_version,
-                      data_versions=[data_version[m["experiment_id"]] for m in members],
-                      keys=[key_of(m) for m in members])
+        params = dict(
+            name=group["name"],
+            members=members,
+            output_dir=str(out),
+            code_version=code_version,
+            data_versions=[data_version[m["experiment_id"]] for m in members],
+            keys=[key_of(m) for m in members],
+        )
         with dask.annotate(resources={resource: 1}):  # a whole worker (or GPU) per group
             futures.append((runner.submit(train_fused_group, parameters=params), group))
     return futures, singles
@@ -103,7 +138,11 @@ def group_records(outcome, group: dict, logger) -> list[dict] | None:
         records, error = None, f"{type(exc).__name__}: {exc}"
     if records is None or isinstance(records, BaseException):
         error = error or f"{type(records).__name__}: {records}"
-        logger.warning("fused group %s failed (%s): its %d members train one by one", group["name"],
-                       error[:300], len(group["members"]))
+        logger.warning(
+            "fused group %s failed (%s): its %d members train one by one",
+            group["name"],
+            error[:300],
+            len(group["members"]),
+        )
         return None
     return records

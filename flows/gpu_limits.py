@@ -24,6 +24,7 @@ limit of that device, `ddrsa-gpu-<host>-<device>`, and holds it while it trains:
   measured: a 3 s timeout, still waiting after 100 s), so the wait is given the same limit and an
   experiment that could not get its GPU in time fails with "timed out ... waiting for a share".
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -130,14 +131,29 @@ def gpu_slot(gpus_per_experiment: float, logger=None, timeout_seconds: float | N
     t0 = time.monotonic()
     slot = contextlib.ExitStack()
     try:  # only the wait: a TimeoutError from the body must pass unchanged
-        slot.enter_context(concurrency(name, occupy=units, timeout_seconds=timeout, lease_duration=LEASE_S,
-                                       strict=True, holder=_holder(), raise_on_lease_renewal_failure=False))
+        slot.enter_context(
+            concurrency(
+                name,
+                occupy=units,
+                timeout_seconds=timeout,
+                lease_duration=LEASE_S,
+                strict=True,
+                holder=_holder(),
+                raise_on_lease_renewal_failure=False,
+            )
+        )
     except TimeoutError as exc:
-        raise TimeoutError(f"timed out after {timeout:g} s waiting for a share ({units} units) of {name}: "
-                           "another sweep holds the GPU") from exc
+        raise TimeoutError(
+            f"timed out after {timeout:g} s waiting for a share ({units} units) of {name}: another sweep holds the GPU"
+        ) from exc
     with slot:
         waited = time.monotonic() - t0
         if logger is not None:
-            logger.info("holding %d/%d units of %s%s", units, capacity, name,
-                        f" (waited {waited:.0f} s: another sweep was using the GPU)" if waited >= 1 else "")
+            logger.info(
+                "holding %d/%d units of %s%s",
+                units,
+                capacity,
+                name,
+                f" (waited {waited:.0f} s: another sweep was using the GPU)" if waited >= 1 else "",
+            )
         yield name

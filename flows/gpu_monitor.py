@@ -6,6 +6,7 @@ NVML cannot tell, e.g. a MIG device), memory_used_mb. Samples the GPUs given to 
 cluster's workers (flows/cluster.py: the sweep's CUDA_VISIBLE_DEVICES, so `2,3` samples GPUs 2 and 3
 as workers gpu2 and gpu3); on a machine without NVIDIA GPUs it records nothing and says so.
 """
+
 from __future__ import annotations
 
 import csv
@@ -60,7 +61,7 @@ class GpuMonitor:
         self.n_samples = 0
         self.handles: list[tuple[str, int, object]] = []  # (worker, gpu_index, handle)
 
-    def __enter__(self) -> "GpuMonitor":
+    def __enter__(self) -> GpuMonitor:
         try:
             import pynvml
 

@@ -1,5 +1,6 @@
 """The grid search: every planned experiment trains to the end, at most `SUBMIT_WINDOW` in
 flight, fusion groups (flows/fused_run.py) side by side; each is recorded as it finishes."""
+
 from __future__ import annotations
 
 import collections
@@ -42,8 +43,20 @@ class GridCollector:
     experiment runs once more, one at a time and holding a whole worker (`resubmit_alone`); only
     a second KilledWorker (then it is the killer) records it as failed."""
 
-    def __init__(self, completions: Completions, submit, resubmit_alone, store: ResultsStore, total: int,
-                 progress_id, logger, *, counts: dict, key_of, window: int = SUBMIT_WINDOW):
+    def __init__(
+        self,
+        completions: Completions,
+        submit,
+        resubmit_alone,
+        store: ResultsStore,
+        total: int,
+        progress_id,
+        logger,
+        *,
+        counts: dict,
+        key_of,
+        window: int = SUBMIT_WINDOW,
+    ):
         self.completions, self.submit, self.resubmit_alone = completions, submit, resubmit_alone
         self.store, self.total, self.progress_id, self.logger = store, total, progress_id, logger
         self.key_of, self.window = key_of, window
@@ -100,18 +113,26 @@ class GridCollector:
 
     def _show_progress(self) -> None:
         if self.progress_id is not None:
-            update_progress_artifact(self.progress_id, 100.0 * self.done / self.total,
-                                     description=progress_description(self.counts, self.total,
-                                                                      time.monotonic() - self.started))
+            update_progress_artifact(
+                self.progress_id,
+                100.0 * self.done / self.total,
+                description=progress_description(self.counts, self.total, time.monotonic() - self.started),
+            )
 
     def _outcome_of(self, outcome, planned: dict) -> tuple[dict, bool] | None:
         """(record, cached) of a finished single experiment; None when it goes back to run alone."""
         if isinstance(outcome, Exception):  # KilledWorker and friends: this experiment only
-            if (isinstance(outcome, distributed.KilledWorker) and self.resubmit_alone is not None
-                    and planned["experiment_id"] not in self.alone):
+            if (
+                isinstance(outcome, distributed.KilledWorker)
+                and self.resubmit_alone is not None
+                and planned["experiment_id"] not in self.alone
+            ):
                 self.alone.add(planned["experiment_id"])
-                self.logger.warning("%s: its worker died (%s); it runs again alone once nothing else runs",
-                                    planned["name"], type(outcome).__name__)
+                self.logger.warning(
+                    "%s: its worker died (%s); it runs again alone once nothing else runs",
+                    planned["name"],
+                    type(outcome).__name__,
+                )
                 self.suspects.append(planned)
                 return None
             note = " (also when run alone on a worker)" if planned["experiment_id"] in self.alone else ""
@@ -124,8 +145,12 @@ class GridCollector:
             return record, state.name == "Cached"
         if state.name == "TimedOut":
             return make_record(planned, status=FAILED, error=f"timed out: {state.message}"[:2000]), False
-        return make_record(planned, status=FAILED, attempts=failed_attempts(state, self.attempts_allowed),
-                           error=(state.message or state.name)[:2000]), False
+        return make_record(
+            planned,
+            status=FAILED,
+            attempts=failed_attempts(state, self.attempts_allowed),
+            error=(state.message or state.name)[:2000],
+        ), False
 
 
 def run_grid(session: SweepSession, *, fuse: str = "auto", max_fused: int | None = None) -> dict:
@@ -157,20 +182,43 @@ def run_grid(session: SweepSession, *, fuse: str = "auto", max_fused: int | None
             todo.append(item)
     skipped = len(planned) - len(todo)
     progress_id = create_progress_artifact(
-        progress=100.0 * skipped / max(len(planned), 1), key=progress_key(session.preset, out),
-        description=progress_description(counts, len(planned), 0.0))
+        progress=100.0 * skipped / max(len(planned), 1),
+        key=progress_key(session.preset, out),
+        description=progress_description(counts, len(planned), 0.0),
+    )
     if skipped:
-        logger.info("[%d/%d] finished earlier with the same config, code and data versions (cache key): "
-                    "%d counted as cached, not submitted", skipped, len(planned), skipped)
+        logger.info(
+            "[%d/%d] finished earlier with the same config, code and data versions (cache key): "
+            "%d counted as cached, not submitted",
+            skipped,
+            len(planned),
+            skipped,
+        )
     with session.running(cluster=bool(todo)) as runner:  # no cluster when every experiment finished earlier
         if todo:  # fusion groups (flows/fused_run.py) and one task per experiment left, side by side
             groups, todo = submit_groups(
-                todo, fuse=fuse, max_fused=max_fused, resource=plan.resource, runner=runner, out=out,
-                code_version=session.version, data_version=data_version, key_of=key_of, logger=logger)
+                todo,
+                fuse=fuse,
+                max_fused=max_fused,
+                resource=plan.resource,
+                runner=runner,
+                out=out,
+                code_version=session.version,
+                data_version=data_version,
+                key_of=key_of,
+                logger=logger,
+            )
             collector = GridCollector(
-                Completions(runner), lambda item: session.submit(runner, task_fn, parameters(item)),
+                Completions(runner),
+                lambda item: session.submit(runner, task_fn, parameters(item)),
                 lambda item: session.submit(runner, task_fn, parameters(item), whole_worker=True),
-                store, len(planned), progress_id, logger, counts=counts, key_of=key_of)
+                store,
+                len(planned),
+                progress_id,
+                logger,
+                counts=counts,
+                key_of=key_of,
+            )
             counts = collector.run(todo, groups)
     wall = time.monotonic() - t0
     write_manifest(out, **manifest, finished_at=now_iso())

@@ -2,6 +2,7 @@
 ddrsa/sweep/spec.py) and `SweepOptions` (where and how). The flow's signature and docstring,
 the command line (flows/sweep_cli.py) and the launcher's form (deployments/launcher.py) derive
 from them."""
+
 from __future__ import annotations
 
 import inspect
@@ -20,56 +21,78 @@ class SweepOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    preset: str | None = Field(None, description="named study (deployments/presets.py); the grid and "
-                                                 "training fields given next to it override it")
-    output_dir: str = Field("parallel_experiments", description="results folder (resumable: finished "
-                                                                "experiments are not trained again)")
-    gpus_per_experiment: float = Field(1.0, gt=0, le=1, description="share of a GPU (or CPU worker) per "
-                                                                    "experiment; 0.25 packs four")
-    scheduler_address: str | None = Field(None, description="run on an existing Dask cluster "
-                                                            "(tcp://host:8786)")
-    n_workers: int | None = Field(None, ge=1, description="local workers (default: one per GPU, else "
-                                                          "per core pair)")
+    preset: str | None = Field(
+        None,
+        description="named study (deployments/presets.py); the grid and training fields given next to it override it",
+    )
+    output_dir: str = Field(
+        "parallel_experiments", description="results folder (resumable: finished experiments are not trained again)"
+    )
+    gpus_per_experiment: float = Field(
+        1.0, gt=0, le=1, description="share of a GPU (or CPU worker) per experiment; 0.25 packs four"
+    )
+    scheduler_address: str | None = Field(None, description="run on an existing Dask cluster (tcp://host:8786)")
+    n_workers: int | None = Field(None, ge=1, description="local workers (default: one per GPU, else per core pair)")
     fresh: bool = Field(False, description="ignore earlier results in the output folder")
-    run_analysis: bool = Field(True, description="run the analysis subflow (report.html) at the end; "
-                                                 "--no-analysis skips it",
-                               json_schema_extra={"flag": "--no-analysis"})
-    append_to_history: bool = Field(False, description="append this sweep's best results to "
-                                                       "OUTPUT_DIR/sweep_history.jsonl (nightly trend)")
+    run_analysis: bool = Field(
+        True,
+        description="run the analysis subflow (report.html) at the end; --no-analysis skips it",
+        json_schema_extra={"flag": "--no-analysis"},
+    )
+    append_to_history: bool = Field(
+        False, description="append this sweep's best results to OUTPUT_DIR/sweep_history.jsonl (nightly trend)"
+    )
     experiment_timeout: float | None = Field(
-        None, gt=0, description="fail an experiment still running after this many seconds (per attempt; "
-                                "not retried)", json_schema_extra={"metavar": "SECONDS"})
+        None,
+        gt=0,
+        description="fail an experiment still running after this many seconds (per attempt; not retried)",
+        json_schema_extra={"metavar": "SECONDS"},
+    )
     # adaptive search (flows/search.py, ddrsa/sweep/halving.py, ddrsa/sweep/tpe.py)
     search: typing.Literal["grid", "halving", "tpe"] = Field(
-        "grid", description="grid: train every grid point to the end; halving: asynchronous successive "
-                            "halving (ASHA) over the grid, ranked on validation loss at each rung; tpe: Optuna "
-                            "TPE for --n-trials trials, pruned on the same rungs. For tpe a grid flag with two "
-                            "values is a range (log-uniform for learning rates and batch sizes), with three or "
-                            "more (or --models) a categorical choice; seeds are not searched (first one)")
-    min_epochs: int | None = Field(None, ge=1, description="halving/tpe: epochs of the first rung (default "
-                                                           "num_epochs / eta^2); rungs r, r*eta, ... up to "
-                                                           "--num-epochs", json_schema_extra={"metavar": "R"})
-    reduction_factor: int = Field(3, ge=2, description="halving/tpe: eta, keep the best 1/eta at each rung",
-                                  json_schema_extra={"metavar": "ETA"})
-    n_trials: int | None = Field(None, ge=1, description="tpe: number of trials",
-                                 json_schema_extra={"metavar": "N"})
+        "grid",
+        description="grid: train every grid point to the end; halving: asynchronous successive "
+        "halving (ASHA) over the grid, ranked on validation loss at each rung; tpe: Optuna "
+        "TPE for --n-trials trials, pruned on the same rungs. For tpe a grid flag with two "
+        "values is a range (log-uniform for learning rates and batch sizes), with three or "
+        "more (or --models) a categorical choice; seeds are not searched (first one)",
+    )
+    min_epochs: int | None = Field(
+        None,
+        ge=1,
+        description="halving/tpe: epochs of the first rung (default "
+        "num_epochs / eta^2); rungs r, r*eta, ... up to "
+        "--num-epochs",
+        json_schema_extra={"metavar": "R"},
+    )
+    reduction_factor: int = Field(
+        3, ge=2, description="halving/tpe: eta, keep the best 1/eta at each rung", json_schema_extra={"metavar": "ETA"}
+    )
+    n_trials: int | None = Field(None, ge=1, description="tpe: number of trials", json_schema_extra={"metavar": "N"})
     # fused training (ddrsa/fused, flows/fused_run.py)
     fuse: typing.Literal["auto", "on", "off"] = Field(
-        "auto", description="train RNN experiments that differ only in learning rate, lambda, NASA weight, "
-                            "dropout and seed as one stacked model per group, each member still its own "
-                            "experiment (same results): on, off, or auto = on a GPU only (on a CPU fusion "
-                            "measured slower, BENCHMARKS.md); grid search only")
-    max_fused: int | None = Field(None, ge=2, description="most experiments per fused group (default: "
-                                                          "block-diagonal hidden size <= 1024, i.e. paper 64, "
-                                                          "*_basic 16, *_deep 8)",
-                                  json_schema_extra={"metavar": "N"})
+        "auto",
+        description="train RNN experiments that differ only in learning rate, lambda, NASA weight, "
+        "dropout and seed as one stacked model per group, each member still its own "
+        "experiment (same results): on, off, or auto = on a GPU only (on a CPU fusion "
+        "measured slower, BENCHMARKS.md); grid search only",
+    )
+    max_fused: int | None = Field(
+        None,
+        ge=2,
+        description="most experiments per fused group (default: "
+        "block-diagonal hidden size <= 1024, i.e. paper 64, "
+        "*_basic 16, *_deep 8)",
+        json_schema_extra={"metavar": "N"},
+    )
 
 
 SPEC_FIELDS = tuple(SweepSpec.model_fields)
 FLOW_FIELDS = tuple(SweepOptions.model_fields)
 # Flags that choose how to run, not what to train: alone they keep the quick `default` preset.
-RUN_ONLY_FIELDS = tuple(name for name, info in SweepSpec.model_fields.items()
-                        if (info.json_schema_extra or {}).get("run_only"))
+RUN_ONLY_FIELDS = tuple(
+    name for name, info in SweepSpec.model_fields.items() if (info.json_schema_extra or {}).get("run_only")
+)
 
 
 def build_spec(preset: str | None, overrides: dict) -> SweepSpec:
@@ -86,6 +109,7 @@ def build_spec(preset: str | None, overrides: dict) -> SweepSpec:
 
 
 # --------------------------------------------------------------------------- derived from the models
+
 
 def parameter_fields() -> dict:
     """Every flow parameter's FieldInfo: the spec's fields, then the options'."""
@@ -113,8 +137,7 @@ def flow_signature() -> inspect.Signature:
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=optional))
     for name, info in SweepOptions.model_fields.items():
         ann = typing.Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info.default,
-                                        annotation=ann))
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info.default, annotation=ann))
     return inspect.Signature(params, return_annotation=dict)
 
 

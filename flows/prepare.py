@@ -1,4 +1,5 @@
 """Validate a sweep before it trains: expand the grid and load each distinct data set once."""
+
 from __future__ import annotations
 
 from ddrsa.config import ExperimentConfig

@@ -1,6 +1,7 @@
 """What the sweep tells its user about each experiment and about the whole: the `[n/N]` result line
 (each number named: test RMSE, val RMSE, benchmark RMSE only on official C-MAPSS test units) and the
 progress artifact's description (done, remaining, time left)."""
+
 from __future__ import annotations
 
 from ddrsa.status import COMPLETED, FAILED
@@ -23,8 +24,10 @@ def progress_description(counts: dict, total: int, elapsed_s: float) -> str:
     cached = int(counts.get("cached", 0))
     done = completed + failed + diverged
     remaining = max(total - done, 0)
-    text = (f"{done} of {total} done: {completed} completed ({cached} cached), {failed} failed, {diverged} diverged; "
-            f"{remaining} remaining")
+    text = (
+        f"{done} of {total} done: {completed} completed ({cached} cached), {failed} failed, {diverged} diverged; "
+        f"{remaining} remaining"
+    )
     if not remaining:
         return text.replace("; 0 remaining", "; finished")
     trained = done - cached
@@ -82,5 +85,7 @@ def time_text(record: dict) -> str:
 def result_line(record: dict, cached: bool = False, how: str = "") -> str:
     """One terminal/log line for a recorded experiment, after its `[n/N]` counter:
     `completed turbofan/paper/bs64_... (fused, 12 s) test RMSE 22.03 (val RMSE 22.11), test C-index 0.612`."""
-    return (f"{record['status']}{' (cached)' if cached else ''} {record.get('name')} ({how}{time_text(record)}) "
-            f"{metrics_text(record)}")
+    return (
+        f"{record['status']}{' (cached)' if cached else ''} {record.get('name')} ({how}{time_text(record)}) "
+        f"{metrics_text(record)}"
+    )

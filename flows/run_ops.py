@@ -13,6 +13,7 @@
   per epoch from ddrsa.trainer) go to Prefect's API as logs of the current task run, on any
   Dask worker (nothing to configure on the workers).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -152,4 +153,3 @@ def ddrsa_logs_to_prefect(name: str = "ddrsa"):
                 _installed.clear()
                 logger.setLevel(_saved[0])
                 logger.propagate = _saved[1]
-

@@ -1,5 +1,6 @@
 """The sweep's Dask task runner: starting it (with retries), its slots, and collecting its
 futures as they finish (`Completions`)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -33,8 +34,13 @@ def started_runner(plan, make_plan, logger, attempts: int = CLUSTER_START_ATTEMP
             stack.close()
             if attempt == attempts or make_plan is None:
                 raise
-            logger.warning("the Dask cluster failed to start (%s: %s); starting a fresh one (%d of %d)",
-                           type(exc).__name__, exc, attempt + 1, attempts)
+            logger.warning(
+                "the Dask cluster failed to start (%s: %s); starting a fresh one (%d of %d)",
+                type(exc).__name__,
+                exc,
+                attempt + 1,
+                attempts,
+            )
             plan = make_plan()
             continue
         with stack:

@@ -7,6 +7,7 @@ a table artifact `ddrsa-fleet-risk-<data name>` of the `top_n` riskiest units an
 `ddrsa-fleet-survival-<data name>` with the summary line and their survival curves (inline PNG).
 Deployed as `ddrsa-score/fleet-nightly` (prefect.yaml).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,14 @@ def score_run_name() -> str:
 
 
 @flow(name="ddrsa-score", flow_run_name=score_run_name)
-def ddrsa_score(model_dir: str, data_path: str, output_dir: str = "fleet_scores", top_n: int = 10,
-                window: int | None = None, threshold: float = 0.5) -> dict:
+def ddrsa_score(
+    model_dir: str,
+    data_path: str,
+    output_dir: str = "fleet_scores",
+    top_n: int = 10,
+    window: int | None = None,
+    threshold: float = 0.5,
+) -> dict:
     """Score every unit of `data_path` at its last step with the package `model_dir`; write
     OUTPUT_DIR/<data name>-<UTC time>.csv (and <data name>-latest.csv) and the survival chart;
     publish the `top_n` riskiest units. Returns {"scores", "n_units", "n_intervene", "summary"}."""
@@ -60,17 +67,24 @@ def ddrsa_score(model_dir: str, data_path: str, output_dir: str = "fleet_scores"
     write_data(out / f"{name}-latest.csv", text)
     summary = summary_line(df, package, data_path)
     top = df.head(top_n)
-    create_table_artifact(top.astype(object).where(top.notna(), None).to_dict(orient="records"),
-                          key=artifact_key(f"ddrsa-fleet-risk-{name}"),
-                          description=f"The {len(top)} units of {name} most at risk (riskiest first): {summary}")
-    chart = save_chart(survival_curves(df, top_n, title=f"{name}: units most at risk"), out,
-                       f"{name}-survival")
-    create_markdown_artifact(f"{summary}\n\n{embedded_png(chart['png'], 'survival curves')}",
-                             key=artifact_key(f"ddrsa-fleet-survival-{name}"),
-                             description=f"Predicted survival curves of the {len(top)} riskiest units of {name}")
+    create_table_artifact(
+        top.astype(object).where(top.notna(), None).to_dict(orient="records"),
+        key=artifact_key(f"ddrsa-fleet-risk-{name}"),
+        description=f"The {len(top)} units of {name} most at risk (riskiest first): {summary}",
+    )
+    chart = save_chart(survival_curves(df, top_n, title=f"{name}: units most at risk"), out, f"{name}-survival")
+    create_markdown_artifact(
+        f"{summary}\n\n{embedded_png(chart['png'], 'survival curves')}",
+        key=artifact_key(f"ddrsa-fleet-survival-{name}"),
+        description=f"Predicted survival curves of the {len(top)} riskiest units of {name}",
+    )
     logger.info("%s; scores in %s", summary, stamped)
-    return {"scores": str(stamped), "n_units": len(df), "n_intervene": int(df["intervene_now"].sum()),
-            "summary": summary}
+    return {
+        "scores": str(stamped),
+        "n_units": len(df),
+        "n_intervene": int(df["intervene_now"].sum()),
+        "summary": summary,
+    }
 
 
 def main(argv=None) -> int:

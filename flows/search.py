@@ -16,6 +16,7 @@ Records (all_results.json) carry `search`, `rung` (index of the highest rung rea
 `rung_epochs`, `epochs_trained`, `promoted`; a configuration the search stopped before the last
 rung has `status: stopped_early` and no test metrics (it is never ranked).
 """
+
 from __future__ import annotations
 
 import random
@@ -28,8 +29,16 @@ from ddrsa.policy import INTERVENTION_TTE, intervention_metrics
 from ddrsa.status import COMPLETED, DIVERGED, FAILED, PAUSED, STOPPED_EARLY
 from ddrsa.sweep.halving import Asha, DecisionLog, replay, result_event
 from ddrsa.sweep.results import make_record, now_iso, write_manifest
-from ddrsa.sweep.tpe import (STUDY_FILE, describe_space, fields_of, finite_or_none, open_study, rungs_for,
-                             search_space, suggest)
+from ddrsa.sweep.tpe import (
+    STUDY_FILE,
+    describe_space,
+    fields_of,
+    finite_or_none,
+    open_study,
+    rungs_for,
+    search_space,
+    suggest,
+)
 from flows.prepare import data_key
 from flows.runner import Completions, slot_count
 from flows.session import SweepSession
@@ -56,8 +65,13 @@ def objective(record: dict, spec) -> float | None:
     miss rate is closest to spec.miss_rate (ddrsa/policy.py; None, i.e. worst, when undefined)."""
     if getattr(spec, "search_objective", "val_loss") != "intervention":
         return _val_loss(record)
-    metrics = (record.get("metrics") if record["status"] == COMPLETED else
-               record.get("val_policy") if record["status"] == PAUSED else None) or {}
+    metrics = (
+        record.get("metrics")
+        if record["status"] == COMPLETED
+        else record.get("val_policy")
+        if record["status"] == PAUSED
+        else None
+    ) or {}
     return finite_or_none(intervention_metrics(metrics, spec.miss_rate)[val_key(INTERVENTION_TTE)])
 
 
@@ -70,8 +84,9 @@ def _val_loss(record: dict) -> float | None:
     return None
 
 
-def run_search(session: SweepSession, *, search: str, min_epochs=None, reduction_factor: int = 3,
-               n_trials=None) -> dict:
+def run_search(
+    session: SweepSession, *, search: str, min_epochs=None, reduction_factor: int = 3, n_trials=None
+) -> dict:
     """The body of the flow `ddrsa-sweep` for `search` halving or tpe (the grid is flows/grid.py);
     its settings were checked (ddrsa/sweep/tpe.py `check_search`)."""
     spec, planned, out, logger = session.spec, session.planned, session.out, session.logger
@@ -81,11 +96,23 @@ def run_search(session: SweepSession, *, search: str, min_epochs=None, reduction
     store = session.open_store()
     task_fn = session.task()
     data_version = session.data_versions[data_key(planned[0].config)]
-    settings = {"search": search, "rungs": rungs, "reduction_factor": eta, "n_trials": n_trials,
-                "full_grid_epochs": len(planned) * spec.num_epochs, "grid_size": len(planned)}
+    settings = {
+        "search": search,
+        "rungs": rungs,
+        "reduction_factor": eta,
+        "n_trials": n_trials,
+        "full_grid_epochs": len(planned) * spec.num_epochs,
+        "grid_size": len(planned),
+    }
     manifest = session.manifest(search=settings)
-    logger.info("ddrsa-sweep --search %s: rungs %s epochs, eta %d, on %s; output %s", search, rungs, eta,
-                session.plan.description, out)
+    logger.info(
+        "ddrsa-sweep --search %s: rungs %s epochs, eta %d, on %s; output %s",
+        search,
+        rungs,
+        eta,
+        session.plan.description,
+        out,
+    )
     t0 = time.monotonic()
     with session.running() as runner:
         completions = Completions(runner)
@@ -99,24 +126,39 @@ def run_search(session: SweepSession, *, search: str, min_epochs=None, reduction
             write_manifest(out, planned=[p.as_dict() for p in planned], **manifest)
             items, summary = _halving(planned, rungs, eta, out, store, submit, completions, slots, logger, spec)
         else:
-            items, summary = _tpe(spec, planned, rungs, eta, n_trials, out, store, submit, completions, slots,
-                                  logger, manifest)
+            items, summary = _tpe(
+                spec, planned, rungs, eta, n_trials, out, store, submit, completions, slots, logger, manifest
+            )
     wall = time.monotonic() - t0
     settings.update(summary, wall_seconds=wall)
-    write_manifest(out, planned=items, **{**manifest, "extra": {**manifest["extra"], "search": settings}},
-                   finished_at=now_iso())
+    write_manifest(
+        out, planned=items, **{**manifest, "extra": {**manifest["extra"], "search": settings}}, finished_at=now_iso()
+    )
     records = store.records()
     counts = {s: sum(r["status"] == s for r in records) for s in (COMPLETED, FAILED, DIVERGED, STOPPED_EARLY)}
-    logger.info("ddrsa-sweep --search %s finished in %.0f s: %s; %d of the full grid's %d epochs (%.0f%%)",
-                search, wall, counts, summary["epochs_trained"], settings["full_grid_epochs"],
-                100.0 * summary["epochs_trained"] / max(settings["full_grid_epochs"], 1))
-    return session.analyse({"output_dir": str(out), "n_experiments": len(items), "wall_seconds": wall,
-                            "cached": summary["cached"], **counts, "search": settings})
+    logger.info(
+        "ddrsa-sweep --search %s finished in %.0f s: %s; %d of the full grid's %d epochs (%.0f%%)",
+        search,
+        wall,
+        counts,
+        summary["epochs_trained"],
+        settings["full_grid_epochs"],
+        100.0 * summary["epochs_trained"] / max(settings["full_grid_epochs"], 1),
+    )
+    return session.analyse(
+        {
+            "output_dir": str(out),
+            "n_experiments": len(items),
+            "wall_seconds": wall,
+            "cached": summary["cached"],
+            **counts,
+            "search": settings,
+        }
+    )
 
 
 # ------------------------------------------------------------------------------------------ halving
-def _halving(planned, rungs, eta, out, store, submit, completions, slots, logger,
-             spec=None) -> tuple[list[dict], dict]:
+def _halving(planned, rungs, eta, out, store, submit, completions, slots, logger, spec=None) -> tuple[list[dict], dict]:
     items = {p.experiment_id: p.as_dict() for p in planned}
     # configurations start in a fixed shuffled order: in grid order (sorted learning rates, ...) each
     # newcomer can beat the ones before it and ASHA would promote nearly all (measured: 58 of 72)
@@ -127,13 +169,15 @@ def _halving(planned, rungs, eta, out, store, submit, completions, slots, logger
     header = {"event": "header", "search": "halving", "rungs": rungs, "eta": eta, "ids": ids}
     events = log.read()
     if events and events[0] != header:
-        raise DDRSAError(f"{log.path} holds another search (other grid, rungs or eta); use --fresh or "
-                         "another --output-dir")
+        raise DDRSAError(
+            f"{log.path} holds another search (other grid, rungs or eta); use --fresh or another --output-dir"
+        )
     if not events:
         log.append(header)
     if replay(asha, events):
-        logger.info("resuming the search: %d decisions replayed, %d runs in flight again", len(events) - 1,
-                    len(asha.pending()))
+        logger.info(
+            "resuming the search: %d decisions replayed, %d runs in flight again", len(events) - 1, len(asha.pending())
+        )
     for cid, r in asha.pending():
         submit(items[cid], rungs[r], (cid, r))
     cached = 0
@@ -152,20 +196,32 @@ def _halving(planned, rungs, eta, out, store, submit, completions, slots, logger
         log.append(event)
         asha.apply(event)
         store.upsert(_annotate(record, "halving", rung, rungs, asha.outcome(cid)["promoted"], stopped=False))
-        logger.info("rung %d (%d epochs) %s%s %s val_loss %s", rung, rungs[rung], record["status"],
-                    " (cached)" if was_cached else "", record["name"], event["val_loss"])
+        logger.info(
+            "rung %d (%d epochs) %s%s %s val_loss %s",
+            rung,
+            rungs[rung],
+            record["status"],
+            " (cached)" if was_cached else "",
+            record["name"],
+            event["val_loss"],
+        )
     for cid in asha.started:  # final statuses: a paused run the search did not promote stopped early
         record = store.get(cid)
         if record is not None:
             outcome = asha.outcome(cid)
-            store.upsert(_annotate(record, "halving", outcome["rung"], rungs, outcome["promoted"],
-                                   stopped=outcome["stopped_early"]))
-    return list(items.values()), {"epochs_trained": asha.total_epochs(), "cached": cached,
-                                  "configurations_started": len(asha.started)}
+            store.upsert(
+                _annotate(
+                    record, "halving", outcome["rung"], rungs, outcome["promoted"], stopped=outcome["stopped_early"]
+                )
+            )
+    return list(items.values()), {
+        "epochs_trained": asha.total_epochs(),
+        "cached": cached,
+        "configurations_started": len(asha.started),
+    }
 
 
-def _annotate(record: dict, search: str, rung: int | None, rungs: list[int], promoted: bool,
-              stopped: bool) -> dict:
+def _annotate(record: dict, search: str, rung: int | None, rungs: list[int], promoted: bool, stopped: bool) -> dict:
     """The record with the search's fields; a paused run the search `stopped` becomes stopped_early."""
     out = dict(record, search=search, rung=rung, rung_epochs=rungs, promoted=bool(promoted))
     if stopped and out["status"] == PAUSED:
@@ -176,9 +232,13 @@ def _annotate(record: dict, search: str, rung: int | None, rungs: list[int], pro
 # ---------------------------------------------------------------------------------------------- tpe
 def _trial_item(base: ExperimentConfig, fields: dict, number: int) -> dict:
     config = ExperimentConfig(**{**base.model_dump(), **fields})
-    return {"index": number, "experiment_id": f"{config.experiment_id()}-t{number}",
-            "name": f"trial{number}/{config.display_name()}", "run_dir": f"logs/tpe/trial{number:04d}",
-            "config": config.model_dump(mode="json")}
+    return {
+        "index": number,
+        "experiment_id": f"{config.experiment_id()}-t{number}",
+        "name": f"trial{number}/{config.display_name()}",
+        "run_dir": f"logs/tpe/trial{number:04d}",
+        "config": config.model_dump(mode="json"),
+    }
 
 
 def _tpe(spec, planned, rungs, eta, n_trials, out, store, submit, completions, slots, logger, manifest):
@@ -188,8 +248,9 @@ def _tpe(spec, planned, rungs, eta, n_trials, out, store, submit, completions, s
     space = search_space(spec)
     base = planned[0].config
     study = open_study(out, rungs, eta, seed=base.seed)
-    logger.info("TPE over %s; %d trials, pruning by successive halving on rungs %s", describe_space(space),
-                n_trials, rungs)
+    logger.info(
+        "TPE over %s; %d trials, pruning by successive halving on rungs %s", describe_space(space), n_trials, rungs
+    )
     items: dict[int, dict] = {}
     for frozen in study.get_trials(deepcopy=False):
         items[frozen.number] = _trial_item(base, fields_of(frozen.params, space), frozen.number)
@@ -199,8 +260,9 @@ def _tpe(spec, planned, rungs, eta, n_trials, out, store, submit, completions, s
         trial = optuna.trial.Trial(study, frozen._trial_id)
         submit(items[frozen.number], rungs[rung], (trial, rung))
     if len(completions):
-        logger.info("resuming the study: %d trials told, %d running again", len(items) - len(completions),
-                    len(completions))
+        logger.info(
+            "resuming the study: %d trials told, %d running again", len(items) - len(completions), len(completions)
+        )
     cached = 0
     while True:
         while len(completions) < slots and len(study.trials) < n_trials:
@@ -219,10 +281,17 @@ def _tpe(spec, planned, rungs, eta, n_trials, out, store, submit, completions, s
         if record["status"] == PAUSED and not last:
             trial.report(value, rungs[rung])
             pruned = trial.should_prune()
-            store.upsert(_annotate(dict(record, trial=trial.number), "tpe", rung, rungs, not pruned or rung > 0,
-                                   stopped=pruned))
-            logger.info("trial %d rung %d (%d epochs) val_loss %s: %s", trial.number, rung, rungs[rung], value,
-                        "pruned" if pruned else "continues")
+            store.upsert(
+                _annotate(dict(record, trial=trial.number), "tpe", rung, rungs, not pruned or rung > 0, stopped=pruned)
+            )
+            logger.info(
+                "trial %d rung %d (%d epochs) val_loss %s: %s",
+                trial.number,
+                rung,
+                rungs[rung],
+                value,
+                "pruned" if pruned else "continues",
+            )
             if pruned:
                 study.tell(trial, state=TrialState.PRUNED)
             else:
@@ -234,13 +303,23 @@ def _tpe(spec, planned, rungs, eta, n_trials, out, store, submit, completions, s
             study.tell(trial, value)
         if record["status"] != PAUSED:
             store.upsert(_annotate(dict(record, trial=trial.number), "tpe", rung, rungs, rung > 0, stopped=False))
-        logger.info("trial %d rung %d %s%s val_loss %s", trial.number, rung, record["status"],
-                    " (cached)" if was_cached else "", value)
+        logger.info(
+            "trial %d rung %d %s%s val_loss %s",
+            trial.number,
+            rung,
+            record["status"],
+            " (cached)" if was_cached else "",
+            value,
+        )
     epochs = sum((r.get("epochs_trained") or 0) for r in store.records())
     best = None
     try:
         best = {"number": study.best_trial.number, "value": study.best_value, "params": study.best_params}
     except ValueError:  # no completed trial
         pass
-    return list(items.values()), {"epochs_trained": epochs, "cached": cached, "trials": len(study.trials),
-                                  "best_trial": best}
+    return list(items.values()), {
+        "epochs_trained": epochs,
+        "cached": cached,
+        "trials": len(study.trials),
+        "best_trial": best,
+    }

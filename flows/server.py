@@ -28,6 +28,7 @@ uses; re-checked against Prefect 3.9.1, issue 14): it runs the same app
   retried on another port until the timeout, instead of being reported at once with the log;
 - it is stopped by atexit only: a SIGKILLed sweep leaves it listening (here PR_SET_PDEATHSIG).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -93,8 +94,9 @@ def _log_tail(log_path: Path | None, chars: int = 1500) -> str:
     return "; server log ends: " + Path(log_path).read_text(errors="replace")[-chars:].strip()
 
 
-def start_server(port: int | None = None, log_path: Path | None = None, home: Path | None = None,
-                 database: str | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(
+    port: int | None = None, log_path: Path | None = None, home: Path | None = None, database: str | None = None
+) -> tuple[subprocess.Popen, str]:
     """Start Prefect's API and UI on 127.0.0.1 (a free port unless `port`); return (process, api_url).
 
     `home`: the server's PREFECT_HOME (created); `database`: its connection URL. Unset, both come
@@ -117,18 +119,37 @@ def start_server(port: int | None = None, log_path: Path | None = None, home: Pa
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent),
-             "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-            env=env, stdout=out, stderr=out, preexec_fn=_die_with_parent)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                str(Path(prefect.__file__).parent.parent),
+                "--factory",
+                "prefect.server.api.server:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "error",
+                "--lifespan",
+                "on",
+            ],
+            env=env,
+            stdout=out,
+            stderr=out,
+            preexec_fn=_die_with_parent,
+        )
     finally:
         if log_path:
             out.close()  # the child keeps its own descriptor
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"Prefect server exited with code {proc.returncode} during start-up"
-                               + _log_tail(log_path))
+            raise RuntimeError(
+                f"Prefect server exited with code {proc.returncode} during start-up" + _log_tail(log_path)
+            )
         try:
             if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
                 return proc, api_url
@@ -136,8 +157,7 @@ def start_server(port: int | None = None, log_path: Path | None = None, home: Pa
             pass
         time.sleep(0.25)
     stop_server(proc)
-    raise RuntimeError(f"Prefect server did not answer on {api_url} within {STARTUP_TIMEOUT_S} s"
-                       + _log_tail(log_path))
+    raise RuntimeError(f"Prefect server did not answer on {api_url} within {STARTUP_TIMEOUT_S} s" + _log_tail(log_path))
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -163,8 +183,10 @@ def api_server(output_dir: Path | None = None, log_path: Path | None = None, ech
     t0 = time.monotonic()
     proc, api_url = start_server(log_path=log_path, home=home, database=database)
     where = f"; database: {describe_database(database)}" if database else ""
-    echo(f"Prefect server started on {api_url.removesuffix('/api')} in {time.monotonic() - t0:.0f} s{where} "
-         "(UI there while this command runs; set PREFECT_API_URL to use your own server)")
+    echo(
+        f"Prefect server started on {api_url.removesuffix('/api')} in {time.monotonic() - t0:.0f} s{where} "
+        "(UI there while this command runs; set PREFECT_API_URL to use your own server)"
+    )
     os.environ["PREFECT_API_URL"] = api_url  # for child processes (Dask workers)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 

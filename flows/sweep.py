@@ -1,8 +1,9 @@
 """`ddrsa-sweep`: train every grid point on a Dask cluster, resumably, then analyse.
 
-    python flows/sweep.py                      # small default sweep (see --help)
-    python flows/sweep.py --preset batch-study --num-epochs 20
+python flows/sweep.py                      # small default sweep (see --help)
+python flows/sweep.py --preset batch-study --num-epochs 20
 """
+
 from __future__ import annotations
 
 import sys
@@ -31,10 +32,10 @@ from prefect import flow, get_run_logger
 
 from ddrsa.sweep.results import SweepLock, check_output_dir
 from ddrsa.sweep.tpe import check_search
+from flows.final_state import state_summary, sweep_state
 from flows.grid import run_grid
 from flows.options import FLOW_FIELDS, SPEC_FIELDS, build_spec, flow_docstring, flow_signature
 from flows.prepare import prepare
-from flows.final_state import state_summary, sweep_state
 from flows.run_ops import sweep_run_name
 from flows.search import run_search
 from flows.session import SweepSession
@@ -53,18 +54,33 @@ def ddrsa_sweep(**params) -> dict:
     out = check_output_dir(Path(params["output_dir"])).resolve()
     options = {k: params[k] for k in FLOW_FIELDS if k != "output_dir"}
     with SweepLock(out):
-        return sweep_state(run_sweep(spec, planned, data_versions, out, logger, **options),
-                           {p.experiment_id for p in planned})
+        return sweep_state(
+            run_sweep(spec, planned, data_versions, out, logger, **options), {p.experiment_id for p in planned}
+        )
 
 
 ddrsa_sweep.__signature__ = flow_signature()
 ddrsa_sweep.__doc__ = flow_docstring(FLOW_SUMMARY)
-ddrsa_sweep = flow(name="ddrsa-sweep", log_prints=True, description=FLOW_SUMMARY,
-                   flow_run_name=sweep_run_name)(ddrsa_sweep)
+ddrsa_sweep = flow(name="ddrsa-sweep", log_prints=True, description=FLOW_SUMMARY, flow_run_name=sweep_run_name)(
+    ddrsa_sweep
+)
 
 
-def run_sweep(spec, planned, data_versions, out: Path, logger, *, search: str = "grid", min_epochs=None,
-              reduction_factor: int = 3, n_trials=None, fuse: str = "auto", max_fused=None, **session_options) -> dict:
+def run_sweep(
+    spec,
+    planned,
+    data_versions,
+    out: Path,
+    logger,
+    *,
+    search: str = "grid",
+    min_epochs=None,
+    reduction_factor: int = 3,
+    n_trials=None,
+    fuse: str = "auto",
+    max_fused=None,
+    **session_options,
+) -> dict:
     """Dispatch to the grid (flows/grid.py) or an adaptive search (flows/search.py), each in a
     SweepSession; `session_options`: the other SweepOptions fields."""
     if search == "grid":
@@ -72,8 +88,9 @@ def run_sweep(spec, planned, data_versions, out: Path, logger, *, search: str = 
         return run_grid(session, fuse=fuse, max_fused=max_fused)
     check_search(spec, search, min_epochs, reduction_factor, n_trials, fuse)  # runs started from the UI too
     session = SweepSession(spec, planned, data_versions, out, logger, **session_options)
-    return run_search(session, search=search, min_epochs=min_epochs, reduction_factor=reduction_factor,
-                      n_trials=n_trials)
+    return run_search(
+        session, search=search, min_epochs=min_epochs, reduction_factor=reduction_factor, n_trials=n_trials
+    )
 
 
 def main(params: dict) -> int:
@@ -88,9 +105,11 @@ def main(params: dict) -> int:
         summary = state_summary(state)  # raises what the flow raised (folder held by another sweep, ...)
     from reports.tables import folder_data_sources
 
-    print(f"{summary['completed']} completed ({summary['cached']} cached), {summary['failed']} failed, "
-          f"{summary['diverged']} diverged of {summary['n_experiments']} in {summary['wall_seconds']:.0f} s; "
-          f"data: {folder_data_sources(summary['output_dir'])}; results in {summary['output_dir']}")
+    print(
+        f"{summary['completed']} completed ({summary['cached']} cached), {summary['failed']} failed, "
+        f"{summary['diverged']} diverged of {summary['n_experiments']} in {summary['wall_seconds']:.0f} s; "
+        f"data: {folder_data_sources(summary['output_dir'])}; results in {summary['output_dir']}"
+    )
     for line in (summary.get("analysis") or {}).get("winners", []):
         print(f"  {line}")
     for name, folder in (summary.get("packages") or {}).items():

@@ -3,6 +3,7 @@
 Bad input answers in well under a second with one line and exit code 2; nothing is written and
 no server or cluster starts until the grid, the data and the output folder have been checked.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,7 @@ from pydantic import ValidationError
 from ddrsa.cli import field_kind
 from ddrsa.errors import DDRSAError
 from ddrsa.sweep.spec import GRID_AXES, PlannedExperiment, SweepSpec, expand
-from flows.options import (FLOW_FIELDS, SPEC_FIELDS, SweepOptions, build_spec, flag, options_error,
-                           parameter_fields)
+from flows.options import FLOW_FIELDS, SPEC_FIELDS, SweepOptions, build_spec, flag, options_error, parameter_fields
 
 
 def _add_argument(group, name: str, info, from_preset: bool) -> None:
@@ -42,10 +42,12 @@ def _add_argument(group, name: str, info, from_preset: bool) -> None:
 def build_parser():
     from ddrsa.cli import OneLineParser
 
-    p = OneLineParser(prog="python flows/sweep.py",
-                      description="Run a DDRSA hyperparameter sweep (Prefect flow `ddrsa-sweep`) on a "
-                                  "Dask cluster. Each grid flag takes one or more values; the grid is "
-                                  "their Cartesian product. Flags next to --preset override it.")
+    p = OneLineParser(
+        prog="python flows/sweep.py",
+        description="Run a DDRSA hyperparameter sweep (Prefect flow `ddrsa-sweep`) on a "
+        "Dask cluster. Each grid flag takes one or more values; the grid is "
+        "their Cartesian product. Flags next to --preset override it.",
+    )
     grid = p.add_argument_group("grid (defaults: the `default` preset, or the chosen --preset)")
     run = p.add_argument_group("every experiment")
     for name, info in SweepSpec.model_fields.items():
@@ -79,9 +81,14 @@ def _print_grid(spec: SweepSpec, planned: list[PlannedExperiment]) -> None:
     print(f"  {'epochs':15s} {spec.num_epochs} (patience {spec.patience})")
     windows = "every window" if spec.window_stride == 1 else f"1 in {spec.window_stride} windows"
     units = f", first {spec.max_units} units" if spec.max_units else ""
-    print(f"  {'data':15s} K={spec.lookback_window} L={spec.pred_horizon}, {windows}{units}"
-          + (f", C-MAPSS {' '.join(spec.subset_list())}, {spec.test_split} test units"
-             if "turbofan" in spec.datasets else ""))
+    print(
+        f"  {'data':15s} K={spec.lookback_window} L={spec.pred_horizon}, {windows}{units}"
+        + (
+            f", C-MAPSS {' '.join(spec.subset_list())}, {spec.test_split} test units"
+            if "turbofan" in spec.datasets
+            else ""
+        )
+    )
     for item in planned:
         print(f"  {item.index:5d}  {item.name}")
 
@@ -94,8 +101,14 @@ def _print_groups(planned: list[PlannedExperiment], fuse: str, max_fused: int | 
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if not fuse_enabled(fuse, device):
-        why = ("--fuse auto fuses on a GPU only: on a CPU it measured slower than separate runs, "
-               "BENCHMARKS.md section 12; --fuse on fuses anyway") if fuse == "auto" else "--fuse off"
+        why = (
+            (
+                "--fuse auto fuses on a GPU only: on a CPU it measured slower than separate runs, "
+                "BENCHMARKS.md section 12; --fuse on fuses anyway"
+            )
+            if fuse == "auto"
+            else "--fuse off"
+        )
         print(f"fused training off ({why})")
         return
     groups, singles = plan_groups([p.as_dict() for p in planned], fuse, device, max_fused)
@@ -131,8 +144,7 @@ def preflight(argv) -> dict | None:
 
         from prefect.settings import PREFECT_API_URL
 
-        from flows.external import (EXTERNAL_RESOURCE, api_url_warning, check_cluster_resources,
-                                    check_scheduler_address)
+        from flows.external import EXTERNAL_RESOURCE, api_url_warning, check_cluster_resources, check_scheduler_address
 
         check_scheduler_address(args.scheduler_address)  # nothing listens: one line, at once
         hosts = check_cluster_resources(args.scheduler_address, EXTERNAL_RESOURCE, args.gpus_per_experiment)

@@ -1,5 +1,6 @@
 """The sweep's train task and what its caching rests on: the cache key, the results storage,
 the run folder's version stamp. Submitted by flows/grid.py and flows/search.py."""
+
 from __future__ import annotations
 
 import hashlib
@@ -29,8 +30,10 @@ def cache_key(_context, parameters: dict) -> str:
     folder = hashlib.sha256(str(parameters["output_dir"]).encode()).hexdigest()[:8]
     stop = parameters.get("stop_after_epoch")  # a search's rung: its own result (same run folder)
     rung = f"-e{stop}" if stop is not None and stop < parameters["planned"]["config"]["num_epochs"] else ""
-    return (f"ddrsa-{parameters['planned']['experiment_id']}-{parameters['code_version']}"
-            f"-{parameters['data_version']}-{folder}{rung}")
+    return (
+        f"ddrsa-{parameters['planned']['experiment_id']}-{parameters['code_version']}"
+        f"-{parameters['data_version']}-{folder}{rung}"
+    )
 
 
 def finished_under_key(record: dict | None, key: str, out: Path) -> bool:
@@ -39,8 +42,12 @@ def finished_under_key(record: dict | None, key: str, out: Path) -> bool:
     again it would only come back Cached, after ~0.2 s of orchestration (4.5 min for a finished
     full grid), so the sweep counts it as cached without submitting it. --fresh (records
     emptied), new code or new data (another key) still train."""
-    return (record is not None and record.get("status") in FINISHED and record.get("cache_key") == key
-            and (out / RESULTS_CACHE / key).is_file())
+    return (
+        record is not None
+        and record.get("status") in FINISHED
+        and record.get("cache_key") == key
+        and (out / RESULTS_CACHE / key).is_file()
+    )
 
 
 def result_storage(out: Path) -> LocalFileSystem:
@@ -64,11 +71,24 @@ def start_over_if_stale(run_dir: Path, code_version: str, data_version: str) -> 
     write_json(run_dir / VERSIONS_FILE, stamp)
 
 
-@task(name="train-experiment", task_run_name="{name}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S,
-      retry_condition_fn=retry_if_transient, cache_key_fn=cache_key, persist_result=True)
-def train_experiment(name: str, planned: dict, output_dir: str, code_version: str,
-                     data_version: str, gpus_per_experiment: float = 1.0,
-                     stop_after_epoch: int | None = None) -> dict:
+@task(
+    name="train-experiment",
+    task_run_name="{name}",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY_S,
+    retry_condition_fn=retry_if_transient,
+    cache_key_fn=cache_key,
+    persist_result=True,
+)
+def train_experiment(
+    name: str,
+    planned: dict,
+    output_dir: str,
+    code_version: str,
+    data_version: str,
+    gpus_per_experiment: float = 1.0,
+    stop_after_epoch: int | None = None,
+) -> dict:
     """Train one experiment (resuming its checkpoint) and return its result record.
 
     `stop_after_epoch` (adaptive search, flows/search.py): train up to that epoch only; the record
@@ -90,8 +110,14 @@ def train_experiment(name: str, planned: dict, output_dir: str, code_version: st
         started = now_iso()
         with injected_faults(name, attempt, run_dir) as fault:
             result = train(config, run_dir, inject_nan=fault == "nan", stop_after_epoch=stop_after_epoch)
-        record = make_record(planned, status=result.status, result=result.to_dict(), worker=worker_name(),
-                             attempts=attempt, started_at=started)
+        record = make_record(
+            planned,
+            status=result.status,
+            result=result.to_dict(),
+            worker=worker_name(),
+            attempts=attempt,
+            started_at=started,
+        )
         record["attempts_seconds"] = attempts_seconds(result.train_seconds)  # earlier attempts included
         if stop_after_epoch is not None:
             record["best_val_loss"] = result.best_val_loss

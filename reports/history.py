@@ -9,6 +9,7 @@ values those winners were chosen on: selection_rul_rmse, selection_concordance_i
 (per criterion); the line holds its TEST mean over seeds, never the minimum test value (which
 would be selection on the test set). `selected_on` says which data chose it.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,18 @@ from ddrsa.atomic import read_json_lines
 from reports.tables import best_configurations, completed, records_frame, write_atomic
 
 HISTORY_FILE = "sweep_history.jsonl"
-HISTORY_COLUMNS = ("timestamp", "run_label", "dataset", "model", "best_rul_rmse",
-                   "best_concordance_index", "n_completed", "selected_on", "selection_rul_rmse",
-                   "selection_concordance_index")
+HISTORY_COLUMNS = (
+    "timestamp",
+    "run_label",
+    "dataset",
+    "model",
+    "best_rul_rmse",
+    "best_concordance_index",
+    "n_completed",
+    "selected_on",
+    "selection_rul_rmse",
+    "selection_concordance_index",
+)
 
 
 def _finite(value: float) -> float | None:
@@ -45,7 +55,7 @@ def history_rows(records: list[dict], run_label: str, timestamp: str | None = No
     for (dataset, model), g in done.groupby(["dataset", "model"], sort=True):
         chosen = best[(best["dataset"] == dataset) & (best["model"] == model)].sort_values("subset", kind="stable")
 
-        def pick(criterion: str, metric: str) -> tuple[float | None, float | None, str | None]:
+        def pick(criterion: str, metric: str, chosen=chosen) -> tuple[float | None, float | None, str | None]:
             hit = chosen[chosen["criterion"] == criterion]
             if not len(hit):
                 return None, None, None
@@ -54,15 +64,26 @@ def history_rows(records: list[dict], run_label: str, timestamp: str | None = No
 
         rmse, rmse_score, selected_on = pick("RMSE", "rul_rmse")
         cindex, cindex_score, _ = pick("C-Index", "concordance_index")
-        rows.append({"timestamp": stamp, "run_label": run_label, "dataset": dataset, "model": model,
-                     "best_rul_rmse": rmse, "best_concordance_index": cindex,
-                     "n_completed": int(len(g)), "selected_on": selected_on,
-                     "selection_rul_rmse": rmse_score, "selection_concordance_index": cindex_score})
+        rows.append(
+            {
+                "timestamp": stamp,
+                "run_label": run_label,
+                "dataset": dataset,
+                "model": model,
+                "best_rul_rmse": rmse,
+                "best_concordance_index": cindex,
+                "n_completed": int(len(g)),
+                "selected_on": selected_on,
+                "selection_rul_rmse": rmse_score,
+                "selection_concordance_index": cindex_score,
+            }
+        )
     return rows
 
 
-def append_history(output_root: str | os.PathLike, records: list[dict], run_label: str | None = None,
-                   timestamp: str | None = None) -> int:
+def append_history(
+    output_root: str | os.PathLike, records: list[dict], run_label: str | None = None, timestamp: str | None = None
+) -> int:
     """Append this run's dataset/model bests to `output_root/sweep_history.jsonl`; returns lines added.
 
     The whole file is rewritten through a temporary file (atomic); an unreadable last line left by

@@ -14,6 +14,7 @@ test RMSE's 95% bootstrap interval over test units where the analysis computed o
 Retrain commands are not stored per row: the page holds `retrain_command`'s output for
 placeholder values once (`retrain_templates`) and fills in a row's values when it is opened or copied.
 """
+
 from __future__ import annotations
 
 import html
@@ -38,23 +39,50 @@ from reports.vega_page import script_json
 
 TOP_N = 10  # rows shown before "show all"
 # row fields holding exactly the text retrain_command writes for them (filled into the templates)
-COMMAND_FIELDS = ("dataset", "subset", "model", "batch_size", "learning_rate", "lambda_param", "nasa_weight",
-                  "dropout", "num_epochs", "seed", "cfg")
+COMMAND_FIELDS = (
+    "dataset",
+    "subset",
+    "model",
+    "batch_size",
+    "learning_rate",
+    "lambda_param",
+    "nasa_weight",
+    "dropout",
+    "num_epochs",
+    "seed",
+    "cfg",
+)
 # stand-ins for retrain_command's numeric fields (as it prints them) -> the row field filled in
-_SENTINELS = {"batch_size": -101, "learning_rate": -102.0, "lambda_param": -103.0, "nasa_weight": -104.0,
-              "dropout": -105.0, "num_epochs": -106, "seed": -107}
+_SENTINELS = {
+    "batch_size": -101,
+    "learning_rate": -102.0,
+    "lambda_param": -103.0,
+    "nasa_weight": -104.0,
+    "dropout": -105.0,
+    "num_epochs": -106,
+    "seed": -107,
+}
 # (field, header, kind): kind "text", "num" (a number), "ci" (a test metric with _ci_low/_ci_high)
-COLUMNS = [("rank", "rank", "num"), ("dataset", "dataset", "text"), ("subset", "subset", "text"),
-           ("model", "model", "text"), ("kind", "kind", "text"),
-           ("batch_size", "batch size", "num"), ("learning_rate", "learning rate", "num"),
-           ("lambda_param", "lambda", "num"), ("nasa_weight", "NASA weight", "num"), ("dropout", "dropout", "num"),
-           ("n_seeds", "seeds", "num"), ("rank_value", "ranked on: validation RMSE", "num"),
-           ("rul_rmse", "test RMSE [95% over seeds]", "ci"),
-           ("rul_rmse_units_low", "test RMSE: 95% over test units (bootstrap, seed-averaged)", "units"),
-           ("rul_mae", "test MAE [95% over seeds]", "ci"),
-           ("concordance_index", "test C-index [95% over seeds]", "ci"),
-           ("nasa_score", "test NASA score [95% over seeds]", "ci"),
-           ("data_source", "data source", "text")]
+COLUMNS = [
+    ("rank", "rank", "num"),
+    ("dataset", "dataset", "text"),
+    ("subset", "subset", "text"),
+    ("model", "model", "text"),
+    ("kind", "kind", "text"),
+    ("batch_size", "batch size", "num"),
+    ("learning_rate", "learning rate", "num"),
+    ("lambda_param", "lambda", "num"),
+    ("nasa_weight", "NASA weight", "num"),
+    ("dropout", "dropout", "num"),
+    ("n_seeds", "seeds", "num"),
+    ("rank_value", "ranked on: validation RMSE", "num"),
+    ("rul_rmse", "test RMSE [95% over seeds]", "ci"),
+    ("rul_rmse_units_low", "test RMSE: 95% over test units (bootstrap, seed-averaged)", "units"),
+    ("rul_mae", "test MAE [95% over seeds]", "ci"),
+    ("concordance_index", "test C-index [95% over seeds]", "ci"),
+    ("nasa_score", "test NASA score [95% over seeds]", "ci"),
+    ("data_source", "data source", "text"),
+]
 
 
 def _half_width(sd: pd.Series, n: pd.Series, confidence: float = 0.95) -> pd.Series:
@@ -79,9 +107,23 @@ def leaderboard_frame(df: pd.DataFrame) -> pd.DataFrame:
     """
     done = completed(df).reset_index(drop=True)
     if not len(done):
-        return pd.DataFrame(columns=["cfg", "rank", *CONFIG_KEYS, "kind", "n_seeds", "rank_value", "selected_on",
-                                     *METRICS, "data_source", "seed", "num_epochs", "rul_rmse_units_low",
-                                     "rul_rmse_units_high"])
+        return pd.DataFrame(
+            columns=[
+                "cfg",
+                "rank",
+                *CONFIG_KEYS,
+                "kind",
+                "n_seeds",
+                "rank_value",
+                "selected_on",
+                *METRICS,
+                "data_source",
+                "seed",
+                "num_epochs",
+                "rul_rmse_units_low",
+                "rul_rmse_units_high",
+            ]
+        )
     done["cfg"] = config_ids(done)
     parts = []
     for _, runs in done.groupby(["dataset", "subset"], sort=True):
@@ -153,8 +195,12 @@ def payload(board: pd.DataFrame, output_dir: str) -> dict:
     exact text `retrain_command` prints for them (hyperparameters as strings such as '0.001',
     sorted as numbers by the page)."""
     cols = ["cfg", *[c for c, _, _ in COLUMNS]]
-    cols += [f"{m}_ci_{b}" for m in METRICS for b in ("low", "high")] + ["rul_rmse_units_high", "selected_on", "seed",
-                                                                          "num_epochs"]
+    cols += [f"{m}_ci_{b}" for m in METRICS for b in ("low", "high")] + [
+        "rul_rmse_units_high",
+        "selected_on",
+        "seed",
+        "num_epochs",
+    ]
     recs = board.to_dict(orient="records")
     for rec in recs:
         for hp in HYPERPARAMETERS:
@@ -170,23 +216,33 @@ def payload(board: pd.DataFrame, output_dir: str) -> dict:
     dicts = {c: list(dict.fromkeys(rec[c] for rec in recs)) for c in cols if all(isinstance(r[c], str) for r in recs)}
     index = {c: {v: i for i, v in enumerate(values)} for c, values in dicts.items()}
     rows = [[index[c][rec[c]] if c in index else rec[c] for c in cols] for rec in recs]
-    return {"cols": cols, "rows": rows, "dicts": dicts, "templates": retrain_templates(output_dir), "top": TOP_N,
-            "columns": [{"field": f, "header": h, "kind": k} for f, h, k in COLUMNS]}
+    return {
+        "cols": cols,
+        "rows": rows,
+        "dicts": dicts,
+        "templates": retrain_templates(output_dir),
+        "top": TOP_N,
+        "columns": [{"field": f, "header": h, "kind": k} for f, h, k in COLUMNS],
+    }
 
 
 def decoded_rows(data: dict) -> list[dict]:
     """The payload's rows as dicts, text columns looked up (what the page's script starts from)."""
-    return [{c: (data["dicts"][c][v] if c in data["dicts"] else v) for c, v in zip(data["cols"], row)}
-            for row in data["rows"]]
+    return [
+        {c: (data["dicts"][c][v] if c in data["dicts"] else v) for c, v in zip(data["cols"], row)}
+        for row in data["rows"]
+    ]
 
 
-CSS = (".lb-controls{margin:0.5em 0}.lb-controls label{margin-right:1em}#leaderboard th{cursor:pointer;"
-       "user-select:none;white-space:nowrap}#leaderboard th[aria-sort=ascending]::after{content:' \\25B2'}"
-       "#leaderboard th[aria-sort=descending]::after{content:' \\25BC'}#leaderboard tr.lb-filters th{cursor:auto;"
-       "background:#f6f6f6}#leaderboard tr.lb-filters input{width:6em;font-size:11px}#leaderboard tbody tr.lb-row"
-       "{cursor:pointer}#leaderboard tbody tr.lb-row:hover{background:#f0f6ff}#leaderboard tr.lb-selected"
-       "{background:#dbeaff}#leaderboard tr.lb-baseline td{background:#f3f3f3;font-style:italic}"
-       "#leaderboard tr.lb-cmd td{background:#fafafa}.lb-copy{font-size:11px;margin-left:0.5em}")
+CSS = (
+    ".lb-controls{margin:0.5em 0}.lb-controls label{margin-right:1em}#leaderboard th{cursor:pointer;"
+    "user-select:none;white-space:nowrap}#leaderboard th[aria-sort=ascending]::after{content:' \\25B2'}"
+    "#leaderboard th[aria-sort=descending]::after{content:' \\25BC'}#leaderboard tr.lb-filters th{cursor:auto;"
+    "background:#f6f6f6}#leaderboard tr.lb-filters input{width:6em;font-size:11px}#leaderboard tbody tr.lb-row"
+    "{cursor:pointer}#leaderboard tbody tr.lb-row:hover{background:#f0f6ff}#leaderboard tr.lb-selected"
+    "{background:#dbeaff}#leaderboard tr.lb-baseline td{background:#f3f3f3;font-style:italic}"
+    "#leaderboard tr.lb-cmd td{background:#fafafa}.lb-copy{font-size:11px;margin-left:0.5em}"
+)
 
 SCRIPT = r"""(function(){
 var P=JSON.parse(document.getElementById("ddrsa-leaderboard-data").textContent);
@@ -265,20 +321,29 @@ def leaderboard_html(board: pd.DataFrame, output_dir: str) -> str:
     if not len(board):
         return ""
     if (board["selected_on"] != SELECTED_ON_VALIDATION).any():  # old records: say what ranked them
-        columns = [(f, "ranked on: RMSE (TEST where records lack validation metrics)" if f == "rank_value" else h, k)
-                   for f, h, k in COLUMNS]
+        columns = [
+            (f, "ranked on: RMSE (TEST where records lack validation metrics)" if f == "rank_value" else h, k)
+            for f, h, k in COLUMNS
+        ]
     else:
         columns = COLUMNS
     heads = "".join(f'<th data-field="{f}" aria-sort="none">{html.escape(h)}</th>' for f, h, _ in columns)
-    filters = "".join(f'<th><input data-field="{f}" placeholder="{"&lt;20, &gt;=0.8" if k != "text" else "contains"}"'
-                      f' aria-label="filter {html.escape(h)}"></th>' for f, h, k in COLUMNS)
-    controls = (f'<div class="lb-controls"><label>dataset <select id="lb-dataset"><option value="">all</option>'
-                f'{_options(sorted(board["dataset"].unique()))}</select></label><label>model <select id="lb-model">'
-                f'<option value="">all</option>{_options(sorted(board["model"].unique()))}</select></label>'
-                f'<label>any column <input id="lb-search" placeholder="text in any column"></label>'
-                f'<button id="lb-all" type="button">show all</button> <span id="lb-info"></span></div>')
+    filters = "".join(
+        f'<th><input data-field="{f}" placeholder="{"&lt;20, &gt;=0.8" if k != "text" else "contains"}"'
+        f' aria-label="filter {html.escape(h)}"></th>'
+        for f, h, k in COLUMNS
+    )
+    controls = (
+        f'<div class="lb-controls"><label>dataset <select id="lb-dataset"><option value="">all</option>'
+        f'{_options(sorted(board["dataset"].unique()))}</select></label><label>model <select id="lb-model">'
+        f'<option value="">all</option>{_options(sorted(board["model"].unique()))}</select></label>'
+        f'<label>any column <input id="lb-search" placeholder="text in any column"></label>'
+        f'<button id="lb-all" type="button">show all</button> <span id="lb-info"></span></div>'
+    )
     data = script_json(payload(board, output_dir))
-    return (f"{controls}<table id='leaderboard'><thead><tr>{heads}<th>retrain</th></tr>"
-            f"<tr class='lb-filters'>{filters}<th></th></tr></thead><tbody></tbody></table>"
-            f'<script type="application/json" id="ddrsa-leaderboard-data">{data}</script>'
-            f"<script>{SCRIPT.replace('FIELDS', script_json(list(COMMAND_FIELDS)))}</script>")
+    return (
+        f"{controls}<table id='leaderboard'><thead><tr>{heads}<th>retrain</th></tr>"
+        f"<tr class='lb-filters'>{filters}<th></th></tr></thead><tbody></tbody></table>"
+        f'<script type="application/json" id="ddrsa-leaderboard-data">{data}</script>'
+        f"<script>{SCRIPT.replace('FIELDS', script_json(list(COMMAND_FIELDS)))}</script>"
+    )

@@ -11,6 +11,7 @@
   life against the truth, the step OTI fires at, and the failure.
 Only run-to-failure held-out units are scored (never the official C-MAPSS test units).
 """
+
 from __future__ import annotations
 
 import altair as alt
@@ -51,9 +52,17 @@ def intervention_frame(records: list[dict], best: pd.DataFrame) -> pd.DataFrame:
             miss = [float(v) for v in miss if isinstance(v, (int, float))]
             tte = [float(v) for v in tte if isinstance(v, (int, float))]
             if miss:
-                rows.append({"dataset": where, "line": line, "C": c, "threshold": float(c), "miss_rate": float(np.mean(miss)),
-                             "mean_tte": float(np.mean(tte)) if tte else np.nan,
-                             "chosen": bool(np.isclose(c, row.get("intervention_cost", np.nan)))})
+                rows.append(
+                    {
+                        "dataset": where,
+                        "line": line,
+                        "C": c,
+                        "threshold": float(c),
+                        "miss_rate": float(np.mean(miss)),
+                        "mean_tte": float(np.mean(tte)) if tte else np.nan,
+                        "chosen": bool(np.isclose(c, row.get("intervention_cost", np.nan))),
+                    }
+                )
     return pd.DataFrame(rows, columns=["dataset", "line", "C", "threshold", "miss_rate", "mean_tte", "chosen"])
 
 
@@ -61,15 +70,20 @@ def trade_off_chart(df: pd.DataFrame, title: str) -> alt.Chart:
     """Lines of (miss_rate, mean_tte) per `line`, faceted by `dataset`; `chosen` rows ringed."""
     base = alt.Chart(df).encode(
         x=alt.X("miss_rate:Q", title="miss rate (held-out run-to-failure units)", scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y("mean_tte:Q", title="mean time left at intervention (steps, caught units; log)",
-                scale=alt.Scale(type="log")),                     # >= 1 step; early firings reach ~200
+        y=alt.Y(
+            "mean_tte:Q", title="mean time left at intervention (steps, caught units; log)", scale=alt.Scale(type="log")
+        ),  # >= 1 step; early firings reach ~200
         color=alt.Color("line:N", title=None),
-        tooltip=[c for c in df.columns if c != "chosen"])
-    lines = base.mark_line(point=True).encode(order=alt.Order("threshold:Q"))   # along the policy's grid
-    chosen = base.transform_filter(alt.datum.chosen).mark_point(size=220, shape="circle", filled=False,
-                                                               strokeWidth=2.5)
-    return alt.layer(lines, chosen, data=df).properties(width=360, height=260).facet(
-        column=alt.Column("dataset:N", title=None)).properties(title=title)
+        tooltip=[c for c in df.columns if c != "chosen"],
+    )
+    lines = base.mark_line(point=True).encode(order=alt.Order("threshold:Q"))  # along the policy's grid
+    chosen = base.transform_filter(alt.datum.chosen).mark_point(size=220, shape="circle", filled=False, strokeWidth=2.5)
+    return (
+        alt.layer(lines, chosen, data=df)
+        .properties(width=360, height=260)
+        .facet(column=alt.Column("dataset:N", title=None))
+        .properties(title=title)
+    )
 
 
 def intervention_trade_off(records: list[dict], best: pd.DataFrame) -> alt.Chart | None:
@@ -77,13 +91,17 @@ def intervention_trade_off(records: list[dict], best: pd.DataFrame) -> alt.Chart
     df = intervention_frame(records, best)
     if not len(df):
         return None
-    return trade_off_chart(df, "When to intervene: OTI miss rate vs time left, best Intervention "
-                               "configurations (ring: cost chosen on validation)")
+    return trade_off_chart(
+        df,
+        "When to intervene: OTI miss rate vs time left, best Intervention "
+        "configurations (ring: cost chosen on validation)",
+    )
 
 
 def _sequences(predictions: dict) -> policy.Sequences:
-    return policy.sequences(predictions["test_unit"], predictions["test_end"], predictions["test_rul"],
-                            predictions["test_censored"])
+    return policy.sequences(
+        predictions["test_unit"], predictions["test_end"], predictions["test_rul"], predictions["test_censored"]
+    )
 
 
 def run_frame(predictions: dict, cost: float | None = None) -> pd.DataFrame:
@@ -93,8 +111,9 @@ def run_frame(predictions: dict, cost: float | None = None) -> pd.DataFrame:
     df["line"] = df["policy"].map(POLICY_LABELS)
     df["dataset"] = "test units"
     df["chosen"] = (df["policy"] == "oti") & np.isclose(df["threshold"], cost if cost else np.nan)
-    return df[["dataset", "line", "policy", "threshold", "miss_rate", "mean_tte", "median_tte", "false_alarms",
-               "chosen"]]
+    return df[
+        ["dataset", "line", "policy", "threshold", "miss_rate", "mean_tte", "median_tte", "false_alarms", "chosen"]
+    ]
 
 
 def run_trade_off(predictions: dict, cost: float | None = None) -> alt.Chart:
@@ -113,30 +132,55 @@ def timeline_frame(predictions: dict, cost: float, n_units: int = 4) -> pd.DataF
     pred = expected_time(surv)
     rows = []
     for m in np.flatnonzero(seqs.failed)[:n_units]:
-        idx = seqs.order[seqs.bounds[m]:seqs.bounds[m + 1]]
+        idx = seqs.order[seqs.bounds[m] : seqs.bounds[m + 1]]
         start = predictions["test_end"][idx[0]]
         label = f"unit {int(seqs.unit[m])}"
         failure = float(predictions["test_end"][idx[-1]] - start + predictions["test_rul"][idx[-1]])
         fires = float(predictions["test_end"][first[m]] - start) if first[m] >= 0 else np.nan
         for i in idx:
             step = float(predictions["test_end"][i] - start)
-            rows.append({"unit": label, "step": step, "series": "predicted E[min(T, L)]", "value": float(pred[i]),
-                         "fires": fires, "failure": failure})
-            rows.append({"unit": label, "step": step, "series": "true min(T - t, L)",
-                         "value": float(min(predictions["test_rul"][i], horizon)), "fires": fires, "failure": failure})
+            rows.append(
+                {
+                    "unit": label,
+                    "step": step,
+                    "series": "predicted E[min(T, L)]",
+                    "value": float(pred[i]),
+                    "fires": fires,
+                    "failure": failure,
+                }
+            )
+            rows.append(
+                {
+                    "unit": label,
+                    "step": step,
+                    "series": "true min(T - t, L)",
+                    "value": float(min(predictions["test_rul"][i], horizon)),
+                    "fires": fires,
+                    "failure": failure,
+                }
+            )
     return pd.DataFrame(rows, columns=["unit", "step", "series", "value", "fires", "failure"])
 
 
 def unit_timelines(predictions: dict, cost: float = 64.0, n_units: int = 4) -> alt.Chart:
     df = timeline_frame(predictions, cost, n_units)
-    lines = alt.Chart(df).mark_line().encode(
-        x=alt.X("step:Q", title="step of the unit's life"), y=alt.Y("value:Q", title="time to event (steps)"),
-        color=alt.Color("series:N", title=None))
+    lines = (
+        alt.Chart(df)
+        .mark_line()
+        .encode(
+            x=alt.X("step:Q", title="step of the unit's life"),
+            y=alt.Y("value:Q", title="time to event (steps)"),
+            color=alt.Color("series:N", title=None),
+        )
+    )
     fires = alt.Chart(df).mark_rule(color="green", strokeDash=[4, 3]).encode(x="min(fires):Q")
     fail = alt.Chart(df).mark_rule(color="red").encode(x="min(failure):Q")
-    return alt.layer(lines, fires, fail, data=df).properties(width=300, height=180).facet(
-        facet=alt.Facet("unit:N", title=None), columns=2).properties(
-        title=f"Test units: OTI (C = {cost:g}) fires at the green line; failure at the red")
+    return (
+        alt.layer(lines, fires, fail, data=df)
+        .properties(width=300, height=180)
+        .facet(facet=alt.Facet("unit:N", title=None), columns=2)
+        .properties(title=f"Test units: OTI (C = {cost:g}) fires at the green line; failure at the red")
+    )
 
 
 def intervention_headline(best: pd.DataFrame, alpha: float) -> list[str]:
@@ -147,7 +191,9 @@ def intervention_headline(best: pd.DataFrame, alpha: float) -> list[str]:
     for (dataset, subset), g in rows.groupby(["dataset", "subset"], sort=True):
         r = g.loc[g["selection_score"].idxmin()]
         where = f"{dataset} {subset}".strip() if dataset == "turbofan" else dataset
-        out.append(f"{where} when to intervene (OTI, target miss rate {alpha:g}, chosen on validation): "
-                   f"{r['model']} at C = {r['intervention_cost']:g}: test miss rate {r['intervention_miss_rate']:.3f}, "
-                   f"mean time left {r['intervention_tte']:.1f} steps over caught held-out units")
+        out.append(
+            f"{where} when to intervene (OTI, target miss rate {alpha:g}, chosen on validation): "
+            f"{r['model']} at C = {r['intervention_cost']:g}: test miss rate {r['intervention_miss_rate']:.3f}, "
+            f"mean time left {r['intervention_tte']:.1f} steps over caught held-out units"
+        )
     return out

@@ -2,6 +2,7 @@
 
 Loss curves from training_log.json; predicted-vs-true and hazard/survival charts when the folder
 holds test_predictions.npz (every finished run writes it, ddrsa/run_predictions.py)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,21 +22,37 @@ from reports.policy_charts import run_trade_off, unit_timelines
 def loss_curves(log: dict) -> alt.Chart:
     df = pd.DataFrame(log.get("epochs", []))
     long = df.melt(id_vars="epoch", value_vars=["train_loss", "val_loss"], var_name="split", value_name="loss")
-    return alt.Chart(long, title="Training and validation loss").mark_line(point=True).encode(
-        x=alt.X("epoch:Q", title="epoch"), y=alt.Y("loss:Q", title="DDRSA loss (nats per window)"),
-        color=alt.Color("split:N", title=None)).properties(width=420, height=260)
+    return (
+        alt.Chart(long, title="Training and validation loss")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("epoch:Q", title="epoch"),
+            y=alt.Y("loss:Q", title="DDRSA loss (nats per window)"),
+            color=alt.Color("split:N", title=None),
+        )
+        .properties(width=420, height=260)
+    )
 
 
 def predicted_vs_true(predictions: dict) -> alt.Chart:
     obs = ~predictions["test_censored"]
-    df = pd.DataFrame({"true": predictions["test_event_index"][obs],
-                       "predicted": expected_time(predictions["test_survival"])[obs]})
+    df = pd.DataFrame(
+        {"true": predictions["test_event_index"][obs], "predicted": expected_time(predictions["test_survival"])[obs]}
+    )
     top = float(max(df["true"].max(), df["predicted"].max(), 1)) if len(df) else 1.0
-    points = alt.Chart(df, title="Predicted vs true time to event (uncensored test windows)").mark_circle(
-        size=12, opacity=0.4).encode(x=alt.X("true:Q", title="true time to event (steps)"),
-                                     y=alt.Y("predicted:Q", title="predicted E[min(T, L)] (steps)"))
-    diagonal = alt.Chart(pd.DataFrame({"true": [0, top], "predicted": [0, top]})).mark_line(
-        color="gray", strokeDash=[4, 4]).encode(x="true:Q", y="predicted:Q")
+    points = (
+        alt.Chart(df, title="Predicted vs true time to event (uncensored test windows)")
+        .mark_circle(size=12, opacity=0.4)
+        .encode(
+            x=alt.X("true:Q", title="true time to event (steps)"),
+            y=alt.Y("predicted:Q", title="predicted E[min(T, L)] (steps)"),
+        )
+    )
+    diagonal = (
+        alt.Chart(pd.DataFrame({"true": [0, top], "predicted": [0, top]}))
+        .mark_line(color="gray", strokeDash=[4, 4])
+        .encode(x="true:Q", y="predicted:Q")
+    )
     return (points + diagonal).properties(width=380, height=380)
 
 
@@ -49,16 +66,22 @@ def hazard_and_survival(predictions: dict, n_units: int = 4) -> alt.Chart:
         prev = np.concatenate([[1.0], s[:-1]])
         hazard = 1.0 - s / np.maximum(prev, 1e-12)
         label = f"unit {unit} (true {int(predictions['test_event_index'][i])}" + (
-            "+, censored)" if predictions["test_censored"][i] else ")")
+            "+, censored)" if predictions["test_censored"][i] else ")"
+        )
         for k in range(len(s)):
             rows.append({"k": k, "unit": label, "hazard": hazard[k], "survival": s[k]})
     df = pd.DataFrame(rows)
-    base = alt.Chart(df).mark_line().encode(x=alt.X("k:Q", title="steps ahead k"),
-                                            color=alt.Color("unit:N", title="test unit"))
+    base = (
+        alt.Chart(df)
+        .mark_line()
+        .encode(x=alt.X("k:Q", title="steps ahead k"), color=alt.Color("unit:N", title="test unit"))
+    )
     return alt.hconcat(
         base.encode(y=alt.Y("hazard:Q", title="hazard h(k)")).properties(title="Hazard", width=300, height=240),
         base.encode(y=alt.Y("survival:Q", title="survival S(k)", scale=alt.Scale(domain=[0, 1]))).properties(
-            title="Survival", width=300, height=240))
+            title="Survival", width=300, height=240
+        ),
+    )
 
 
 def write_run_charts(run_dir: Path, predictions: dict | None = None) -> list[Path]:
@@ -76,8 +99,10 @@ def write_run_charts(run_dir: Path, predictions: dict | None = None) -> list[Pat
         charts["hazard_survival"] = hazard_and_survival(predictions)
         if "test_rul" in predictions and test_metrics.get(OTI_N_FAILURES):  # held-out run-to-failure units
             cost = intervention_metrics(test_metrics)[INTERVENTION_COST]  # chosen on validation, alpha 5%
-            charts.update(intervention_trade_off=run_trade_off(predictions, cost),
-                          unit_timelines=unit_timelines(predictions, cost if np.isfinite(cost) else 64.0))
+            charts.update(
+                intervention_trade_off=run_trade_off(predictions, cost),
+                unit_timelines=unit_timelines(predictions, cost if np.isfinite(cost) else 64.0),
+            )
     for name, chart in charts.items():
         save_chart(chart, folder, name)
     return [folder / f"{n}.png" for n in charts]
@@ -86,8 +111,9 @@ def write_run_charts(run_dir: Path, predictions: dict | None = None) -> list[Pat
 def main(argv=None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m reports.run_charts",
-                                description="Write the charts of one run folder into RUN_DIR/plots.")
+    p = argparse.ArgumentParser(
+        prog="python -m reports.run_charts", description="Write the charts of one run folder into RUN_DIR/plots."
+    )
     p.add_argument("run_dir", help="run folder of `python -m ddrsa.train` (or of a sweep)")
     run_dir = Path(p.parse_args(argv).run_dir)
     if not (run_dir / "training_log.json").is_file():

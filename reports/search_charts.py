@@ -7,6 +7,7 @@ Pure functions of result records (all_results.json), the manifest and the runs' 
 `grid_size`. A grid sweep has none of these: both functions then return None.
 Units: epochs; validation loss is the DDRSA training objective (unitless).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,16 @@ def rung_curves(records: list[dict], output_dir: str | os.PathLike) -> pd.DataFr
         last = r.get("rung") is not None and rungs and r["rung"] == len(rungs) - 1
         for e in log.get("epochs") or []:
             if isinstance(e, dict) and isinstance(e.get("val_loss"), (int, float)):
-                rows.append({"name": r["name"], "epoch": int(e["epoch"]), "val_loss": float(e["val_loss"]),
-                             "status": r["status"], "reached_last": bool(last), "promoted": bool(r.get("promoted"))})
+                rows.append(
+                    {
+                        "name": r["name"],
+                        "epoch": int(e["epoch"]),
+                        "val_loss": float(e["val_loss"]),
+                        "status": r["status"],
+                        "reached_last": bool(last),
+                        "promoted": bool(r.get("promoted")),
+                    }
+                )
     return pd.DataFrame(rows, columns=["name", "epoch", "val_loss", "status", "reached_last", "promoted"])
 
 
@@ -51,18 +60,37 @@ def rung_chart(records: list[dict], output_dir: str | os.PathLike) -> alt.TopLev
     if curves.empty:
         return None
     rungs = next((r.get("rung_epochs") for r in search_records(records) if r.get("rung_epochs")), []) or []
-    curves["outcome"] = curves.apply(lambda row: "reached the last rung" if row["reached_last"] else (
-        "promoted, then stopped" if row["promoted"] else "stopped at the first rung"), axis=1)
+    curves["outcome"] = curves.apply(
+        lambda row: (
+            "reached the last rung"
+            if row["reached_last"]
+            else ("promoted, then stopped" if row["promoted"] else "stopped at the first rung")
+        ),
+        axis=1,
+    )
     order = ["reached the last rung", "promoted, then stopped", "stopped at the first rung"]
-    lines = alt.Chart(curves).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
-        x=alt.X("epoch:Q", title="epoch", scale=alt.Scale(zero=False, nice=False),
-                axis=alt.Axis(tickMinStep=1, format="d")),
-        y=alt.Y("val_loss:Q", title="validation loss (DDRSA objective)", scale=alt.Scale(zero=False, type="log")),
-        detail="name:N",
-        color=alt.Color("outcome:N", sort=order, scale=alt.Scale(domain=order, range=["#d62728", "#7f7f7f", "#c7c7c7"]),
-                        title="configuration"),
-        strokeWidth=alt.condition("datum.reached_last", alt.value(2.5), alt.value(1)),
-        tooltip=["name:N", "epoch:Q", alt.Tooltip("val_loss:Q", format=".4f"), "status:N"])
+    lines = (
+        alt.Chart(curves)
+        .mark_line(point=alt.OverlayMarkDef(size=12))
+        .encode(
+            x=alt.X(
+                "epoch:Q",
+                title="epoch",
+                scale=alt.Scale(zero=False, nice=False),
+                axis=alt.Axis(tickMinStep=1, format="d"),
+            ),
+            y=alt.Y("val_loss:Q", title="validation loss (DDRSA objective)", scale=alt.Scale(zero=False, type="log")),
+            detail="name:N",
+            color=alt.Color(
+                "outcome:N",
+                sort=order,
+                scale=alt.Scale(domain=order, range=["#d62728", "#7f7f7f", "#c7c7c7"]),
+                title="configuration",
+            ),
+            strokeWidth=alt.condition("datum.reached_last", alt.value(2.5), alt.value(1)),
+            tooltip=["name:N", "epoch:Q", alt.Tooltip("val_loss:Q", format=".4f"), "status:N"],
+        )
+    )
     search = search_records(records)[0]["search"]
     title = f"{search}: validation loss per epoch, one line per configuration (rungs at {rungs} epochs)"
     rules = alt.Chart(pd.DataFrame({"epoch": rungs})).mark_rule(strokeDash=[4, 4], color="#999").encode(x="epoch:Q")
@@ -70,7 +98,7 @@ def rung_chart(records: list[dict], output_dir: str | os.PathLike) -> alt.TopLev
 
 
 def compute_sentence(records: list[dict], manifest: dict | None) -> str | None:
-    """"Halving trained 176 epochs over 72 configurations: 27% of the 648 a full grid (72 x 9) trains;
+    """ "Halving trained 176 epochs over 72 configurations: 27% of the 648 a full grid (72 x 9) trains;
     8 reached the last rung, 64 stopped early." None for a grid sweep."""
     runs = search_records(records)
     if not runs:
@@ -86,6 +114,8 @@ def compute_sentence(records: list[dict], manifest: dict | None) -> str | None:
     what = "Successive halving" if search == "halving" else "TPE"
     text = f"{what} trained {epochs} epochs over {len(runs)} configurations"
     if full:
-        text += (f": {100.0 * epochs / full:.0f}% of the {full} epochs a full grid"
-                 f"{f' ({grid_size} x {rungs[-1]})' if grid_size and rungs else ''} trains")
+        text += (
+            f": {100.0 * epochs / full:.0f}% of the {full} epochs a full grid"
+            f"{f' ({grid_size} x {rungs[-1]})' if grid_size and rungs else ''} trains"
+        )
     return text + f"; {reached} reached the last rung ({rungs[-1] if rungs else '?'} epochs), {stopped} stopped early."

@@ -4,6 +4,7 @@ Pure functions (no Prefect, no plotting). Units: `rul_mae`/`rul_rmse` in steps (
 C-MAPSS turbofan, down-sampled rows for Azure PM), `concordance_index` unitless in [0, 1],
 `nasa_score` unitless (summed NASA scoring function), `train_seconds` in wall-clock seconds.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,24 +19,36 @@ import pandas as pd
 
 from ddrsa.atomic import write_data
 from ddrsa.metrics import RANKED_METRICS, VAL_LOSS, val_key
-from ddrsa.policy import (DEFAULT_MISS_RATE, INTERVENTION_COST, INTERVENTION_MISS_RATE, INTERVENTION_TTE,
-                          intervention_metrics)
+from ddrsa.policy import (
+    DEFAULT_MISS_RATE,
+    INTERVENTION_COST,
+    INTERVENTION_MISS_RATE,
+    INTERVENTION_TTE,
+    intervention_metrics,
+)
 
 # metric -> True when larger is better: the ranked metrics, plus the intervention criterion's mean time
 # left at the validation-chosen operating point (derived per record from oti_* by `records_frame`)
 LARGER_IS_BETTER = {**RANKED_METRICS, INTERVENTION_TTE: False}
-METRICS = tuple(LARGER_IS_BETTER)                     # test metrics (names from ddrsa.metrics, ddrsa.policy)
+METRICS = tuple(LARGER_IS_BETTER)  # test metrics (names from ddrsa.metrics, ddrsa.policy)
 # columns shown beside the intervention criterion: the miss rates at the chosen C, and that C
 INTERVENTION_EXTRA = (INTERVENTION_MISS_RATE, val_key(INTERVENTION_MISS_RATE), INTERVENTION_COST)
-VAL_METRICS = tuple(val_key(m) for m in METRICS)      # the same metrics on the validation units
+VAL_METRICS = tuple(val_key(m) for m in METRICS)  # the same metrics on the validation units
 SUMMARY_COLUMNS = METRICS + ("train_seconds",)
 STATS = ("mean", "std", "min", "max", "count")
 HYPERPARAMETERS = ("batch_size", "learning_rate", "lambda_param", "nasa_weight", "dropout")
 CONFIG_KEYS = ("dataset", "subset", "model") + HYPERPARAMETERS
 # criterion label -> (metric, True when larger is better)
-CRITERIA = {label: (m, LARGER_IS_BETTER[m]) for label, m in
-            (("MAE", "rul_mae"), ("RMSE", "rul_rmse"), ("C-Index", "concordance_index"), ("NASA", "nasa_score"),
-             ("Intervention", INTERVENTION_TTE))}
+CRITERIA = {
+    label: (m, LARGER_IS_BETTER[m])
+    for label, m in (
+        ("MAE", "rul_mae"),
+        ("RMSE", "rul_rmse"),
+        ("C-Index", "concordance_index"),
+        ("NASA", "nasa_score"),
+        ("Intervention", INTERVENTION_TTE),
+    )
+}
 SELECTED_ON_VALIDATION = "validation"
 SELECTED_ON_TEST = "test (no validation metrics in records)"
 UNKNOWN_SOURCE = "unknown"
@@ -99,11 +112,24 @@ def records_frame(records: list[dict], miss_rate: float = DEFAULT_MISS_RATE) -> 
         row["benchmark_rmse"] = float(value) if isinstance(value, (int, float)) else math.nan
         rows.append(row)
     df = pd.DataFrame(rows)
-    for col, default in (("status", "unknown"), ("subset", ""), ("seed", 0), ("num_epochs", 0),
-                         ("train_seconds", math.nan), ("error", None), ("diverged_epoch", None),
-                         ("run_dir", ""), ("name", ""), ("dataset", "?"), ("model", "?"),
-                         ("constant_prediction", False), ("has_validation", False),
-                         ("data_source", UNKNOWN_SOURCE), ("split_seed", 0), ("test_split", "held-out")):
+    for col, default in (
+        ("status", "unknown"),
+        ("subset", ""),
+        ("seed", 0),
+        ("num_epochs", 0),
+        ("train_seconds", math.nan),
+        ("error", None),
+        ("diverged_epoch", None),
+        ("run_dir", ""),
+        ("name", ""),
+        ("dataset", "?"),
+        ("model", "?"),
+        ("constant_prediction", False),
+        ("has_validation", False),
+        ("data_source", UNKNOWN_SOURCE),
+        ("split_seed", 0),
+        ("test_split", "held-out"),
+    ):
         if col not in df.columns:
             df[col] = default
     for col in HYPERPARAMETERS + METRICS + VAL_METRICS + (VAL_LOSS,) + INTERVENTION_EXTRA:
@@ -141,10 +167,15 @@ def sweep_counts(records: list[dict], manifest: dict | None) -> dict[str, int]:
     experiments = (manifest or {}).get("experiments") or []
     pending = sum(1 for e in experiments if e.get("experiment_id") not in done_ids)
     total = (manifest or {}).get("n_experiments") or len(experiments) or len(records)
-    return {"total": int(total), "completed": int((status == "completed").sum()),
-            "failed": int((status == "failed").sum()), "diverged": int((status == "diverged").sum()),
-            "collapsed": int(df["collapsed"].sum()) if len(df) else 0, "pending": int(pending),
-            "records": len(records)}
+    return {
+        "total": int(total),
+        "completed": int((status == "completed").sum()),
+        "failed": int((status == "failed").sum()),
+        "diverged": int((status == "diverged").sum()),
+        "collapsed": int(df["collapsed"].sum()) if len(df) else 0,
+        "pending": int(pending),
+        "records": len(records),
+    }
 
 
 def summary_statistics(df: pd.DataFrame) -> pd.DataFrame:
@@ -200,8 +231,15 @@ def retrain_command(row: dict, output_dir: str, name: str) -> str:
     for hp in HYPERPARAMETERS:  # a baseline's record may leave the DDRSA-only ones empty: not given
         if row.get(hp) is not None and not (isinstance(row[hp], float) and math.isnan(row[hp])):
             parts += [f"--{hp.replace('_', '-')}", str(int(row[hp])) if hp == "batch_size" else fmt_float(row[hp])]
-    parts += ["--num-epochs", str(int(row["num_epochs"])), "--seed", str(int(row["seed"])),
-              "--output-dir", run_dir, "--create-visualization"]
+    parts += [
+        "--num-epochs",
+        str(int(row["num_epochs"])),
+        "--seed",
+        str(int(row["seed"])),
+        "--output-dir",
+        run_dir,
+        "--create-visualization",
+    ]
     # the charts are a reports entry point over the run folder (ddrsa/ never imports reports/)
     charts = ["python", "-m", "reports.run_charts", run_dir]
     return " ".join(shlex.quote(p) for p in parts) + " && " + " ".join(shlex.quote(p) for p in charts)
@@ -238,8 +276,20 @@ def best_configurations(df: pd.DataFrame, output_dir: str = "OUTPUT_DIR") -> pd.
     """
     base = ["dataset", "model", "criterion", "selected_on", *HYPERPARAMETERS, *METRICS, "n_seeds"]
     ci = [f"{m}_{b}" for m in METRICS for b in ("ci_low", "ci_high")]
-    cols = base + ci + ["selection_score", *VAL_METRICS, *INTERVENTION_EXTRA, "indistinguishable_configs",
-                        "data_source", "subset", "seed", "retrain_command"]
+    cols = (
+        base
+        + ci
+        + [
+            "selection_score",
+            *VAL_METRICS,
+            *INTERVENTION_EXTRA,
+            "indistinguishable_configs",
+            "data_source",
+            "subset",
+            "seed",
+            "retrain_command",
+        ]
+    )
     done = completed(df).reset_index(drop=True)
     if not len(done):
         return pd.DataFrame(columns=cols)
@@ -258,8 +308,12 @@ def best_configurations(df: pd.DataFrame, output_dir: str = "OUTPUT_DIR") -> pd.
             best_id = scores.idxmax() if larger else scores.idxmin()
             best = done[done["_cfg"] == best_id]
             row = {k: info.at[best_id, k] for k in CONFIG_KEYS}
-            row.update(criterion=criterion, selected_on=selected_on, n_seeds=int(len(best)),
-                       selection_score=float(scores[best_id]))
+            row.update(
+                criterion=criterion,
+                selected_on=selected_on,
+                n_seeds=int(len(best)),
+                selection_score=float(scores[best_id]),
+            )
             for m in METRICS:
                 mean, low, high = t_interval(best[m].tolist())
                 row.update({m: mean, f"{m}_ci_low": low, f"{m}_ci_high": high})
@@ -273,8 +327,11 @@ def best_configurations(df: pd.DataFrame, output_dir: str = "OUTPUT_DIR") -> pd.
                 others = [samples[rank_col][k] for k in sub.index if k != best_id]
                 row["indistinguishable_configs"] = sum(_welch_same(a, b) for b in others if len(b) >= 2)
             rep = best.loc[best[rank_col].idxmax() if larger else best[rank_col].idxmin()]
-            row.update(seed=int(rep["seed"]), num_epochs=int(rep["num_epochs"]),
-                       data_source=" + ".join(sorted(set(best["data_source"]))))
+            row.update(
+                seed=int(rep["seed"]),
+                num_epochs=int(rep["num_epochs"]),
+                data_source=" + ".join(sorted(set(best["data_source"]))),
+            )
             where = f"{dataset}_{subset}" if dataset == "turbofan" and subset else dataset
             name = f"{where}_{model}_{criterion.lower().replace('-', '')}"
             row["retrain_command"] = retrain_command(row, str(output_dir), name)
@@ -350,8 +407,15 @@ def load_learning_curves(output_dir: str | os.PathLike, df: pd.DataFrame) -> pd.
         epochs = log.get("epochs") if isinstance(log, dict) else None
         for e in epochs or []:
             if isinstance(e, dict) and isinstance(e.get("val_loss"), (int, float)):
-                rows.append({"dataset": dataset, "model": model, "name": best.get("name"),
-                             "epoch": int(e.get("epoch", len(rows))), "val_loss": float(e["val_loss"])})
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "model": model,
+                        "name": best.get("name"),
+                        "epoch": int(e.get("epoch", len(rows))),
+                        "val_loss": float(e["val_loss"]),
+                    }
+                )
     return pd.DataFrame(rows, columns=["dataset", "model", "name", "epoch", "val_loss"])
 
 

@@ -29,6 +29,7 @@ every resample). Intervals are percentile intervals (`numpy.quantile`, linear) o
 values; resamples in which the metric is undefined (no scored window drawn) are left out and
 counted.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,9 +71,9 @@ def window_errors(predictions: dict, metric: str) -> tuple[np.ndarray, np.ndarra
     hold what the metric needs (no benchmark windows)."""
     if metric == TEST_RMSE:
         survival = predictions["test_survival"]
-        predicted = expected_time(survival)                                  # E[min(T, L)], steps
+        predicted = expected_time(survival)  # E[min(T, L)], steps
         truth = np.asarray(predictions["test_event_index"], dtype=np.float64)
-        scored = ~np.asarray(predictions["test_censored"], dtype=bool)       # event in the horizon
+        scored = ~np.asarray(predictions["test_censored"], dtype=bool)  # event in the horizon
         units = np.asarray(predictions["test_unit"])
     elif metric == BENCHMARK_RMSE:
         if "benchmark_survival" not in predictions:
@@ -99,8 +100,11 @@ def unit_sums(predictions: dict, metric: str, level: str = "unit") -> UnitSums |
     if level != "unit":
         raise ValueError(f"level must be 'unit' or 'window' (got {level!r})")
     ids, inverse = np.unique(units, return_inverse=True)
-    return UnitSums(ids, np.bincount(inverse, weights=err2, minlength=len(ids)),
-                    np.bincount(inverse, weights=scored, minlength=len(ids)).astype(np.int64))
+    return UnitSums(
+        ids,
+        np.bincount(inverse, weights=err2, minlength=len(ids)),
+        np.bincount(inverse, weights=scored, minlength=len(ids)).astype(np.int64),
+    )
 
 
 def _stack(runs: list[UnitSums], units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,8 +147,9 @@ def _groups(models: list[dict[object, list[UnitSums]]]) -> list:
     return sorted(keys)
 
 
-def resample_values(models: list[dict[object, list[UnitSums]]], n_resamples: int = N_RESAMPLES,
-                    seed: int = SEED) -> tuple[np.ndarray, np.ndarray, int]:
+def resample_values(
+    models: list[dict[object, list[UnitSums]]], n_resamples: int = N_RESAMPLES, seed: int = SEED
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Per model, the metric on the full sample and on each resample, drawn once for all models.
 
     models: one dict per model, {split key: [UnitSums of each seed's run on that split]}; only the
@@ -185,8 +190,9 @@ class Interval:
     n_undefined: int  # resamples left out: no scored window drawn
 
 
-def bootstrap_interval(runs: dict[object, list[UnitSums]], n_resamples: int = N_RESAMPLES,
-                       seed: int = SEED, confidence: float = CONFIDENCE) -> Interval:
+def bootstrap_interval(
+    runs: dict[object, list[UnitSums]], n_resamples: int = N_RESAMPLES, seed: int = SEED, confidence: float = CONFIDENCE
+) -> Interval:
     """Percentile interval of one configuration's metric over resamples of its test units.
 
     runs: {split key: [UnitSums of each seed's run]} (one key when the split was not repeated)."""
@@ -194,8 +200,15 @@ def bootstrap_interval(runs: dict[object, list[UnitSums]], n_resamples: int = N_
     v = values[0][np.isfinite(values[0])]
     tail = (1 - confidence) / 2
     low, high = np.quantile(v, [tail, 1 - tail]) if len(v) else (math.nan, math.nan)
-    return Interval(float(point[0]), float(low), float(high), n_units,
-                    sum(len(r) for r in runs.values()), n_resamples, int(n_resamples - len(v)))
+    return Interval(
+        float(point[0]),
+        float(low),
+        float(high),
+        n_units,
+        sum(len(r) for r in runs.values()),
+        n_resamples,
+        int(n_resamples - len(v)),
+    )
 
 
 @dataclass(frozen=True)
@@ -203,18 +216,23 @@ class Paired:
     """Winner minus other on the same drawn test units (lower RMSE is better, so a negative
     difference favours the winner)."""
 
-    difference: float      # on the full sample: winner's mean over seeds minus the other's
-    low: float             # 95% percentile interval of the resampled differences
+    difference: float  # on the full sample: winner's mean over seeds minus the other's
+    low: float  # 95% percentile interval of the resampled differences
     high: float
-    share_better: float    # share of resamples in which the winner's RMSE is lower
+    share_better: float  # share of resamples in which the winner's RMSE is lower
     mean_resampled: float  # mean of the resampled differences
     n_units: int
     n_resamples: int
     n_undefined: int
 
 
-def paired_bootstrap(winner: dict[object, list[UnitSums]], other: dict[object, list[UnitSums]],
-                     n_resamples: int = N_RESAMPLES, seed: int = SEED, confidence: float = CONFIDENCE) -> Paired:
+def paired_bootstrap(
+    winner: dict[object, list[UnitSums]],
+    other: dict[object, list[UnitSums]],
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
+) -> Paired:
     """Paired bootstrap over the test units both models were scored on (their shared splits):
     each resample draws units once and scores both models on them."""
     point, values, n_units = resample_values([winner, other], n_resamples, seed)
@@ -226,5 +244,13 @@ def paired_bootstrap(winner: dict[object, list[UnitSums]], other: dict[object, l
         share, mean = float((diff < 0).mean()), float(diff.mean())
     else:
         low = high = share = mean = math.nan
-    return Paired(float(point[0] - point[1]), float(low), float(high), share, mean, n_units, n_resamples,
-                  int(n_resamples - len(diff)))
+    return Paired(
+        float(point[0] - point[1]),
+        float(low),
+        float(high),
+        share,
+        mean,
+        n_units,
+        n_resamples,
+        int(n_resamples - len(diff)),
+    )

@@ -16,6 +16,7 @@ leaderboard, does not wait for them); `window.ddrsaRenderAll()` draws the rest a
 `window.ddrsaChartsDone` becomes true once every chart has rendered (or failed:
 `window.ddrsaChartErrors` lists those), `window.ddrsaChartsMs` is then ms since navigation start.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,7 @@ from reports.tables import write_atomic
 
 BUNDLE_FILE = "vega-bundle.js"
 SIGNIFICANT = 4  # significant digits of floats in the report's pooled data sets
-EMBED_OPTIONS = {"actions": {"export": True, "source": False, "compiled": False, "editor": False},
-                 "renderer": "canvas"}
+EMBED_OPTIONS = {"actions": {"export": True, "source": False, "compiled": False, "editor": False}, "renderer": "canvas"}
 
 
 def vl_version() -> str | None:
@@ -81,8 +81,9 @@ def chart_html(spec: dict, title: str, bundle: str = BUNDLE_FILE) -> str:
     """A chart page whose spec (data included) is inline and whose Vega comes from `bundle`."""
     import html
 
-    return STANDALONE.format(title=html.escape(title), bundle=html.escape(bundle), spec=script_json(spec),
-                             options=script_json(EMBED_OPTIONS))
+    return STANDALONE.format(
+        title=html.escape(title), bundle=html.escape(bundle), spec=script_json(spec), options=script_json(EMBED_OPTIONS)
+    )
 
 
 def _cut(value):
@@ -161,15 +162,19 @@ class PageCharts:
                 self.datasets[key] = columnar(rows)
             refs.append(key)
         self.names.append(name)
-        return (f'<div class="vchart" id="chart-{html.escape(name)}"></div>'
-                f'<script type="application/json" class="ddrsa-spec" data-name="{html.escape(name)}" '
-                f"data-refs='{html.escape(json.dumps(refs))}'>{script_json(spec)}</script>")
+        return (
+            f'<div class="vchart" id="chart-{html.escape(name)}"></div>'
+            f'<script type="application/json" class="ddrsa-spec" data-name="{html.escape(name)}" '
+            f"data-refs='{html.escape(json.dumps(refs))}'>{script_json(spec)}</script>"
+        )
 
     def scripts(self) -> str:
         """'' without charts; else the Vega bundle, the data pool and the loader (in this order)."""
         if not self.names:
             return ""
         bundle = bundle_js().replace("</script", "<\\/script")  # none today; never let it end the element
-        return (f"<script>{bundle}</script>"
-                f'<script type="application/json" id="ddrsa-vdata">{script_json(self.datasets)}</script>'
-                f"<script>{LOADER.replace('OPTIONS', script_json(EMBED_OPTIONS))}</script>")
+        return (
+            f"<script>{bundle}</script>"
+            f'<script type="application/json" id="ddrsa-vdata">{script_json(self.datasets)}</script>'
+            f"<script>{LOADER.replace('OPTIONS', script_json(EMBED_OPTIONS))}</script>"
+        )

@@ -10,6 +10,7 @@ test RMSE is not lower than the age-only floor (`km`) or whose C-index cannot be
 
 Units as in reports.tables: RMSE in steps (cycles for C-MAPSS), C-index unitless.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,13 @@ from reports.tables import HYPERPARAMETERS
 FLOOR_MODEL = "km"  # Kaplan-Meier on training lifetimes conditioned on age: the age-only floor
 CHANCE = 0.5  # C-index of a random ranking
 CHANCE_BAND = 0.1  # without an interval, a C-index below CHANCE + CHANCE_BAND is not told from chance
-HP_LABELS = {"batch_size": "batch size", "learning_rate": "learning rate", "lambda_param": "lambda",
-             "nasa_weight": "NASA weight", "dropout": "dropout"}
+HP_LABELS = {
+    "batch_size": "batch size",
+    "learning_rate": "learning rate",
+    "lambda_param": "lambda",
+    "nasa_weight": "NASA weight",
+    "dropout": "dropout",
+}
 # paired margin columns (winner minus runner-up over the same test units, reports/uncertainty.py)
 # when the leaderboard carries them; else the plain difference of test means, labelled as such
 PAIRED_MARGIN = ("rmse_margin", "rmse_margin_low", "rmse_margin_high")
@@ -77,11 +83,13 @@ def floor_reason(winner: pd.Series, floor: pd.Series | None) -> str:
     low = _num(winner.get("concordance_index_boot_low"))
     low = _num(winner.get("concordance_index_ci_low")) if low is None else low
     if low is not None:
-        return (f"test C-index {c:.3f}: its interval reaches chance ({CHANCE}; lower end {low:.3f})"
-                if low <= CHANCE else "")
+        return (
+            f"test C-index {c:.3f}: its interval reaches chance ({CHANCE}; lower end {low:.3f})"
+            if low <= CHANCE
+            else ""
+        )
     if c < CHANCE + CHANCE_BAND:
-        return (f"test C-index {c:.3f} is within {CHANCE_BAND} of chance ({CHANCE}) and has no interval "
-                "to tell it apart")
+        return f"test C-index {c:.3f} is within {CHANCE_BAND} of chance ({CHANCE}) and has no interval to tell it apart"
     return ""
 
 
@@ -136,10 +144,18 @@ def answers(board: pd.DataFrame) -> list[Answer]:
         winner = models.iloc[0]
         runner_up = models.iloc[1] if len(models) > 1 else None
         floor = baselines[baselines["model"] == FLOOR_MODEL]
-        out.append(Answer(dataset, sub, varying, winner, runner_up,
-                          baselines.iloc[0] if len(baselines) else None,
-                          floor=floor_reason(winner, floor.iloc[0] if len(floor) else None),
-                          margin=margin_text(winner, runner_up)))
+        out.append(
+            Answer(
+                dataset,
+                sub,
+                varying,
+                winner,
+                runner_up,
+                baselines.iloc[0] if len(baselines) else None,
+                floor=floor_reason(winner, floor.iloc[0] if len(floor) else None),
+                margin=margin_text(winner, runner_up),
+            )
+        )
     return out
 
 
@@ -162,8 +178,11 @@ def answers_table(items: list[Answer]) -> list[dict]:
         row["runner-up"] = config_label(a.runner_up, a.varying) if a.runner_up is not None else ""
         row["runner-up test RMSE"] = interval_text(a.runner_up, "rul_rmse") if a.runner_up is not None else ""
         row["margin"] = a.margin
-        row["best baseline"] = (f"{a.baseline['model']}: test RMSE {interval_text(a.baseline, 'rul_rmse')}"
-                                if a.baseline is not None else "none run")
+        row["best baseline"] = (
+            f"{a.baseline['model']}: test RMSE {interval_text(a.baseline, 'rul_rmse')}"
+            if a.baseline is not None
+            else "none run"
+        )
         row["chosen on"] = f"{w.get('selected_on')} RMSE"
         row["data source"] = w.get("data_source")
         rows.append(row)

@@ -17,6 +17,7 @@ headline; a subset and test split for the benchmark):
 Runs without a predictions file (sweeps written before runs kept them) still analyse: their
 intervals over test units and comparisons are None and read "unavailable".
 """
+
 from __future__ import annotations
 
 import math
@@ -151,34 +152,39 @@ class Comparison:
         if self.paired is None:
             return f"{head}: {UNAVAILABLE}"
         p = self.paired
-        return (f"{head}: {METRIC_WORDS[self.metric]} difference {p.difference:+.2f} [{p.low:+.2f}, {p.high:+.2f}] "
-                f"({self.winner} minus {self.other}; 95% paired bootstrap {OVER_UNITS}, {p.n_units} units, "
-                f"{p.n_resamples:,} resamples, RMSE averaged over seeds), "
-                f"{self.winner} better in {p.share_better:.0%} of resamples: "
-                f"{self.verdict()}")
+        return (
+            f"{head}: {METRIC_WORDS[self.metric]} difference {p.difference:+.2f} [{p.low:+.2f}, {p.high:+.2f}] "
+            f"({self.winner} minus {self.other}; 95% paired bootstrap {OVER_UNITS}, {p.n_units} units, "
+            f"{p.n_resamples:,} resamples, RMSE averaged over seeds), "
+            f"{self.winner} better in {p.share_better:.0%} of resamples: "
+            f"{self.verdict()}"
+        )
 
     def columns(self, prefix: str) -> dict:
         """CSV columns `<prefix>_model/_metric/_diff/_low/_high/_share_better/_text`."""
         p = self.paired
         nums = (p.difference, p.low, p.high, p.share_better) if p else (math.nan,) * 4
-        return {f"{prefix}_model": self.other, f"{prefix}_metric": self.metric,
-                **dict(zip((f"{prefix}_diff", f"{prefix}_low", f"{prefix}_high", f"{prefix}_share_better"), nums)),
-                f"{prefix}_text": self.text()}
+        return {
+            f"{prefix}_model": self.other,
+            f"{prefix}_metric": self.metric,
+            **dict(zip((f"{prefix}_diff", f"{prefix}_low", f"{prefix}_high", f"{prefix}_share_better"), nums)),
+            f"{prefix}_text": self.text(),
+        }
 
 
 @dataclass
 class GroupVerdict:
     """Winner, runner-up and best baseline of one group of comparable runs, with the comparisons."""
 
-    winner: tuple | None          # config keys
+    winner: tuple | None  # config keys
     runner_up: tuple | None
     best_baseline: tuple | None
-    baselines: list[tuple]        # the best configuration of each baseline model, best first
+    baselines: list[tuple]  # the best configuration of each baseline model, best first
     vs_baseline: Comparison | None
     vs_runner_up: Comparison | None
-    n_configs: int                # DDRSA configurations that competed
+    n_configs: int  # DDRSA configurations that competed
     selected_on: str
-    rank_col: str = ""            # the column the configurations were ranked on
+    rank_col: str = ""  # the column the configurations were ranked on
 
 
 def config_label(runs: pd.DataFrame, other: pd.DataFrame | None = None) -> str:
@@ -208,8 +214,9 @@ def compare(cache: PredictionCache, role: str, winner: pd.DataFrame, other: pd.D
     if w and o and set(w) & set(o):
         paired = paired_bootstrap(w, o)
     label = config_label(other, winner)
-    return Comparison(role, config_label(winner, other), f"{label} (baseline)" if is_baseline(label) else label,
-                      metric, paired)
+    return Comparison(
+        role, config_label(winner, other), f"{label} (baseline)" if is_baseline(label) else label, metric, paired
+    )
 
 
 def keyed(runs: pd.DataFrame) -> pd.Series:
@@ -234,8 +241,9 @@ class ByConfig(dict):
         """config key -> mean of `column` over its runs (NaN-skipping; NaN when none is defined).
         A dict, not a Series: tuple labels would become a MultiIndex that turns None into NaN."""
         values = self.frame[column].to_numpy(dtype=float)
-        return {k: float(np.nanmean(values[pos])) if np.isfinite(values[pos]).any() else math.nan
-                for k, pos in self.items()}
+        return {
+            k: float(np.nanmean(values[pos])) if np.isfinite(values[pos]).any() else math.nan for k, pos in self.items()
+        }
 
 
 def by_config(runs: pd.DataFrame) -> ByConfig:
@@ -243,8 +251,7 @@ def by_config(runs: pd.DataFrame) -> ByConfig:
     return ByConfig(runs)
 
 
-def group_verdict(runs: pd.DataFrame, cache: PredictionCache,
-                  prefer: tuple[str, str] | None = None) -> GroupVerdict:
+def group_verdict(runs: pd.DataFrame, cache: PredictionCache, prefer: tuple[str, str] | None = None) -> GroupVerdict:
     """Winner, runner-up and best baseline of one group's completed runs, with both comparisons.
     `prefer`: (column, what it is called) ranked on instead of validation RMSE when every run has it
     (the cmapss-benchmark preset: val_benchmark_rmse, the benchmark protocol on validation units)."""
@@ -254,8 +261,10 @@ def group_verdict(runs: pd.DataFrame, cache: PredictionCache,
     configs = by_config(runs)
     means = configs.means(rank_col)
     # best first; ties go to the first configuration in CONFIG_KEYS order (as tables.best_configurations)
-    ranked = sorted((k for k, v in means.items() if not math.isnan(v)),
-                    key=lambda k: (means[k], tuple((v is None, "" if v is None else v) for v in k)))
+    ranked = sorted(
+        (k for k, v in means.items() if not math.isnan(v)),
+        key=lambda k: (means[k], tuple((v is None, "" if v is None else v) for v in k)),
+    )
     base = [k for k in ranked if is_baseline(k[CONFIG_KEYS.index("model")])]
     ddrsa = [k for k in ranked if k not in base]
     seen, best_per_model = set(), []
@@ -287,16 +296,20 @@ def unit_interval_text(interval: Interval | None, fmt: str = ".2f") -> str:
     return f"[{interval.low:{fmt}}, {interval.high:{fmt}}] {OVER_UNITS}"
 
 
-def annotate_best(best: pd.DataFrame, df: pd.DataFrame, cache: PredictionCache,
-                  verdicts: dict[tuple, GroupVerdict]) -> pd.DataFrame:
+def annotate_best(
+    best: pd.DataFrame, df: pd.DataFrame, cache: PredictionCache, verdicts: dict[tuple, GroupVerdict]
+) -> pd.DataFrame:
     """best_configurations plus: `baseline` (a yardstick model's row), `rul_rmse_units_low/_high`
     (95% bootstrap of the test RMSE over test units; NaN when unavailable) and, on each group's
     winner row of the RMSE criterion, the paired comparisons `vs_best_baseline_*` and
     `vs_runner_up_*` (`Comparison.columns`)."""
     out = best.copy()
     if not len(out):
-        return out.assign(baseline=pd.Series(dtype=bool), rul_rmse_units_low=pd.Series(dtype=float),
-                          rul_rmse_units_high=pd.Series(dtype=float))
+        return out.assign(
+            baseline=pd.Series(dtype=bool),
+            rul_rmse_units_low=pd.Series(dtype=float),
+            rul_rmse_units_high=pd.Series(dtype=float),
+        )
     configs = by_config(completed(df))
     out["baseline"] = out["model"].map(is_baseline).astype(bool)
     lows, highs, extra = [], [], []
@@ -354,5 +367,7 @@ def floor_sentence(df: pd.DataFrame, dataset: str, subset: str) -> str:
     if "benchmark_rmse" in km and km["benchmark_rmse"].notna().any():
         parts.append(f"benchmark capped RMSE {km['benchmark_rmse'].mean():.2f}")
     where = f"{dataset} {subset}" if dataset == "turbofan" and subset else dataset
-    return (f"Age-only floor on {where} (km: Kaplan-Meier on training lifetimes conditioned on the window's age, "
-            f"no sensor): {', '.join(parts)} (mean over {len(km)} run(s)); read every model's numbers against it.")
+    return (
+        f"Age-only floor on {where} (km: Kaplan-Meier on training lifetimes conditioned on the window's age, "
+        f"no sensor): {', '.join(parts)} (mean over {len(km)} run(s)); read every model's numbers against it."
+    )

@@ -11,6 +11,7 @@ options for them), and the only client needed, `websockets`, is already installe
         png = browser.screenshot()
         browser.errors                                    # console errors + uncaught exceptions
 """
+
 from __future__ import annotations
 
 import base64
@@ -46,10 +47,24 @@ class Chromium:
             raise FileNotFoundError("no Chromium binary (install the Debian package chromium)")
         self.profile = tempfile.mkdtemp(prefix="ddrsa-chromium-")
         self.proc = subprocess.Popen(
-            [self.binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--no-first-run", "--no-default-browser-check", "--hide-scrollbars", "--remote-debugging-port=0",
-             f"--user-data-dir={self.profile}", f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                self.binary,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--hide-scrollbars",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={self.profile}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.events: list[dict] = []
         self.errors: list[str] = []
         self._id = 0
@@ -59,8 +74,9 @@ class Chromium:
             self.ws = connect(page, max_size=None, open_timeout=timeout)
             for domain in ("Page", "Runtime", "Log"):
                 self.send(f"{domain}.enable")
-            self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
-                      mobile=False)
+            self.send(
+                "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False
+            )
         except Exception:
             self.close()
             raise
@@ -95,8 +111,10 @@ class Chromium:
             d = params.get("exceptionDetails", {})
             self.errors.append("exception: " + str(d.get("exception", {}).get("description") or d.get("text")))
         elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            self.errors.append("console.error: " + " ".join(str(a.get("value", a.get("description", "")))
-                                                           for a in params.get("args", [])))
+            self.errors.append(
+                "console.error: "
+                + " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
+            )
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
             e = params["entry"]
             self.errors.append(f"log ({e.get('source')}): {e.get('text')} {e.get('url', '')}".strip())
@@ -139,8 +157,9 @@ class Chromium:
 
     def evaluate(self, expression: str, await_promise: bool = False, timeout: float = 60):
         """Value of a JavaScript expression in the page (JSON-serialisable values only)."""
-        res = self.send("Runtime.evaluate", timeout=timeout, expression=expression, returnByValue=True,
-                        awaitPromise=await_promise)
+        res = self.send(
+            "Runtime.evaluate", timeout=timeout, expression=expression, returnByValue=True, awaitPromise=await_promise
+        )
         if "exceptionDetails" in res:
             raise RuntimeError(f"{expression[:80]}: {res['exceptionDetails'].get('exception', {}).get('description')}")
         return res.get("result", {}).get("value")
@@ -151,8 +170,7 @@ class Chromium:
         if full_page:
             params["captureBeyondViewport"] = True
             size = self.send("Page.getLayoutMetrics")["cssContentSize"]
-            params["clip"] = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 16000),
-                              "scale": 1}
+            params["clip"] = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 16000), "scale": 1}
         return base64.b64decode(self.send("Page.captureScreenshot", **params)["data"])
 
     def close(self) -> None:
@@ -170,7 +188,7 @@ class Chromium:
                 self.proc.wait(10)
         shutil.rmtree(self.profile, ignore_errors=True)
 
-    def __enter__(self) -> "Chromium":
+    def __enter__(self) -> Chromium:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,4 +1,5 @@
 """Shared fixtures: one real Prefect server per test session, tiny sweep settings, helpers."""
+
 from __future__ import annotations
 
 import json
@@ -22,10 +23,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # next to the checkout (the code's default, ddrsa/settings.py). Tests that need it carry
 # `@pytest.mark.realdata`: skipped with the reason when it is absent, a FAILURE under CI (env CI set,
 # exported by .ci/run), where the data is provided and a silent skip would hide a broken test.
-REAL_DATA_DIR = Path(os.environ["DDRSA_DATA_DIR"]) if os.environ.get("DDRSA_DATA_DIR") else (
-    ROOT.parent / "shared" / "data")
+REAL_DATA_DIR = (
+    Path(os.environ["DDRSA_DATA_DIR"]) if os.environ.get("DDRSA_DATA_DIR") else (ROOT.parent / "shared" / "data")
+)
 REAL_DATA_FILES = tuple(f"cmapss/{kind}_FD00{i}.txt" for i in range(1, 5) for kind in ("train", "test", "RUL")) + tuple(
-    f"azure_pm/PdM_{name}.csv" for name in ("errors", "maint", "failures", "machines"))
+    f"azure_pm/PdM_{name}.csv" for name in ("errors", "maint", "failures", "machines")
+)
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +41,9 @@ def _prefect_console_follows_capture():
 
         from prefect.logging.handlers import PrefectConsoleHandler
 
-        loggers = [logging.getLogger()] + [v for v in logging.root.manager.loggerDict.values()
-                                           if isinstance(v, logging.Logger)]
+        loggers = [logging.getLogger()] + [
+            v for v in logging.root.manager.loggerDict.values() if isinstance(v, logging.Logger)
+        ]
         for handler in {h for lg in loggers for h in lg.handlers if isinstance(h, PrefectConsoleHandler)}:
             handler.stream = sys.stderr  # not setStream(): it flushes the closed one
             handler.console.file = sys.stderr
@@ -48,8 +52,9 @@ def _prefect_console_follows_capture():
 
 def real_data_missing() -> str | None:
     """None when every real data file is in REAL_DATA_DIR (plain or .gz), else why not."""
-    missing = [f for f in REAL_DATA_FILES
-               if not ((REAL_DATA_DIR / f).is_file() or (REAL_DATA_DIR / f"{f}.gz").is_file())]
+    missing = [
+        f for f in REAL_DATA_FILES if not ((REAL_DATA_DIR / f).is_file() or (REAL_DATA_DIR / f"{f}.gz").is_file())
+    ]
     if not missing:
         return None
     return f"real data absent: {len(missing)} file(s) missing in {REAL_DATA_DIR}, e.g. {missing[0]}(.gz)"
@@ -95,8 +100,20 @@ def pytest_runtest_makereport(item, call):
 
 
 # Tiny experiments: synthetic data, short windows, few units, two epochs.
-TINY = ["--data-source", "synthetic", "--max-units", "12", "--window-stride", "8",
-        "--lookback-window", "32", "--pred-horizon", "16", "--num-epochs", "2"]
+TINY = [
+    "--data-source",
+    "synthetic",
+    "--max-units",
+    "12",
+    "--window-stride",
+    "8",
+    "--lookback-window",
+    "32",
+    "--pred-horizon",
+    "16",
+    "--num-epochs",
+    "2",
+]
 
 
 @pytest.fixture(scope="session")
@@ -122,12 +139,14 @@ def prefect_server(tmp_path_factory):
             os.environ[key] = value
 
 
-def run_cli(args: list[str], *, env: dict | None = None, timeout: float = 600,
-            check: bool = False) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], *, env: dict | None = None, timeout: float = 600, check: bool = False
+) -> subprocess.CompletedProcess:
     """Run a project command (`flows/sweep.py ...` or `-m ddrsa.train ...`) as a user would."""
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc

@@ -1,5 +1,6 @@
 """A flow that ends Failed by design (as `ddrsa-sweep` does when an experiment failed) or crashes:
 run by tests/test_designed_failure.py the way a deployment's worker runs a flow."""
+
 from __future__ import annotations
 
 import sys

@@ -5,6 +5,7 @@ is a logistic function of the wear, so a unit with more wear is more likely to f
 resets the wear (a repair) and starts a new segment; each unit ends censored or failed.
 `temp` is noise, `site` a categorical covariate, `const` a constant one.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,7 @@ def make_fleet(n_units: int = 12, n_steps: int = 120, seed: int = 0, end_steps: 
     units. The first rows of a unit do not depend on n_steps (a later snapshot extends them)."""
     rows, last_wear = [], {}
     for u in range(1, n_units + 1):
-        rng = np.random.default_rng([seed, u])      # per unit: a longer snapshot extends the same history
+        rng = np.random.default_rng([seed, u])  # per unit: a longer snapshot extends the same history
         rate = rng.uniform(0.05, 0.25)
         wear, steps = 0.0, (end_steps or {}).get(u, n_steps)
         for t in range(steps):

@@ -1,4 +1,5 @@
 """Engine age as an optional input channel (`age_input`): C-MAPSS cycle index, Azure PM record steps."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,8 +38,8 @@ def test_cmapss_age_channel_is_the_cycle_index_scaled_on_training_units(cmapss_r
     for part in ("train", "val", "test"):
         w, p = aged[part], plain[part]
         assert w.x.shape[-1] == p.x.shape[-1] + 1
-        np.testing.assert_array_equal(w.x[..., :-1], p.x)           # the sensors are unchanged
-        cycle = np.array([last_cycle[int(u)] for u in w.unit]) - w.rul     # rul = T - t on these units
+        np.testing.assert_array_equal(w.x[..., :-1], p.x)  # the sensors are unchanged
+        cycle = np.array([last_cycle[int(u)] for u in w.unit]) - w.rul  # rul = T - t on these units
         np.testing.assert_allclose(w.x[:, -1, -1], 2 * (cycle - lo) / (hi - lo) - 1, atol=1e-5)
     assert aged["train"].x[:, -1, -1].max() == pytest.approx(1.0, abs=1e-6)
     assert aged["val"].x[:, -1, -1].max() > 1.0 or aged["test"].x[:, -1, -1].max() > 1.0  # the long unit
@@ -63,7 +64,9 @@ def test_age_input_flag_and_ids():
     assert cfg.age_input is False
     assert ExperimentConfig(age_input=True).experiment_id() != cfg.experiment_id()
     # runs without age input keep the ids they had before the field existed
-    import hashlib, json
+    import hashlib
+    import json
+
     fields = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("age_input", "test_split")}
     assert cfg.experiment_id() == hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -72,15 +75,38 @@ def test_benchmark_line_says_with_age_input():
     from reports.report import benchmark_lines
 
     def rec(seed, age):
-        metrics = {"rul_rmse": 9.0, "benchmark_rmse": 12.0, "benchmark_rmse_uncapped": 12.0, "benchmark_nasa_score": 1.0,
-                   "benchmark_n_units": 100, "benchmark_comparable": True, "val_rul_rmse": 1.0, "val_loss": 1.0}
-        return {"experiment_id": f"{seed}{age}", "name": "x", "status": "completed", "dataset": "turbofan",
-                "subset": "FD001", "model": "paper", "batch_size": 64, "learning_rate": 0.01, "lambda_param": 0.75,
-                "nasa_weight": 0.0, "dropout": 0.1, "seed": seed, "num_epochs": 5, "test_split": "official",
-                "age_input": age, "metrics": metrics}
+        metrics = {
+            "rul_rmse": 9.0,
+            "benchmark_rmse": 12.0,
+            "benchmark_rmse_uncapped": 12.0,
+            "benchmark_nasa_score": 1.0,
+            "benchmark_n_units": 100,
+            "benchmark_comparable": True,
+            "val_rul_rmse": 1.0,
+            "val_loss": 1.0,
+        }
+        return {
+            "experiment_id": f"{seed}{age}",
+            "name": "x",
+            "status": "completed",
+            "dataset": "turbofan",
+            "subset": "FD001",
+            "model": "paper",
+            "batch_size": 64,
+            "learning_rate": 0.01,
+            "lambda_param": 0.75,
+            "nasa_weight": 0.0,
+            "dropout": 0.1,
+            "seed": seed,
+            "num_epochs": 5,
+            "test_split": "official",
+            "age_input": age,
+            "metrics": metrics,
+        }
+
     lines = benchmark_lines([rec(s, a) for s in range(2) for a in (False, True)])
     assert len(lines) == 2
     assert sum("with age input" in line for line in lines) == 1
     old = dict(rec(0, False))
-    del old["age_input"]                                # records written before the field existed
+    del old["age_input"]  # records written before the field existed
     assert "with age input" not in benchmark_lines([old])[0]

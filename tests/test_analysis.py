@@ -1,4 +1,5 @@
 """Analysis tables, report, history, CLI and Prefect artifacts on a folder with KNOWN values."""
+
 from __future__ import annotations
 
 import base64
@@ -72,8 +73,12 @@ def test_summary_statistics_match_hand_computation(known):
     assert list(_csv(root / "summary_statistics.csv")[0])[:3] == ["dataset", "model", "rul_mae_mean"]
 
 
-CRITERIA = (("MAE", "rul_mae", False), ("RMSE", "rul_rmse", False),
-            ("C-Index", "concordance_index", True), ("NASA", "nasa_score", False))
+CRITERIA = (
+    ("MAE", "rul_mae", False),
+    ("RMSE", "rul_rmse", False),
+    ("C-Index", "concordance_index", True),
+    ("NASA", "nasa_score", False),
+)
 
 
 def _expected_best(on: str = "val_", records: list[dict] | None = None):
@@ -118,9 +123,20 @@ def test_best_configurations_per_criterion(known):
         assert f"--seed {best_seed} " in cmd and "--num-epochs 20 " in cmd and "--create-visualization" in cmd
         assert (" --subset FD001 " in cmd) == (key[0] == "turbofan")
         assert f"{root}/retrain/" in cmd
-    assert list(res.best.columns[:15]) == ["dataset", "model", "criterion", "selected_on", "batch_size",
-                                           "learning_rate", "lambda_param", "nasa_weight", "dropout", *METRICS,
-                                           "intervention_tte", "n_seeds"]   # ddrsa/policy.py's criterion
+    assert list(res.best.columns[:15]) == [
+        "dataset",
+        "model",
+        "criterion",
+        "selected_on",
+        "batch_size",
+        "learning_rate",
+        "lambda_param",
+        "nasa_weight",
+        "dropout",
+        *METRICS,
+        "intervention_tte",
+        "n_seeds",
+    ]  # ddrsa/policy.py's criterion
 
 
 def test_validation_winner_is_reported_with_its_test_numbers(known):
@@ -160,8 +176,8 @@ def test_validation_winner_is_reported_with_its_test_numbers(known):
     # lists every configuration, the test-best one included, so it is left out of this check
     first_screen = page.split("<h2>Leaderboard</h2>")[0]
     best_table = page.split("<h2>Best configurations per model and criterion</h2>")[1].split("<h2>")[0]
-    chosen_mean = statistics.mean(s['rul_rmse'] for s in seeds.values())
-    test_best_mean = statistics.mean(s['rul_rmse'] for s in on_test[('turbofan', 'lstm_basic', 'RMSE')][1].values())
+    chosen_mean = statistics.mean(s["rul_rmse"] for s in seeds.values())
+    test_best_mean = statistics.mean(s["rul_rmse"] for s in on_test[("turbofan", "lstm_basic", "RMSE")][1].values())
     assert f"{chosen_mean:.3f}" in first_screen and f"{test_best_mean:.3f}" not in first_screen  # the cards: .3f
     assert chosen in best_table and test_best not in best_table
     assert "falls back to test metrics" not in page
@@ -220,8 +236,11 @@ def test_confidence_intervals_and_welch(known):
         assert _num(row[metric]) == pytest.approx(statistics.mean(test_vals))
         # "indistinguishable": Welch's test on the per-seed VALIDATION values of the criterion
         vals = [s[rank_key] for s in seeds.values()]
-        same = sum(stats.ttest_ind(vals, [s[rank_key] for s in other.values()], equal_var=False).pvalue >= 0.05
-                   for k, other in cands.items() if k != cfg and len(other) >= 2)
+        same = sum(
+            stats.ttest_ind(vals, [s[rank_key] for s in other.values()], equal_var=False).pvalue >= 0.05
+            for k, other in cands.items()
+            if k != cfg and len(other) >= 2
+        )
         assert int(row["indistinguishable_configs"]) == same
 
 
@@ -244,8 +263,11 @@ def test_t_interval_is_symmetric_around_mean(xs):
 def test_cmapss_subsets_are_ranked_separately(tmp_path):
     """A grid over FD001 and FD002: each subset gets its own winner (RMSEs of different subsets
     are not comparable), its own test numbers and its own retrain folder."""
-    recs = [r for r in known_records() if r["status"] == "completed" and r["dataset"] == "turbofan"
-            and r["model"] == "lstm_basic"]
+    recs = [
+        r
+        for r in known_records()
+        if r["status"] == "completed" and r["dataset"] == "turbofan" and r["model"] == "lstm_basic"
+    ]
     fd002 = []
     for r in recs:
         c = json.loads(json.dumps(r))
@@ -263,11 +285,14 @@ def test_cmapss_subsets_are_ranked_separately(tmp_path):
         assert f"/retrain/turbofan_{subset}_lstm_basic_rmse " in rmse.at[subset, "retrain_command"]
 
 
-@pytest.mark.parametrize("sources,banner", [
-    ({"turbofan": "real", "azure_pm": "real-no-telemetry"}, None),
-    ({"turbofan": "synthetic", "azure_pm": "real-no-telemetry"}, "SYNTHETIC DATA"),
-    ({"turbofan": "real", "azure_pm": "real+synthetic-telemetry"}, "SYNTHETIC OR PARTLY GENERATED DATA"),
-])
+@pytest.mark.parametrize(
+    "sources,banner",
+    [
+        ({"turbofan": "real", "azure_pm": "real-no-telemetry"}, None),
+        ({"turbofan": "synthetic", "azure_pm": "real-no-telemetry"}, "SYNTHETIC DATA"),
+        ({"turbofan": "real", "azure_pm": "real+synthetic-telemetry"}, "SYNTHETIC OR PARTLY GENERATED DATA"),
+    ],
+)
 def test_data_source_shown_wherever_a_number_is(tmp_path, sources, banner):
     from reports.report import headline_markdown
     from reports.tables import folder_data_sources
@@ -294,8 +319,15 @@ def test_data_source_shown_wherever_a_number_is(tmp_path, sources, banner):
 
 def test_counts_and_report_lists_failures(known):
     root, res = known
-    assert res.counts == {"total": 33, "completed": 29, "failed": 1, "diverged": 1, "collapsed": 1,
-                          "pending": 2, "records": 31}
+    assert res.counts == {
+        "total": 33,
+        "completed": 29,
+        "failed": 1,
+        "diverged": 1,
+        "collapsed": 1,
+        "pending": 2,
+        "records": 31,
+    }
     page = (root / "report.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
     assert "loss became NaN at epoch 3" in page and "Collapsed (constant prediction)" in page
@@ -337,12 +369,22 @@ def test_history_append_and_read(tmp_path):
     assert append_history(tmp_path, recs, "night-1", timestamp="2026-01-01T02:00:00+00:00") == 4
     assert append_history(tmp_path, recs[:6], "night-2", timestamp="2026-01-02T02:00:00+00:00") == 1
     lines = [json.loads(x) for x in (tmp_path / "sweep_history.jsonl").read_text().splitlines()]
-    assert len(lines) == 5 and set(lines[0]) == {"timestamp", "run_label", "dataset", "model", "best_rul_rmse",
-                                                 "best_concordance_index", "n_completed", "selected_on",
-                                                 "selection_rul_rmse", "selection_concordance_index"}
+    assert len(lines) == 5 and set(lines[0]) == {
+        "timestamp",
+        "run_label",
+        "dataset",
+        "model",
+        "best_rul_rmse",
+        "best_concordance_index",
+        "n_completed",
+        "selected_on",
+        "selection_rul_rmse",
+        "selection_concordance_index",
+    }
     tl = [r for r in _completed() if r["dataset"] == "turbofan" and r["model"] == "lstm_basic"]
-    row = next(x for x in lines if x["run_label"] == "night-1" and x["model"] == "lstm_basic"
-               and x["dataset"] == "turbofan")
+    row = next(
+        x for x in lines if x["run_label"] == "night-1" and x["model"] == "lstm_basic" and x["dataset"] == "turbofan"
+    )
 
     # brute force: the configuration with the best mean VALIDATION value, reported by its mean TEST value
     def chosen_test_mean(metric: str, larger: bool) -> float:
@@ -367,8 +409,13 @@ def test_cli_rejects_bad_output_dir(tmp_path, target):
     path = tmp_path / "a_file.txt"
     if target == "file":
         path.write_text("x")
-    proc = subprocess.run([sys.executable, "flows/analysis.py", "--output-dir", str(path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "flows/analysis.py", "--output-dir", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert str(path) in proc.stderr
@@ -395,7 +442,7 @@ def test_flow_creates_artifacts(harness, tmp_path, capsys):
     assert main(["--output-dir", str(tmp_path), "--append-to-history", "--run-label", "test-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith("29 completed, 1 failed, 1 diverged, 2 pending;"))
-    out, winners = lines[at], lines[at + 1:]  # the terminal summary line, then one winner per dataset
+    out, winners = lines[at], lines[at + 1 :]  # the terminal summary line, then one winner per dataset
     assert [w.split(" (data: ")[0] for w in winners] == ["  azure_pm", "  turbofan FD001"], winners
     assert all("; selected on validation RMSE" in w for w in winners)
     assert "winners ranked on validation, test metrics reported" in out
@@ -406,9 +453,18 @@ def test_flow_creates_artifacts(harness, tmp_path, capsys):
 
     scope = artifact_scope("test-run", tmp_path)  # the label and the folder
     assert scope.startswith("test-run-")
-    keys = [f"{k}-{scope}" for k in ("ddrsa-best-configurations", "ddrsa-summary-statistics", "ddrsa-sweep-headline",
-                                      "ddrsa-report", "ddrsa-chart-model-comparison",
-                                      "ddrsa-chart-rul-mae-vs-hyperparameters", "ddrsa-sweep-overview")]  # scoped by the label
+    keys = [
+        f"{k}-{scope}"
+        for k in (
+            "ddrsa-best-configurations",
+            "ddrsa-summary-statistics",
+            "ddrsa-sweep-headline",
+            "ddrsa-report",
+            "ddrsa-chart-model-comparison",
+            "ddrsa-chart-rul-mae-vs-hyperparameters",
+            "ddrsa-sweep-overview",
+        )
+    ]  # scoped by the label
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
     by_key = {a.key: a for a in arts}
@@ -458,10 +514,20 @@ def test_subflow_artifacts_land_on_the_sweeps_run(harness, tmp_path):
     parent_id = parent()
     scope = artifact_scope("nightly", tmp_path)
     with get_client(sync_client=True) as client:
-        arts = {a.key: a for a in client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[parent_id])))}
-    for name in ("best-configurations", "summary-statistics", "sweep-overview", "sweep-headline", "report",
-                 "chart-model-comparison"):
+        arts = {
+            a.key: a
+            for a in client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[parent_id]))
+            )
+        }
+    for name in (
+        "best-configurations",
+        "summary-statistics",
+        "sweep-overview",
+        "sweep-headline",
+        "report",
+        "chart-model-comparison",
+    ):
         assert f"ddrsa-{name}-{scope}" in arts, (name, sorted(arts))
     table = json.loads(arts[f"ddrsa-best-configurations-{scope}"].data)
     assert [row["winner"] for row in table] == ["lstm_basic", "lstm_basic"]
@@ -501,17 +567,31 @@ def test_leaderboard_pools_seeds_and_ranks_on_validation(known):
     data = payload(board, str(root))
     for row in decoded_rows(data):
         assert fill_template(data["templates"], row) == retrain_command(
-            {**row, "batch_size": int(row["batch_size"]), "learning_rate": float(row["learning_rate"]),
-             "lambda_param": float(row["lambda_param"]), "nasa_weight": float(row["nasa_weight"]),
-             "dropout": float(row["dropout"])}, str(root),
-            f"{row['dataset']}{'_' + row['subset'] if row['subset'] else ''}_{row['model']}_cfg{row['cfg']}")
+            {
+                **row,
+                "batch_size": int(row["batch_size"]),
+                "learning_rate": float(row["learning_rate"]),
+                "lambda_param": float(row["lambda_param"]),
+                "nasa_weight": float(row["nasa_weight"]),
+                "dropout": float(row["dropout"]),
+            },
+            str(root),
+            f"{row['dataset']}{'_' + row['subset'] if row['subset'] else ''}_{row['model']}_cfg{row['cfg']}",
+        )
 
 
 def test_report_first_screen_is_headline_then_leaderboard(known):
     root, res = known
     page = (root / "report.html").read_text()
-    order = [page.index(t) for t in ("<h2>Best configuration per dataset</h2>", "<h2>Leaderboard</h2>",
-                                     "<h2>Sweep summary</h2>", "<h2>Best configurations per model and criterion</h2>")]
+    order = [
+        page.index(t)
+        for t in (
+            "<h2>Best configuration per dataset</h2>",
+            "<h2>Leaderboard</h2>",
+            "<h2>Sweep summary</h2>",
+            "<h2>Best configurations per model and criterion</h2>",
+        )
+    ]
     assert order == sorted(order)
     head = page.split("<h2>Leaderboard</h2>")[0]
     assert head.count("class='card'") == 2  # turbofan FD001 and azure_pm

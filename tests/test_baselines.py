@@ -1,5 +1,6 @@
 """The baselines (ddrsa/baselines: gbm, cox, km), each against an independent reference, and end to end:
 `python -m ddrsa.train --model km`, a tiny sweep `--models paper gbm`, resume without refitting."""
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,9 @@ def test_km_conditional_curve_equals_brute_force_from_the_lifetimes():
     durations, observed = [9, 12, 15, 6, 7, 7], [True, True, True, True, True, False]
     got_d, got_o = lifetimes(train)
     assert sorted(zip(got_d.tolist(), got_o.tolist())) == sorted(zip(durations, observed))
-    ages_by_hand = np.concatenate([np.arange(1, 10), np.arange(1, 13), np.arange(1, 16),
-                                   np.r_[np.arange(1, 7), np.arange(1, 8), np.arange(1, 8)]])
+    ages_by_hand = np.concatenate(
+        [np.arange(1, 10), np.arange(1, 13), np.arange(1, 16), np.r_[np.arange(1, 7), np.arange(1, 8), np.arange(1, 8)]]
+    )
     np.testing.assert_array_equal(window_ages(train), ages_by_hand)
 
     km = KaplanMeierBaseline(HORIZON).fit(train, train)
@@ -93,8 +95,9 @@ def test_window_summaries_equal_a_per_window_loop():
 
 @pytest.fixture(scope="module")
 def tiny_data():
-    config = ExperimentConfig(model="gbm", data_source="synthetic", max_units=12, window_stride=4,
-                              lookback_window=16, pred_horizon=16)
+    config = ExperimentConfig(
+        model="gbm", data_source="synthetic", max_units=12, window_stride=4, lookback_window=16, pred_horizon=16
+    )
     return config, load_dataset(config.data_config(), Settings())
 
 
@@ -103,11 +106,11 @@ def test_gbm_curve_is_the_step_at_its_prediction(tiny_data):
     gbm = GradientBoostingBaseline(config.pred_horizon, seed=0).fit(data.train, data.val)
     p = gbm.predict(data.test)
     curve = gbm.survival(data.test)
-    np.testing.assert_allclose(curve.sum(axis=1), p, atol=1e-12)        # sum_k S(k) = p exactly
+    np.testing.assert_allclose(curve.sum(axis=1), p, atol=1e-12)  # sum_k S(k) = p exactly
     assert ((curve >= 0) & (curve <= 1)).all() and (np.diff(curve, axis=1) <= 0).all()
-    assert np.std(p) > 1.0                                                # it learned something
+    assert np.std(p) > 1.0  # it learned something
     y, ok = capped_target(data.train, config.pred_horizon)
-    assert y[ok].max() <= config.pred_horizon and (~ok).sum() == 0      # C-MAPSS: every window usable
+    assert y[ok].max() <= config.pred_horizon and (~ok).sum() == 0  # C-MAPSS: every window usable
 
 
 def test_cox_curve_equals_lifelines_fitted_independently(tiny_data):
@@ -116,6 +119,7 @@ def test_cox_curve_equals_lifelines_fitted_independently(tiny_data):
     config, data = tiny_data
     horizon = config.pred_horizon
     cox = CoxBaseline(horizon).fit(data.train, data.val)
+
     # an independent fit: summaries by a per-window loop, durations l + 1 (censored: min(c, L-1) + 1)
     def summaries(w):
         out = []
@@ -124,6 +128,7 @@ def test_cox_curve_equals_lifelines_fitted_independently(tiny_data):
             slope = np.polyfit(t, rows, 1)[0] if len(rows) > 1 else np.zeros(rows.shape[1])
             out.append(np.concatenate([rows.mean(0), rows[-1], slope, [len(rows)]]))
         return np.array(out)
+
     xs = summaries(data.train)
     keep = xs.std(axis=0) > 1e-9
     df = pd.DataFrame(xs[:, keep], columns=[f"c{i}" for i in range(keep.sum())])
@@ -140,8 +145,15 @@ def test_baseline_config_ignores_training_fields_and_the_grid_does_not_multiply_
     c = ExperimentConfig(model="gbm", learning_rate=0.5, batch_size=7, dropout=0.3, num_epochs=3)
     assert (c.learning_rate, c.batch_size, c.dropout, c.num_epochs) == (1e-3, 128, 0.1, 100)
     assert c.short_name() == "s42" and c.display_name() == "turbofan/gbm/s42"
-    spec = SweepSpec(datasets=["turbofan"], models=["paper", "gbm", "km"], learning_rates=[1e-3, 1e-2],
-                     dropout_rates=[0.1, 0.2], batch_sizes=[32, 64], seeds=[1, 2], num_epochs=2)
+    spec = SweepSpec(
+        datasets=["turbofan"],
+        models=["paper", "gbm", "km"],
+        learning_rates=[1e-3, 1e-2],
+        dropout_rates=[0.1, 0.2],
+        batch_sizes=[32, 64],
+        seeds=[1, 2],
+        num_epochs=2,
+    )
     planned = expand(spec)
     models = [p.config.model for p in planned]
     assert models.count("paper") == 16 and models.count("gbm") == 2 and models.count("km") == 2
@@ -157,9 +169,20 @@ def test_km_on_the_command_line_writes_a_run_folder_and_is_not_refit(tmp_path):
     printed = json.loads(proc.stdout)
     assert printed["status"] == "completed"
     metrics = json.loads((out / "test_metrics.json").read_text())
-    for key in ("rul_rmse", "concordance_index", "integrated_brier_score", "auc_10", "auc_30", "auc_60",
-                "concordance_between_units", "val_rul_rmse", "val_auc_10", "val_concordance_between_units",
-                "benchmark_rmse", "train_seconds"):
+    for key in (
+        "rul_rmse",
+        "concordance_index",
+        "integrated_brier_score",
+        "auc_10",
+        "auc_30",
+        "auc_60",
+        "concordance_between_units",
+        "val_rul_rmse",
+        "val_auc_10",
+        "val_concordance_between_units",
+        "benchmark_rmse",
+        "train_seconds",
+    ):
         assert isinstance(metrics[key], float), key
     assert metrics["val_loss"] is None
     log = json.loads((out / "training_log.json").read_text())
@@ -168,13 +191,16 @@ def test_km_on_the_command_line_writes_a_run_folder_and_is_not_refit(tmp_path):
     assert len(preds["test_unit"]) == metrics["n_test_windows"] and "benchmark_survival" in preds
     from reports.run_charts import write_run_charts
 
-    charts = write_run_charts(out)                                        # no epochs: no loss curves
+    charts = write_run_charts(out)  # no epochs: no loss curves
     names = [p.name for p in charts]
-    assert names[:2] == ["predicted_vs_true.png", "hazard_survival.png"]  # then the OTI charts (reports/policy_charts.py)
+    assert names[:2] == [
+        "predicted_vs_true.png",
+        "hazard_survival.png",
+    ]  # then the OTI charts (reports/policy_charts.py)
     assert "loss_curves.png" not in names
     assert all(p.is_file() for p in charts)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    again = run_cli(args, check=True)                                     # finished: read back, not refit
+    again = run_cli(args, check=True)  # finished: read back, not refit
     assert json.loads(again.stdout)["rul_rmse"] == printed["rul_rmse"]
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
@@ -182,8 +208,22 @@ def test_km_on_the_command_line_writes_a_run_folder_and_is_not_refit(tmp_path):
 @pytest.mark.slow
 def test_tiny_sweep_runs_one_baseline_per_seed_with_predictions_everywhere(tmp_path, prefect_server):
     out = tmp_path / "sweep"
-    grid = ["--datasets", "turbofan", "--models", "paper", "gbm", "--learning-rates", "0.001", "0.002",
-            "--seeds", "1", "2", *TINY, "--num-epochs", "1"]
+    grid = [
+        "--datasets",
+        "turbofan",
+        "--models",
+        "paper",
+        "gbm",
+        "--learning-rates",
+        "0.001",
+        "0.002",
+        "--seeds",
+        "1",
+        "2",
+        *TINY,
+        "--num-epochs",
+        "1",
+    ]
     dry = run_cli(["flows/sweep.py", *grid, "--dry-run", "--output-dir", str(out)], check=True)
     assert dry.stdout.strip().splitlines()[-1] == "6 experiments"
     assert "turbofan/gbm/s1" in dry.stdout and "turbofan/gbm/s2" in dry.stdout
@@ -225,12 +265,13 @@ def test_fd001_official_baselines_match_their_measured_values(tmp_path):
     settings = Settings(data_dir=str(REAL_DATA_DIR), data_source="real", torch_threads=1)
     got = {}
     for model in ("gbm", "cox", "km"):
-        config = ExperimentConfig(model=model, subset="FD001", test_split="official", lookback_window=30,
-                                  pred_horizon=125, seed=0)
+        config = ExperimentConfig(
+            model=model, subset="FD001", test_split="official", lookback_window=30, pred_horizon=125, seed=0
+        )
         got[model] = train(config, tmp_path / model, settings=settings).metrics
     assert got["gbm"]["benchmark_rmse"] == pytest.approx(13.12, abs=0.3)
     assert got["cox"]["benchmark_rmse"] == pytest.approx(16.71, abs=0.3)
-    assert got["km"]["benchmark_rmse"] == pytest.approx(31.23, abs=0.05)       # deterministic, no sensor
-    assert 0.80 < got["km"]["concordance_index"] < 0.83                          # the age-only floor
+    assert got["km"]["benchmark_rmse"] == pytest.approx(31.23, abs=0.05)  # deterministic, no sensor
+    assert 0.80 < got["km"]["concordance_index"] < 0.83  # the age-only floor
     assert got["gbm"]["concordance_index"] > got["km"]["concordance_index"] + 0.03
     assert got["km"]["benchmark_n_units"] == 100

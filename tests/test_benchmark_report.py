@@ -1,5 +1,6 @@
 """C-MAPSS benchmark protocol: official test split, capped/uncapped RMSE, seed aggregation,
 selection on validation, the literature file, the report section and the preset."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,17 @@ from ddrsa.metrics import benchmark_metrics
 from ddrsa.settings import Settings
 from ddrsa.sweep.spec import expand
 from deployments.presets import preset_spec
-from reports.benchmark import (BENCHMARK_METRICS, PUBLISHED, THIS_PROJECT, benchmark_chart, benchmark_summary,
-                               comparison_frame, has_benchmark, load_literature, section_html)
+from reports.benchmark import (
+    BENCHMARK_METRICS,
+    PUBLISHED,
+    THIS_PROJECT,
+    benchmark_chart,
+    benchmark_summary,
+    comparison_frame,
+    has_benchmark,
+    load_literature,
+    section_html,
+)
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -53,12 +63,12 @@ def test_official_split_uses_every_training_unit_and_labels_test_units_from_rul(
     s = Settings(data_dir=tmp_path, data_source="real")
     d = load_dataset(DataConfig(lookback_window=8, pred_horizon=20, test_split="official"), s)
     train_ids = set(np.loadtxt(folder / "train_FD001.txt")[:, 0].astype(int))
-    assert set(d.train.unit) | set(d.val.unit) == train_ids          # no training unit held out
+    assert set(d.train.unit) | set(d.val.unit) == train_ids  # no training unit held out
     assert not set(d.train.unit) & set(d.val.unit)
     test_rows = np.loadtxt(folder / "test_FD001.txt")
     rul = np.loadtxt(folder / "RUL_FD001.txt")
     assert d.n_units["test"] == len(rul) and len(d.test) == len(test_rows)
-    for i, u in enumerate(np.unique(test_rows[:, 0]).astype(int)):   # brute force per unit and cycle
+    for i, u in enumerate(np.unique(test_rows[:, 0]).astype(int)):  # brute force per unit and cycle
         cycles = test_rows[test_rows[:, 0] == u, 1]
         want = rul[i] + (cycles.max() - cycles)
         sel = d.test.unit == u
@@ -102,27 +112,47 @@ def test_preset_runs_every_subset_with_the_literature_protocol():
     assert {c.subset for c in cfgs} == {"FD001", "FD002", "FD003", "FD004"}
     assert all(c.test_split == "official" and c.lookback_window == 30 and c.pred_horizon == 125 for c in cfgs)
     assert len({c.seed for c in cfgs}) >= 5
-    assert len({p.name for p in planned}) == len(planned)           # subsets named apart
+    assert len({p.name for p in planned}) == len(planned)  # subsets named apart
     only = expand(preset_spec("cmapss-benchmark", {"subset": "FD002"}))
     assert {p.config.subset for p in only} == {"FD002"} and len(only) == len(planned) // 4
 
 
 # ------------------------------------------------------------------------------ aggregation
 def _record(subset, lr, seed, bench, val, split="official", val_metrics=True):
-    metrics = {"rul_rmse": 9.0, "benchmark_rmse": bench, "benchmark_rmse_uncapped": bench + 5,
-               "benchmark_nasa_score": 10 * bench, "benchmark_n_units": 100, "benchmark_comparable": True}
+    metrics = {
+        "rul_rmse": 9.0,
+        "benchmark_rmse": bench,
+        "benchmark_rmse_uncapped": bench + 5,
+        "benchmark_nasa_score": 10 * bench,
+        "benchmark_n_units": 100,
+        "benchmark_comparable": True,
+    }
     if val_metrics:
-        metrics.update(val_rul_rmse=val, val_rul_mae=val, val_concordance_index=0.9, val_nasa_score=1.0,
-                       val_loss=1.0)
-    return {"experiment_id": f"{subset}{lr}{seed}", "name": "x", "status": "completed", "dataset": "turbofan",
-            "subset": subset, "model": "paper", "batch_size": 64, "learning_rate": lr, "lambda_param": 0.75,
-            "nasa_weight": 0.1, "dropout": 0.1, "seed": seed, "num_epochs": 5, "test_split": split,
-            "metrics": metrics}
+        metrics.update(val_rul_rmse=val, val_rul_mae=val, val_concordance_index=0.9, val_nasa_score=1.0, val_loss=1.0)
+    return {
+        "experiment_id": f"{subset}{lr}{seed}",
+        "name": "x",
+        "status": "completed",
+        "dataset": "turbofan",
+        "subset": subset,
+        "model": "paper",
+        "batch_size": 64,
+        "learning_rate": lr,
+        "lambda_param": 0.75,
+        "nasa_weight": 0.1,
+        "dropout": 0.1,
+        "seed": seed,
+        "num_epochs": 5,
+        "test_split": split,
+        "metrics": metrics,
+    }
 
 
 def _records():
     # lr 0.01 is best on validation, lr 0.003 best on the benchmark (test): validation must win
-    recs = [_record("FD001", 0.01, s, b, v) for s, b, v in zip(range(5), [13, 14, 15, 13.5, 14.5], [10, 11, 10, 11, 10])]
+    recs = [
+        _record("FD001", 0.01, s, b, v) for s, b, v in zip(range(5), [13, 14, 15, 13.5, 14.5], [10, 11, 10, 11, 10])
+    ]
     recs += [_record("FD001", 0.003, s, 11.0 + 0.1 * s, 20.0) for s in range(5)]
     recs += [_record("FD002", 0.01, s, 20.0 + s, 15.0) for s in range(3)]
     recs.append({"experiment_id": "f", "status": "failed", "dataset": "turbofan", "subset": "FD001", "metrics": {}})
@@ -145,19 +175,23 @@ def test_summary_chooses_on_validation_and_reports_seed_statistics():
     from reports.report import benchmark_lines
 
     fd001 = next(line for line in benchmark_lines(_records()) if line.startswith("benchmark FD001"))
-    assert fd001.startswith(f"benchmark FD001 (official test units, 100): RMSE 14.00 ± {values.std(ddof=1):.2f} "
-                            f"[{14 - half:.2f}, {14 + half:.2f}] over seeds, over test units: unavailable")
+    assert fd001.startswith(
+        f"benchmark FD001 (official test units, 100): RMSE 14.00 ± {values.std(ddof=1):.2f} "
+        f"[{14 - half:.2f}, {14 + half:.2f}] over seeds, over test units: unavailable"
+    )
     assert "(truth capped at 125)" in fd001
     assert "paper lr 0.01," in fd001 and "5 seeds, chosen on validation among 2 configuration(s)" in fd001
-    assert fd001.endswith("vs runner-up paper (learning_rate 0.003): unavailable (no per-window predictions in the "
-                          "run folders)")  # records without predictions files still analyse
+    assert fd001.endswith(
+        "vs runner-up paper (learning_rate 0.003): unavailable (no per-window predictions in the run folders)"
+    )  # records without predictions files still analyse
     assert benchmark_lines([{**r, "metrics": {"rul_rmse": 9.0}} for r in _records()]) == []
     assert benchmark_lines([{**r, "test_split": "held-out"} for r in _records()]) == []  # not the literature's
 
 
 def test_summary_without_validation_metrics_says_it_chose_on_test():
-    recs = [_record("FD001", lr, s, b, 0, val_metrics=False) for lr, b in ((0.01, 14.0), (0.003, 12.0))
-            for s in range(2)]
+    recs = [
+        _record("FD001", lr, s, b, 0, val_metrics=False) for lr, b in ((0.01, 14.0), (0.003, 12.0)) for s in range(2)
+    ]
     r = benchmark_summary(recs).iloc[0]
     assert r["learning_rate"] == 0.003 and r["selected_on"].startswith("test")
 
@@ -170,7 +204,7 @@ def test_held_out_split_is_kept_apart_and_labelled():
     assert "NOT the literature protocol" in html
     comp = comparison_frame(summary, load_literature())
     ours = comp[comp["kind"] == THIS_PROJECT]
-    assert len(ours) == 2 and set(ours["subset"]) == {"FD001", "FD002"}     # official rows only
+    assert len(ours) == 2 and set(ours["subset"]) == {"FD001", "FD002"}  # official rows only
 
 
 # ------------------------------------------------------------------------------ literature and report
@@ -178,9 +212,14 @@ def test_literature_file_matches_the_science_notes():
     lit = load_literature()
     assert lit["source"].str.len().min() > 10
     got = lit.set_index(["method", "subset"])
-    expect = {("Deep LSTM (Zheng et al.)", "FD001"): (16.14, 338), ("AGCNN", "FD004"): (21.50, 3392),
-              ("MS-DCNN", "FD002"): (19.35, 3747), ("MTSTAN", "FD003"): (10.90, 188.2),
-              ("FFVE", "FD001"): (12.31, 280.2), ("CNN (Babu et al.)", "FD001"): (18.45, 1299)}
+    expect = {
+        ("Deep LSTM (Zheng et al.)", "FD001"): (16.14, 338),
+        ("AGCNN", "FD004"): (21.50, 3392),
+        ("MS-DCNN", "FD002"): (19.35, 3747),
+        ("MTSTAN", "FD003"): (10.90, 188.2),
+        ("FFVE", "FD001"): (12.31, 280.2),
+        ("CNN (Babu et al.)", "FD001"): (18.45, 1299),
+    }
     for key, (rmse, score) in expect.items():
         assert (got.loc[key, "rmse"], got.loc[key, "score"]) == (rmse, score)
     assert lit.groupby("method").size().eq(4).all() and len(lit) == 24
@@ -191,7 +230,7 @@ def test_section_and_chart():
     assert has_benchmark(recs) and not has_benchmark([_record("FD001", 0.01, 0, 1, 1) | {"metrics": {}}])
     summary = benchmark_summary(recs)
     comp = comparison_frame(summary, load_literature())
-    assert (comp["kind"] == PUBLISHED).sum() == 12                  # 6 methods x FD001, FD002
+    assert (comp["kind"] == PUBLISHED).sum() == 12  # 6 methods x FD001, FD002
     spec = benchmark_chart(comp).to_dict()
     assert spec["facet"]["column"]["field"] == "subset"
     html = section_html(summary, load_literature(), png=b"\x89PNG")
@@ -204,8 +243,10 @@ def test_report_has_the_section_only_with_benchmark_records(tmp_path):
     from reports.report import run_analysis
 
     with_bench, without = tmp_path / "with", tmp_path / "without"
-    for folder, recs in ((with_bench, _records()),
-                         (without, [r | {"metrics": {"rul_rmse": 9.0}} for r in _records()[:3]])):
+    for folder, recs in (
+        (with_bench, _records()),
+        (without, [r | {"metrics": {"rul_rmse": 9.0}} for r in _records()[:3]]),
+    ):
         folder.mkdir()
         (folder / "all_results.json").write_text(json.dumps(recs))
         run_analysis(folder, charts=False)

@@ -1,4 +1,5 @@
 """Chart builders: data matches hand-computed aggregates, fixed hyperparameters are said, PNGs render."""
+
 from __future__ import annotations
 
 import json
@@ -22,10 +23,19 @@ from reports.vega_page import BUNDLE_FILE, bundle_js, vl_version  # noqa: E402
 
 # nasa_loss_impact is not drawn: the NASA weight is 0.1 in every run of the known folder (constant
 # hyperparameters are one sentence in the notes, not a chart of placeholders)
-ALL_CHARTS = {"rul_mae_vs_hyperparameters", "rul_rmse_vs_hyperparameters", "concordance_index_vs_hyperparameters",
-              "model_comparison", "batch_size_analysis", "learning_rate_analysis",
-              "hyperparameter_heatmap", "learning_curves", "parallel_coordinates", "gpu_utilization",
-              "history_trend"}
+ALL_CHARTS = {
+    "rul_mae_vs_hyperparameters",
+    "rul_rmse_vs_hyperparameters",
+    "concordance_index_vs_hyperparameters",
+    "model_comparison",
+    "batch_size_analysis",
+    "learning_rate_analysis",
+    "hyperparameter_heatmap",
+    "learning_curves",
+    "parallel_coordinates",
+    "gpu_utilization",
+    "history_trend",
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +48,15 @@ def rendered(tmp_path_factory):
     """The known folder plus GPU samples and a history line, analysed with every chart rendered."""
     root = tmp_path_factory.mktemp("charts")
     recs = write_known_folder(root)
-    pd.DataFrame({"timestamp": ["2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"] * 2,
-                  "worker": ["gpu0"] * 4, "gpu_index": [0, 0, 1, 1], "utilization_pct": [10, 90, 50, 60],
-                  "memory_used_mb": [1000, 2000, 1500, 1600]}).to_csv(root / "gpu_utilization.csv", index=False)
+    pd.DataFrame(
+        {
+            "timestamp": ["2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"] * 2,
+            "worker": ["gpu0"] * 4,
+            "gpu_index": [0, 0, 1, 1],
+            "utilization_pct": [10, 90, 50, 60],
+            "memory_used_mb": [1000, 2000, 1500, 1600],
+        }
+    ).to_csv(root / "gpu_utilization.csv", index=False)
     append_history(root, recs, "older", timestamp="2025-12-31T02:00:00+00:00")
     return root, run_analysis(root, append_to_history=True, run_label="now")
 
@@ -93,8 +109,12 @@ def test_hyperparameter_aggregate_matches_hand_computation(done):
 def test_fixed_hyperparameters_are_said(done):
     for metric in ("rul_mae", "rul_rmse", "concordance_index"):
         text = _texts(ch.metric_vs_hyperparameters(done, metric))
-        for note in ("dropout fixed at 0.1 in this sweep", "lambda_param fixed at 0.75 in this sweep",
-                     "nasa_weight fixed at 0.1 in this sweep", "batch_size fixed at 64 in this sweep"):
+        for note in (
+            "dropout fixed at 0.1 in this sweep",
+            "lambda_param fixed at 0.75 in this sweep",
+            "nasa_weight fixed at 0.1 in this sweep",
+            "batch_size fixed at 64 in this sweep",
+        ):
             assert note in text
     assert "nasa_weight fixed at 0.1" in _texts(ch.nasa_loss_impact(done))
     assert "batch_size fixed at 64" in _texts(ch.batch_size_analysis(done))  # azure_pm has one batch size
@@ -102,10 +122,20 @@ def test_fixed_hyperparameters_are_said(done):
 
 
 def test_heatmap_and_box_data(done):
-    cells = {(r["dataset"], r["batch_size"], r["learning_rate"]): r
-             for d in _datasets(ch.hyperparameter_heatmap(done)) for r in d if "rul_mae" in r}
-    recs = [r for r in known_records() if r["status"] == "completed" and r["dataset"] == "turbofan"
-            and r["batch_size"] == 128 and r["learning_rate"] == 0.01]
+    cells = {
+        (r["dataset"], r["batch_size"], r["learning_rate"]): r
+        for d in _datasets(ch.hyperparameter_heatmap(done))
+        for r in d
+        if "rul_mae" in r
+    }
+    recs = [
+        r
+        for r in known_records()
+        if r["status"] == "completed"
+        and r["dataset"] == "turbofan"
+        and r["batch_size"] == 128
+        and r["learning_rate"] == 0.01
+    ]
     cell = cells[("turbofan", 128, 0.01)]
     assert cell["rul_mae"] == pytest.approx(statistics.mean(r["metrics"]["rul_mae"] for r in recs))
     assert cell["concordance_index"] == pytest.approx(statistics.mean(r["metrics"]["concordance_index"] for r in recs))
@@ -119,10 +149,17 @@ def test_learning_curves_and_parallel(done, rendered):
     root, _ = rendered
     curves = load_learning_curves(root, done)
     assert set(map(tuple, curves[["dataset", "model"]].drop_duplicates().values)) == {
-        ("turbofan", "lstm_basic"), ("turbofan", "gru_basic"), ("azure_pm", "lstm_basic"), ("azure_pm", "gru_basic")}
+        ("turbofan", "lstm_basic"),
+        ("turbofan", "gru_basic"),
+        ("azure_pm", "lstm_basic"),
+        ("azure_pm", "gru_basic"),
+    }
     best = curves[(curves.dataset == "turbofan") & (curves.model == "lstm_basic")]["name"].iloc[0]
-    runs = [r for r in known_records() if r["status"] == "completed" and r["model"] == "lstm_basic"
-            and r["dataset"] == "turbofan"]
+    runs = [
+        r
+        for r in known_records()
+        if r["status"] == "completed" and r["model"] == "lstm_basic" and r["dataset"] == "turbofan"
+    ]
     assert best == min(runs, key=lambda r: r["metrics"]["val_rul_rmse"])["name"]  # lowest VALIDATION RMSE
     assert best == "turbofan/lstm_basic/bs64_lr0.01_lam0.75_nasa0.1_drop0.1_s2"
     assert curves["val_loss"].iloc[0] == pytest.approx(3.0)
@@ -172,6 +209,7 @@ def _axis_labels(spec: dict) -> list[list[str]]:
         elif isinstance(node, list):
             for v in node:
                 walk(v, role)
+
     walk(vlc.vegalite_to_scenegraph(spec, vl_version=vl_version()))
     return out
 
@@ -179,8 +217,13 @@ def _axis_labels(spec: dict) -> list[list[str]]:
 @pytest.mark.parametrize("n_epochs", [2, 3, 50])
 def test_learning_curve_epoch_labels_never_repeat(n_epochs):
     """Issue 17: a short run's epoch axis read '1, 2, 2' (ticks between epochs, integer format)."""
-    curves = pd.DataFrame([{"dataset": "turbofan", "model": m, "name": "x", "epoch": e, "val_loss": 1.0 / e}
-                           for m in ("a", "b") for e in range(1, n_epochs + 1)])
+    curves = pd.DataFrame(
+        [
+            {"dataset": "turbofan", "model": m, "name": "x", "epoch": e, "val_loss": 1.0 / e}
+            for m in ("a", "b")
+            for e in range(1, n_epochs + 1)
+        ]
+    )
     epoch_axis = _axis_labels(ch.learning_curves(curves).to_dict())[0]
     assert len(epoch_axis) == len(set(epoch_axis)) >= 2 and all(t.isdigit() for t in epoch_axis)
     assert epoch_axis[0] == "1" and int(epoch_axis[-1]) <= n_epochs
@@ -201,8 +244,10 @@ def test_single_cell_heatmap_says_so(done):
     """Issue 17: one batch size and one learning rate make one cell: a sentence, not one square."""
     one = done[(done.dataset == "azure_pm") & (done.learning_rate == 0.001)]
     spec = ch.hyperparameter_heatmap(pd.concat([done[done.dataset == "turbofan"], one])).to_dict()
-    rows = {r["concat"][0]["title"]["text"] if isinstance(r["concat"][0]["title"], dict)
-            else r["concat"][0]["title"]: r for r in spec["vconcat"]}
+    rows = {
+        r["concat"][0]["title"]["text"] if isinstance(r["concat"][0]["title"], dict) else r["concat"][0]["title"]: r
+        for r in spec["vconcat"]
+    }
     azure = next(r for t, r in rows.items() if t.startswith("azure_pm"))
     assert len(azure["concat"]) == 1 and azure["concat"][0]["mark"]["type"] == "text"
     assert "single cell: every run used batch size 64 and learning rate 0.001" in json.dumps(spec["datasets"])
@@ -218,11 +263,28 @@ def test_old_records_highlight_test_rmse_and_say_so():
 
 
 def test_history_trend_best_per_run():
-    hist = pd.DataFrame([
-        {"timestamp": "2026-01-01T02:00:00+00:00", "run_label": "a", "dataset": "turbofan", "model": "m1",
-         "best_rul_rmse": 20.0, "best_concordance_index": 0.7, "n_completed": 3},
-        {"timestamp": "2026-01-01T02:00:00+00:00", "run_label": "a", "dataset": "turbofan", "model": "m2",
-         "best_rul_rmse": 15.0, "best_concordance_index": 0.8, "n_completed": 3}])
+    hist = pd.DataFrame(
+        [
+            {
+                "timestamp": "2026-01-01T02:00:00+00:00",
+                "run_label": "a",
+                "dataset": "turbofan",
+                "model": "m1",
+                "best_rul_rmse": 20.0,
+                "best_concordance_index": 0.7,
+                "n_completed": 3,
+            },
+            {
+                "timestamp": "2026-01-01T02:00:00+00:00",
+                "run_label": "a",
+                "dataset": "turbofan",
+                "model": "m2",
+                "best_rul_rmse": 15.0,
+                "best_concordance_index": 0.8,
+                "n_completed": 3,
+            },
+        ]
+    )
     data = ch.history_data(hist)
     assert len(data) == 1 and data["best_rul_rmse"].iloc[0] == 15.0 and data["best_concordance_index"].iloc[0] == 0.8
     assert ch.history_trend(hist).to_dict()
@@ -231,10 +293,29 @@ def test_history_trend_best_per_run():
 def test_history_trend_picks_models_on_validation_not_test():
     """m2 has the lower TEST RMSE but m1 the lower validation RMSE: the trend shows m1's test value."""
     stamp = "2026-01-02T02:00:00+00:00"
-    hist = pd.DataFrame([
-        {"timestamp": stamp, "run_label": "b", "dataset": "turbofan", "model": "m1", "best_rul_rmse": 20.0,
-         "best_concordance_index": 0.7, "selection_rul_rmse": 10.0, "selection_concordance_index": 0.9},
-        {"timestamp": stamp, "run_label": "b", "dataset": "turbofan", "model": "m2", "best_rul_rmse": 15.0,
-         "best_concordance_index": 0.8, "selection_rul_rmse": 12.0, "selection_concordance_index": 0.6}])
+    hist = pd.DataFrame(
+        [
+            {
+                "timestamp": stamp,
+                "run_label": "b",
+                "dataset": "turbofan",
+                "model": "m1",
+                "best_rul_rmse": 20.0,
+                "best_concordance_index": 0.7,
+                "selection_rul_rmse": 10.0,
+                "selection_concordance_index": 0.9,
+            },
+            {
+                "timestamp": stamp,
+                "run_label": "b",
+                "dataset": "turbofan",
+                "model": "m2",
+                "best_rul_rmse": 15.0,
+                "best_concordance_index": 0.8,
+                "selection_rul_rmse": 12.0,
+                "selection_concordance_index": 0.6,
+            },
+        ]
+    )
     data = ch.history_data(hist)
     assert data["best_rul_rmse"].tolist() == [20.0] and data["best_concordance_index"].tolist() == [0.7]

@@ -1,4 +1,5 @@
 """Data layer: unit split, train-only scaling, windows/labels, benchmark labels, Azure events, errors."""
+
 from __future__ import annotations
 
 import gzip
@@ -9,8 +10,7 @@ import pandas as pd
 import pytest
 
 from ddrsa.config import DataConfig, ExperimentConfig
-from ddrsa.data import PreparedData, SurvivalWindows, clear_cache, load_dataset
-from ddrsa.data import synthetic
+from ddrsa.data import PreparedData, SurvivalWindows, clear_cache, load_dataset, synthetic
 from ddrsa.data.windows import make_windows, run_to_failure_labels
 from ddrsa.errors import DataError
 from ddrsa.settings import Settings
@@ -27,7 +27,7 @@ def _units_disjoint(d: PreparedData):
 
 # ------------------------------------------------------------------------------ windows
 def test_windows_padding_mask_and_labels():
-    feat = np.arange(10, dtype=np.float32).reshape(5, 2) + 1        # T=5, F=2, no zeros
+    feat = np.arange(10, dtype=np.float32).reshape(5, 2) + 1  # T=5, F=2, no zeros
     ev, ce, ru = run_to_failure_labels(5, pred_horizon=3)
     w = make_windows([7], [feat], [ev], [ce], [ru], lookback=3)
     assert len(w) == 5 and w.x.shape == (5, 3, 2) and w.x.dtype == np.float32
@@ -43,16 +43,15 @@ def test_windows_padding_mask_and_labels():
     np.testing.assert_array_equal(mb[1], w.mask[0])
     np.testing.assert_array_equal(mb[0], [True, True, True])
     s = make_windows([7], [feat], [ev], [ce], [ru], lookback=3, stride=2)
-    assert s.event_index.tolist() == [4, 2, 0]                      # last window always kept
+    assert s.event_index.tolist() == [4, 2, 0]  # last window always kept
     sub = w.subset([1, 3])
     assert len(sub) == 2 and sub.event_index.tolist() == [3, 1]
     np.testing.assert_array_equal(sub.x, w.x[[1, 3]])
-    dense = SurvivalWindows(x=w.x, mask=w.mask, event_index=w.event_index, censored=w.censored,
-                            rul=w.rul, unit=w.unit)
+    dense = SurvivalWindows(x=w.x, mask=w.mask, event_index=w.event_index, censored=w.censored, rul=w.rul, unit=w.unit)
     np.testing.assert_array_equal(dense.x, w.x)
     np.testing.assert_array_equal(dense.mask, w.mask)
     with pytest.raises(ValueError):
-        w.event_index[0] = 1                                         # shared cache: read-only
+        w.event_index[0] = 1  # shared cache: read-only
 
 
 def test_two_units_do_not_mix():
@@ -60,7 +59,7 @@ def test_two_units_do_not_mix():
     la, lb = run_to_failure_labels(2, 10), run_to_failure_labels(4, 10)
     w = make_windows([1, 2], [a, b], [la[0], lb[0]], [la[1], lb[1]], [la[2], lb[2]], lookback=3)
     first_b = w.x[w.unit == 2][0]
-    np.testing.assert_array_equal(first_b[:, 0], [0, 0, 2])           # b's padding, not a's rows
+    np.testing.assert_array_equal(first_b[:, 0], [0, 0, 2])  # b's padding, not a's rows
 
 
 # ------------------------------------------------------------------------------ synthetic C-MAPSS
@@ -71,9 +70,9 @@ def test_synthetic_split_scaling_and_signal():
     real = d.train.data[d.train.valid]
     np.testing.assert_allclose(real.min(0), -1, atol=1e-6)
     np.testing.assert_allclose(real.max(0), 1, atol=1e-6)
-    last = d.train.x[:, -1, :]                                       # latest step of each window
+    last = d.train.x[:, -1, :]  # latest step of each window
     corr = [abs(np.corrcoef(last[:, f], d.train.rul)[0, 1]) for f in range(last.shape[1])]
-    assert max(corr) > 0.5, corr                                     # drift tracks remaining life
+    assert max(corr) > 0.5, corr  # drift tracks remaining life
     assert d.benchmark is not None and len(d.benchmark) == 30
     assert load_dataset(DataConfig(data_source="synthetic", lookback_window=32, pred_horizon=32)) is d
 
@@ -143,12 +142,14 @@ def test_real_fd002_six_conditions():
 @real_azure
 def test_azure_real_files_without_telemetry_use_real_signals_only():
     with warnings.catch_warnings():
-        warnings.simplefilter("error")                               # real data: no SYNTHETIC warning
-        d = load_dataset(DataConfig(dataset="azure_pm", data_source="auto"),
-                         Settings(data_dir=REAL_DATA_DIR, data_source="auto"))
+        warnings.simplefilter("error")  # real data: no SYNTHETIC warning
+        d = load_dataset(
+            DataConfig(dataset="azure_pm", data_source="auto"), Settings(data_dir=REAL_DATA_DIR, data_source="auto")
+        )
     assert d.data_source == "real-no-telemetry"
-    assert d.feature_names == [f"error{i}" for i in range(1, 6)] + [f"days_since_comp{i}" for i in range(1, 5)] \
-        + [f"model{i}" for i in range(1, 5)] + ["age"]
+    assert d.feature_names == [f"error{i}" for i in range(1, 6)] + [f"days_since_comp{i}" for i in range(1, 5)] + [
+        f"model{i}" for i in range(1, 5)
+    ] + ["age"]
     assert d.train.n_features == 14
     _units_disjoint(d)
     assert d.info["n_events"] == 719
@@ -157,7 +158,7 @@ def test_azure_real_files_without_telemetry_use_real_signals_only():
     expected = fail.assign(step=step)[["machineID", "step"]].drop_duplicates().shape[0]
     assert d.info["n_event_steps"] == expected
     n_event_windows = sum(int(((w.event_index == 0) & ~w.censored).sum()) for w in (d.train, d.val, d.test))
-    assert n_event_windows == expected                                # no event lost by down-sampling
+    assert n_event_windows == expected  # no event lost by down-sampling
     last_fail = fail.assign(step=step).groupby("machineID").step.max()
     for w in (d.train, d.val, d.test):
         assert (w.event_index[~w.censored] < 64).all()
@@ -178,9 +179,11 @@ def test_azure_real_files_without_telemetry_use_real_signals_only():
 # ------------------------------------------------------------------------------ Azure PM: no generated data
 def _all_arrays(d: PreparedData) -> dict:
     """Every array of every split, as bytes (for byte-for-byte comparisons)."""
-    return {f"{part}.{name}": getattr(getattr(d, part), name).tobytes()
-            for part in ("train", "val", "test")
-            for name in ("data", "valid", "end", "event_index", "censored", "rul", "unit")}
+    return {
+        f"{part}.{name}": getattr(getattr(d, part), name).tobytes()
+        for part in ("train", "val", "test")
+        for name in ("data", "valid", "end", "event_index", "censored", "rul", "unit")
+    }
 
 
 def _shift_every_generator_seed(monkeypatch, offset: int = 1009) -> None:
@@ -215,8 +218,8 @@ def _assert_seed_independent(monkeypatch, settings: Settings, cfg: DataConfig) -
     _shift_every_generator_seed(monkeypatch)
     try:
         after = load_dataset(cfg, settings)
-        assert after is not before                                    # really reloaded
-        assert _all_arrays(after) == arrays                           # byte for byte
+        assert after is not before  # really reloaded
+        assert _all_arrays(after) == arrays  # byte for byte
         assert after.data_version == before.data_version and after.data_source == before.data_source
         # the seed shift is effective: the generated data set does change under it
         assert _all_arrays(load_dataset(synth_cfg)) != synth_before
@@ -228,8 +231,11 @@ def _assert_seed_independent(monkeypatch, settings: Settings, cfg: DataConfig) -
 
 @real_azure
 def test_azure_real_features_do_not_depend_on_any_generator_seed(monkeypatch):
-    d = _assert_seed_independent(monkeypatch, Settings(data_dir=REAL_DATA_DIR, data_source="real"),
-                                 DataConfig(dataset="azure_pm", data_source="real", lookback_window=32))
+    d = _assert_seed_independent(
+        monkeypatch,
+        Settings(data_dir=REAL_DATA_DIR, data_source="real"),
+        DataConfig(dataset="azure_pm", data_source="real", lookback_window=32),
+    )
     assert d.data_source == "real-no-telemetry"
 
 
@@ -240,8 +246,9 @@ def _hour(h: float) -> pd.Timestamp:
     return T0 + pd.Timedelta(hours=h)
 
 
-def _fake_azure(folder, *, after_failure_records: bool = True, telemetry: bool = False,
-                held_out_errors: tuple = ()) -> dict:
+def _fake_azure(
+    folder, *, after_failure_records: bool = True, telemetry: bool = False, held_out_errors: tuple = ()
+) -> dict:
     """Small Azure CSVs: 6 machines, 30 days of logs from T0 (steps of 15 h). Machine 1 fails at hour
     155 = step 10 + 5 h (comp1 and comp2 at one timestamp: one event), error1 2 h before it, error2 3 h
     after it (same step), error3 at hour 166 (step 11). With `telemetry`, hourly readings of 100 with
@@ -249,25 +256,51 @@ def _fake_azure(folder, *, after_failure_records: bool = True, telemetry: bool =
     `after_failure_records` False leaves out the error2 / volt records after the failure."""
     folder.mkdir(parents=True, exist_ok=True)
     ids = list(range(1, 7))
-    machines = pd.DataFrame({"machineID": ids, "model": ["model1", "model2", "model3", "model4", "model1", "model2"],
-                             "age": [3, 7, 11, 0, 20, 5]})
-    errors = [(_hour(0), m, "error4") for m in ids] + [(_hour(719), m, "error5") for m in ids]   # log period
+    machines = pd.DataFrame(
+        {
+            "machineID": ids,
+            "model": ["model1", "model2", "model3", "model4", "model1", "model2"],
+            "age": [3, 7, 11, 0, 20, 5],
+        }
+    )
+    errors = [(_hour(0), m, "error4") for m in ids] + [(_hour(719), m, "error5") for m in ids]  # log period
     errors += [(_hour(40 + 50 * m), m, "error2") for m in ids] + list(held_out_errors)
     errors += [(_hour(153), 1, "error1"), (_hour(166), 1, "error3")]
     if after_failure_records:
         errors.append((_hour(158), 1, "error2"))
-    failures = [(_hour(155), 1, "comp1"), (_hour(155), 1, "comp2"), (_hour(400), 2, "comp3"),
-                (_hour(300), 3, "comp4"), (_hour(500), 5, "comp1")]
+    failures = [
+        (_hour(155), 1, "comp1"),
+        (_hour(155), 1, "comp2"),
+        (_hour(400), 2, "comp3"),
+        (_hour(300), 3, "comp4"),
+        (_hour(500), 5, "comp1"),
+    ]
     maint = [(pd.Timestamp("2014-12-01 06:00"), m, c) for m in ids for c in ("comp1", "comp2", "comp3", "comp4")]
     maint += [(_hour(155), 1, "comp1"), (_hour(155), 1, "comp2"), (_hour(400), 2, "comp3")]
-    tables = {"machines": machines,
-              "errors": pd.DataFrame(errors, columns=["datetime", "machineID", "errorID"]),
-              "failures": pd.DataFrame(failures, columns=["datetime", "machineID", "failure"]),
-              "maint": pd.DataFrame(maint, columns=["datetime", "machineID", "comp"])}
+    tables = {
+        "machines": machines,
+        "errors": pd.DataFrame(errors, columns=["datetime", "machineID", "errorID"]),
+        "failures": pd.DataFrame(failures, columns=["datetime", "machineID", "failure"]),
+        "maint": pd.DataFrame(maint, columns=["datetime", "machineID", "comp"]),
+    }
     if telemetry:
         hours = pd.date_range(_hour(0), _hour(719), freq="h")
-        tel = pd.concat([pd.DataFrame({"datetime": hours, "machineID": m, "volt": 100.0, "rotate": 400.0 + m,
-                                       "pressure": 100.0, "vibration": 40.0}) for m in ids], ignore_index=True)
+        tel = pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        "datetime": hours,
+                        "machineID": m,
+                        "volt": 100.0,
+                        "rotate": 400.0 + m,
+                        "pressure": 100.0,
+                        "vibration": 40.0,
+                    }
+                )
+                for m in ids
+            ],
+            ignore_index=True,
+        )
         if after_failure_records:
             hit = (tel.machineID == 1) & (tel.datetime > _hour(155)) & (tel.datetime <= _hour(164))
             tel.loc[hit, "volt"] = 1000.0
@@ -296,7 +329,7 @@ def test_azure_lag0_window_does_not_see_hours_after_a_mid_step_failure(tmp_path,
     leaky = load_dataset(cfg, Settings(data_dir=tmp_path / "leaky"))
     clean = load_dataset(cfg, Settings(data_dir=tmp_path / "clean"))
     assert leaky.data_source == ("real" if telemetry else "real-no-telemetry")
-    assert leaky.info["n_events"] == 4 and leaky.info["n_event_steps"] == 4     # comp1+comp2 at 155: one event
+    assert leaky.info["n_events"] == 4 and leaky.info["n_event_steps"] == 4  # comp1+comp2 at 155: one event
     # the records after the failure inside its step reach no feature of any window
     assert _all_arrays(leaky) == _all_arrays(clean)
     # the lag-0 window of machine 1 ends at step 10 (hours 150-164, failure at hour 155)
@@ -304,19 +337,26 @@ def test_azure_lag0_window_does_not_see_hours_after_a_mid_step_failure(tmp_path,
     lag0 = np.flatnonzero((w.unit == 1) & (w.event_index == 0) & ~w.censored)
     assert len(lag0) == 1
     rows = w.row_index(lag0)[0]
-    first_row = int(w.end[w.unit == 1].min())                          # row of step 0 of machine 1
+    first_row = int(w.end[w.unit == 1].min())  # row of step 0 of machine 1
     assert rows[-1] - first_row == 10
     # unscaled, independently of the loader: step 10 counts error1 (hour 153), not error2 (hour 158);
     # error3 (hour 166) is in step 11; the replacement at the failure shows from step 11 on
     names = leaky.feature_names
     g = {k: v[v.machineID == 1] for k, v in tables.items() if k != "machines"}
-    raw, ev_steps = machine_steps(g["errors"], g["maint"], g["failures"], tables["machines"].iloc[0], 15,
-                                  pd.Timestamp("2014-12-01 06:00"), tel=g.get("telemetry"),
-                                  period=None if telemetry else observation_period(tables))
+    raw, ev_steps = machine_steps(
+        g["errors"],
+        g["maint"],
+        g["failures"],
+        tables["machines"].iloc[0],
+        15,
+        pd.Timestamp("2014-12-01 06:00"),
+        tel=g.get("telemetry"),
+        period=None if telemetry else observation_period(tables),
+    )
     assert ev_steps.tolist() == [10] and raw.shape == (48, len(names))
     col = {n: i for i, n in enumerate(names)}
     assert raw[10, col["error1"]] == 1 and raw[10, col["error2"]] == 0 and raw[11, col["error3"]] == 1
-    assert raw[:, col["error2"]].sum() == 1                             # only the hour-90 error2 of machine 1
+    assert raw[:, col["error2"]].sum() == 1  # only the hour-90 error2 of machine 1
     assert raw[10, col["days_since_comp1"]] > 30 and raw[11, col["days_since_comp1"]] == pytest.approx(10 / 24)
     if telemetry:
         assert raw[10, col["volt"]] == 100.0 and (raw[:, col["volt"]] == 100.0).all()
@@ -324,10 +364,18 @@ def test_azure_lag0_window_does_not_see_hours_after_a_mid_step_failure(tmp_path,
     train_raw = []
     for m in leaky.info["split_units"]["train"]:
         gm = {k: v[v.machineID == m] for k, v in tables.items() if k != "machines"}
-        train_raw.append(machine_steps(gm["errors"], gm["maint"], gm["failures"],
-                                       tables["machines"].set_index("machineID", drop=False).loc[m], 15,
-                                       pd.Timestamp("2014-12-01 06:00"), tel=gm.get("telemetry"),
-                                       period=None if telemetry else observation_period(tables))[0])
+        train_raw.append(
+            machine_steps(
+                gm["errors"],
+                gm["maint"],
+                gm["failures"],
+                tables["machines"].set_index("machineID", drop=False).loc[m],
+                15,
+                pd.Timestamp("2014-12-01 06:00"),
+                tel=gm.get("telemetry"),
+                period=None if telemetry else observation_period(tables),
+            )[0]
+        )
     lo, hi = np.concatenate(train_raw).min(0), np.concatenate(train_raw).max(0)
     expected = 2 * (raw[10] - lo) / np.where(hi > lo, hi - lo, 1) - 1
     np.testing.assert_allclose(w.data[rows[-1]], expected, rtol=1e-6, atol=1e-6)
@@ -336,8 +384,11 @@ def test_azure_lag0_window_does_not_see_hours_after_a_mid_step_failure(tmp_path,
 
 def test_azure_fake_files_do_not_depend_on_any_generator_seed(tmp_path, monkeypatch):
     _fake_azure(tmp_path / "azure_pm")
-    d = _assert_seed_independent(monkeypatch, Settings(data_dir=tmp_path, data_source="real"),
-                                 DataConfig(dataset="azure_pm", data_source="real", lookback_window=4))
+    d = _assert_seed_independent(
+        monkeypatch,
+        Settings(data_dir=tmp_path, data_source="real"),
+        DataConfig(dataset="azure_pm", data_source="real", lookback_window=4),
+    )
     assert d.data_source == "real-no-telemetry" and d.train.n_features == 14
 
 
@@ -347,13 +398,13 @@ def test_azure_split_by_machine_and_scaler_fit_on_train_machines_only(tmp_path):
     d1 = load_dataset(cfg, Settings(data_dir=tmp_path / "a"))
     _units_disjoint(d1)
     held_out = d1.info["split_units"]["test"] + d1.info["split_units"]["val"]
-    burst = tuple((_hour(200 + k), m, "error1") for m in held_out for k in range(6))   # 6 errors in one step
+    burst = tuple((_hour(200 + k), m, "error1") for m in held_out for k in range(6))  # 6 errors in one step
     _fake_azure(tmp_path / "b" / "azure_pm", held_out_errors=burst)
     d2 = load_dataset(cfg, Settings(data_dir=tmp_path / "b"))
     assert d2.info["split_units"] == d1.info["split_units"]
-    assert d2.train.data.tobytes() == d1.train.data.tobytes()          # scaler saw no held-out machine
+    assert d2.train.data.tobytes() == d1.train.data.tobytes()  # scaler saw no held-out machine
     assert d2.test.data.tobytes() != d1.test.data.tobytes()
-    assert d2.test.data.max() > 1.0 or d2.val.data.max() > 1.0         # held-out burst beyond the train range
+    assert d2.test.data.max() > 1.0 or d2.val.data.max() > 1.0  # held-out burst beyond the train range
 
 
 def test_azure_synthetic_fast():
@@ -368,7 +419,7 @@ def test_auto_falls_back_to_synthetic_with_warning(tmp_path):
     with pytest.warns(UserWarning, match="SYNTHETIC DATA"):
         d = load_dataset(DataConfig(lookback_window=8), Settings(data_dir=tmp_path, data_source="auto"))
     assert d.data_source == "synthetic"
-    with pytest.warns(UserWarning, match="SYNTHETIC DATA"):          # also on a cache hit
+    with pytest.warns(UserWarning, match="SYNTHETIC DATA"):  # also on a cache hit
         load_dataset(DataConfig(lookback_window=8), Settings(data_dir=tmp_path, data_source="auto"))
 
 
@@ -396,6 +447,7 @@ def _bad_cmapss(tmp_path, edit):
 def test_truncated_last_line(tmp_path):
     def cut(lines):
         lines[-1] = " ".join(lines[-1].split()[:13])
+
     msg, n = _bad_cmapss(tmp_path, cut)
     assert f"line {n}" in msg and "expected 26" in msg
 
@@ -405,6 +457,7 @@ def test_non_numeric_value(tmp_path):
         f = lines[9].split()
         f[7] = "abc"
         lines[9] = " ".join(f)
+
     msg, _ = _bad_cmapss(tmp_path, bad)
     assert "line 10" in msg and "'abc'" in msg
 
@@ -422,11 +475,12 @@ def test_gz_file_read_and_missing_column(tmp_path):
             df.to_csv(fh, index=False)
     with pytest.raises(DataError, match=r"PdM_failures\.csv\.gz: missing column\(s\) failure"):
         load_dataset(DataConfig(dataset="azure_pm", data_source="auto"), Settings(data_dir=tmp_path))
-    for name in ("failures", "telemetry"):                            # now all 5 files, real path
+    for name in ("failures", "telemetry"):  # now all 5 files, real path
         with gzip.open(folder / f"PdM_{name}.csv.gz", "wt") as fh:
             tables[name].to_csv(fh, index=False)
-    d = load_dataset(DataConfig(dataset="azure_pm", data_source="real", lookback_window=16),
-                     Settings(data_dir=tmp_path))
+    d = load_dataset(
+        DataConfig(dataset="azure_pm", data_source="real", lookback_window=16), Settings(data_dir=tmp_path)
+    )
     assert d.data_source == "real" and sum(d.n_units.values()) == 4
     n_ev = tables["failures"][["machineID", "datetime"]].drop_duplicates().shape[0]
     assert d.info["n_events"] == n_ev
@@ -445,6 +499,6 @@ def test_csv_non_numeric_and_truncated(tmp_path):
     tables["machines"].to_csv(m, index=False)
     e = folder / "PdM_errors.csv"
     text = e.read_text().rstrip("\n")
-    e.write_text(text[: text.rfind(",")])                            # last line loses its last field
+    e.write_text(text[: text.rfind(",")])  # last line loses its last field
     with pytest.raises(DataError, match=r"PdM_errors\.csv: line \d+, column errorID: missing value"):
         load_dataset(DataConfig(dataset="azure_pm", data_source="real"), Settings(data_dir=tmp_path))

@@ -1,5 +1,6 @@
 """The Custom run form of a deployment: `prefect deploy` of prefect.yaml against a real server, the
 deployment's parameters and the parameter schema Prefect built from the flow signature read back."""
+
 from __future__ import annotations
 
 import os
@@ -27,9 +28,15 @@ def test_deployment_form_shows_the_presets_grid(prefect_server, tmp_path):
         client.create_work_pool(WorkPoolCreate(name="ddrsa-local", type="process"), overwrite=True)
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "DDRSA_PROJECT_DIR": str(ROOT), "PYTHONPATH": str(ROOT)}
     bindir = os.path.dirname(sys.executable)
-    proc = subprocess.run([f"{bindir}/prefect", "--no-prompt", "deploy", "--name", "batch-study",
-                           "--name", "cmapss-benchmark"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=240, check=False)
+    proc = subprocess.run(
+        [f"{bindir}/prefect", "--no-prompt", "deploy", "--name", "batch-study", "--name", "cmapss-benchmark"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with get_client(sync_client=True) as client:
         for name in ("batch-study", "cmapss-benchmark"):
@@ -52,6 +59,11 @@ def test_deployment_form_shows_the_presets_grid(prefect_server, tmp_path):
             bad = {**dep.parameters, "batch_sizes": [0]}
             assert validate(bad, schema, raise_on_error=False, preprocess=True) != []
         assert client.read_deployment_by_name("ddrsa-sweep/batch-study").parameters["batch_sizes"] == [
-            32, 64, 128, 256, 512]
+            32,
+            64,
+            128,
+            256,
+            512,
+        ]
         assert "subset" not in client.read_deployment_by_name("ddrsa-sweep/cmapss-benchmark").parameters
     assert set(PRESETS) >= {"batch-study", "cmapss-benchmark"}

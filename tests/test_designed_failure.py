@@ -1,6 +1,7 @@
 """A designed failure reads as one line, a crash keeps its traceback (issue 32 point 1): a flow run
 created from a deployment and executed by `python -m prefect.flow_engine` (what a process worker
 runs), its state and logs read back from a real server."""
+
 from __future__ import annotations
 
 import os
@@ -18,15 +19,23 @@ def _run(client, deployment_id, crash: bool):
 
     run = client.create_flow_run_from_deployment(deployment_id, parameters={"crash": crash})
     env = {**os.environ, "PREFECT__FLOW_RUN_ID": str(run.id), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "prefect.flow_engine", ENTRY], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=180, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "prefect.flow_engine", ENTRY],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     run = client.read_flow_run(run.id)
     import time
 
     deadline = time.monotonic() + 30  # logs are sent in batches: wait for the engine's last record
     while True:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])),
-                                sort=LogSort.TIMESTAMP_ASC)
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])), sort=LogSort.TIMESTAMP_ASC
+        )
         if any(log.level >= 40 for log in logs) or time.monotonic() > deadline:
             return run, logs, proc
         time.sleep(0.5)
@@ -37,8 +46,7 @@ def test_designed_failure_is_one_line_and_a_crash_keeps_its_traceback(prefect_se
 
     with get_client(sync_client=True) as client:
         flow_id = client.create_flow_from_name("designed-failure")
-        dep = client.create_deployment(flow_id=flow_id, name="designed-failure-test", entrypoint=ENTRY,
-                                       path=str(ROOT))
+        dep = client.create_deployment(flow_id=flow_id, name="designed-failure-test", entrypoint=ENTRY, path=str(ROOT))
 
         run, logs, _ = _run(client, dep, crash=False)
         assert run.state.is_failed(), run.state

@@ -3,6 +3,7 @@ refusal when `prefect deploy` registered the names, `--only`, `--limit`, the tim
 serve registering the nightly schedule, and the launcher's "deployment not registered" error.
 (The launcher's real local run is in tests/test_features_sweep.py; a deployment run executed by a
 worker is in tests/test_deployments.py.)"""
+
 from __future__ import annotations
 
 import os
@@ -18,17 +19,21 @@ SERVE = [sys.executable, "-m", "deployments.serve"]
 
 
 def _run(args: list[str], env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        args, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
 
 
-@pytest.mark.parametrize("args, env, needle", [
-    (["--timezone", "Mars/Olympus"], {}, "unknown timezone 'Mars/Olympus'"),
-    ([], {"DDRSA_NIGHTLY_TZ": "Not/AZone"}, "unknown timezone 'Not/AZone'"),   # the variable is checked too
-    (["--limit", "0"], {}, "--limit must be at least 1"),
-    (["--only", "no-such-preset"], {}, "--only"),
-    ([], {"PREFECT_API_URL": ""}, "PREFECT_API_URL is not set"),
-])
+@pytest.mark.parametrize(
+    "args, env, needle",
+    [
+        (["--timezone", "Mars/Olympus"], {}, "unknown timezone 'Mars/Olympus'"),
+        ([], {"DDRSA_NIGHTLY_TZ": "Not/AZone"}, "unknown timezone 'Not/AZone'"),  # the variable is checked too
+        (["--limit", "0"], {}, "--limit must be at least 1"),
+        (["--only", "no-such-preset"], {}, "--only"),
+        ([], {"PREFECT_API_URL": ""}, "PREFECT_API_URL is not set"),
+    ],
+)
 def test_serve_bad_input_is_one_line(args, env, needle):
     assert_one_line_error(_run(SERVE + args, env={"PREFECT_API_URL": "http://127.0.0.1:9/api", **env}), needle)
 
@@ -52,8 +57,13 @@ def test_serve_refuses_names_that_prefect_deploy_registered(prefect_server):
     with get_client(sync_client=True) as client:
         client.create_work_pool(WorkPoolCreate(name="ddrsa-local-test", type="process"), overwrite=True)
         flow_id = client.create_flow_from_name("ddrsa-sweep")
-        client.create_deployment(flow_id=flow_id, name="batch-study", work_pool_name="ddrsa-local-test",
-                                 entrypoint="flows/sweep.py:ddrsa_sweep", parameters={"preset": "batch-study"})
+        client.create_deployment(
+            flow_id=flow_id,
+            name="batch-study",
+            work_pool_name="ddrsa-local-test",
+            entrypoint="flows/sweep.py:ddrsa_sweep",
+            parameters={"preset": "batch-study"},
+        )
         try:
             proc = _run(SERVE + ["--only", "nightly", "batch-study"], timeout=180)
             assert_one_line_error(proc, "batch-study", "already deployed", "ddrsa-local-test")
@@ -74,8 +84,13 @@ def test_live_serve_only_nightly_with_timezone_and_launcher_unregistered(prefect
     from deployments.presets import deployment_parameters
 
     log = open(tmp_path / "serve.log", "w")
-    serve = subprocess.Popen(SERVE + ["--only", "nightly", "--timezone", "Europe/Berlin", "--limit", "1"],
-                             cwd=tmp_path, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
+    serve = subprocess.Popen(
+        SERVE + ["--only", "nightly", "--timezone", "Europe/Berlin", "--limit", "1"],
+        cwd=tmp_path,
+        env=os.environ.copy(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         with get_client(sync_client=True) as client:
             deadline = time.monotonic() + 180
@@ -90,10 +105,12 @@ def test_live_serve_only_nightly_with_timezone_and_launcher_unregistered(prefect
             assert dep.work_pool_name is None and dep.parameters == deployment_parameters("nightly")
             assert [(s.schedule.cron, s.schedule.timezone) for s in dep.schedules] == [("0 2 * * *", "Europe/Berlin")]
             with pytest.raises(ObjectNotFound):
-                client.read_deployment_by_name("ddrsa-sweep/batch-study")      # --only: nothing else
+                client.read_deployment_by_name("ddrsa-sweep/batch-study")  # --only: nothing else
 
-            proc = _run([sys.executable, "-m", "deployments.launcher", "--preset", "batch-study", "--where", "server",
-                         "--yes"], timeout=180)
+            proc = _run(
+                [sys.executable, "-m", "deployments.launcher", "--preset", "batch-study", "--where", "server", "--yes"],
+                timeout=180,
+            )
             assert_one_line_error(proc, "ddrsa-sweep/batch-study is not registered", prefect_server)
             assert "serving 1 deployments of ddrsa-sweep" in (tmp_path / "serve.log").read_text()
     finally:

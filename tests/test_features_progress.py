@@ -2,6 +2,7 @@
 (issue 18): a real sweep process with two experiments, one of them held by the `hang` fault
 (flows/faults.py) until the test releases it, so the sweep sits at 1 of 2 done for as long as the
 test looks; then it reaches 100. (The artifact after a finished sweep: tests/test_features_sweep.py.)"""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,11 @@ def _flow_run(client, out: Path):
     """The flow run of the sweep writing `out` (None until it exists)."""
     from prefect.client.schemas.sorting import FlowRunSort
 
-    runs = [fr for fr in client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=50)
-            if Path(fr.parameters.get("output_dir", "/")).resolve() == out.resolve()]
+    runs = [
+        fr
+        for fr in client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=50)
+        if Path(fr.parameters.get("output_dir", "/")).resolve() == out.resolve()
+    ]
     return runs[0] if runs else None
 
 
@@ -30,8 +34,11 @@ def _progress(client, flow_run_id):
     """This flow run's progress artifact (None until created)."""
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
 
-    arts = client.read_artifacts(artifact_filter=ArtifactFilter(
-        flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["progress"])))
+    arts = client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["progress"])
+        )
+    )
     assert len(arts) <= 1, [a.key for a in arts]
     return arts[0] if arts else None
 
@@ -40,10 +47,31 @@ def test_progress_artifact_moves_during_the_sweep_and_reaches_100(tmp_path, pref
     from prefect.client.orchestration import get_client
 
     out, release = tmp_path / "sweep", tmp_path / "release"
-    env = {**os.environ, "DDRSA_INJECT_FAULT": "hang:_s2:*", "DDRSA_FAULT_RELEASE": str(release),
-           "DDRSA_FAULT_HANG_S": "120"}
-    args = [sys.executable, "flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "--seeds", "1", "2",
-            *TINY, "--num-epochs", "1", "--n-workers", "1", "--no-analysis", "--output-dir", str(out)]
+    env = {
+        **os.environ,
+        "DDRSA_INJECT_FAULT": "hang:_s2:*",
+        "DDRSA_FAULT_RELEASE": str(release),
+        "DDRSA_FAULT_HANG_S": "120",
+    }
+    args = [
+        sys.executable,
+        "flows/sweep.py",
+        "--datasets",
+        "turbofan",
+        "--models",
+        "paper",
+        "--seeds",
+        "1",
+        "2",
+        *TINY,
+        "--num-epochs",
+        "1",
+        "--n-workers",
+        "1",
+        "--no-analysis",
+        "--output-dir",
+        str(out),
+    ]
     log = open(tmp_path / "sweep.log", "w")
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     seen = []  # (progress, description) as the client read them, in order
@@ -68,7 +96,7 @@ def test_progress_artifact_moves_during_the_sweep_and_reaches_100(tmp_path, pref
             proc.wait(timeout=240)
             assert proc.returncode == 0, (tmp_path / "sweep.log").read_text()[-3000:]
             final = _progress(client, flow_run.id)
-            assert final.id == art.id                     # one artifact, updated in place
+            assert final.id == art.id  # one artifact, updated in place
             assert final.data == 100.0 and final.description == "2 completed, 0 failed, 0 diverged of 2"
             assert client.read_flow_run(flow_run.id).state.is_completed()
     finally:
@@ -77,5 +105,5 @@ def test_progress_artifact_moves_during_the_sweep_and_reaches_100(tmp_path, pref
             proc.wait()
         log.close()
     values = [v for v, _ in seen]
-    assert values == sorted(values) and values[-1] == 50.0    # never went backwards
+    assert values == sorted(values) and values[-1] == 50.0  # never went backwards
     assert {r["status"] for r in read_results(out)} == {"completed"}

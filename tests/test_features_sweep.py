@@ -7,6 +7,7 @@ One tiny two-experiment grid (turbofan read from C-MAPSS files written into a te
 DDRSA_DATA_DIR, azure_pm synthetic) is run several times on one output folder; the reruns call the
 flow in this process so that the code version can be patched where the flow computes it.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,22 +24,37 @@ from tests.conftest import ROOT, read_results, run_cli
 
 pytestmark = pytest.mark.slow
 
-GRID = {"datasets": ["turbofan", "azure_pm"], "models": ["paper"], "max_units": 12, "window_stride": 8,
-        "lookback_window": 32, "pred_horizon": 16, "num_epochs": 1, "n_workers": 1}
+GRID = {
+    "datasets": ["turbofan", "azure_pm"],
+    "models": ["paper"],
+    "max_units": 12,
+    "window_stride": 8,
+    "lookback_window": 32,
+    "pred_horizon": 16,
+    "num_epochs": 1,
+    "n_workers": 1,
+}
 
 
 def _progress_artifact(output_dir: Path):
     """The `ddrsa-sweep-progress-default-<folder>` artifact (scoped by the preset and the folder) of
     the (last) flow run that wrote `output_dir`."""
     from prefect.client.orchestration import get_client
-
-    from flows.analysis import artifact_scope, scoped_key
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
+    from flows.analysis import artifact_scope, scoped_key
+
     with get_client(sync_client=True) as client:
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[scoped_key(artifact_scope("default", output_dir), "sweep-progress")])))
-        ours = [a for a in arts
-                if Path(client.read_flow_run(a.flow_run_id).parameters.get("output_dir", "")).resolve() == output_dir]
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[scoped_key(artifact_scope("default", output_dir), "sweep-progress")])
+            )
+        )
+        ours = [
+            a
+            for a in arts
+            if Path(client.read_flow_run(a.flow_run_id).parameters.get("output_dir", "")).resolve() == output_dir
+        ]
     assert ours, "no ddrsa-sweep-progress artifact for this sweep"
     return max(ours, key=lambda a: a.updated)
 
@@ -61,21 +77,35 @@ def _sweep(out: Path, **extra) -> dict:
 def test_launcher_run_cache_invalidation_fresh_and_analysis_cli(tmp_path, prefect_server, monkeypatch):
     data, out = tmp_path / "data", tmp_path / "sweep"
     synthetic.write_synthetic_cmapss(data / "cmapss", "FD001", n_units=12, seed=0)
-    monkeypatch.setenv("DDRSA_DATA_DIR", str(data))      # turbofan from these files; no azure_pm files
+    monkeypatch.setenv("DDRSA_DATA_DIR", str(data))  # turbofan from these files; no azure_pm files
     monkeypatch.setenv("DDRSA_DATA_SOURCE", "auto")
 
     # 1. the launcher starts a real local run (python flows/sweep.py), default cluster layout
-    sets = [f"{k}={json.dumps(v)}" for k, v in GRID.items() if k != "n_workers"] + [f"output_dir={json.dumps(str(out))}"]
-    proc = subprocess.run([sys.executable, "-m", "deployments.launcher", "--preset", "default", "--yes",
-                           *[a for s in sets for a in ("--set", s)]], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    sets = [f"{k}={json.dumps(v)}" for k, v in GRID.items() if k != "n_workers"] + [
+        f"output_dir={json.dumps(str(out))}"
+    ]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deployments.launcher",
+            "--preset",
+            "default",
+            "--yes",
+            *[a for s in sets for a in ("--set", s)],
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "running: python flows/sweep.py --preset default" in proc.stdout
     assert "2 completed (0 cached), 0 failed, 0 diverged of 2" in proc.stdout
     first = _by_dataset(out)
     assert {r["status"] for r in first.values()} == {"completed"}
-    assert first["turbofan"]["metrics"]["data_source"] == "real"          # read from DDRSA_DATA_DIR
-    assert first["azure_pm"]["metrics"]["data_source"] == "synthetic"     # an azure_pm sweep
+    assert first["turbofan"]["metrics"]["data_source"] == "real"  # read from DDRSA_DATA_DIR
+    assert first["azure_pm"]["metrics"]["data_source"] == "synthetic"  # an azure_pm sweep
     assert first["azure_pm"]["metrics"]["n_test_windows"] > 0 and "benchmark_rmse" not in first["azure_pm"]["metrics"]
     assert all(r["peak_gpu_mb"] is None and r["device"] == "cpu" for r in first.values())  # not 0 on CPU
     # default layout (no --n-workers): one worker per core pair
@@ -134,28 +164,53 @@ def test_launcher_run_cache_invalidation_fresh_and_analysis_cli(tmp_path, prefec
     assert build_parser().parse_args(["--fresh"]).fresh is True
 
     # 5. flows/analysis.py from the command line, with --append-to-history and --run-label
-    proc = run_cli(["flows/analysis.py", "--output-dir", str(out), "--append-to-history", "--run-label", "cli-label"],
-                   check=True, timeout=300)
+    proc = run_cli(
+        ["flows/analysis.py", "--output-dir", str(out), "--append-to-history", "--run-label", "cli-label"],
+        check=True,
+        timeout=300,
+    )
     assert "2 completed, 0 failed, 0 diverged, 0 pending" in proc.stdout and "report: " in proc.stdout
     # the winner per dataset (chosen on validation, test metrics) under the summary line
-    assert re.search(r"^  turbofan( FD00\d)? \(data: real\): paper \(bs .*test RMSE [\d.]+.*; selected on "
-                     r"validation RMSE [\d.]+; test RMSE (\[[\d., ]+\] )?over test units.*$",  # + its interval
-                     proc.stdout, re.M), proc.stdout[-2000:]
+    assert re.search(
+        r"^  turbofan( FD00\d)? \(data: real\): paper \(bs .*test RMSE [\d.]+.*; selected on "
+        r"validation RMSE [\d.]+; test RMSE (\[[\d., ]+\] )?over test units.*$",  # + its interval
+        proc.stdout,
+        re.M,
+    ), proc.stdout[-2000:]
     assert re.search(r"^  azure_pm \(data: synthetic\): ", proc.stdout, re.M)
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
     with get_client(sync_client=True) as client:  # the run is named for what it analysed
-        names = [fr.name for fr in client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["ddrsa-analysis"])))]
+        names = [
+            fr.name
+            for fr in client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["ddrsa-analysis"])))
+        ]
     assert any(n.startswith("analysis-cli-label-") for n in names), names
     history = [json.loads(line) for line in (out / "sweep_history.jsonl").read_text().splitlines()]
     assert history[:2] == nightly_lines
-    assert {(h["dataset"], h["run_label"]) for h in history[2:]} == {("turbofan", "cli-label"), ("azure_pm", "cli-label")}
+    assert {(h["dataset"], h["run_label"]) for h in history[2:]} == {
+        ("turbofan", "cli-label"),
+        ("azure_pm", "cli-label"),
+    }
     # --append-to-history on the sweep's command line sets the same flow parameter
     from flows.sweep_cli import preflight
 
-    params = preflight(["--datasets", "turbofan", "--models", "paper", "--data-source", "synthetic",
-                        "--max-units", "12", "--append-to-history", "--output-dir", str(tmp_path / "cli")])
+    params = preflight(
+        [
+            "--datasets",
+            "turbofan",
+            "--models",
+            "paper",
+            "--data-source",
+            "synthetic",
+            "--max-units",
+            "12",
+            "--append-to-history",
+            "--output-dir",
+            str(tmp_path / "cli"),
+        ]
+    )
     assert params["append_to_history"] is True and preflight(["--dry-run"]) is None
     assert (out / "analysis_plots" / "model_comparison.png").is_file()
 
@@ -166,16 +221,24 @@ def test_no_flag_default_run(tmp_path, prefect_server):
     work = tmp_path / "work"
     work.mkdir()
     env = {**os.environ, "DDRSA_DATA_DIR": str(tmp_path / "no-data"), "DDRSA_DATA_SOURCE": "auto"}
-    proc = subprocess.run([sys.executable, str(ROOT / "flows" / "sweep.py")], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "flows" / "sweep.py")],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = work / "parallel_experiments"
     assert "12 completed (0 cached), 0 failed, 0 diverged of 12" in proc.stdout
     records = read_results(out)
     assert len(records) == 12 and {r["status"] for r in records} == {"completed"}
     assert {(r["dataset"], r["model"]) for r in records} == {
-        (d, m) for d in ("turbofan", "azure_pm")
-        for m in ("lstm_basic", "lstm_deep", "gru_basic", "gru_deep", "transformer_basic", "transformer_deep")}
+        (d, m)
+        for d in ("turbofan", "azure_pm")
+        for m in ("lstm_basic", "lstm_deep", "gru_basic", "gru_deep", "transformer_basic", "transformer_deep")
+    }
     assert {r["num_epochs"] for r in records} == {2} and {r["metrics"]["data_source"] for r in records} == {"synthetic"}
     manifest = json.loads((out / "experiment_manifest.json").read_text())
     assert {e["config"]["window_stride"] for e in manifest["experiments"]} == {32}

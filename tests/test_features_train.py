@@ -3,6 +3,7 @@ settings from `.env` / `DDRSA_TORCH_THREADS`, trainer guards, real FD003/FD004 f
 
 Bugs tried (`python benchmarks/mutation.py NAME`, caught): run-lock-not-waited (run_lock goes on
 without the flock: test_second_trainer_on_one_folder_waits_for_the_lock)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -20,8 +21,7 @@ import pytest
 import torch
 
 from ddrsa.config import DataConfig, ExperimentConfig
-from ddrsa.data import load_dataset
-from ddrsa.data import synthetic
+from ddrsa.data import load_dataset, synthetic
 from ddrsa.errors import DDRSAError
 from ddrsa.settings import Settings
 from ddrsa.train import build_parser, config_from_args
@@ -61,9 +61,27 @@ def _train(config: ExperimentConfig, run_dir: Path, settings: Settings | None = 
 # ------------------------------------------------------------------------------ flags
 def test_deterministic_runs_give_identical_metrics(tmp_path, torch_state):
     """`--deterministic`: two runs of one config give the same losses and test metrics, bit for bit."""
-    args = build_parser().parse_args(["--model", "gru_basic", "--num-epochs", "2", "--deterministic",
-                                      "--output-dir", "unused", "--data-source", "synthetic", "--max-units", "12",
-                                      "--window-stride", "8", "--lookback-window", "32", "--pred-horizon", "16"])
+    args = build_parser().parse_args(
+        [
+            "--model",
+            "gru_basic",
+            "--num-epochs",
+            "2",
+            "--deterministic",
+            "--output-dir",
+            "unused",
+            "--data-source",
+            "synthetic",
+            "--max-units",
+            "12",
+            "--window-stride",
+            "8",
+            "--lookback-window",
+            "32",
+            "--pred-horizon",
+            "16",
+        ]
+    )
     config = config_from_args(args)
     assert config.deterministic
     first, second = _train(config, tmp_path / "a"), _train(config, tmp_path / "b")
@@ -82,15 +100,15 @@ def test_compile_trains_on_cpu_close_to_eager(tmp_path, torch_state):
     of the same config within float tolerance (same seed, same batches). Dropout 0: compiled
     dropout draws other random masks than eager. About 10-25 s of compiling on 2 cores."""
     base = ExperimentConfig(model="paper", num_epochs=1, deterministic=True, dropout=0.0, **TINY_CFG)
-    eager = _train(base, tmp_path / "eager")
+    _train(base, tmp_path / "eager")
     compiled = _train(base.model_copy(update={"compile": True}), tmp_path / "compiled")
     assert compiled.status == "completed"
     assert json.loads((tmp_path / "compiled" / "config.json").read_text())["compile"] is True
     m_eager, m_comp = _metrics(tmp_path / "eager"), _metrics(tmp_path / "compiled")
     for key in ("rul_mae", "rul_rmse", "concordance_index", "integrated_brier_score"):
         assert m_comp[key] == pytest.approx(m_eager[key], rel=1e-5, abs=1e-6), key
-    (ep_e, tl_e, vl_e), = _losses(tmp_path / "eager")
-    (ep_c, tl_c, vl_c), = _losses(tmp_path / "compiled")
+    ((ep_e, tl_e, vl_e),) = _losses(tmp_path / "eager")
+    ((ep_c, tl_c, vl_c),) = _losses(tmp_path / "compiled")
     assert ep_c == ep_e == 1
     assert tl_c == pytest.approx(tl_e, rel=1e-5) and vl_c == pytest.approx(vl_e, rel=1e-5)
 
@@ -111,7 +129,7 @@ def test_patience_stops_at_the_right_epoch(tmp_path, torch_state):
     _train(config, tmp_path / "moving")
     log = json.loads((tmp_path / "moving" / "training_log.json").read_text())
     best, bad, expected_last = float("inf"), 0, None
-    for epoch, val in enumerate((e["val_loss"] for e in log["epochs"]), 1):   # the rule, by hand
+    for epoch, val in enumerate((e["val_loss"] for e in log["epochs"]), 1):  # the rule, by hand
         if val < best - 1e-6:
             best, bad = val, 0
         else:
@@ -130,9 +148,10 @@ def test_split_seed_changes_the_unit_split_and_nothing_else():
     a = config_from_args(build_parser().parse_args(args))
     b = config_from_args(build_parser().parse_args([*args, "--split-seed", "3"]))
     assert b.split_seed == 3 and a.split_seed == 0
-    assert {k: v for k, v in a.model_dump().items() if k != "split_seed"} == \
-           {k: v for k, v in b.model_dump().items() if k != "split_seed"}
-    assert a.seed == b.seed and a.experiment_id() != b.experiment_id()   # another cache key
+    assert {k: v for k, v in a.model_dump().items() if k != "split_seed"} == {
+        k: v for k, v in b.model_dump().items() if k != "split_seed"
+    }
+    assert a.seed == b.seed and a.experiment_id() != b.experiment_id()  # another cache key
 
     cfg = DataConfig(**{k: v for k, v in TINY_CFG.items()}, split_seed=0)
     d0 = load_dataset(cfg, SYNTHETIC)
@@ -148,8 +167,12 @@ def test_split_seed_changes_the_unit_split_and_nothing_else():
         for w in (d.train, d.val, d.test):
             for u in np.unique(w.unit):
                 sel = w.unit == u
-                out[int(u)] = (w.event_index[sel].tolist(), w.censored[sel].tolist(), w.rul[sel].tolist(),
-                               w.mask[sel].sum(axis=1).tolist())
+                out[int(u)] = (
+                    w.event_index[sel].tolist(),
+                    w.censored[sel].tolist(),
+                    w.rul[sel].tolist(),
+                    w.mask[sel].sum(axis=1).tolist(),
+                )
         return out
 
     assert per_unit(d0) == per_unit(d1)
@@ -161,11 +184,15 @@ def test_downsample_hours_sets_the_azure_step(torch_state, tmp_path):
     recomputed from the generator's raw tables."""
     args = build_parser().parse_args(["--dataset", "azure_pm", "--downsample-hours", "30", "--output-dir", "x"])
     assert config_from_args(args).downsample_hours == 30
-    tables = synthetic.make_synthetic_azure(n_machines=12, seed=0)   # what data_source=synthetic loads
+    tables = synthetic.make_synthetic_azure(n_machines=12, seed=0)  # what data_source=synthetic loads
     tel, fail = tables["telemetry"], tables["failures"]
     for hours in (15, 30):
-        d = load_dataset(DataConfig(dataset="azure_pm", data_source="synthetic", lookback_window=8,
-                                    pred_horizon=16, downsample_hours=hours), SYNTHETIC)
+        d = load_dataset(
+            DataConfig(
+                dataset="azure_pm", data_source="synthetic", lookback_window=8, pred_horizon=16, downsample_hours=hours
+            ),
+            SYNTHETIC,
+        )
         for w in (d.train, d.val, d.test):
             for m in np.unique(w.unit)[:4]:
                 t = tel.loc[tel.machineID == m, "datetime"]
@@ -175,8 +202,10 @@ def test_downsample_hours_sets_the_azure_step(torch_state, tmp_path):
                 steps = {int((pd.Timestamp(x) - t.min()) / pd.Timedelta(hours=1)) // hours for x in f}
                 sel = w.unit == m
                 assert int(((w.event_index[sel] == 0) & ~w.censored[sel]).sum()) == len(steps), (hours, m)
-    run = _train(ExperimentConfig(dataset="azure_pm", model="paper", num_epochs=1, downsample_hours=30,
-                                  **TINY_CFG), tmp_path / "azure30")
+    run = _train(
+        ExperimentConfig(dataset="azure_pm", model="paper", num_epochs=1, downsample_hours=30, **TINY_CFG),
+        tmp_path / "azure30",
+    )
     assert run.status == "completed"
 
 
@@ -192,18 +221,45 @@ def test_settings_from_a_dot_env_file(tmp_path):
     env["PYTHONPATH"] = str(ROOT)
     import subprocess
 
-    proc = subprocess.run([sys.executable, "-m", "ddrsa.train", "--model", "paper", "--num-epochs", "1",
-                           "--lookback-window", "16", "--pred-horizon", "16", "--output-dir", "run", "--quiet"],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ddrsa.train",
+            "--model",
+            "paper",
+            "--num-epochs",
+            "1",
+            "--lookback-window",
+            "16",
+            "--pred-horizon",
+            "16",
+            "--output-dir",
+            "run",
+            "--quiet",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((work / "run" / "test_metrics.json").read_text())
-    expected = load_dataset(DataConfig(lookback_window=16, pred_horizon=16),
-                            Settings(data_dir=data, data_source="real"))
+    expected = load_dataset(
+        DataConfig(lookback_window=16, pred_horizon=16), Settings(data_dir=data, data_source="real")
+    )
     assert metrics["data_source"] == "real" and metrics["data_version"] == expected.data_version
     # the same .env pointing at an empty folder: the error names the folder it read from .env
     (work / ".env").write_text(f"DDRSA_DATA_DIR={tmp_path / 'empty'}\nDDRSA_DATA_SOURCE=real\n")
-    proc = subprocess.run([sys.executable, "-m", "ddrsa.train", "--output-dir", "never"], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ddrsa.train", "--output-dir", "never"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert_one_line_error(proc, "train_FD001", str(tmp_path / "empty"))
 
 
@@ -228,10 +284,31 @@ def test_run_folder_of_another_configuration_is_refused(tmp_path, torch_state):
     before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
     with pytest.raises(DDRSAError, match="different configuration"):
         _train(config.model_copy(update={"learning_rate": 0.01}), run)
-    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before   # nothing touched
-    proc = run_cli(["-m", "ddrsa.train", "--model", "paper", "--num-epochs", "1", "--learning-rate", "0.01",
-                    "--data-source", "synthetic", "--max-units", "12", "--window-stride", "8",
-                    "--lookback-window", "32", "--pred-horizon", "16", "--output-dir", str(run)])
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before  # nothing touched
+    proc = run_cli(
+        [
+            "-m",
+            "ddrsa.train",
+            "--model",
+            "paper",
+            "--num-epochs",
+            "1",
+            "--learning-rate",
+            "0.01",
+            "--data-source",
+            "synthetic",
+            "--max-units",
+            "12",
+            "--window-stride",
+            "8",
+            "--lookback-window",
+            "32",
+            "--pred-horizon",
+            "16",
+            "--output-dir",
+            str(run),
+        ]
+    )
     assert_one_line_error(proc, "different configuration")
 
 
@@ -287,8 +364,15 @@ def test_second_trainer_on_one_folder_waits_for_the_lock(tmp_path, torch_state):
 @pytest.mark.parametrize("subset, n_units", [("FD003", 100), ("FD004", 249)])
 def test_real_fd003_fd004_load_and_train_one_epoch(tmp_path, subset, n_units, torch_state):
     settings = Settings(data_dir=REAL_DATA_DIR, data_source="real")
-    config = ExperimentConfig(subset=subset, model="paper", num_epochs=1, data_source="real", window_stride=64,
-                              lookback_window=32, pred_horizon=16)
+    config = ExperimentConfig(
+        subset=subset,
+        model="paper",
+        num_epochs=1,
+        data_source="real",
+        window_stride=64,
+        lookback_window=32,
+        pred_horizon=16,
+    )
     data = load_dataset(config, settings)
     assert data.data_source == "real" and sum(data.n_units.values()) == n_units
     assert data.info["n_conditions"] == (6 if subset == "FD004" else 1)

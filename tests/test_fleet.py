@@ -1,4 +1,5 @@
 """Fleet tables (docs/DATA.md): validation at the door, encoding, imputation, split, labels, caching."""
+
 from __future__ import annotations
 
 import gzip
@@ -81,12 +82,15 @@ def test_bad_table_is_one_line_exit_2_nothing_written(case, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == before
 
 
-@pytest.mark.parametrize("content,expected", [
-    (b"", "empty file"),
-    (b"unit,time,event,x\n", "no rows"),
-    (b"\x1f\x8b\x08garbage", "cannot read"),
-    (b"PAR1 this is not parquet", "not a Parquet file"),
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (b"", "empty file"),
+        (b"unit,time,event,x\n", "no rows"),
+        (b"\x1f\x8b\x08garbage", "cannot read"),
+        (b"PAR1 this is not parquet", "not a Parquet file"),
+    ],
+)
 def test_unreadable_or_empty_file(content, expected, tmp_path, capsys):
     name = "fleet.parquet" if b"PAR1" in content else ("fleet.csv.gz" if content.startswith(b"\x1f") else "fleet.csv")
     path = tmp_path / name
@@ -100,8 +104,14 @@ def test_unreadable_or_empty_file(content, expected, tmp_path, capsys):
 def test_check_cli_subprocess_prints_the_summary(tmp_path):
     df, _ = make_fleet(12, 60)
     path = _write(df, tmp_path / "pumps.parquet")
-    r = subprocess.run([sys.executable, "-m", "ddrsa.data", "check", str(path)], capture_output=True, text=True,
-                       cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "ddrsa.data", "check", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     n_fail = int(df.event.sum())
     censored = int(sum(g.event.iloc[-1] == 0 for _, g in df.groupby("unit")))
@@ -125,27 +135,39 @@ def test_column_names_from_flags_or_yaml(tmp_path, capsys):
 
 
 def test_timestamps_need_a_step_and_rows_in_one_step_are_averaged(tmp_path):
-    df = pd.DataFrame({"unit": ["a"] * 4 + ["b"] * 3,
-                       "time": ["2025-01-01 00:00", "2025-01-01 00:30", "2025-01-01 01:10", "2025-01-01 03:00",
-                                "2025-01-02 00:00", "2025-01-02 01:00", "2025-01-02 02:00"],
-                       "event": [0, 0, 1, 0, 0, 0, 1], "x": [1.0, 3.0, 5.0, 7.0, 1.0, 2.0, 3.0]})
+    df = pd.DataFrame(
+        {
+            "unit": ["a"] * 4 + ["b"] * 3,
+            "time": [
+                "2025-01-01 00:00",
+                "2025-01-01 00:30",
+                "2025-01-01 01:10",
+                "2025-01-01 03:00",
+                "2025-01-02 00:00",
+                "2025-01-02 01:00",
+                "2025-01-02 02:00",
+            ],
+            "event": [0, 0, 1, 0, 0, 0, 1],
+            "x": [1.0, 3.0, 5.0, 7.0, 1.0, 2.0, 3.0],
+        }
+    )
     path = _write(df, tmp_path / "ts.csv")
     with pytest.raises(DataError, match="time_step"):
         read_fleet(path)
     t = read_fleet(path, columns_for(path, time_step="1h"))
     assert [lab for lab in t.unit_labels] == ["a", "b"] and t.unit_ids.tolist() == [1, 2]
-    a = t.steps[0][:, 0]      # steps 0: mean(1, 3); 1: 5; 2: missing; 3: 7
+    a = t.steps[0][:, 0]  # steps 0: mean(1, 3); 1: 5; 2: missing; 3: 7
     assert a[:2].tolist() == [2.0, 5.0] and np.isnan(a[2]) and a[3] == 7.0
     assert t.event_steps[0].tolist() == [1] and t.event_steps[1].tolist() == [2]
 
 
 def test_categorical_one_hot_and_imputation_rule(tmp_path):
     df, _ = make_fleet(9, 30, seed=3)
-    df.loc[df.index[df.unit == 1][3:6], "temp"] = np.nan        # inside: last observed value
-    df.loc[df.index[df.unit == 2][:4], "temp"] = np.nan         # leading: training median
+    df.loc[df.index[df.unit == 1][3:6], "temp"] = np.nan  # inside: last observed value
+    df.loc[df.index[df.unit == 2][:4], "temp"] = np.nan  # leading: training median
     path = _write(df, tmp_path / "f.csv")
     table = read_fleet(path)
-    assert table.covariates == ["wear", "temp", "site=a", "site=b", "const"]   # file order, one-hot in place
+    assert table.covariates == ["wear", "temp", "site=a", "site=b", "const"]  # file order, one-hot in place
     out = load_dataset(DataConfig(dataset=str(path), lookback_window=4, pred_horizon=8))
     sc = out.info["scaler"]
     assert sc["covariates"][sc["keep"][0]] == "wear" and "const" not in [sc["covariates"][k] for k in sc["keep"]]
@@ -162,7 +184,7 @@ def test_categorical_one_hot_and_imputation_rule(tmp_path):
         for u in np.unique(w.unit):
             last = w.end[w.unit == u]
             got = w.data[last, f]
-            want = 2 * (ref[df.unit == u].to_numpy()[-len(last):] - lo) / (hi - lo) - 1
+            want = 2 * (ref[df.unit == u].to_numpy()[-len(last) :] - lo) / (hi - lo) - 1
             np.testing.assert_allclose(got, want, atol=1e-5)
 
 
@@ -190,7 +212,7 @@ def test_split_scaling_uses_training_units_only(tmp_path):
     d1 = load_dataset(DataConfig(dataset=str(p1), lookback_window=4, pred_horizon=8))
     test_units = d1.info["split_units"]["test"]
     df2 = df.copy()
-    df2.loc[df2.unit.isin(test_units), "wear"] *= 100       # only test units change
+    df2.loc[df2.unit.isin(test_units), "wear"] *= 100  # only test units change
     p2 = _write(df2, tmp_path / "b.csv")
     d2 = load_dataset(DataConfig(dataset=str(p2), lookback_window=4, pred_horizon=8))
     assert set(d1.info["split_units"]["train"]).isdisjoint(test_units)
@@ -203,7 +225,7 @@ def test_data_version_is_the_content_hash_and_the_name_the_stem(tmp_path):
     path = _write(df, tmp_path / "pumps.csv")
     cfg = ExperimentConfig(dataset=str(path), model="gru_basic")
     v1 = load_dataset(cfg.data_config()).data_version
-    os.utime(path, ns=(1, 1))           # touched, same bytes: same version
+    os.utime(path, ns=(1, 1))  # touched, same bytes: same version
     assert load_dataset(cfg.data_config()).data_version == v1
     df.loc[3, "temp"] += 1.0
     _write(df, path)

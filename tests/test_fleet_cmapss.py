@@ -1,6 +1,7 @@
 """Proof that a fleet table goes through the same split, scaling, windows and training as a built-in
 data set: C-MAPSS FD001 written by benchmarks/cmapss_to_fleet.py gives the turbofan loader's windows
 and, for one seed, its metrics (1e-6)."""
+
 from __future__ import annotations
 
 import os
@@ -23,9 +24,13 @@ DATA = dict(lookback_window=16, pred_horizon=32, window_stride=8)
 @pytest.fixture(scope="module")
 def fd001_table(tmp_path_factory):
     out = tmp_path_factory.mktemp("fleet") / "fd001.parquet"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cmapss_to_fleet.py"), "--subset", "FD001",
-                    "--output", str(out)], check=True, cwd=ROOT, timeout=120,
-                   env=dict(os.environ, PYTHONPATH=str(ROOT), DDRSA_DATA_DIR=str(REAL_DATA_DIR)))
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "cmapss_to_fleet.py"), "--subset", "FD001", "--output", str(out)],
+        check=True,
+        cwd=ROOT,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), DDRSA_DATA_DIR=str(REAL_DATA_DIR)),
+    )
     return out
 
 
@@ -49,13 +54,17 @@ def test_fd001_table_gives_the_turbofan_metrics_for_one_seed(fd001_table, tmp_pa
 
     monkeypatch.setenv("DDRSA_DATA_DIR", str(REAL_DATA_DIR))
     settings = Settings(data_dir=REAL_DATA_DIR, data_source="real")
-    common = dict(model="gru_basic", num_epochs=2, batch_size=256, learning_rate=1e-3, seed=7,
-                  deterministic=True, **DATA)
+    common = dict(
+        model="gru_basic", num_epochs=2, batch_size=256, learning_rate=1e-3, seed=7, deterministic=True, **DATA
+    )
     ref = train(ExperimentConfig(dataset="turbofan", data_source="real", **common), tmp_path / "ref", settings)
     got = train(ExperimentConfig(dataset=str(fd001_table), **common), tmp_path / "fleet", settings)
     assert ref.status == got.status == "completed"
-    shared = [k for k, v in ref.metrics.items() if isinstance(v, float) and k in got.metrics
-              and not k.endswith(("seconds", "_bytes", "_mb", "_gb"))]         # timings are not results
+    shared = [
+        k
+        for k, v in ref.metrics.items()
+        if isinstance(v, float) and k in got.metrics and not k.endswith(("seconds", "_bytes", "_mb", "_gb"))
+    ]  # timings are not results
     assert set(RANKED_METRICS) | set(VALIDATION_KEYS) <= set(shared), shared
     for k in shared:
         assert got.metrics[k] == pytest.approx(ref.metrics[k], abs=1e-6, rel=0), k

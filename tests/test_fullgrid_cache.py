@@ -5,6 +5,7 @@ Prefect client. The flow runs in this process (as in tests/test_features_sweep.p
 
 Bugs tried (`python benchmarks/mutation.py NAME`, caught): cluster-on-finished-rerun (a re-run
 with nothing to submit starts its Dask cluster anyway: test_rerun_of_finished_sweep_starts_no_dask_cluster)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,15 +15,24 @@ import pytest
 from ddrsa.data import synthetic
 from tests.conftest import read_results
 
-GRID = {"datasets": ["turbofan"], "models": ["paper"], "seeds": [1, 2], "max_units": 12, "window_stride": 8,
-        "lookback_window": 32, "pred_horizon": 16, "num_epochs": 1, "n_workers": 1, "data_source": "real"}
+GRID = {
+    "datasets": ["turbofan"],
+    "models": ["paper"],
+    "seeds": [1, 2],
+    "max_units": 12,
+    "window_stride": 8,
+    "lookback_window": 32,
+    "pred_horizon": 16,
+    "num_epochs": 1,
+    "n_workers": 1,
+    "data_source": "real",
+}
 
 
 def _sweep(out: Path):
     """(summary, task runs of this flow run, its progress artifact)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter,
-                                                FlowRunFilterId)
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 
     from flows.sweep import ddrsa_sweep
 
@@ -31,8 +41,13 @@ def _sweep(out: Path):
     run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
-        [progress] = [a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))) if a.type == "progress"]
+        [progress] = [
+            a
+            for a in client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+            )
+            if a.type == "progress"
+        ]
     return summary, task_runs, progress
 
 
@@ -93,8 +108,19 @@ def test_rerun_of_finished_sweep_starts_no_dask_cluster(tmp_path, prefect_server
     from tests.conftest import TINY, run_cli
 
     out = tmp_path / "sweep"
-    args = ["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", *TINY, "--n-workers", "1",
-            "--no-analysis", "--output-dir", str(out)]
+    args = [
+        "flows/sweep.py",
+        "--datasets",
+        "turbofan",
+        "--models",
+        "paper",
+        *TINY,
+        "--n-workers",
+        "1",
+        "--no-analysis",
+        "--output-dir",
+        str(out),
+    ]
     first_tmp, again_tmp = tmp_path / "dask-first", tmp_path / "dask-again"
     first_tmp.mkdir(), again_tmp.mkdir()
     run_cli(args, env={"DASK_TEMPORARY_DIRECTORY": str(first_tmp)}, check=True)

@@ -18,6 +18,7 @@ Bugs tried (`python benchmarks/mutation.py NAME`, caught by test_max_fused_caps_
 max-fused-ignored (plan_groups uses the default cap), max-fused-not-passed (the dry run ignores
 --max-fused).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,20 +37,30 @@ from ddrsa.settings import Settings
 from ddrsa.trainer import train
 
 SYNTHETIC = Settings(data_source="synthetic")
-BASE = dict(data_source="synthetic", max_units=12, window_stride=8, lookback_window=32, pred_horizon=16,
-            batch_size=64, num_epochs=5, patience=1)
+BASE = dict(
+    data_source="synthetic",
+    max_units=12,
+    window_stride=8,
+    lookback_window=32,
+    pred_horizon=16,
+    batch_size=64,
+    num_epochs=5,
+    patience=1,
+)
 # learning rate, lambda, dropout rate and seed all differ, NASA weights zero and non-zero; member 2
 # stops early. Its learning rate (>= 5e-3: chaotic, SCIENCE-NOTES) grows rounding differences between
 # the two code paths ~10x per epoch, so its losses are compared at REL_CHAOTIC, and it trains without
 # the NASA term: with the bounded term (NASA loss version 2) at weight 0.3 its epoch-3 validation loss
 # differed by 18% between the paths (the unbounded version 1 clipped every step, which hid it).
-MEMBERS = [dict(learning_rate=1e-3, lambda_param=0.75, nasa_weight=0.1, dropout=0.1, seed=1),
-           dict(learning_rate=3e-3, lambda_param=0.5, nasa_weight=0.0, dropout=0.0, seed=2),
-           dict(learning_rate=1e-2, lambda_param=0.3, nasa_weight=0.0, dropout=0.3, seed=3),
-           dict(learning_rate=1e-4, lambda_param=0.9, nasa_weight=0.05, dropout=0.2, seed=4)]
+MEMBERS = [
+    dict(learning_rate=1e-3, lambda_param=0.75, nasa_weight=0.1, dropout=0.1, seed=1),
+    dict(learning_rate=3e-3, lambda_param=0.5, nasa_weight=0.0, dropout=0.0, seed=2),
+    dict(learning_rate=1e-2, lambda_param=0.3, nasa_weight=0.0, dropout=0.3, seed=3),
+    dict(learning_rate=1e-4, lambda_param=0.9, nasa_weight=0.05, dropout=0.2, seed=4),
+]
 REL, ABS = 1e-5, 1e-7
 REL_METRICS = 5e-5
-REL_CHAOTIC, CHAOTIC_LR = 1e-3, 5e-3   # measured worst 4e-5 (2026-12-08, lstm_basic at 5e-3 and 1e-2)
+REL_CHAOTIC, CHAOTIC_LR = 1e-3, 5e-3  # measured worst 4e-5 (2026-12-08, lstm_basic at 5e-3 and 1e-2)
 
 
 @pytest.fixture()
@@ -83,7 +94,12 @@ def _assert_same_run(separate: Path, fused: Path, chaotic: bool = False) -> None
     for ea, eb in zip(a, b):
         for key in ("train_loss", "val_loss", "learning_rate"):
             assert _close(ea[key], eb[key], REL_CHAOTIC if chaotic else REL), (
-                separate.name, ea["epoch"], key, ea[key], eb[key])
+                separate.name,
+                ea["epoch"],
+                key,
+                ea[key],
+                eb[key],
+            )
     ma, mb = _metrics(separate), _metrics(fused)
     assert set(ma) == set(mb)
     bad = {k: (ma[k], mb[k]) for k in ma if not _close(ma[k], mb[k], REL_CHAOTIC if chaotic else REL_METRICS)}
@@ -97,8 +113,9 @@ def _assert_group_equals_separate_runs(tmp_path: Path, configs: list, **group_kw
     """Train each config alone (into sep{i}) and all of them as one group (into fused{i}); assert
     every member's run equals its separate run. Returns (separate results, fused results)."""
     separate = [train(c, tmp_path / f"sep{i}", settings=SYNTHETIC) for i, c in enumerate(configs)]
-    fused = train_group(configs, [tmp_path / f"fused{i}" for i in range(len(configs))], settings=SYNTHETIC,
-                        **group_kwargs)
+    fused = train_group(
+        configs, [tmp_path / f"fused{i}" for i in range(len(configs))], settings=SYNTHETIC, **group_kwargs
+    )
     for i in range(len(configs)):
         _assert_same_run(tmp_path / f"sep{i}", tmp_path / f"fused{i}", configs[i].learning_rate >= CHAOTIC_LR)
     return separate, fused
@@ -117,7 +134,8 @@ def test_fused_group_equals_separate_runs(tmp_path, torch_state, model, stopper_
         assert set(f.to_dict()) == set(s.to_dict())
         assert f.metrics.keys() == s.metrics.keys()
         assert sorted(p.name for p in (tmp_path / f"fused{i}").iterdir()) == sorted(
-            p.name for p in (tmp_path / f"sep{i}").iterdir())
+            p.name for p in (tmp_path / f"sep{i}").iterdir()
+        )
 
 
 def test_fused_transformer_group_equals_separate_runs(tmp_path, torch_state):
@@ -125,8 +143,9 @@ def test_fused_transformer_group_equals_separate_runs(tmp_path, torch_state):
     member's key padding and attention-weight dropout, GELU feed-forward; GRU decoder; the
     warm-up + cosine learning-rate schedule stepped after every training step) equal their
     separate runs over 3 epochs (measured worst 3.7e-6 relative on losses, 2026-11-30)."""
-    configs = [ExperimentConfig(**{**BASE, "num_epochs": 3, "patience": 5}, **m, model="transformer_basic")
-               for m in MEMBERS]
+    configs = [
+        ExperimentConfig(**{**BASE, "num_epochs": 3, "patience": 5}, **m, model="transformer_basic") for m in MEMBERS
+    ]
     _assert_group_equals_separate_runs(tmp_path, configs)
 
 
@@ -137,8 +156,10 @@ def test_fused_deep_gru_group_equals_separate_runs(tmp_path, torch_state, recurr
     with learning rates 1e-3 and 1e-4: at 1e-2 this model's training on the tiny set amplifies
     rounding by ~1000x within 2 epochs in the separate trainer itself (1 vs 2 torch threads: val
     loss 2.6e-4 apart, measured 2026-11-30), which says nothing about the engine."""
-    configs = [ExperimentConfig(**{**BASE, "num_epochs": 2, "patience": 5}, **m, model="gru_deep")
-               for m in (MEMBERS[0], MEMBERS[3])]
+    configs = [
+        ExperimentConfig(**{**BASE, "num_epochs": 2, "patience": 5}, **m, model="gru_deep")
+        for m in (MEMBERS[0], MEMBERS[3])
+    ]
     _assert_group_equals_separate_runs(tmp_path, configs, recurrence=recurrence)
 
 
@@ -165,8 +186,10 @@ def test_stacked_rnn_layer_is_each_member_s_torch_rnn(torch_state, cell, constan
         inputs = [v.detach().requires_grad_(True) for v in inputs]
         xin = inputs[0]
         given = None if state is None else (tuple(inputs[1:]) if cell == "lstm" else inputs[1])
-        params = {n: torch.stack([dict(r.named_parameters())[n] for r in rnns]).detach().requires_grad_(True)
-                  for n in dict(rnns[0].named_parameters())}
+        params = {
+            n: torch.stack([dict(r.named_parameters())[n] for r in rnns]).detach().requires_grad_(True)
+            for n in dict(rnns[0].named_parameters())
+        }
         out = stacked_rnn(cell, params, "", xin, given, recurrence, t if constant_input else None)
         (out * weights).sum().backward()
         for r in rnns:
@@ -175,9 +198,15 @@ def test_stacked_rnn_layer_is_each_member_s_torch_rnn(torch_state, cell, constan
         for k in range(m):
             xs = x[k].detach().clone().requires_grad_(True)
             xk = xs.unsqueeze(1).expand(b, t, i) if constant_input else xs
-            st = None if state is None else (
-                tuple(s[k].detach().unsqueeze(0).clone().requires_grad_(True) for s in hx) if cell == "lstm"
-                else hx[k].detach().unsqueeze(0).clone().requires_grad_(True))
+            st = (
+                None
+                if state is None
+                else (
+                    tuple(s[k].detach().unsqueeze(0).clone().requires_grad_(True) for s in hx)
+                    if cell == "lstm"
+                    else hx[k].detach().unsqueeze(0).clone().requires_grad_(True)
+                )
+            )
             y = rnns[k](xk, st)[0]
             (y * weights[k]).sum().backward()
             refs.append((y, xs, st))
@@ -252,17 +281,35 @@ def test_max_fused_caps_the_group_sizes(tmp_path, capsys):
     from ddrsa.fused.groups import plan_groups
     from flows.sweep_cli import preflight
 
-    grid = ["--datasets", "turbofan", "--models", "paper", "--seeds", "1", "2", "3", "4", "5", "6",
-            "--data-source", "synthetic", "--fuse", "on", "--output-dir", str(tmp_path / "o"), "--dry-run"]
+    grid = [
+        "--datasets",
+        "turbofan",
+        "--models",
+        "paper",
+        "--seeds",
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+        "6",
+        "--data-source",
+        "synthetic",
+        "--fuse",
+        "on",
+        "--output-dir",
+        str(tmp_path / "o"),
+        "--dry-run",
+    ]
     sizes = {}
     for cap in ([], ["--max-fused", "4"]):
         assert preflight([*grid, *cap]) is None
         dry = capsys.readouterr().out
-        sizes[bool(cap)] = [line.split(":")[0].rsplit(" x", 1)[1] for line in dry.splitlines()
-                            if line.startswith("  fused  ")]
+        sizes[bool(cap)] = [
+            line.split(":")[0].rsplit(" x", 1)[1] for line in dry.splitlines() if line.startswith("  fused  ")
+        ]
     assert sizes == {False: ["6"], True: ["3", "3"]}, sizes
-    items = [{"experiment_id": f"e{i}", "index": i, "config": {**BASE, "model": "paper", "seed": i}}
-             for i in range(7)]
+    items = [{"experiment_id": f"e{i}", "index": i, "config": {**BASE, "model": "paper", "seed": i}} for i in range(7)]
     for cap, expected in ((None, [7]), (2, [2, 2, 2]), (3, [3, 3]), (7, [7])):
         groups, singles = plan_groups(items, "on", "cpu", cap)
         assert [len(g["members"]) for g in groups] == expected, cap
@@ -273,6 +320,7 @@ def test_max_fused_caps_the_group_sizes(tmp_path, capsys):
 def test_random_streams_ignore_the_global_rng(torch_state):
     """Init and dropout draw from the experiment's generators only: the global RNG state (what
     another experiment in the same process would move) changes nothing."""
+
     def run(global_seed: int):
         torch.manual_seed(global_seed)
         model = build_model("lstm_deep", 5, 8, 0.3, generator=torch.Generator().manual_seed(7))
@@ -282,8 +330,9 @@ def test_random_streams_ignore_the_global_rng(torch_state):
 
     (p1, y1), (p2, y2) = run(0), run(123)
     assert torch.equal(p1, p2) and torch.equal(y1, y2)
-    assert any(isinstance(m, SeededDropout) and m.p == 0.3 for m in
-               build_model("lstm_deep", 5, 8, 0.3).decoder.modules())  # inter-layer dropout is seeded
+    assert any(
+        isinstance(m, SeededDropout) and m.p == 0.3 for m in build_model("lstm_deep", 5, 8, 0.3).decoder.modules()
+    )  # inter-layer dropout is seeded
     other = build_model("lstm_deep", 5, 8, 0.3, generator=torch.Generator().manual_seed(8))
     assert not torch.equal(p1, torch.nn.utils.parameters_to_vector(other.parameters()))
 
@@ -296,9 +345,28 @@ def test_fused_sweep_writes_one_record_per_member_and_reruns_nothing(tmp_path, p
     from tests.conftest import TINY, read_results, run_cli
 
     out = tmp_path / "sweep"
-    grid = ["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "probsparse_basic", "--learning-rates",
-            "1e-3", "3e-3", "--seeds", "1", "2", *TINY, "--fuse", "on", "--n-workers", "2", "--no-analysis",
-            "--output-dir", str(out)]
+    grid = [
+        "flows/sweep.py",
+        "--datasets",
+        "turbofan",
+        "--models",
+        "paper",
+        "probsparse_basic",
+        "--learning-rates",
+        "1e-3",
+        "3e-3",
+        "--seeds",
+        "1",
+        "2",
+        *TINY,
+        "--fuse",
+        "on",
+        "--n-workers",
+        "2",
+        "--no-analysis",
+        "--output-dir",
+        str(out),
+    ]
     from flows.sweep_cli import preflight
 
     assert preflight([*grid[1:], "--dry-run"]) is None  # in-process: a subprocess costs seconds
@@ -336,8 +404,26 @@ def test_a_failed_group_s_members_train_one_by_one(tmp_path, prefect_server):
     from tests.conftest import TINY, read_results, run_cli
 
     out = tmp_path / "sweep"
-    grid = ["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "--seeds", "1", "2", *TINY,
-            "--num-epochs", "1", "--fuse", "on", "--n-workers", "1", "--no-analysis", "--output-dir", str(out)]
+    grid = [
+        "flows/sweep.py",
+        "--datasets",
+        "turbofan",
+        "--models",
+        "paper",
+        "--seeds",
+        "1",
+        "2",
+        *TINY,
+        "--num-epochs",
+        "1",
+        "--fuse",
+        "on",
+        "--n-workers",
+        "1",
+        "--no-analysis",
+        "--output-dir",
+        str(out),
+    ]
     proc = run_cli(grid, check=True, env={**os.environ, "DDRSA_INJECT_FAULT": "dataerror:x2:*"})
     assert "fused group turbofan/paper/bs128 x2 failed (" in proc.stdout, proc.stdout[-3000:]
     assert "injected data error in turbofan/paper/bs128 x2" in proc.stdout

@@ -2,6 +2,7 @@
 ids) gives the local cluster's workers devices 2 and 3, and the NVML monitor samples and labels those
 same devices. The boundaries are patched as in tests/test_gpu_paths.py: torch's device count and the
 `pynvml` module (a stand-in with four GPUs); the environment variable is the real one."""
+
 from __future__ import annotations
 
 import csv
@@ -19,33 +20,41 @@ MIG_1 = "MIG-5c1e07aa-1234-5678-9abc-def012345678"
 MIG_2 = "MIG-77d0c3b1-1234-5678-9abc-def012345678"
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("2,3", ["2", "3"]),
-    (" 1 , 0 ", ["1", "0"]),
-    ("", []),
-    ("-1", []),
-    ("0,1,bogus,2", ["0", "1"]),          # CUDA stops at the first invalid entry
-    (f"{UUID_A},{UUID_B}", [UUID_A, UUID_B]),
-    (f"{MIG_1},{MIG_2}", [MIG_1, MIG_2]),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("2,3", ["2", "3"]),
+        (" 1 , 0 ", ["1", "0"]),
+        ("", []),
+        ("-1", []),
+        ("0,1,bogus,2", ["0", "1"]),  # CUDA stops at the first invalid entry
+        (f"{UUID_A},{UUID_B}", [UUID_A, UUID_B]),
+        (f"{MIG_1},{MIG_2}", [MIG_1, MIG_2]),
+    ],
+)
 def test_parse_visible_devices(value, expected):
     assert cluster.parse_visible_devices(value) == expected
 
 
 def _layout(plan) -> dict:
-    return {name: spec["options"]["env"]["CUDA_VISIBLE_DEVICES"]
-            for name, spec in plan.task_runner.cluster_kwargs["workers"].items()}
+    return {
+        name: spec["options"]["env"]["CUDA_VISIBLE_DEVICES"]
+        for name, spec in plan.task_runner.cluster_kwargs["workers"].items()
+    }
 
 
-@pytest.mark.parametrize("visible, torch_count, n_workers, expected", [
-    (None, 2, None, {"gpu0": "0", "gpu1": "1"}),                       # unset: 0..n-1 as before
-    ("2,3", 2, None, {"gpu2": "2", "gpu3": "3"}),                       # not 0 and 1
-    ("3,1", 2, None, {"gpu3": "3", "gpu1": "1"}),                       # the given order
-    ("2,3", 2, 1, {"gpu2": "2"}),                                       # --n-workers 1: the first
-    ("0,1,7", 2, None, {"gpu0": "0", "gpu1": "1"}),                     # torch sees 2: no worker on 7
-    (f"{UUID_A},{UUID_B}", 2, None, {"GPU-8a3f1c2d": UUID_A, "GPU-0b9e7d6c": UUID_B}),
-    (f"{MIG_1},{MIG_2}", 1, None, {"MIG-5c1e07aa": MIG_1, "MIG-77d0c3b1": MIG_2}),  # one each
-])
+@pytest.mark.parametrize(
+    "visible, torch_count, n_workers, expected",
+    [
+        (None, 2, None, {"gpu0": "0", "gpu1": "1"}),  # unset: 0..n-1 as before
+        ("2,3", 2, None, {"gpu2": "2", "gpu3": "3"}),  # not 0 and 1
+        ("3,1", 2, None, {"gpu3": "3", "gpu1": "1"}),  # the given order
+        ("2,3", 2, 1, {"gpu2": "2"}),  # --n-workers 1: the first
+        ("0,1,7", 2, None, {"gpu0": "0", "gpu1": "1"}),  # torch sees 2: no worker on 7
+        (f"{UUID_A},{UUID_B}", 2, None, {"GPU-8a3f1c2d": UUID_A, "GPU-0b9e7d6c": UUID_B}),
+        (f"{MIG_1},{MIG_2}", 1, None, {"MIG-5c1e07aa": MIG_1, "MIG-77d0c3b1": MIG_2}),  # one each
+    ],
+)
 def test_workers_get_the_visible_devices(monkeypatch, visible, torch_count, n_workers, expected):
     monkeypatch.setattr(cluster, "visible_gpu_count", lambda: torch_count)
     monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
@@ -62,8 +71,9 @@ def test_workers_get_the_visible_devices(monkeypatch, visible, torch_count, n_wo
         assert plan.description == "2 GPU worker(s), 1 experiment(s) per GPU (devices 2 3)"
     monkeypatch.setenv("CUDA_DEVICE_ORDER", "FASTEST_FIRST")  # the user's choice is kept
     plan = cluster.plan_cluster(n_workers=n_workers)
-    assert {s["options"]["env"]["CUDA_DEVICE_ORDER"] for s in plan.task_runner.cluster_kwargs["workers"].values()} \
-        == {"FASTEST_FIRST"}
+    assert {s["options"]["env"]["CUDA_DEVICE_ORDER"] for s in plan.task_runner.cluster_kwargs["workers"].values()} == {
+        "FASTEST_FIRST"
+    }
 
 
 def test_no_gpu_for_torch_means_cpu_workers_whatever_the_variable_says(monkeypatch):
@@ -95,6 +105,7 @@ def test_real_worker_processes_see_devices_2_and_3(monkeypatch):
 
 
 # ------------------------------------------------------------------------------ NVML monitor
+
 
 def _fake_pynvml(n_gpus: int = 4, uuids: dict | None = None, mig: dict | None = None):
     """NVML with `n_gpus` GPUs (handle = index): GPU i reports utilisation 10*i % and i GiB used.
@@ -183,6 +194,7 @@ def test_monitor_default_without_the_variable_is_every_gpu(tmp_path, monkeypatch
 
 # ------------------------------------------------------------------------------ --scheduler-address
 
+
 def _start(args: list[str]):
     import os
     import subprocess
@@ -190,8 +202,13 @@ def _start(args: list[str]):
     from tests.conftest import ROOT
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DASK_LOGGING__DISTRIBUTED": "warning"}
-    return subprocess.Popen([f"{os.path.dirname(sys.executable)}/dask", *args], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [f"{os.path.dirname(sys.executable)}/dask", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @pytest.mark.slow
@@ -199,7 +216,6 @@ def test_scheduler_without_the_resource_is_refused_at_once(tmp_path):
     """A real `dask scheduler` + `dask worker` on 127.0.0.1 whose worker declares no GPU: the sweep
     refuses in seconds with one line (exit 2) and writes nothing, instead of waiting forever; once
     a worker declares GPU=0.5, half-GPU experiments fit and whole-GPU ones still do not."""
-    import subprocess
 
     from distributed import Client
 
@@ -211,20 +227,49 @@ def test_scheduler_without_the_resource_is_refused_at_once(tmp_path):
     address = f"tcp://127.0.0.1:{port}"
     procs = [_start(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", "127.0.0.1:0"])]
     try:  # a worker retries until the scheduler listens
-        procs.append(_start(["worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
-                             "--name", "plain"]))
+        procs.append(
+            _start(["worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard", "--name", "plain"])
+        )
         with Client(address, timeout=60) as client:
             client.wait_for_workers(1, timeout=120)
         t0 = time.monotonic()
-        proc = run_cli(["flows/sweep.py", *TINY, "--datasets", "turbofan", "--models", "paper",
-                        "--scheduler-address", address, "--output-dir", str(tmp_path / "never")],
-                       env={"PREFECT_API_URL": ""}, timeout=120)
+        proc = run_cli(
+            [
+                "flows/sweep.py",
+                *TINY,
+                "--datasets",
+                "turbofan",
+                "--models",
+                "paper",
+                "--scheduler-address",
+                address,
+                "--output-dir",
+                str(tmp_path / "never"),
+            ],
+            env={"PREFECT_API_URL": ""},
+            timeout=120,
+        )
         assert time.monotonic() - t0 < 60
         assert_one_line_error(proc, address, "declares the resource GPU>=1", "plain")
         assert not (tmp_path / "never").exists()
 
-        procs.append(_start(["worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
-                             "--name", "half", "--resources", "GPU=0.5"]))
+        procs.append(
+            _start(
+                [
+                    "worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--host",
+                    "127.0.0.1",
+                    "--no-dashboard",
+                    "--name",
+                    "half",
+                    "--resources",
+                    "GPU=0.5",
+                ]
+            )
+        )
         with Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=120)
         assert external.check_cluster_resources(address, "GPU", 0.5) == ["127.0.0.1"]
@@ -237,9 +282,9 @@ def test_scheduler_without_the_resource_is_refused_at_once(tmp_path):
 def test_api_url_warning_when_the_cluster_is_elsewhere():
     """10.255.255.1 (an address this machine does not have) stands for another host."""
     far = "tcp://10.255.255.1:8786"
-    assert "127.0.0.1" in external.api_url_warning(far, None)            # the sweep's own server
+    assert "127.0.0.1" in external.api_url_warning(far, None)  # the sweep's own server
     assert "10.255.255.1" in external.api_url_warning(far, "http://localhost:4200/api")
     assert external.api_url_warning(far, "http://10.0.0.5:4200/api") is None  # a reachable API
-    assert external.api_url_warning("tcp://127.0.0.1:8786", None) is None     # all on this machine
+    assert external.api_url_warning("tcp://127.0.0.1:8786", None) is None  # all on this machine
     assert "10.255.255.1" in external.api_url_warning("tcp://127.0.0.1:8786", None, ["10.255.255.1"])
     assert external.is_this_host("127.0.0.1") and not external.is_this_host("10.255.255.1")

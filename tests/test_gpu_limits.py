@@ -11,6 +11,7 @@ would run 2 + 2 experiments at once on that device; with it, at most 2.
 Bugs tried (`python benchmarks/mutation.py NAME`, caught): gpu-limit-not-taken (gpu_slot never
 enters the concurrency limit: a third experiment starts training).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,11 +31,16 @@ from tests.conftest import TINY, read_results
 # ------------------------------------------------------------------------------ naming and shares
 
 
-@pytest.mark.parametrize("visible, expect", [
-    ("0", "0"), ("2,3", "2"), (" 3 , 1", "3"),                 # the first visible device is trained on
-    ("GPU-8c2e1f0a-77aa-4c1e-9d1b-0123456789ab", "GPU-8c2e1f0a-77aa-4c1e-9d1b-0123456789ab"),
-    ("", None),                                              # CPU worker: no limit
-])
+@pytest.mark.parametrize(
+    "visible, expect",
+    [
+        ("0", "0"),
+        ("2,3", "2"),
+        (" 3 , 1", "3"),  # the first visible device is trained on
+        ("GPU-8c2e1f0a-77aa-4c1e-9d1b-0123456789ab", "GPU-8c2e1f0a-77aa-4c1e-9d1b-0123456789ab"),
+        ("", None),  # CPU worker: no limit
+    ],
+)
 def test_worker_device_from_cuda_visible_devices(monkeypatch, visible, expect):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     assert gpu_limits.worker_device() == expect
@@ -53,8 +59,11 @@ def test_limit_names_are_legal_and_per_host_and_device():
     mig = gpu_limits.limit_name("MIG-GPU-8c2e1f0a/1/0", host="node-7.cluster")
     assert mig == "ddrsa-gpu-node-7.cluster-MIG-GPU-8c2e1f0a-1-0"
     assert not set(mig) & set(BANNED_CHARACTERS)
-    assert gpu_limits.limit_name("0", host="a") != gpu_limits.limit_name("1", host="a") != gpu_limits.limit_name(
-        "0", host="b")
+    assert (
+        gpu_limits.limit_name("0", host="a")
+        != gpu_limits.limit_name("1", host="a")
+        != gpu_limits.limit_name("0", host="b")
+    )
 
 
 def test_units_fit_exactly_the_packing():
@@ -70,22 +79,44 @@ def test_units_fit_exactly_the_packing():
 
 # ------------------------------------------------------------------------------ two sweeps at once
 
-PATCHED_SWEEP = ("import runpy, sys; import flows.cluster as c; c.visible_gpu_count = lambda: 1; "
-                 "sys.argv = ['flows/sweep.py', *sys.argv[1:]]; runpy.run_path('flows/sweep.py', run_name='__main__')")
+PATCHED_SWEEP = (
+    "import runpy, sys; import flows.cluster as c; c.visible_gpu_count = lambda: 1; "
+    "sys.argv = ['flows/sweep.py', *sys.argv[1:]]; runpy.run_path('flows/sweep.py', run_name='__main__')"
+)
 
 
 @contextlib.contextmanager
 def _sweep(out: Path, env: dict):
     """A sweep process (its own process group, killed on the way out if still running)."""
-    args = ["--datasets", "turbofan", "--models", "paper", "--seeds", "1", "2", *TINY, "--num-epochs", "1",
-            "--n-workers", "1", "--gpus-per-experiment", "0.5", "--no-analysis", "--output-dir", str(out),
-            # unfused: each experiment is its own task holding its own share (a fused group on the
-            # patched "GPU" would hold the whole device as one task)
-            "--fuse", "off"]
+    args = [
+        "--datasets",
+        "turbofan",
+        "--models",
+        "paper",
+        "--seeds",
+        "1",
+        "2",
+        *TINY,
+        "--num-epochs",
+        "1",
+        "--n-workers",
+        "1",
+        "--gpus-per-experiment",
+        "0.5",
+        "--no-analysis",
+        "--output-dir",
+        str(out),
+        # unfused: each experiment is its own task holding its own share (a fused group on the
+        # patched "GPU" would hold the whole device as one task)
+        "--fuse",
+        "off",
+    ]
     from tests.test_reliability import process_group
 
-    with open(out.parent / f"{out.name}.log", "w") as log, \
-            process_group(["-c", PATCHED_SWEEP, *args], env=env, stdout=log, stderr=subprocess.STDOUT) as proc:
+    with (
+        open(out.parent / f"{out.name}.log", "w") as log,
+        process_group(["-c", PATCHED_SWEEP, *args], env=env, stdout=log, stderr=subprocess.STDOUT) as proc,
+    ):
         yield proc
 
 
@@ -113,15 +144,29 @@ def _t(iso: str) -> float:
 @pytest.mark.slow
 def test_two_concurrent_sweeps_share_one_gpu_limit(tmp_path, prefect_server):
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterId, FlowRunFilterState,
-                                                FlowRunFilterStateName, LogFilter, LogFilterTaskRunId,
-                                                TaskRunFilter, TaskRunFilterState, TaskRunFilterStateName)
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterState,
+        FlowRunFilterStateName,
+        LogFilter,
+        LogFilterTaskRunId,
+        TaskRunFilter,
+        TaskRunFilterState,
+        TaskRunFilterStateName,
+    )
     from prefect.exceptions import ObjectNotFound
 
     name = gpu_limits.limit_name("0", host=socket.gethostname())
     release, attempts = tmp_path / "release", tmp_path / "attempts.jsonl"
-    env = {**os.environ, "DDRSA_INJECT_FAULT": "hang:/:*", "DDRSA_FAULT_RELEASE": str(release),
-           "DDRSA_FAULT_HANG_S": "120", "DDRSA_ATTEMPT_LOG": str(attempts), "DDRSA_DATA_SOURCE": "synthetic"}
+    env = {
+        **os.environ,
+        "DDRSA_INJECT_FAULT": "hang:/:*",
+        "DDRSA_FAULT_RELEASE": str(release),
+        "DDRSA_FAULT_HANG_S": "120",
+        "DDRSA_ATTEMPT_LOG": str(attempts),
+        "DDRSA_DATA_SOURCE": "synthetic",
+    }
     outs = [tmp_path / "sweep-a", tmp_path / "sweep-b"]
     with get_client(sync_client=True) as client:
         with contextlib.suppress(ObjectNotFound):
@@ -132,24 +177,34 @@ def test_two_concurrent_sweeps_share_one_gpu_limit(tmp_path, prefect_server):
 
                 def running_tasks():
                     running = FlowRunFilter(state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Running"])))
-                    runs = [fr for fr in client.read_flow_runs(flow_run_filter=running)
-                            if Path(fr.parameters.get("output_dir", "/")).resolve() in {o.resolve() for o in outs}]
+                    runs = [
+                        fr
+                        for fr in client.read_flow_runs(flow_run_filter=running)
+                        if Path(fr.parameters.get("output_dir", "/")).resolve() in {o.resolve() for o in outs}
+                    ]
                     if len(runs) < 2:
                         return None
                     tasks = client.read_task_runs(
                         flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r.id for r in runs])),
-                        task_run_filter=TaskRunFilter(state=TaskRunFilterState(name=TaskRunFilterStateName(any_=["Running"]))))
+                        task_run_filter=TaskRunFilter(
+                            state=TaskRunFilterState(name=TaskRunFilterStateName(any_=["Running"]))
+                        ),
+                    )
                     return tasks if len(tasks) == 4 else None
 
                 # both sweeps have both experiments running on their workers (Dask packs 2 per
                 # worker) but only two got into the GPU: the limit (created on first use) is full
                 _wait("4 running task runs in the two sweeps", running_tasks, procs)
-                _wait("two experiments inside the limit",
-                      lambda: attempts.is_file() and len(read_attempt_log(attempts)) >= 2, procs)
+                _wait(
+                    "two experiments inside the limit",
+                    lambda: attempts.is_file() and len(read_attempt_log(attempts)) >= 2,
+                    procs,
+                )
 
                 def asking():  # the task runs whose gpu_slot has sent its request for a share
-                    logs = client.read_logs(log_filter=LogFilter(task_run_id=LogFilterTaskRunId(
-                        any_=[t.id for t in running_tasks() or []])))
+                    logs = client.read_logs(
+                        log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[t.id for t in running_tasks() or []]))
+                    )
                     return {g.task_run_id for g in logs if g.message.startswith("asking for 50/100 units of ")}
 
                 # positive signal: all four experiments have asked the server for their share (the
@@ -181,7 +236,7 @@ def test_two_concurrent_sweeps_share_one_gpu_limit(tmp_path, prefect_server):
             assert len(entries) == 4 and all(e["attempt"] == 1 for e in entries)
             assert [e["t"] >= released_at for e in entries] == [False, False, True, True]
             limit = client.read_global_concurrency_limit_by_name(name)
-            assert (limit.limit, limit.active_slots) == (100, 0)        # every share given back
+            assert (limit.limit, limit.active_slots) == (100, 0)  # every share given back
         finally:
             with contextlib.suppress(ObjectNotFound):
                 client.delete_global_concurrency_limit_by_name(name)
@@ -222,7 +277,7 @@ def test_slot_created_on_first_use_held_and_given_back(monkeypatch, fresh_limit)
     client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=10))
     with gpu_limits.gpu_slot(0.25):
         limit = client.read_global_concurrency_limit_by_name(name)
-        assert (limit.limit, limit.active_slots) == (10, 10)      # operator's setting kept, held whole
+        assert (limit.limit, limit.active_slots) == (10, 10)  # operator's setting kept, held whole
     assert client.read_global_concurrency_limit_by_name(name).active_slots == 0
 
 

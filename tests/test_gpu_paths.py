@@ -1,6 +1,7 @@
 """GPU code paths exercised on a machine without a GPU (issue 18): the worker layout for N visible
 GPUs (the device count patched where flows/cluster.py asks torch), the NVML monitor fed a recorded
 sample file through a stand-in `pynvml` module, and `peak_gpu_mb` None (not 0) on CPU."""
+
 from __future__ import annotations
 
 import csv
@@ -22,14 +23,16 @@ def _workers(plan) -> dict:
     return plan.task_runner.cluster_kwargs["workers"]
 
 
-@pytest.mark.parametrize("n_gpus, gpus_per_experiment, n_workers, expect_workers, expect_slots", [
-    (4, 1.0, None, 4, 1),    # one worker per visible GPU
-    (4, 0.25, None, 4, 4),   # packing: four experiments per GPU worker
-    (4, 0.5, 2, 2, 2),       # --n-workers below the GPU count
-    (2, 1.0, 8, 2, 1),       # never more workers than GPUs
-])
-def test_worker_per_visible_gpu(monkeypatch, n_gpus, gpus_per_experiment, n_workers, expect_workers,
-                                expect_slots):
+@pytest.mark.parametrize(
+    "n_gpus, gpus_per_experiment, n_workers, expect_workers, expect_slots",
+    [
+        (4, 1.0, None, 4, 1),  # one worker per visible GPU
+        (4, 0.25, None, 4, 4),  # packing: four experiments per GPU worker
+        (4, 0.5, 2, 2, 2),  # --n-workers below the GPU count
+        (2, 1.0, 8, 2, 1),  # never more workers than GPUs
+    ],
+)
+def test_worker_per_visible_gpu(monkeypatch, n_gpus, gpus_per_experiment, n_workers, expect_workers, expect_slots):
     monkeypatch.setattr(cluster, "visible_gpu_count", lambda: n_gpus)
     monkeypatch.delenv("DDRSA_TORCH_THREADS", raising=False)
     plan = cluster.plan_cluster(gpus_per_experiment=gpus_per_experiment, n_workers=n_workers)
@@ -41,10 +44,10 @@ def test_worker_per_visible_gpu(monkeypatch, n_gpus, gpus_per_experiment, n_work
         opts = spec["options"]
         assert opts["name"] == name and opts["resources"] == {"GPU": 1}
         assert opts["nthreads"] == expect_slots and opts["host"] == "127.0.0.1"
-        assert opts["env"]["CUDA_VISIBLE_DEVICES"] == str(i)   # each worker sees exactly its own GPU
+        assert opts["env"]["CUDA_VISIBLE_DEVICES"] == str(i)  # each worker sees exactly its own GPU
         assert opts["env"]["DDRSA_TORCH_THREADS"] == opts["env"]["OMP_NUM_THREADS"] == str(threads)
     assert f"{expect_workers} GPU worker(s), {expect_slots} experiment(s) per GPU" == plan.description
-    monkeypatch.setenv("DDRSA_TORCH_THREADS", "3")          # the override reaches every worker
+    monkeypatch.setenv("DDRSA_TORCH_THREADS", "3")  # the override reaches every worker
     plan = cluster.plan_cluster(gpus_per_experiment=gpus_per_experiment, n_workers=n_workers)
     assert {s["options"]["env"]["DDRSA_TORCH_THREADS"] for s in _workers(plan).values()} == {"3"}
 
@@ -73,8 +76,10 @@ def test_visible_gpu_count_is_torchs_device_count():
 
 # ------------------------------------------------------------------------------ NVML monitor
 # A recorded sample file: what two GPUs reported at three instants (utilisation %, memory bytes).
-RECORDED = {"0": [[35, 1.5 * 2**30], [80, 3 * 2**30], [95, 3.25 * 2**30]],
-            "1": [[0, 0.25 * 2**30], [50, 2 * 2**30], [60, 2.5 * 2**30]]}
+RECORDED = {
+    "0": [[35, 1.5 * 2**30], [80, 3 * 2**30], [95, 3.25 * 2**30]],
+    "1": [[0, 0.25 * 2**30], [50, 2 * 2**30], [60, 2.5 * 2**30]],
+}
 
 
 def _fake_pynvml(samples: dict) -> types.ModuleType:
@@ -125,14 +130,15 @@ def test_nvml_monitor_csv_and_chart_from_recorded_samples(tmp_path, monkeypatch)
     expected = [(f"gpu{g}", g, u, round(m / 2**20, 1)) for g in (0, 1) for u, m in RECORDED[str(g)]]
     assert sorted(got) == sorted(expected)
     for r in rows[1:]:
-        assert pd.Timestamp(r[0]).tzinfo is not None          # ISO 8601 with the UTC offset
+        assert pd.Timestamp(r[0]).tzinfo is not None  # ISO 8601 with the UTC offset
 
     samples = load_gpu_samples(tmp_path)
     assert len(samples) == 6 and samples["memory_used_mb"].max() == 3328.0
     chart = gpu_utilization(samples)
     data = [row for rows in chart.to_dict()["datasets"].values() for row in rows]
     assert sorted((d["gpu"], d["utilization_pct"]) for d in data) == sorted(
-        (f"gpu{g} / GPU {g}", u) for g in (0, 1) for u, _ in RECORDED[str(g)])
+        (f"gpu{g} / GPU {g}", u) for g in (0, 1) for u, _ in RECORDED[str(g)]
+    )
     paths = save_chart(chart, tmp_path / "plots", "gpu_utilization")
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -176,9 +182,19 @@ def test_peak_gpu_mb_is_none_on_cpu(tmp_path):
 
     threads = torch.get_num_threads()
     try:
-        result = train(ExperimentConfig(model="paper", num_epochs=1, data_source="synthetic", max_units=12,
-                                        window_stride=8, lookback_window=32, pred_horizon=16),
-                       tmp_path / "run", settings=Settings(data_source="synthetic", device="cpu"))
+        result = train(
+            ExperimentConfig(
+                model="paper",
+                num_epochs=1,
+                data_source="synthetic",
+                max_units=12,
+                window_stride=8,
+                lookback_window=32,
+                pred_horizon=16,
+            ),
+            tmp_path / "run",
+            settings=Settings(data_source="synthetic", device="cpu"),
+        )
     finally:
         torch.set_num_threads(threads)
     assert result.device == "cpu" and result.peak_gpu_mb is None and result.peak_rss_mb > 0

@@ -1,4 +1,5 @@
 """The launcher driven with scripted input: menu choice, bad answers, custom grid, scripts."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,15 @@ def drive(args: list[str], stdin: str, timeout: float = 120, env: dict | None = 
     import os
 
     full_env = {**os.environ, "PREFECT_API_URL": "", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "deployments.launcher", *args], cwd=ROOT, input=stdin,
-                          capture_output=True, text=True, timeout=timeout, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", "deployments.launcher", *args],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
 
 
 def test_menu_choice_after_bad_choices_runs_the_preset_locally(tmp_path):
@@ -37,17 +45,25 @@ def test_menu_choice_after_bad_choices_runs_the_preset_locally(tmp_path):
 
 
 def test_custom_grid_with_bad_values_as_a_deployment_run(tmp_path):
-    answers = ["c",                 # custom grid
-               "turbofan",          # datasets
-               "paper, gru_basic",  # models (comma separated)
-               "32 abc", "32 64",   # batch sizes: a typo, then fixed
-               "",                  # learning rates: keep 0.001
-               "2", "0.5",          # lambda out of range, then fixed
-               "", "", "7 8",       # NASA weights, dropout, seeds
-               "0", "4",            # epochs: 0 refused
-               "2",                 # window stride
-               str(tmp_path / "custom"),
-               "2", "y"]            # as a deployment run, confirm
+    answers = [
+        "c",  # custom grid
+        "turbofan",  # datasets
+        "paper, gru_basic",  # models (comma separated)
+        "32 abc",
+        "32 64",  # batch sizes: a typo, then fixed
+        "",  # learning rates: keep 0.001
+        "2",
+        "0.5",  # lambda out of range, then fixed
+        "",
+        "",
+        "7 8",  # NASA weights, dropout, seeds
+        "0",
+        "4",  # epochs: 0 refused
+        "2",  # window stride
+        str(tmp_path / "custom"),
+        "2",
+        "y",
+    ]  # as a deployment run, confirm
     proc = drive(["--dry-run"], "\n".join(answers) + "\n")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -58,10 +74,20 @@ def test_custom_grid_with_bad_values_as_a_deployment_run(tmp_path):
     assert "custom grid: 8 experiments, 4 epochs each" in out
     match = re.search(r"equivalent: prefect deployment run ddrsa-sweep/default --params '(\{.*\})'", out)
     params = json.loads(match.group(1))
-    assert params == {"preset": "default", "output_dir": str(tmp_path / "custom"), "datasets": ["turbofan"],
-                      "models": ["paper", "gru_basic"], "batch_sizes": [32, 64], "learning_rates": [0.001],
-                      "lambda_params": [0.5], "nasa_weights": [0.1], "dropout_rates": [0.1], "seeds": [7, 8],
-                      "num_epochs": 4, "window_stride": 2}
+    assert params == {
+        "preset": "default",
+        "output_dir": str(tmp_path / "custom"),
+        "datasets": ["turbofan"],
+        "models": ["paper", "gru_basic"],
+        "batch_sizes": [32, 64],
+        "learning_rates": [0.001],
+        "lambda_params": [0.5],
+        "nasa_weights": [0.1],
+        "dropout_rates": [0.1],
+        "seeds": [7, 8],
+        "num_epochs": 4,
+        "window_stride": 2,
+    }
     assert "(dry run: nothing submitted)" in out
 
 
@@ -74,12 +100,15 @@ def test_non_interactive_preset_for_scripts():
     assert proc.stdout.rstrip().endswith("36 experiments")
 
 
-@pytest.mark.parametrize("args, stdin, needle", [
-    ([], "9\n", "input ended"),                                   # end of input: a message, nothing started
-    (["--yes"], "", "--yes needs --preset"),
-    (["--preset", "batch-study", "--yes", "--set", "colour=red"], "", "--set 'colour=red'"),
-    (["--preset", "batch-study", "--where", "server", "--yes"], "", "PREFECT_API_URL is not set"),
-])
+@pytest.mark.parametrize(
+    "args, stdin, needle",
+    [
+        ([], "9\n", "input ended"),  # end of input: a message, nothing started
+        (["--yes"], "", "--yes needs --preset"),
+        (["--preset", "batch-study", "--yes", "--set", "colour=red"], "", "--set 'colour=red'"),
+        (["--preset", "batch-study", "--where", "server", "--yes"], "", "PREFECT_API_URL is not set"),
+    ],
+)
 def test_errors_are_one_line(args, stdin, needle):
     assert_one_line_error(drive(args, stdin), needle)
 
@@ -90,13 +119,39 @@ def test_quit_starts_nothing():
 
 
 def test_local_command_maps_parameters_to_sweep_flags():
-    cmd = launcher.local_command({"preset": "nightly", "output_dir": "o", "append_to_history": True,
-                                  "datasets": ["turbofan"], "amp": False, "run_analysis": False, "fresh": True,
-                                  "learning_rates": [0.001, 0.01], "n_workers": 2, "compile": True,
-                                  "deterministic": False})
-    assert cmd[1:] == ["flows/sweep.py", "--preset", "nightly", "--output-dir", "o", "--datasets", "turbofan",
-                       "--no-amp", "--no-analysis", "--fresh", "--learning-rates", "0.001", "0.01",
-                       "--n-workers", "2", "--compile"]
+    cmd = launcher.local_command(
+        {
+            "preset": "nightly",
+            "output_dir": "o",
+            "append_to_history": True,
+            "datasets": ["turbofan"],
+            "amp": False,
+            "run_analysis": False,
+            "fresh": True,
+            "learning_rates": [0.001, 0.01],
+            "n_workers": 2,
+            "compile": True,
+            "deterministic": False,
+        }
+    )
+    assert cmd[1:] == [
+        "flows/sweep.py",
+        "--preset",
+        "nightly",
+        "--output-dir",
+        "o",
+        "--datasets",
+        "turbofan",
+        "--no-amp",
+        "--no-analysis",
+        "--fresh",
+        "--learning-rates",
+        "0.001",
+        "0.01",
+        "--n-workers",
+        "2",
+        "--compile",
+    ]
     names = list(launcher.PRESETS)
     assert launcher.parse_menu_choice(" 2 ", names) == names[1]
     assert launcher.parse_menu_choice("Full-Grid", names) == "full-grid"

@@ -3,6 +3,7 @@ ddrsa/ imports nothing from flows/, reports/, deployments/ or the orchestration 
 reports/ nothing from flows/ or deployments/; no import circle among the modules of ddrsa/,
 reports/, flows/ and deployments/ (each alone and all together); no module imports another
 module's private name; no file in flows/ (thin wiring, one job each) over FLOWS_MAX_LINES lines."""
+
 from __future__ import annotations
 
 import ast
@@ -63,7 +64,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                return stack[stack.index(n):] + [n]
+                return stack[stack.index(n) :] + [n]
             if n not in state and (found := visit(n)):
                 return found
         stack.pop()
@@ -76,29 +77,42 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("package, forbidden", [
-    ("ddrsa", ("flows", "reports", "deployments", *ORCHESTRATION)),
-    ("reports", ("flows", "deployments")),
-])
+@pytest.mark.parametrize(
+    "package, forbidden",
+    [
+        ("ddrsa", ("flows", "reports", "deployments", *ORCHESTRATION)),
+        ("reports", ("flows", "deployments")),
+    ],
+)
 def test_lower_layers_never_import_upward(package, forbidden):
-    bad = [f"{p.relative_to(ROOT)} imports {target}" for p in _files(package)
-           for target, _ in _imports(p) if target.split(".")[0] in forbidden]
+    bad = [
+        f"{p.relative_to(ROOT)} imports {target}"
+        for p in _files(package)
+        for target, _ in _imports(p)
+        if target.split(".")[0] in forbidden
+    ]
     assert not bad, "\n".join(bad)
 
 
 @pytest.mark.parametrize("packages", [("ddrsa",), ("reports",), ("flows",), ("deployments",), PACKAGES])
 def test_no_import_circle(packages):
     # package __init__ files re-export their modules, which is not a circle of jobs
-    graph = {m: {n for n in deps if not (m.startswith(n + ".") or n.startswith(m + "."))}
-             for m, deps in _graph(*packages).items()}
+    graph = {
+        m: {n for n in deps if not (m.startswith(n + ".") or n.startswith(m + "."))}
+        for m, deps in _graph(*packages).items()
+    }
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
 
 
 def test_no_module_imports_another_modules_private_name():
-    bad = [f"{p.relative_to(ROOT)}: from {target} import {name}"
-           for p in _files(*PACKAGES)
-           for target, names in _imports(p) if target.split(".")[0] in PACKAGES
-           for name in names if name.startswith("_") and not name.startswith("__")]
+    bad = [
+        f"{p.relative_to(ROOT)}: from {target} import {name}"
+        for p in _files(*PACKAGES)
+        for target, names in _imports(p)
+        if target.split(".")[0] in PACKAGES
+        for name in names
+        if name.startswith("_") and not name.startswith("__")
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -107,10 +121,14 @@ def test_the_checks_see_a_planted_circle_and_a_relative_import():
     assert _cycle({"a": {"b"}, "b": set()}) is None
     seeding = ROOT / "ddrsa" / "models" / "seeding.py"
     assert _imports(seeding, "def f():\n    from .decoder import HazardDecoder\n") == [
-        ("ddrsa.models.decoder", ["HazardDecoder"])]
+        ("ddrsa.models.decoder", ["HazardDecoder"])
+    ]
 
 
 def test_no_flows_file_over_the_line_limit():
-    long = [f"{p.relative_to(ROOT)}: {n} lines" for p in _files("flows")
-            if (n := len(p.read_text().splitlines())) > FLOWS_MAX_LINES]
+    long = [
+        f"{p.relative_to(ROOT)}: {n} lines"
+        for p in _files("flows")
+        if (n := len(p.read_text().splitlines())) > FLOWS_MAX_LINES
+    ]
     assert not long, "\n".join(long)

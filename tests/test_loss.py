@@ -1,16 +1,17 @@
 """DDRSA loss and NASA auxiliary loss against brute-force and hand computations."""
+
 import math
 
 import numpy as np
-import torch
 import pytest
-from hypothesis import given, settings, strategies as st
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ddrsa.config import DataConfig
 from ddrsa.data import load_dataset
 from ddrsa.errors import DDRSAError
-from ddrsa.losses import (DDRSALoss, LabelError, check_labels, ddrsa_loss, nasa_expected_loss,
-                          nasa_score_terms)
+from ddrsa.losses import DDRSALoss, LabelError, check_labels, ddrsa_loss, nasa_expected_loss, nasa_score_terms
 
 
 def brute_force_ddrsa(logits, event_index, censored, lam):
@@ -164,8 +165,9 @@ def test_expected_nasa_loss_hand_values():
     early = nasa_expected_loss(sharp_logits(L, 10), one(20), one(False)).item()
     assert late == pytest.approx(10 / 10, abs=1e-6) and early == pytest.approx(10 / 13, abs=1e-6)
     # beyond the horizon is scored as lag L: true lag 54 -> late by 10
-    assert nasa_expected_loss(sharp_logits(L, 0, beyond=True), one(54), one(False)).item() == \
-        pytest.approx(1.0, abs=1e-6)
+    assert nasa_expected_loss(sharp_logits(L, 0, beyond=True), one(54), one(False)).item() == pytest.approx(
+        1.0, abs=1e-6
+    )
     # censored, alive through lag 20 (T >= 21): predicting 11 is early by 10; 21, 40 or beyond: unknown
     assert nasa_expected_loss(sharp_logits(L, 11), one(20), one(True)).item() == pytest.approx(10 / 13, abs=1e-6)
     for lag in (21, 40):
@@ -231,7 +233,7 @@ def test_nasa_weight_adds_the_expected_nasa_loss():
 def test_uncensored_label_at_or_beyond_horizon_is_refused():
     logits = torch.zeros(3, 5)
     cens = torch.tensor([False, False, True])
-    for bad in (5, 9):   # at and beyond the horizon L = 5
+    for bad in (5, 9):  # at and beyond the horizon L = 5
         idx = torch.tensor([1, bad, 7])
         for loss in (lambda: ddrsa_loss(logits, idx, cens, 0.75), lambda: DDRSALoss(0.75, 0.1)(logits, idx, cens)):
             with pytest.raises(LabelError, match="^ddrsa_loss: 1 uncensored label.*horizon 5") as err:
@@ -253,21 +255,28 @@ def test_check_labels_on_numpy_splits():
 
 def test_loaders_never_emit_uncensored_labels_beyond_the_horizon():
     """Every split of the synthetic C-MAPSS and Azure loaders (same label code as the real files)."""
-    for cfg in (DataConfig(data_source="synthetic", lookback_window=8, pred_horizon=16, window_stride=4),
-                DataConfig(dataset="azure_pm", data_source="synthetic", lookback_window=8, pred_horizon=16)):
+    for cfg in (
+        DataConfig(data_source="synthetic", lookback_window=8, pred_horizon=16, window_stride=4),
+        DataConfig(dataset="azure_pm", data_source="synthetic", lookback_window=8, pred_horizon=16),
+    ):
         data = load_dataset(cfg)
         for name in ("train", "val", "test", "benchmark"):
             w = getattr(data, name)
             if w is not None:
-                if name != "benchmark":   # both kinds of label are there to check
+                if name != "benchmark":  # both kinds of label are there to check
                     assert w.censored.any() and (~w.censored).any()
                 check_labels(w.event_index, w.censored, cfg.pred_horizon, where=name)
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), members=st.integers(1, 4), batch=st.integers(1, 9),
-       horizon=st.integers(1, 12), lams=st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4),
-       nasas=st.lists(st.sampled_from([0.0, 0.05, 0.3, 1.0]), min_size=4, max_size=4))
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    members=st.integers(1, 4),
+    batch=st.integers(1, 9),
+    horizon=st.integers(1, 12),
+    lams=st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4),
+    nasas=st.lists(st.sampled_from([0.0, 0.05, 0.3, 1.0]), min_size=4, max_size=4),
+)
 def test_member_axis_loss_is_each_member_s_ddrsa_loss(seed, members, batch, horizon, lams, nasas):
     """With a leading member axis (one lambda and NASA weight per member, as ddrsa/fused trains a
     group), member m's loss (and its gradient) = DDRSALoss(lambda_m, nasa_m) on its own batch, for
@@ -276,11 +285,14 @@ def test_member_axis_loss_is_each_member_s_ddrsa_loss(seed, members, batch, hori
     _assert_member_axis_is_each_member(seed, members, batch, horizon, lams, nasas)
 
 
-@pytest.mark.parametrize("lams, nasas", [
-    ([0.2, 0.75, 1.0], [0.0, 0.3, 1.0]),      # NASA on for some members only
-    ([0.5, 0.9, 0.0], [0.0, 0.0, 0.0]),       # NASA off for all: the DDRSA loss alone
-    ([0.6, 0.6, 0.6], [0.05, 0.05, 0.05]),
-])
+@pytest.mark.parametrize(
+    "lams, nasas",
+    [
+        ([0.2, 0.75, 1.0], [0.0, 0.3, 1.0]),  # NASA on for some members only
+        ([0.5, 0.9, 0.0], [0.0, 0.0, 0.0]),  # NASA off for all: the DDRSA loss alone
+        ([0.6, 0.6, 0.6], [0.05, 0.05, 0.05]),
+    ],
+)
 def test_member_axis_fixed_cases(lams, nasas):
     """The property above on fixed cases (fast: what `make mutation` runs for the member axis)."""
     _assert_member_axis_is_each_member(7, 3, 6, 5, lams, nasas)

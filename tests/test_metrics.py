@@ -1,13 +1,23 @@
 """Metrics against hand computations and independent references: a brute-force Harrell pair count
 (C-index) and scikit-survival's IPCW Brier scores (integrated Brier score)."""
+
 import math
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ddrsa.metrics import (benchmark_metrics, brier_scores, censoring_survival, evaluate, expected_time,
-                           integrated_brier_score, nasa_score, survival_from_logits)
+from ddrsa.metrics import (
+    benchmark_metrics,
+    brier_scores,
+    censoring_survival,
+    evaluate,
+    expected_time,
+    integrated_brier_score,
+    nasa_score,
+    survival_from_logits,
+)
 
 
 def test_survival_and_expected_time_by_hand():
@@ -27,7 +37,7 @@ def test_expected_time_has_no_off_by_one():
 
 def test_nasa_score_sign_and_values():
     assert math.isclose(nasa_score(np.array([20.0]), np.array([10.0]))[0], math.e - 1)  # late
-    assert math.isclose(nasa_score(np.array([0.0]), np.array([13.0]))[0], math.e - 1)   # early
+    assert math.isclose(nasa_score(np.array([0.0]), np.array([13.0]))[0], math.e - 1)  # early
     assert nasa_score(np.array([15.0]), np.array([10.0]))[0] > nasa_score(np.array([5.0]), np.array([10.0]))[0]
 
 
@@ -70,7 +80,7 @@ def test_concordance_matches_brute_force_pair_count():
     n, horizon = 200, 16
     surv = survival_from_logits(rng.normal(-2, 1, size=(n, horizon)))
     idx = rng.integers(0, 24, size=n)
-    cens = (idx >= horizon) | (rng.random(n) < 0.25)    # censored inside the horizon too
+    cens = (idx >= horizon) | (rng.random(n) < 0.25)  # censored inside the horizon too
     m = evaluate(surv, idx, cens, units=np.arange(n))
     want = harrell_brute_force(idx, cens, expected_time(surv))
     assert math.isclose(m["concordance_index"], want, rel_tol=1e-12)
@@ -81,7 +91,7 @@ def test_concordance_by_hand_with_ties_and_censoring():
     # (alive at 2: comparable with a and b), d censored at 1 (not comparable with a or b)
     idx = np.array([2, 2, 2, 1])
     cens = np.array([False, False, True, True])
-    pred = np.array([1, 3, 3, 0])          # pairs (a,c) concordant, (b,c) tied -> (1 + 0.5) / 2
+    pred = np.array([1, 3, 3, 0])  # pairs (a,c) concordant, (b,c) tied -> (1 + 0.5) / 2
     c = evaluate(step_survival(pred, 6), idx, cens, units=np.arange(4))["concordance_index"]
     assert c == 0.75 == harrell_brute_force(idx, cens, pred)
 
@@ -106,7 +116,7 @@ def test_evaluate_by_hand():
     idx = np.array([3, 1, 6])
     cens = np.array([False, False, True])
     m = evaluate(surv, idx, cens, units=np.array([7, 7, 8]))
-    assert math.isclose(m["rul_mae"], 0.5)          # errors -1, 0
+    assert math.isclose(m["rul_mae"], 0.5)  # errors -1, 0
     assert math.isclose(m["rul_rmse"], math.sqrt(0.5))
     assert math.isclose(m["nasa_score"], math.exp(1 / 13) - 1)
     assert m["n_test_units"] == 2 and m["n_test_windows"] == 3 and m["n_uncensored_windows"] == 2
@@ -141,7 +151,7 @@ def test_brier_censored_inside_horizon_by_hand():
     surv[1] = 1.0
     assert np.allclose(censoring_survival(idx, cens, horizon), [1, 1, 2 / 3, 2 / 3])
     want = np.array([0.75, 0.75, 0.25 + 0.375 + 0.375, 0.25 + 0.375 + 0.375]) / 4
-    assert np.allclose(brier_scores(surv, idx, cens), want)   # b alive at k = 1 (its censoring index)
+    assert np.allclose(brier_scores(surv, idx, cens), want)  # b alive at k = 1 (its censoring index)
     trapezoid = ((want[1:] + want[:-1]) / 2).sum() / (horizon - 1)
     assert math.isclose(integrated_brier_score(surv, idx, cens), trapezoid)
     assert math.isclose(trapezoid, 0.21875)
@@ -155,11 +165,11 @@ def test_brier_perfect_model_ignores_predictions_after_censoring():
     k = np.arange(horizon)[None, :]
     perfect = np.where(cens[:, None], k <= idx[:, None], k < idx[:, None]).astype(float)
     after_censoring = cens[:, None] & (k > idx[:, None])
-    noisy = np.where(after_censoring, rng.random((n, horizon)), perfect)   # unknown status: free
+    noisy = np.where(after_censoring, rng.random((n, horizon)), perfect)  # unknown status: free
     assert integrated_brier_score(perfect, idx, cens) == 0.0
     assert integrated_brier_score(noisy, idx, cens) == 0.0
     dead_at_censoring = np.where(cens[:, None] & (k == idx[:, None]), 0.0, perfect)
-    if (cens & (idx < horizon)).any():   # calling a censored unit dead at its censoring index costs
+    if (cens & (idx < horizon)).any():  # calling a censored unit dead at its censoring index costs
         assert integrated_brier_score(dead_at_censoring, idx, cens) > 0.0
 
 
@@ -169,7 +179,8 @@ def sksurv_reference(surv, idx, cens):
     Discrete -> continuous time: event at lag l -> (event, l); censoring index c (alive through
     c) -> (censored, c + 0.5), unclipped. Returns (brier_score at k = 0..L-1, integrated score).
     """
-    from sksurv.metrics import brier_score, integrated_brier_score as sk_ibs
+    from sksurv.metrics import brier_score
+    from sksurv.metrics import integrated_brier_score as sk_ibs
     from sksurv.util import Surv
 
     y = Surv.from_arrays(event=~cens, time=np.where(cens, idx + 0.5, idx).astype(float))
@@ -182,23 +193,30 @@ def test_brier_matches_scikit_survival(seed):
     rng = np.random.default_rng(seed)
     n, horizon = int(rng.integers(5, 120)), int(rng.integers(2, 20))
     idx = rng.integers(0, horizon + 8, size=n)
-    cens = (idx >= horizon) | (rng.random(n) < 0.35)    # censored inside the horizon too
-    idx[0], cens[0] = 0, False                          # sksurv needs times within follow-up:
-    idx[1], cens[1] = horizon + 2, True                 # an event at 0 and a time beyond L - 1
+    cens = (idx >= horizon) | (rng.random(n) < 0.35)  # censored inside the horizon too
+    idx[0], cens[0] = 0, False  # sksurv needs times within follow-up:
+    idx[1], cens[1] = horizon + 2, True  # an event at 0 and a time beyond L - 1
     surv = survival_from_logits(rng.normal(-1.5, 1.5, size=(n, horizon)))
     want_bs, want_ibs = sksurv_reference(surv, idx, cens)
     assert (cens & (idx < horizon - 1)).any()
     np.testing.assert_allclose(brier_scores(surv, idx, cens), want_bs, rtol=1e-12, atol=1e-15)
     assert math.isclose(integrated_brier_score(surv, idx, cens), want_ibs, rel_tol=1e-12)
-    assert math.isclose(evaluate(surv, idx, cens, np.arange(n))["integrated_brier_score"], want_ibs,
-                        rel_tol=1e-12)
+    assert math.isclose(evaluate(surv, idx, cens, np.arange(n))["integrated_brier_score"], want_ibs, rel_tol=1e-12)
 
 
 def test_brier_matches_scikit_survival_hand_case():
     idx = np.array([0, 1, 1, 3, 9, 2])
     cens = np.array([False, False, True, False, True, True])
-    surv = np.array([[0.9, 0.6, 0.5, 0.1], [0.8, 0.3, 0.2, 0.2], [1.0, 0.9, 0.7, 0.7],
-                     [0.9, 0.9, 0.6, 0.3], [0.95, 0.9, 0.9, 0.85], [0.7, 0.7, 0.4, 0.3]])
+    surv = np.array(
+        [
+            [0.9, 0.6, 0.5, 0.1],
+            [0.8, 0.3, 0.2, 0.2],
+            [1.0, 0.9, 0.7, 0.7],
+            [0.9, 0.9, 0.6, 0.3],
+            [0.95, 0.9, 0.9, 0.85],
+            [0.7, 0.7, 0.4, 0.3],
+        ]
+    )
     want_bs, want_ibs = sksurv_reference(surv, idx, cens)
     np.testing.assert_allclose(brier_scores(surv, idx, cens), want_bs, rtol=1e-12)
     assert math.isclose(integrated_brier_score(surv, idx, cens), want_ibs, rel_tol=1e-12)

@@ -1,5 +1,6 @@
 """Time-dependent AUC and the between-units C-index, pinned to independent references:
 scikit-survival's `cumulative_dynamic_auc` and brute-force pair loops written here."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,10 +42,10 @@ def test_dynamic_auc_brute_force_without_censoring():
     risk = rng.integers(0, 5, 40).astype(float)  # many ties
     for k in (1, 4, 7):
         cases, controls = np.flatnonzero(event_index <= k), np.flatnonzero(event_index > k)
-        score = sum(1.0 if risk[i] > risk[j] else 0.5 if risk[i] == risk[j] else 0.0
-                    for i in cases for j in controls)
+        score = sum(1.0 if risk[i] > risk[j] else 0.5 if risk[i] == risk[j] else 0.0 for i in cases for j in controls)
         assert cumulative_dynamic_auc(risk, event_index, censored, [k])[0] == pytest.approx(
-            score / (len(cases) * len(controls)))
+            score / (len(cases) * len(controls))
+        )
 
 
 def test_dynamic_auc_of_survival_curves_ranks_by_failure_probability():
@@ -90,6 +91,7 @@ def test_comparable_pairs_counts_the_pair_rule():
     rng = np.random.default_rng(3)
     t = rng.integers(0, 6, 30).astype(float)
     obs = rng.random(30) < 0.6
-    brute = sum(1 for i in range(30) for j in range(30)
-                if i != j and obs[i] and (t[i] < t[j] or (t[i] == t[j] and not obs[j])))
+    brute = sum(
+        1 for i in range(30) for j in range(30) if i != j and obs[i] and (t[i] < t[j] or (t[i] == t[j] and not obs[j]))
+    )
     assert comparable_pairs(t, obs) == brute

@@ -1,4 +1,5 @@
 """Model zoo: shapes, training signal, dropout, padding masks, collapse at init."""
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,7 @@ def batch(seed: int = 0, n_real: tuple[int, ...] = (16, 10, 3, 1)):
     x = torch.randn(B, K, F, generator=g)
     mask = torch.zeros(B, K, dtype=torch.bool)
     for i, n in enumerate(n_real):
-        mask[i, K - n:] = True
+        mask[i, K - n :] = True
     return x * mask.unsqueeze(-1), mask
 
 
@@ -127,7 +128,7 @@ def test_attention_mask_matters(name):
     model = make(name).eval()
     x = torch.randn(B, K, F)
     narrow = torch.zeros(B, K, dtype=torch.bool)
-    narrow[:, K - 4:] = True
+    narrow[:, K - 4 :] = True
     with torch.no_grad():
         assert not torch.allclose(model(x, narrow), model(x, torch.ones(B, K, dtype=torch.bool)), atol=1e-4)
 
@@ -136,8 +137,7 @@ def test_attention_mask_matters(name):
 def test_all_real_and_mostly_padded_histories(name):
     model = make(name, 0.1)
     x, _ = batch()
-    for mask in (torch.ones(B, K, dtype=torch.bool), batch(n_real=(2, 2, 2, 2))[1],
-                 batch(n_real=(1, 1, 1, 1))[1]):
+    for mask in (torch.ones(B, K, dtype=torch.bool), batch(n_real=(2, 2, 2, 2))[1], batch(n_real=(1, 1, 1, 1))[1]):
         model.train()
         logits = model(x * mask.unsqueeze(-1), mask)
         assert torch.isfinite(logits).all()

@@ -1,6 +1,7 @@
 """One definition of the sweep's parameters (issue 14): SweepSpec + SweepOptions give the command
 line of flows/sweep.py, the flow's parameter schema (what the Prefect UI's custom-run form shows and
 the server validates), the launcher's fields and the presets."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,19 +25,43 @@ def test_every_field_has_a_flag_with_its_description():
         assert flag(name) in actions[name].option_strings
         assert actions[name].help == info.description
     # the flags the project has always had keep their spelling
-    for spelled in ("--no-amp", "--no-analysis", "--compile", "--deterministic", "--fresh", "--batch-sizes",
-                    "--experiment-timeout", "--gpus-per-experiment", "--append-to-history"):
+    for spelled in (
+        "--no-amp",
+        "--no-analysis",
+        "--compile",
+        "--deterministic",
+        "--fresh",
+        "--batch-sizes",
+        "--experiment-timeout",
+        "--gpus-per-experiment",
+        "--append-to-history",
+    ):
         assert spelled in parser._option_string_actions
     assert set(SPEC_FIELDS) == set(SweepSpec.model_fields) and set(FLOW_FIELDS) == set(SweepOptions.model_fields)
 
 
 def test_cli_args_round_trip():
     """Flow parameters -> flags (the launcher's local command) -> parsed back: the same values."""
-    params = {"preset": "nightly", "datasets": ["turbofan"], "models": ["paper", "gru_basic"],
-              "batch_sizes": [32, 64], "lambda_params": [0.5], "num_epochs": 3, "subsets": ["FD001", "FD003"],
-              "test_split": "official", "amp": False, "compile": True, "deterministic": False, "fresh": True,
-              "run_analysis": False, "append_to_history": True, "n_workers": 2, "experiment_timeout": 30.0,
-              "gpus_per_experiment": 0.5, "output_dir": "o"}
+    params = {
+        "preset": "nightly",
+        "datasets": ["turbofan"],
+        "models": ["paper", "gru_basic"],
+        "batch_sizes": [32, 64],
+        "lambda_params": [0.5],
+        "num_epochs": 3,
+        "subsets": ["FD001", "FD003"],
+        "test_split": "official",
+        "amp": False,
+        "compile": True,
+        "deterministic": False,
+        "fresh": True,
+        "run_analysis": False,
+        "append_to_history": True,
+        "n_workers": 2,
+        "experiment_timeout": 30.0,
+        "gpus_per_experiment": 0.5,
+        "output_dir": "o",
+    }
     parsed = vars(build_parser().parse_args(cli_args(params)))
     for name, value in params.items():
         if name == "deterministic":

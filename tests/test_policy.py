@@ -5,6 +5,7 @@ The chain: health states 0..m-1 observed at every step; in state s the event hap
 step with probability p[s] (a lag-0 event: intervening in that step is a miss); otherwise the state
 moves by the transition matrix P. Intervening at step tau costs T - tau when T > tau, else C.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,7 +27,7 @@ def chain_survival(P: np.ndarray, p: np.ndarray, L: int) -> np.ndarray:
         a = np.zeros(m)
         a[s] = 1.0
         for k in range(L):
-            a = a * (1.0 - p)               # survives step j + k
+            a = a * (1.0 - p)  # survives step j + k
             out[s, k] = a.sum()
             a = a @ P
     return out
@@ -61,7 +62,7 @@ def policy_value(P, p, C, stop_set):
     B = np.asarray(stop_set, bool)
     life = expected_life(P, p)
     A = np.eye(m) - np.where(B, 0.0, 1.0 - p)[:, None] * P
-    miss = np.linalg.solve(A, p)                      # lag-0 event now; else (1-p) P miss if waiting
+    miss = np.linalg.solve(A, p)  # lag-0 event now; else (1-p) P miss if waiting
     left = np.linalg.solve(A, np.where(B, life, 0.0))
     return left + C * miss, miss, left
 
@@ -193,8 +194,8 @@ def simulate_units(P, p, L, n, rng, start=0):
         cum = P[state].cumsum(1)
         state = np.where(alive, (rng.random(n)[:, None] > cum).sum(1), state)
         t += 1
-    states = np.array(states)                          # (steps, n), -1 after the event
-    steps, units = np.nonzero(states.T >= 0)           # unit-major, time order
+    states = np.array(states)  # (steps, n), -1 after the event
+    steps, units = np.nonzero(states.T >= 0)  # unit-major, time order
     rul = life[steps] - units
     st_ = states.T[steps, units]
     return S_state[st_], steps, units, rul, rul >= L
@@ -235,7 +236,7 @@ def _one(score, seqs, t=0.5):
 
 def test_catch_counts_the_time_left_at_the_first_firing():
     seqs = _seqs([4, 3, 2, 1, 0])
-    row = _one([1, 0, 1, 0, 0], seqs)                  # fires at rul 3, again later: acts once
+    row = _one([1, 0, 1, 0, 0], seqs)  # fires at rul 3, again later: acts once
     assert (row["miss_rate"], row["mean_tte"], row["n_caught"]) == (0.0, 3.0, 1)
 
 
@@ -262,7 +263,7 @@ def test_the_policy_is_judged_per_unit_not_per_window():
 def test_censored_sequences_count_false_alarms_never_catches():
     # unit 1 fails (rul 2..0); unit 2's record ends alive (censored, censoring index 2..0)
     seqs = _seqs([2, 1, 0, 2, 1, 0], unit=[1, 1, 1, 2, 2, 2], censored=[0, 0, 0, 1, 1, 1])
-    row = _one([1, 1, 1, 0, 1, 1], seqs)               # fires only on the censored unit
+    row = _one([1, 1, 1, 0, 1, 1], seqs)  # fires only on the censored unit
     assert (row["miss_rate"], row["false_alarms"], row["n_failures"], row["n_censored"]) == (1.0, 1, 1, 1)
     assert row["n_caught"] == 0 and np.isnan(row["mean_tte"])
     quiet = _one([1, 1, 1, 1, 1, 1], seqs)
@@ -277,9 +278,12 @@ def test_windows_of_an_azure_machine_split_into_segments_with_stride():
     w = make_windows([7], [np.zeros((40, 1))], [ev], [cens], [rul], lookback=4, stride=3)
     seqs = policy.windows_sequences(w)
     assert list(seqs.failed) == [True, True, False] and list(seqs.unit) == [7, 7, 7]
-    steps = w.end[seqs.order] - 3                       # row -> step (K-1 = 3 padding rows)
+    steps = w.end[seqs.order] - 3  # row -> step (K-1 = 3 padding rows)
     assert [list(steps[a:b]) for a, b in zip(seqs.bounds[:-1], seqs.bounds[1:])] == [
-        [0, 3, 6, 9], [12, 15, 18, 21, 24], [27, 30, 33, 36, 39]]
+        [0, 3, 6, 9],
+        [12, 15, 18, 21, 24],
+        [27, 30, 33, 36, 39],
+    ]
     # fire everywhere: segment 1 caught at step 0 (rul 10), segment 2 at step 12 (rul 13), tail alarm
     row = _one(np.zeros(len(w)), seqs)
     assert (row["n_caught"], row["false_alarms"], row["mean_tte"]) == (2, 1, (10 + 13) / 2)
@@ -297,7 +301,7 @@ def test_stride_lets_the_policy_act_only_at_kept_steps():
     seqs = policy.windows_sequences(w)
     order_rul = w.rul[seqs.order].tolist()
     assert order_rul == [8.0, 4.0, 0.0]
-    assert _one(np.where(w.rul == 0, 0.0, 1.0), seqs)["miss_rate"] == 1.0   # sees danger only at lag 0
+    assert _one(np.where(w.rul == 0, 0.0, 1.0), seqs)["miss_rate"] == 1.0  # sees danger only at lag 0
     assert _one(np.where(w.rul == 4, 0.0, 1.0), seqs)["mean_tte"] == 4.0
 
 
@@ -311,9 +315,11 @@ def test_oti_threshold_by_brute_force_over_plans():
     cstar = policy.oti_threshold(S)
     L = S.shape[1]
     for s, c in zip(S, cstar):
+
         def g(v, C, s=s):
-            tail = s[-1]                                 # any tail value: compare plans with two
+            tail = s[-1]  # any tail value: compare plans with two
             return C * (1 - s[v]) + s[v:].sum() + tail * 7.0
+
         for C in (c * 0.999, c * 1.001):
             stop = all(g(0, C) <= g(v, C) + 1e-12 for v in range(1, L))
             assert stop == (C >= c)
@@ -322,7 +328,7 @@ def test_oti_threshold_by_brute_force_over_plans():
 def test_oti_intervenes_at_a_tie_and_never_without_risk_in_the_horizon():
     S = np.array([[1.0, 0.5, 0.25, 0.125], [0.9, 0.8, 0.5, 0.2], [1, 1, 1, 1], [0, 0, 0, 0.0]])
     c = policy.oti_threshold(S)
-    assert c[0] == 2.0 and c[2] == np.inf and c[3] == 0.0   # every plan ratio is exactly 2
+    assert c[0] == 2.0 and c[2] == np.inf and c[3] == 0.0  # every plan ratio is exactly 2
     np.testing.assert_allclose(c[1], 9.0)
     row = policy.evaluate_policy(S[:1], _seqs([3]), "oti", [2.0])[0]
     assert row["n_caught"] == 1 and row["mean_tte"] == 3.0
@@ -333,7 +339,7 @@ def test_oti_metrics_keys_and_values():
     S = np.array([[1, 1, 1, 1], [1.0, 0.95, 0.9, 0.85], [1.0, 0.7, 0.4, 0.1], [0.0, 0, 0, 0]])
     m = policy.oti_metrics(S, seqs, prefix="val_")
     assert set(m) == {"val_" + k for k in policy.OTI_METRIC_KEYS} | {"val_oti_n_failures", "val_oti_n_censored"}
-    cstar = policy.oti_threshold(S)                       # inf, 20, ~3.33, 0
+    cstar = policy.oti_threshold(S)  # inf, 20, ~3.33, 0
     for c in policy.OTI_COSTS:
         first = 1 if c >= cstar[1] else 2
         assert m[f"val_oti_miss_rate_C{c}"] == 0.0 and m[f"val_oti_avg_tte_C{c}"] == 3 - first
@@ -341,7 +347,7 @@ def test_oti_metrics_keys_and_values():
 
 def test_choose_cost_picks_the_miss_rate_closest_to_alpha():
     assert policy.choose_cost({8: 0.3, 16: 0.1, 32: 0.04, 64: 0.0}, 0.05) == 32
-    assert policy.choose_cost({8: 0.1, 16: 0.0}, 0.05) == 16           # tie: fewer misses
+    assert policy.choose_cost({8: 0.1, 16: 0.0}, 0.05) == 16  # tie: fewer misses
     assert policy.choose_cost({8: float("nan")}, 0.05) is None
 
 
@@ -354,7 +360,7 @@ def _walk_units(survival, windows, C):
         idx = np.flatnonzero(windows.unit == u)
         idx = idx[np.argsort(windows.end[idx])]
         segments, current = [], [idx[0]]
-        for a, b in zip(idx[:-1], idx[1:]):            # a failure between a and b: rul jumps up
+        for a, b in zip(idx[:-1], idx[1:]):  # a failure between a and b: rul jumps up
             if windows.rul[b] > windows.rul[a] - (windows.end[b] - windows.end[a]):
                 segments.append(current)
                 current = []
@@ -389,9 +395,18 @@ def test_a_run_writes_oti_metrics_walked_per_unit(tmp_path, dataset, split):
     from ddrsa.settings import Settings
     from ddrsa.trainer import train
 
-    config = ExperimentConfig(dataset=dataset, model="gru_basic", num_epochs=1, data_source="synthetic",
-                              max_units=12, window_stride=4, lookback_window=16, pred_horizon=16,
-                              test_split=split, amp=False)
+    config = ExperimentConfig(
+        dataset=dataset,
+        model="gru_basic",
+        num_epochs=1,
+        data_source="synthetic",
+        max_units=12,
+        window_stride=4,
+        lookback_window=16,
+        pred_horizon=16,
+        test_split=split,
+        amp=False,
+    )
     result = train(config, tmp_path / "run", settings=Settings(torch_threads=1))
     metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
     assert result.status == "completed"
@@ -399,13 +414,15 @@ def test_a_run_writes_oti_metrics_walked_per_unit(tmp_path, dataset, split):
     assert val_keys <= set(metrics)
     assert (set(policy.OTI_METRIC_KEYS) <= set(metrics)) == (split == "held-out")
     data = load_dataset(config.data_config(), Settings(torch_threads=1))
-    model = build_model(config.model, n_features=data.train.n_features, pred_horizon=16, dropout=0.1,
-                        lookback_window=16)
+    model = build_model(
+        config.model, n_features=data.train.n_features, pred_horizon=16, dropout=0.1, lookback_window=16
+    )
     model.load_state_dict(torch.load(tmp_path / "run" / "checkpoint_best.pt", weights_only=True)["model"])
     parts = [("val_", data.val)] + ([("", data.test)] if split == "held-out" else [])
     for prefix, windows in parts:
-        surv = survival_from_logits(predict_logits(model, Split.from_windows(windows, torch.device("cpu")),
-                                                   torch.device("cpu"), False).numpy())
+        surv = survival_from_logits(
+            predict_logits(model, Split.from_windows(windows, torch.device("cpu")), torch.device("cpu"), False).numpy()
+        )
         for c in policy.OTI_COSTS:
             miss, tte = _walk_units(surv, windows, c)
             assert metrics[prefix + policy.oti_miss_key(c)] == pytest.approx(miss)
@@ -417,12 +434,31 @@ def test_a_run_writes_oti_metrics_walked_per_unit(tmp_path, dataset, split):
 def _record(model, seed, val_rates, val_tte, test_rates, test_tte):
     metrics = {"rul_rmse": 10.0, "val_rul_rmse": 10.0, "val_loss": 1.0}
     for c, vr, vt, tr, tt in zip(policy.OTI_COSTS, val_rates, val_tte, test_rates, test_tte):
-        metrics.update({"val_" + policy.oti_miss_key(c): vr, "val_" + policy.oti_tte_key(c): vt,
-                        policy.oti_miss_key(c): tr, policy.oti_tte_key(c): tt})
-    return {"experiment_id": f"{model}{seed}", "name": f"turbofan/{model}/s{seed}", "dataset": "turbofan",
-            "subset": "FD001", "model": model, "batch_size": 128, "learning_rate": 1e-3, "lambda_param": 0.75,
-            "nasa_weight": 0.1, "dropout": 0.1, "seed": seed, "num_epochs": 2, "status": "completed",
-            "metrics": metrics, "data_source": "synthetic"}
+        metrics.update(
+            {
+                "val_" + policy.oti_miss_key(c): vr,
+                "val_" + policy.oti_tte_key(c): vt,
+                policy.oti_miss_key(c): tr,
+                policy.oti_tte_key(c): tt,
+            }
+        )
+    return {
+        "experiment_id": f"{model}{seed}",
+        "name": f"turbofan/{model}/s{seed}",
+        "dataset": "turbofan",
+        "subset": "FD001",
+        "model": model,
+        "batch_size": 128,
+        "learning_rate": 1e-3,
+        "lambda_param": 0.75,
+        "nasa_weight": 0.1,
+        "dropout": 0.1,
+        "seed": seed,
+        "num_epochs": 2,
+        "status": "completed",
+        "metrics": metrics,
+        "data_source": "synthetic",
+    }
 
 
 def test_intervention_criterion_ranks_on_validation_time_left_at_the_chosen_cost():
@@ -430,12 +466,10 @@ def test_intervention_criterion_ranks_on_validation_time_left_at_the_chosen_cost
 
     rates = [0.5, 0.3, 0.1, 0.05, 0.0, 0.0]
     # lstm: at the C with val miss rate 0.05 (C=64) val time left 10; gru: 12 (but better on test)
-    recs = [_record("lstm_basic", s, rates, [1, 2, 4, 10 + s, 30, 40], rates, [1, 2, 4, 20, 30, 40])
-            for s in (1, 2)]
-    recs += [_record("gru_basic", s, rates, [1, 2, 4, 12 + s, 20, 25], rates, [1, 2, 4, 5, 6, 7])
-             for s in (1, 2)]
+    recs = [_record("lstm_basic", s, rates, [1, 2, 4, 10 + s, 30, 40], rates, [1, 2, 4, 20, 30, 40]) for s in (1, 2)]
+    recs += [_record("gru_basic", s, rates, [1, 2, 4, 12 + s, 20, 25], rates, [1, 2, 4, 5, 6, 7]) for s in (1, 2)]
     for r in recs:
-        r["model"] = "paper"                      # one model, two configurations (dropout differs)
+        r["model"] = "paper"  # one model, two configurations (dropout differs)
     for r in recs[2:]:
         r["dropout"] = 0.2
     best = best_configurations(records_frame(recs, miss_rate=0.05))
@@ -482,8 +516,17 @@ def test_policy_charts_from_a_runs_predictions_and_from_records(tmp_path):
     )
     from reports.tables import best_configurations, records_frame
 
-    config = ExperimentConfig(dataset="turbofan", model="gru_basic", num_epochs=1, data_source="synthetic",
-                              max_units=12, window_stride=4, lookback_window=16, pred_horizon=16, amp=False)
+    config = ExperimentConfig(
+        dataset="turbofan",
+        model="gru_basic",
+        num_epochs=1,
+        data_source="synthetic",
+        max_units=12,
+        window_stride=4,
+        lookback_window=16,
+        pred_horizon=16,
+        amp=False,
+    )
     result = train(config, tmp_path / "run", settings=Settings(torch_threads=1), return_predictions=True)
     save_predictions(tmp_path / "run", result.predictions)
     pred = load_predictions(tmp_path / "run")
@@ -496,9 +539,23 @@ def test_policy_charts_from_a_runs_predictions_and_from_records(tmp_path):
     assert tl["unit"].nunique() == 2 and (tl["failure"] >= tl["step"]).all()
     # run_charts writes both (PNG + HTML; tests/test_train.py checks the files): here the specs
     assert run_trade_off(pred, 64.0).to_dict()["facet"] and unit_timelines(pred, 64.0).to_dict()["facet"]
-    record = {"experiment_id": "a", "name": "x", "dataset": "turbofan", "subset": "FD001", "model": "gru_basic",
-              "batch_size": 128, "learning_rate": 1e-3, "lambda_param": 0.75, "nasa_weight": 0.1, "dropout": 0.1,
-              "seed": 42, "num_epochs": 1, "status": "completed", "metrics": metrics, "data_source": "synthetic"}
+    record = {
+        "experiment_id": "a",
+        "name": "x",
+        "dataset": "turbofan",
+        "subset": "FD001",
+        "model": "gru_basic",
+        "batch_size": 128,
+        "learning_rate": 1e-3,
+        "lambda_param": 0.75,
+        "nasa_weight": 0.1,
+        "dropout": 0.1,
+        "seed": 42,
+        "num_epochs": 1,
+        "status": "completed",
+        "metrics": metrics,
+        "data_source": "synthetic",
+    }
     best = best_configurations(records_frame([record]))
     df = intervention_frame([record], best)
     assert list(df["C"]) == list(policy.OTI_COSTS) and df["chosen"].sum() == 1
@@ -517,8 +574,17 @@ def test_search_objective_intervention_ranks_paused_and_finished_runs_on_validat
     from ddrsa.trainer import train
     from flows.search import objective
 
-    config = ExperimentConfig(dataset="azure_pm", model="gru_basic", num_epochs=3, data_source="synthetic",
-                              max_units=12, window_stride=4, lookback_window=16, pred_horizon=16, amp=False)
+    config = ExperimentConfig(
+        dataset="azure_pm",
+        model="gru_basic",
+        num_epochs=3,
+        data_source="synthetic",
+        max_units=12,
+        window_stride=4,
+        lookback_window=16,
+        pred_horizon=16,
+        amp=False,
+    )
     paused = train(config, tmp_path / "run", settings=Settings(torch_threads=1), stop_after_epoch=1)
     assert paused.status == "paused" and set(paused.val_policy) >= {"val_" + k for k in policy.OTI_METRIC_KEYS}
     record = {"status": "paused", "best_val_loss": paused.best_val_loss, "val_policy": paused.val_policy}
@@ -527,7 +593,15 @@ def test_search_objective_intervention_ranks_paused_and_finished_runs_on_validat
     expected = paused.val_policy["val_" + policy.oti_tte_key(chosen)]
     assert objective(record, spec) == (pytest.approx(expected) if np.isfinite(expected) else None)
     assert objective(record, SweepSpec()) == pytest.approx(paused.best_val_loss)
-    done = {"status": "completed", "metrics": {"val_loss": 0.5, "val_oti_miss_rate_C8": 0.3, "val_oti_avg_tte_C8": 9.0,
-                                              "val_oti_miss_rate_C16": 0.19, "val_oti_avg_tte_C16": 12.0}}
+    done = {
+        "status": "completed",
+        "metrics": {
+            "val_loss": 0.5,
+            "val_oti_miss_rate_C8": 0.3,
+            "val_oti_avg_tte_C8": 9.0,
+            "val_oti_miss_rate_C16": 0.19,
+            "val_oti_avg_tte_C16": 12.0,
+        },
+    }
     assert objective(done, spec) == 12.0 and objective(done, SweepSpec()) == 0.5
     assert objective({"status": "failed"}, spec) is None

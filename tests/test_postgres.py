@@ -4,6 +4,7 @@ concurrent sweeps, README "PostgreSQL"): initdb + pg_ctl in a temporary folder o
 Needs the Debian package `postgresql` (>= 14; .ci/run installs it). Without it the test is skipped
 with the reason, except under CI (env CI set), where it fails.
 """
+
 from __future__ import annotations
 
 import glob
@@ -68,25 +69,47 @@ def postgres():
     try:
         _run([*as_user, bindir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
         options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off -c synchronous_commit=off"
-        _run([*as_user, bindir / "pg_ctl", "-D", data, "-l", folder / "postgres.log", "-w", "-t", "60",
-              "-o", options, "start"])
+        _run(
+            [
+                *as_user,
+                bindir / "pg_ctl",
+                "-D",
+                data,
+                "-l",
+                folder / "postgres.log",
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                options,
+                "start",
+            ]
+        )
         started = True
-        psql = [bindir / "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1",
-                "-qAt"]
+        psql = [bindir / "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qAt"]
         _run([*psql, "-d", "postgres", "-c", "CREATE DATABASE prefect"])
         _run([*psql, "-d", "prefect", "-c", "CREATE EXTENSION IF NOT EXISTS pg_trgm"])
         yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/prefect", [*psql, "-d", "prefect"]
     finally:
         if started:
-            subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                           capture_output=True, timeout=120)
+            subprocess.run(
+                [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                capture_output=True,
+                timeout=120,
+            )
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_sweep_on_a_postgres_backed_prefect_server(postgres, tmp_path):
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowFilter,
-                                                FlowFilterName, FlowRunFilter, FlowRunFilterId)
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     db_url, psql = postgres
@@ -98,9 +121,28 @@ def test_sweep_on_a_postgres_backed_prefect_server(postgres, tmp_path):
         env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_CONNECTION_URL")}
         env["PREFECT_API_URL"] = api_url
         t1 = time.monotonic()
-        run_cli(["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "gru_basic", "--batch-sizes", "32",
-                 *TINY, "--num-epochs", "1", "--n-workers", "1", "--output-dir", str(out)],
-                env=env, timeout=400, check=True)
+        run_cli(
+            [
+                "flows/sweep.py",
+                "--datasets",
+                "turbofan",
+                "--models",
+                "paper",
+                "gru_basic",
+                "--batch-sizes",
+                "32",
+                *TINY,
+                "--num-epochs",
+                "1",
+                "--n-workers",
+                "1",
+                "--output-dir",
+                str(out),
+            ],
+            env=env,
+            timeout=400,
+            check=True,
+        )
         t_sweep = time.monotonic() - t1
         records = read_results(out)
         assert len(records) == 2 and all(r["status"] == "completed" for r in records)
@@ -113,14 +155,21 @@ def test_sweep_on_a_postgres_backed_prefect_server(postgres, tmp_path):
             assert {r["name"] for r in records} <= set(by_name)  # one task run per experiment
             assert all(by_name[r["name"]].state.is_completed() for r in records)
             run_ids = [f.id for f in client.read_flow_runs()]  # the sweep and its analysis subflow
-            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=run_ids)))
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=run_ids))
+            )
             kinds = {a.type for a in artifacts}
             assert {"progress", "table"} <= kinds, kinds
             assert [a.data for a in artifacts if a.type == "progress" and a.flow_run_id == run.id] == [100.0]
         # it really is PostgreSQL that holds them, and no SQLite file was made
-        rows = _run([*psql, "-c", "SELECT count(*) FROM task_run; SELECT count(*) FROM artifact; "
-                     "SELECT extname FROM pg_extension WHERE extname = 'pg_trgm'"]).stdout.split()
+        rows = _run(
+            [
+                *psql,
+                "-c",
+                "SELECT count(*) FROM task_run; SELECT count(*) FROM artifact; "
+                "SELECT extname FROM pg_extension WHERE extname = 'pg_trgm'",
+            ]
+        ).stdout.split()
         assert int(rows[0]) >= 2 and int(rows[1]) == len(artifacts) and rows[2] == "pg_trgm"
         assert not list((tmp_path / "prefect-home").glob("*.db"))
         print(f"postgres-backed Prefect server start {t_server:.1f} s, 2-experiment sweep {t_sweep:.1f} s")

@@ -1,6 +1,7 @@
 """The result record's shape and its status values are defined once (ddrsa/sweep/results.py
 `ResultRecord`, ddrsa/status.py `Status`): what `make_record` writes is exactly the record's
 declared keys, and every status a record can carry is one of the declared values."""
+
 from __future__ import annotations
 
 import typing
@@ -14,8 +15,13 @@ from ddrsa.sweep.results import ResultRecord, make_record
 
 def _planned() -> dict:
     config = ExperimentConfig()
-    return {"experiment_id": config.experiment_id(), "index": 0, "name": config.display_name(),
-            "run_dir": "logs/x", "config": config.model_dump(mode="json")}
+    return {
+        "experiment_id": config.experiment_id(),
+        "index": 0,
+        "name": config.display_name(),
+        "run_dir": "logs/x",
+        "config": config.model_dump(mode="json"),
+    }
 
 
 @pytest.mark.parametrize("status", STATUSES)

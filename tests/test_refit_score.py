@@ -1,4 +1,5 @@
 """Refit, model package and `python -m ddrsa.score` on a generated fleet table."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,9 @@ from ddrsa.settings import get_settings
 from ddrsa.trainer import train
 from tests.fleet_fixtures import make_fleet
 
-SMALL = dict(model="gru_basic", lookback_window=8, pred_horizon=16, batch_size=64, learning_rate=1e-3,
-             deterministic=True, seed=3)
+SMALL = dict(
+    model="gru_basic", lookback_window=8, pred_horizon=16, batch_size=64, learning_rate=1e-3, deterministic=True, seed=3
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,23 +55,35 @@ def test_join_windows_keeps_every_window(fleet_run):
     data = load_dataset(config.data_config())
     both = join_windows(data.train, data.val)
     assert len(both) == len(data.train) + len(data.val)
-    np.testing.assert_array_equal(both.x[len(data.train):], data.val.x)
-    np.testing.assert_array_equal(both.x[:len(data.train)], data.train.x)
+    np.testing.assert_array_equal(both.x[len(data.train) :], data.val.x)
+    np.testing.assert_array_equal(both.x[: len(data.train)], data.train.x)
 
 
 def test_package_holds_the_contract_and_loads_with_weights_only(fleet_run):
     _, _, _, config, result, pkg = fleet_run
     meta = json.loads((pkg / "package.json").read_text())
-    for key in ("config", "feature_names", "covariates", "categories", "scaler", "columns", "data_version",
-                "code_version", "validation_metrics", "refit", "intervention"):
+    for key in (
+        "config",
+        "feature_names",
+        "covariates",
+        "categories",
+        "scaler",
+        "columns",
+        "data_version",
+        "code_version",
+        "validation_metrics",
+        "refit",
+        "intervention",
+    ):
         assert key in meta, key
     assert meta["refit"]["epochs"] == result.best_epoch and meta["dataset"] == "pumps"
     data = load_dataset(config.data_config())
     assert meta["data_version"] == data.data_version and meta["feature_names"] == data.feature_names
     assert sorted(meta["refit"]["units"]["train"] + meta["refit"]["units"]["val"]) == sorted(
-        data.info["split_units"]["train"] + data.info["split_units"]["val"])
+        data.info["split_units"]["train"] + data.info["split_units"]["val"]
+    )
     assert meta["validation_metrics"]["val_loss"] == pytest.approx(result.metrics["val_loss"])
-    torch.load(pkg / "weights.pt", weights_only=True)            # plain tensors only
+    torch.load(pkg / "weights.pt", weights_only=True)  # plain tensors only
     loaded = load_package(pkg)
     assert loaded.config == config
 
@@ -80,7 +94,7 @@ def test_scores_match_a_brute_force_reading_of_the_hazards(fleet_run):
     out = score(package, path, ks=[1, 4, 16], window=4, threshold=0.5)
     assert len(out) == df.unit.nunique()
     risk = out["p_fail_within_4"].to_numpy()
-    assert (np.diff(risk) <= 1e-12).all()                       # riskiest first
+    assert (np.diff(risk) <= 1e-12).all()  # riskiest first
     data = load_dataset(package.config.data_config())
     # independent path: each unit's last window from the prepared windows, hazards multiplied out
     x_all = {}

@@ -5,6 +5,7 @@ Bugs tried (`python benchmarks/mutation.py NAME`, caught): resume-ignores-checkp
 re-run retrains: test_sigkilled_sweep_resumes_without_retraining_finished_work). The full-disk and
 read-only tests need root, tmpfs and chattr: skipped without them, failed under CI (conftest
 `cannot_run`)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -102,10 +103,38 @@ def test_sigkilled_sweep_resumes_without_retraining_finished_work(tmp_path, pref
     is mid-training with a checkpoint; the same command finishes the grid, resumes the
     interrupted run from its checkpoint and neither retrains nor rewrites the finished one."""
     out = tmp_path / "killed"
-    args = [*SWEEP, "--datasets", "turbofan", "--models", "paper", "gru_basic", "--batch-sizes", "32", "64",
-            "--data-source", "synthetic", "--max-units", "12", "--window-stride", "4", "--lookback-window", "32",
-            "--pred-horizon", "16", "--num-epochs", str(KILL_EPOCHS), "--patience", "50", "--n-workers", "1",
-            "--gpus-per-experiment", "0.5", "--no-analysis", "--output-dir", str(out)]
+    args = [
+        *SWEEP,
+        "--datasets",
+        "turbofan",
+        "--models",
+        "paper",
+        "gru_basic",
+        "--batch-sizes",
+        "32",
+        "64",
+        "--data-source",
+        "synthetic",
+        "--max-units",
+        "12",
+        "--window-stride",
+        "4",
+        "--lookback-window",
+        "32",
+        "--pred-horizon",
+        "16",
+        "--num-epochs",
+        str(KILL_EPOCHS),
+        "--patience",
+        "50",
+        "--n-workers",
+        "1",
+        "--gpus-per-experiment",
+        "0.5",
+        "--no-analysis",
+        "--output-dir",
+        str(out),
+    ]
     with process_group(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
         deadline = time.monotonic() + 400
         json_reads, target = 0, None
@@ -126,8 +155,10 @@ def test_sigkilled_sweep_resumes_without_retraining_finished_work(tmp_path, pref
     killed_at_epoch = _checkpoint_epoch(target)
     assert 1 <= killed_at_epoch < KILL_EPOCHS and not (target / "test_metrics.json").exists()
     recorded = {out / r["run_dir"] for r in read_results(out) if r["status"] == "completed"}
-    finished = {d: ((d / "checkpoint_last.pt").stat().st_mtime_ns, (d / "test_metrics.json").stat().st_mtime_ns)
-                for d in _completed_dirs(out)}
+    finished = {
+        d: ((d / "checkpoint_last.pt").stat().st_mtime_ns, (d / "test_metrics.json").stat().st_mtime_ns)
+        for d in _completed_dirs(out)
+    }
     assert recorded and recorded <= set(finished) and json_reads > 0
     json.loads((out / "all_results.json").read_text())
     version = json.loads((out / "experiment_manifest.json").read_text())["code_version"]
@@ -160,10 +191,25 @@ def test_worker_killed_while_cluster_starts_gets_a_fresh_cluster(tmp_path, prefe
     """The first Dask worker process dies (SIGKILL) during cluster start-up, which fails Nanny
     start-up for the whole local cluster: the sweep starts a fresh cluster and completes."""
     out = tmp_path / "startup"
-    proc = run_cli([*SWEEP, "--datasets", "turbofan", "--models", "paper", *TINY, "--num-epochs", "1",
-                    "--n-workers", "1", "--no-analysis", "--output-dir", str(out)],
-                   env={"DDRSA_INJECT_FAULT": "killstart:*:1", "DDRSA_FAULT_MARKER_DIR": str(tmp_path)},
-                   timeout=600)
+    proc = run_cli(
+        [
+            *SWEEP,
+            "--datasets",
+            "turbofan",
+            "--models",
+            "paper",
+            *TINY,
+            "--num-epochs",
+            "1",
+            "--n-workers",
+            "1",
+            "--no-analysis",
+            "--output-dir",
+            str(out),
+        ],
+        env={"DDRSA_INJECT_FAULT": "killstart:*:1", "DDRSA_FAULT_MARKER_DIR": str(tmp_path)},
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert list(tmp_path.glob(".ddrsa-fault-*-fired")), "no worker was killed at start-up"
     assert "the Dask cluster failed to start" in proc.stdout + proc.stderr
@@ -176,11 +222,32 @@ def test_worker_killed_mid_experiment_is_rescheduled(tmp_path, prefect_server):
     """gru_basic's worker is SIGKILLed right after its first checkpoint: Dask restarts the worker
     and re-runs the experiment, which resumes from that checkpoint; every experiment completes."""
     out = tmp_path / "workers"
-    proc = run_cli([*SWEEP, "--datasets", "turbofan", "--models", "paper", "gru_basic", *TINY,
-                    "--window-stride", "4", "--num-epochs", "4", "--n-workers", "1", "--no-analysis",
-                    "--output-dir", str(out)],
-                   env={"DDRSA_INJECT_FAULT": "killonce:gru_basic:*", "DDRSA_FAULT_MARKER_DIR": str(tmp_path),
-                        "DDRSA_FAULT_AFTER_EPOCH": "1"}, timeout=600)
+    proc = run_cli(
+        [
+            *SWEEP,
+            "--datasets",
+            "turbofan",
+            "--models",
+            "paper",
+            "gru_basic",
+            *TINY,
+            "--window-stride",
+            "4",
+            "--num-epochs",
+            "4",
+            "--n-workers",
+            "1",
+            "--no-analysis",
+            "--output-dir",
+            str(out),
+        ],
+        env={
+            "DDRSA_INJECT_FAULT": "killonce:gru_basic:*",
+            "DDRSA_FAULT_MARKER_DIR": str(tmp_path),
+            "DDRSA_FAULT_AFTER_EPOCH": "1",
+        },
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert list(tmp_path.glob(".ddrsa-fault-*-fired")), "gru_basic's worker was never killed"
     records = {r["model"]: r for r in read_results(out)}
@@ -203,24 +270,48 @@ def test_experiment_that_always_kills_its_worker_fails_alone(tmp_path, prefect_s
     worker (the neighbours' runs alone fail or wait forever). Under load the default did that
     once (two deaths 11 s apart); the sweep's cluster keeps its Nannies (flows/cluster.py)."""
     out = tmp_path / "killer"
-    proc = run_cli([*SWEEP, "--datasets", "turbofan", "--models", "lstm_basic", "paper", "gru_basic", *TINY,
-                    "--n-workers", "1", "--gpus-per-experiment", "0.5", "--no-analysis", "--output-dir", str(out)],
-                   env={"DDRSA_INJECT_FAULT": "kill:lstm_basic:*",
-                        "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
-                        "DASK_DISTRIBUTED__DEPLOY__LOST_WORKER_TIMEOUT": "0s"}, timeout=300)
+    proc = run_cli(
+        [
+            *SWEEP,
+            "--datasets",
+            "turbofan",
+            "--models",
+            "lstm_basic",
+            "paper",
+            "gru_basic",
+            *TINY,
+            "--n-workers",
+            "1",
+            "--gpus-per-experiment",
+            "0.5",
+            "--no-analysis",
+            "--output-dir",
+            str(out),
+        ],
+        env={
+            "DDRSA_INJECT_FAULT": "kill:lstm_basic:*",
+            "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
+            "DASK_DISTRIBUTED__DEPLOY__LOST_WORKER_TIMEOUT": "0s",
+        },
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-5000:]
     records = {r["model"]: r for r in read_results(out)}
     assert {m: r["status"] for m, r in records.items()} == {
-        "lstm_basic": "failed", "paper": "completed", "gru_basic": "completed"}, (
-        {m: r.get("error") for m, r in records.items()}, proc.stdout[-6000:])
+        "lstm_basic": "failed",
+        "paper": "completed",
+        "gru_basic": "completed",
+    }, ({m: r.get("error") for m, r in records.items()}, proc.stdout[-6000:])
     assert "KilledWorker" in records["lstm_basic"]["error"] and "alone" in records["lstm_basic"]["error"]
     assert "2 completed (0 cached), 1 failed, 0 diverged of 3" in proc.stdout
 
 
 def _locker(out: Path) -> subprocess.Popen:
     """Another process holding the sweep lock of `out` (prints `locked` once it holds it)."""
-    code = ("import sys, time; from ddrsa.sweep.results import SweepLock; "
-            f"lock = SweepLock({str(out)!r}).__enter__(); print('locked', flush=True); time.sleep(600)")
+    code = (
+        "import sys, time; from ddrsa.sweep.results import SweepLock; "
+        f"lock = SweepLock({str(out)!r}).__enter__(); print('locked', flush=True); time.sleep(600)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
     return proc
@@ -252,12 +343,32 @@ def test_second_sweep_refused_while_first_runs(tmp_path, prefect_server):
     from flows.sweep import ddrsa_sweep
 
     out, release = tmp_path / "busy", tmp_path / "release"
-    args = [*SWEEP, *TINY, "--datasets", "turbofan", "--models", "paper", "--n-workers", "1",
-            "--no-analysis", "--output-dir", str(out)]
-    with process_group(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                       env={**os.environ, "DDRSA_INJECT_FAULT": "hang:paper:*", "DDRSA_FAULT_HANG_S": "300",
-                            "DDRSA_FAULT_RELEASE": str(release), "DDRSA_ATTEMPT_LOG": str(tmp_path / "a.log")}
-                       ) as first:
+    args = [
+        *SWEEP,
+        *TINY,
+        "--datasets",
+        "turbofan",
+        "--models",
+        "paper",
+        "--n-workers",
+        "1",
+        "--no-analysis",
+        "--output-dir",
+        str(out),
+    ]
+    with process_group(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={
+            **os.environ,
+            "DDRSA_INJECT_FAULT": "hang:paper:*",
+            "DDRSA_FAULT_HANG_S": "300",
+            "DDRSA_FAULT_RELEASE": str(release),
+            "DDRSA_ATTEMPT_LOG": str(tmp_path / "a.log"),
+        },
+    ) as first:
         deadline = time.monotonic() + 300
         while not (tmp_path / "a.log").exists():  # the experiment is running: the lock is held
             assert first.poll() is None and time.monotonic() < deadline, first.communicate()
@@ -266,9 +377,18 @@ def test_second_sweep_refused_while_first_runs(tmp_path, prefect_server):
         proc = run_cli(args)
         assert_one_line_error(proc, "another sweep", f"pid {first.pid}")
         with pytest.raises(DDRSAError, match="another sweep"):
-            ddrsa_sweep(datasets=["turbofan"], models=["paper"], data_source="synthetic", max_units=12,
-                        window_stride=8, lookback_window=32, pred_horizon=16, num_epochs=2,
-                        output_dir=str(out), run_analysis=False)
+            ddrsa_sweep(
+                datasets=["turbofan"],
+                models=["paper"],
+                data_source="synthetic",
+                max_units=12,
+                window_stride=8,
+                lookback_window=32,
+                pred_horizon=16,
+                num_epochs=2,
+                output_dir=str(out),
+                run_analysis=False,
+            )
         assert (out / "experiment_manifest.json").read_bytes() == manifest and not (out / "all_results.json").exists()
         assert first.poll() is None
         release.touch()
@@ -314,8 +434,11 @@ def finished_sweep(tmp_path_factory, request):
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != ".sweep.lock" and ".prefect-results" not in p.parts}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".sweep.lock" and ".prefect-results" not in p.parts
+    }
 
 
 def _cannot_run(reason: str) -> None:
@@ -340,8 +463,9 @@ def test_full_disk_is_a_clear_error_without_partial_json(tmp_path, finished_swee
     mnt = tmp_path / "full"
     mnt.mkdir()
     size_kb = sum(p.stat().st_size // 4096 * 4 + 8 for p in done.rglob("*")) + 2048
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(mnt)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         _cannot_run(f"mount -t tmpfs failed: {mounted.stderr.strip()}")
     try:
@@ -391,14 +515,41 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, prefect_ser
     is mid-training: exit code 130, one line on stderr, the folder's lock is free, and the same
     command then completes the grid, resuming the interrupted run."""
     out = tmp_path / "interrupted"
-    args = [*SWEEP, "--datasets", "turbofan", "--models", "paper", "--data-source", "synthetic",
-            "--max-units", "12", "--window-stride", "4", "--lookback-window", "32", "--pred-horizon", "16",
-            "--num-epochs", str(KILL_EPOCHS), "--patience", "50", "--n-workers", "1", "--no-analysis",
-            "--output-dir", str(out)]
+    args = [
+        *SWEEP,
+        "--datasets",
+        "turbofan",
+        "--models",
+        "paper",
+        "--data-source",
+        "synthetic",
+        "--max-units",
+        "12",
+        "--window-stride",
+        "4",
+        "--lookback-window",
+        "32",
+        "--pred-horizon",
+        "16",
+        "--num-epochs",
+        str(KILL_EPOCHS),
+        "--patience",
+        "50",
+        "--n-workers",
+        "1",
+        "--no-analysis",
+        "--output-dir",
+        str(out),
+    ]
     # A shell starts background jobs with SIGINT ignored and children inherit that (Python then
     # installs no KeyboardInterrupt handler): give the sweep the disposition a terminal's has.
-    with process_group(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as proc:
+    with process_group(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    ) as proc:
         deadline = time.monotonic() + 300
         while not [d for d in _in_flight_dirs(out) if 1 <= _epochs_done(d) <= KILL_EPOCHS - 4]:
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -439,10 +590,27 @@ def test_hung_experiment_times_out_and_the_others_complete(tmp_path, prefect_ser
     and paper completes."""
     out = tmp_path / "hung"
     t0 = time.monotonic()
-    proc = run_cli([*SWEEP, "--datasets", "turbofan", "--models", "paper", "gru_basic", *TINY, "--n-workers", "1",
-                    "--gpus-per-experiment", "0.5", "--experiment-timeout", str(HUNG_TIMEOUT_S), "--no-analysis",
-                    "--output-dir", str(out)],
-                   env={"DDRSA_INJECT_FAULT": "hang:gru_basic:*", "DDRSA_ATTEMPT_LOG": str(tmp_path / "a.log")})
+    proc = run_cli(
+        [
+            *SWEEP,
+            "--datasets",
+            "turbofan",
+            "--models",
+            "paper",
+            "gru_basic",
+            *TINY,
+            "--n-workers",
+            "1",
+            "--gpus-per-experiment",
+            "0.5",
+            "--experiment-timeout",
+            str(HUNG_TIMEOUT_S),
+            "--no-analysis",
+            "--output-dir",
+            str(out),
+        ],
+        env={"DDRSA_INJECT_FAULT": "hang:gru_basic:*", "DDRSA_ATTEMPT_LOG": str(tmp_path / "a.log")},
+    )
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert time.monotonic() - t0 < HUNG_TIMEOUT_S + 300
     records = {r["model"]: r for r in read_results(out)}
@@ -502,8 +670,10 @@ def test_scheduler_address_nobody_listens_fails_fast(tmp_path):
 
 
 def test_missing_data_folder(tmp_path):
-    proc = run_cli([*SWEEP, "--data-source", "real", "--output-dir", str(tmp_path / "never")],
-                   env={"DDRSA_DATA_DIR": str(tmp_path / "no-such-folder")})
+    proc = run_cli(
+        [*SWEEP, "--data-source", "real", "--output-dir", str(tmp_path / "never")],
+        env={"DDRSA_DATA_DIR": str(tmp_path / "no-such-folder")},
+    )
     assert_one_line_error(proc, "no-such-folder")
     assert not (tmp_path / "never").exists()
 
@@ -518,15 +688,30 @@ def _broken_cmapss(tmp_path: Path, corrupt) -> Path:
     return tmp_path / "data"
 
 
-@pytest.mark.parametrize("corrupt,needle", [
-    (lambda t: t.rstrip("\n").rsplit(" ", 7)[0] + "\n", "train_FD001"),                      # truncated
-    (lambda t: t.replace("\n", "\n1 9 0.1 0.2 100 abc" + " 1" * 20 + "\n", 1), "train_FD001"),  # not a number
-    (lambda t: "\n".join(" ".join(l.split()[:20]) for l in t.splitlines()) + "\n", "train_FD001"),  # columns
-])
+@pytest.mark.parametrize(
+    "corrupt,needle",
+    [
+        (lambda t: t.rstrip("\n").rsplit(" ", 7)[0] + "\n", "train_FD001"),  # truncated
+        (lambda t: t.replace("\n", "\n1 9 0.1 0.2 100 abc" + " 1" * 20 + "\n", 1), "train_FD001"),  # not a number
+        (lambda t: "\n".join(" ".join(l.split()[:20]) for l in t.splitlines()) + "\n", "train_FD001"),  # columns
+    ],
+)
 def test_malformed_data_file(tmp_path, corrupt, needle):
     data_dir = _broken_cmapss(tmp_path, corrupt)
-    proc = run_cli([*SWEEP, "--datasets", "turbofan", "--models", "paper", "--data-source", "real",
-                    "--output-dir", str(tmp_path / "never")], env={"DDRSA_DATA_DIR": str(data_dir)})
+    proc = run_cli(
+        [
+            *SWEEP,
+            "--datasets",
+            "turbofan",
+            "--models",
+            "paper",
+            "--data-source",
+            "real",
+            "--output-dir",
+            str(tmp_path / "never"),
+        ],
+        env={"DDRSA_DATA_DIR": str(data_dir)},
+    )
     assert_one_line_error(proc, needle)
     assert not (tmp_path / "never").exists()
 
@@ -556,13 +741,37 @@ def test_resumed_deterministic_run_ends_like_an_uninterrupted_one(tmp_path):
     losses and test metrics as a run never interrupted (weights, optimiser, scheduler, dropout
     RNG, early-stopping counters and the shuffle all resume)."""
     n = 8
-    base = ["-m", "ddrsa.train", "--dataset", "turbofan", "--model", "gru_basic", "--dropout", "0.3",
-            "--num-epochs", str(n), "--patience", "3", "--data-source", "synthetic", "--max-units", "12",
-            "--window-stride", "4", "--lookback-window", "32", "--pred-horizon", "16", "--deterministic", "--quiet"]
+    base = [
+        "-m",
+        "ddrsa.train",
+        "--dataset",
+        "turbofan",
+        "--model",
+        "gru_basic",
+        "--dropout",
+        "0.3",
+        "--num-epochs",
+        str(n),
+        "--patience",
+        "3",
+        "--data-source",
+        "synthetic",
+        "--max-units",
+        "12",
+        "--window-stride",
+        "4",
+        "--lookback-window",
+        "32",
+        "--pred-horizon",
+        "16",
+        "--deterministic",
+        "--quiet",
+    ]
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     run_cli([*base, "--output-dir", str(whole)], check=True)
-    with process_group([*base, "--output-dir", str(resumed)], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL) as proc:
+    with process_group(
+        [*base, "--output-dir", str(resumed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ) as proc:
         deadline = time.monotonic() + 300
         while not 2 <= _epochs_done(resumed) <= n - 3:
             assert proc.poll() is None and time.monotonic() < deadline, "training ended before the kill"
@@ -581,7 +790,9 @@ def test_resumed_deterministic_run_ends_like_an_uninterrupted_one(tmp_path):
 
     def losses(folder):
         log = json.loads((folder / "training_log.json").read_text())
-        return [(e["epoch"], e["train_loss"], e["val_loss"], e["learning_rate"]) for e in log["epochs"]], log["best_epoch"]
+        return [(e["epoch"], e["train_loss"], e["val_loss"], e["learning_rate"]) for e in log["epochs"]], log[
+            "best_epoch"
+        ]
 
     (a, best_a), (b, best_b) = losses(whole), losses(resumed)
     assert best_a == best_b and [e[0] for e in a] == [e[0] for e in b]

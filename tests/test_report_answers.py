@@ -1,6 +1,7 @@
 """report.html tells who won and how sure (issue 32): '1 seed' and no interval where none exists,
 the runner-up and the margin, 'no model beats the floor' when the km yardstick is better, only
 literature-protocol runs under "Benchmark vs literature", constant hyperparameters as one sentence."""
+
 from __future__ import annotations
 
 import copy
@@ -25,8 +26,13 @@ def report(tmp_path_factory):
     keep = [r for r in records if not (r["dataset"] == "azure_pm" and r["seed"] != 1)]
     km = []
     for r in keep:
-        if r["dataset"] == "turbofan" and r["model"] == "lstm_basic" and r["batch_size"] == 64 \
-                and r["learning_rate"] == 0.001 and r["status"] == "completed":
+        if (
+            r["dataset"] == "turbofan"
+            and r["model"] == "lstm_basic"
+            and r["batch_size"] == 64
+            and r["learning_rate"] == 0.001
+            and r["status"] == "completed"
+        ):
             k = copy.deepcopy(r)
             k.update(model="km", experiment_id="f" + r["experiment_id"][1:], name=r["name"].replace("lstm_basic", "km"))
             k["metrics"].update(rul_rmse=5.0 + 0.1 * r["seed"], val_rul_rmse=30.0)
@@ -34,8 +40,13 @@ def report(tmp_path_factory):
     for r in keep:
         if r["dataset"] == "turbofan" and r["status"] == "completed":
             r["test_split"] = "held-out"
-            r["metrics"].update(benchmark_rmse=55.7, benchmark_rmse_uncapped=60.0, benchmark_nasa_score=900.0,
-                                benchmark_n_units=10, benchmark_comparable=True)
+            r["metrics"].update(
+                benchmark_rmse=55.7,
+                benchmark_rmse_uncapped=60.0,
+                benchmark_nasa_score=900.0,
+                benchmark_n_units=10,
+                benchmark_comparable=True,
+            )
     (root / "all_results.json").write_text(json.dumps(keep + km))
     res = run_analysis(root)
     return root, res, (root / "report.html").read_text()

@@ -7,6 +7,7 @@ opens a row's retrain command (= tables.retrain_command) and highlights it in th
 coordinates; screenshots are not blank. Skips without Chromium, FAILS under CI (env CI set):
 .ci/run installs it. DDRSA_SCREENSHOT_DIR=DIR keeps the screenshots.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,10 @@ from analysis_fixtures import write_known_folder  # noqa: E402
 from chromium_cdp import Chromium, find_chromium, pixel_stddev  # noqa: E402
 
 BLANK_STDDEV = 10.0  # grey-level sd of a screenshot: ~0 when blank, ~40 for the report's first screen
-WAIT_CHARTS = ("new Promise(r => { if (window.ddrsaChartsDone) r(1); "
-               "else document.addEventListener('ddrsa-charts-done', () => r(1)); })")
+WAIT_CHARTS = (
+    "new Promise(r => { if (window.ddrsaChartsDone) r(1); "
+    "else document.addEventListener('ddrsa-charts-done', () => r(1)); })"
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +53,11 @@ def page(tmp_path_factory):
 
 def _click(browser: Chromium, selector: str) -> None:
     """A real mouse click (press + release) at the centre of the element `selector`."""
-    box = browser.evaluate(f"(() => {{ const e = document.querySelector({selector!r}); e.scrollIntoView({{block: "
-                           "'center'}); const r = e.getBoundingClientRect(); return [r.x + r.width / 2, "
-                           "r.y + r.height / 2]; })()")
+    box = browser.evaluate(
+        f"(() => {{ const e = document.querySelector({selector!r}); e.scrollIntoView({{block: "
+        "'center'}); const r = e.getBoundingClientRect(); return [r.x + r.width / 2, "
+        "r.y + r.height / 2]; })()"
+    )
     for kind in ("mousePressed", "mouseReleased"):
         browser.send("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
 
@@ -62,7 +67,8 @@ def _column(browser: Chromium, field: str) -> list[str]:
     return browser.evaluate(
         f"(() => {{ const i = [...document.querySelectorAll('#leaderboard thead tr:first-child th')]"
         f".findIndex(th => th.dataset.field === {field!r}); return [...document.querySelectorAll("
-        "'#leaderboard tbody tr.lb-row')].map(tr => tr.children[i].textContent); })()")
+        "'#leaderboard tbody tr.lb-row')].map(tr => tr.children[i].textContent); })()"
+    )
 
 
 def test_first_screen_and_charts_render_without_errors(page):
@@ -91,8 +97,10 @@ def test_leaderboard_sorts_on_click(page):
     _click(browser, "#leaderboard th[data-field=rul_rmse]")
     expected = [f"{v:.4g}" for v in sorted(res.leaderboard["rul_rmse"])][:10]
     assert [t.split(" [")[0] for t in _column(browser, "rul_rmse")] == expected
-    assert browser.evaluate("document.querySelector('#leaderboard th[data-field=rul_rmse]')"
-                            ".getAttribute('aria-sort')") == "ascending"
+    assert (
+        browser.evaluate("document.querySelector('#leaderboard th[data-field=rul_rmse]').getAttribute('aria-sort')")
+        == "ascending"
+    )
     _click(browser, "#leaderboard th[data-field=rul_rmse]")  # again: descending
     expected = [f"{v:.4g}" for v in sorted(res.leaderboard["rul_rmse"], reverse=True)][:10]
     assert [t.split(" [")[0] for t in _column(browser, "rul_rmse")] == expected
@@ -105,14 +113,19 @@ def test_leaderboard_filters_and_row_opens_its_command(page):
     from reports.tables import retrain_command
 
     browser, res, shots = page
-    browser.evaluate("(() => { const s = document.getElementById('lb-dataset'); s.value = 'azure_pm';"
-                     " s.dispatchEvent(new Event('input')); })()")
+    browser.evaluate(
+        "(() => { const s = document.getElementById('lb-dataset'); s.value = 'azure_pm';"
+        " s.dispatchEvent(new Event('input')); })()"
+    )
     azure = res.leaderboard[res.leaderboard["dataset"] == "azure_pm"]
     assert _column(browser, "dataset") == ["azure_pm"] * len(azure)
-    browser.evaluate("(() => { const i = document.querySelector('tr.lb-filters input[data-field=learning_rate]');"
-                     " i.value = '<0.005'; i.dispatchEvent(new Event('input')); })()")
+    browser.evaluate(
+        "(() => { const i = document.querySelector('tr.lb-filters input[data-field=learning_rate]');"
+        " i.value = '<0.005'; i.dispatchEvent(new Event('input')); })()"
+    )
     assert sorted(_column(browser, "learning_rate")) == sorted(
-        f"{v!r}" for v in azure.loc[azure["learning_rate"] < 0.005, "learning_rate"])
+        f"{v!r}" for v in azure.loc[azure["learning_rate"] < 0.005, "learning_rate"]
+    )
     cfg = int(browser.evaluate("document.querySelector('#leaderboard tbody tr.lb-row').dataset.cfg"))
     _click(browser, "#leaderboard tbody tr.lb-row td:nth-child(4)")
     row = res.leaderboard.set_index("cfg").loc[cfg].to_dict() | {"cfg": cfg}
@@ -134,8 +147,10 @@ def test_no_horizontal_scroll_at_1280_and_the_toggle_shows_every_column(page):
         widths = browser.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
         assert widths[1] <= 1280 and widths[0] <= widths[1], widths
         (shots / "report_1280.png").write_bytes(browser.screenshot())
-        shown = ("(() => { const th = [...document.querySelectorAll('#leaderboard thead tr:first-child th')]"
-                 ".find(t => t.dataset.field === 'lambda_param'); return getComputedStyle(th).display; })()")
+        shown = (
+            "(() => { const th = [...document.querySelectorAll('#leaderboard thead tr:first-child th')]"
+            ".find(t => t.dataset.field === 'lambda_param'); return getComputedStyle(th).display; })()"
+        )
         assert browser.evaluate(shown) == "none"
         _click(browser, ".toggle input")
         assert browser.evaluate(shown) != "none"

@@ -1,6 +1,7 @@
 """Per-window predictions (ddrsa/run_predictions.py) in every finished run folder: a DDRSA run, a
 fused-group member, a baseline; stored small (float16 curves) and exact where it matters (the
 expected time); the yardstick metrics of `evaluate` wired to their reference functions."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,8 +35,15 @@ from ddrsa.sweep.results import make_record
 from ddrsa.trainer import train
 
 SYNTHETIC = Settings(data_source="synthetic")
-BASE = {"data_source": "synthetic", "max_units": 12, "window_stride": 8, "lookback_window": 32,
-        "pred_horizon": 16, "batch_size": 64, "num_epochs": 1}
+BASE = {
+    "data_source": "synthetic",
+    "max_units": 12,
+    "window_stride": 8,
+    "lookback_window": 32,
+    "pred_horizon": 16,
+    "batch_size": 64,
+    "num_epochs": 1,
+}
 # a tiny run's file: 88 test windows + 30 benchmark windows of 16 steps (~2.4 KB of float16 curves)
 SIZE_BOUND = 16_000
 
@@ -66,12 +74,13 @@ def test_single_run_and_fused_members_write_their_predictions(tmp_path):
     result = train(config, tmp_path / "single", settings=SYNTHETIC, return_predictions=True)
     preds = _check_folder(tmp_path / "single", config)
     exact = result.predictions["test_survival"]
-    assert np.abs(preds["test_survival"] - exact).max() <= 2.5e-4          # float16: half a spacing below 1
+    assert np.abs(preds["test_survival"] - exact).max() <= 2.5e-4  # float16: half a spacing below 1
     # the expected time every metric used, exact to float32 (not rebuilt from the rounded curve)
     np.testing.assert_allclose(preds["test_expected_time"], expected_time(exact), rtol=1e-6)
     assert result.metrics["rul_rmse"] == pytest.approx(
         np.sqrt(np.mean((preds["test_expected_time"] - preds["test_event_index"])[~preds["test_censored"]] ** 2)),
-        rel=1e-6)
+        rel=1e-6,
+    )
     members = [ExperimentConfig(**BASE, model="paper", seed=s, learning_rate=lr) for s, lr in ((1, 1e-3), (2, 3e-3))]
     dirs = [tmp_path / "m0", tmp_path / "m1"]
     train_group(members, dirs, settings=SYNTHETIC)
@@ -88,8 +97,12 @@ def test_baseline_writes_the_same_predictions(tmp_path):
 
 
 def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path):
-    good = {"test_survival": np.full((3, 4), 0.5), "test_event_index": np.arange(3), "test_censored": np.zeros(3, bool),
-            "test_unit": np.arange(3)}
+    good = {
+        "test_survival": np.full((3, 4), 0.5),
+        "test_event_index": np.arange(3),
+        "test_censored": np.zeros(3, bool),
+        "test_unit": np.arange(3),
+    }
     save_predictions(tmp_path, good)
     before = (tmp_path / FILE_NAME).read_bytes()
     with pytest.raises(TypeError):
@@ -117,6 +130,11 @@ def test_evaluate_stores_auc_at_clamped_steps_and_the_between_units_c():
 
 def test_records_mark_baselines():
     for model, flag in (("gbm", True), ("km", True), ("paper", False)):
-        planned = {"experiment_id": "x", "index": 0, "name": "n", "run_dir": "r",
-                   "config": ExperimentConfig(model=model).model_dump(mode="json")}
+        planned = {
+            "experiment_id": "x",
+            "index": 0,
+            "name": "n",
+            "run_dir": "r",
+            "config": ExperimentConfig(model=model).model_dump(mode="json"),
+        }
         assert make_record(planned, status="completed", result={})["is_baseline"] is flag

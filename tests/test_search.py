@@ -5,12 +5,13 @@ test_tpe_study_minimises_with_tpe_and_successive_halving): tpe-maximises (the st
 validation loss), tpe-random-sampler (RandomSampler for TPESampler), tpe-no-pruner (NopPruner for
 successive halving). ddrsa/sweep/halving.py is also under `make mutation` (mutmut; score and
 the equivalent survivors in BENCHMARKS.md)."""
+
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import math
+import os
 
 import numpy as np
 import pytest
@@ -24,8 +25,11 @@ def test_rung_epochs():
     assert rung_epochs(2, 18, 3) == [2, 6, 18]
     assert rung_epochs(4, 4, 2) == [4]
     assert rung_epochs(1, 8, 2) == [1, 2, 4, 8]
-    for bad, says in (((0, 5, 3), "min epochs must be in 1..5, got 0"), ((6, 5, 3), "got 6"),
-                      ((1, 5, 1), "reduction factor must be at least 2, got 1")):
+    for bad, says in (
+        ((0, 5, 3), "min epochs must be in 1..5, got 0"),
+        ((6, 5, 3), "got 6"),
+        ((1, 5, 1), "reduction factor must be at least 2, got 1"),
+    ):
         with pytest.raises(ValueError, match=says):
             rung_epochs(*bad)
 
@@ -138,14 +142,22 @@ def test_asha_outcome_of_each_kind_of_configuration(tmp_path):
     # pending() lists in decision order: a promotion moves its configuration to the end
     asha2 = Asha(["a", "b"], [1, 3], 3)
     assert not asha2.finished() and not asha2.pending()  # nothing in flight, but work to start
-    for event in ({"event": "start", "id": "a", "rung": 0}, {"event": "start", "id": "b", "rung": 0},
-                  result_event("a", 0, 1, 0.1, final=False), {"event": "promote", "id": "a", "rung": 1}):
+    for event in (
+        {"event": "start", "id": "a", "rung": 0},
+        {"event": "start", "id": "b", "rung": 0},
+        result_event("a", 0, 1, 0.1, final=False),
+        {"event": "promote", "id": "a", "rung": 1},
+    ):
         asha2.apply(event)
     assert asha2.pending() == [("b", 0), ("a", 1)]
     with pytest.raises(ValueError, match="unknown search event 'stop'"):
         asha2.apply({"event": "stop", "id": "a", "rung": 0})
-    assert replay(Asha(["a"], [1, 3], 3), [{"event": "header", "search": "halving"},
-                                           {"event": "start", "id": "a", "rung": 0}]) == 1
+    assert (
+        replay(
+            Asha(["a"], [1, 3], 3), [{"event": "header", "search": "halving"}, {"event": "start", "id": "a", "rung": 0}]
+        )
+        == 1
+    )
     log = DecisionLog(tmp_path)
     log.reset()  # nothing to remove: no error
     log.append({"event": "header"})
@@ -186,8 +198,18 @@ def _outcomes(ids, events):
 
 
 # ---------------------------------------------------------------------------------- resumable epochs
-TINY = dict(dataset="turbofan", data_source="synthetic", max_units=12, window_stride=8, lookback_window=32,
-            pred_horizon=16, model="gru_basic", num_epochs=4, patience=10, amp=False)
+TINY = dict(
+    dataset="turbofan",
+    data_source="synthetic",
+    max_units=12,
+    window_stride=8,
+    lookback_window=32,
+    pred_horizon=16,
+    model="gru_basic",
+    num_epochs=4,
+    patience=10,
+    amp=False,
+)
 
 
 def test_tpe_study_minimises_with_tpe_and_successive_halving(tmp_path):
@@ -253,13 +275,26 @@ def test_rung_chart_and_compute_sentence(tmp_path):
     def run(name, epochs, status, rung, promoted):
         d = tmp_path / "logs" / name
         d.mkdir(parents=True)
-        (d / "training_log.json").write_text(json.dumps(
-            {"epochs": [{"epoch": e, "val_loss": 1.0 / e} for e in range(1, epochs + 1)]}))
-        return {"name": name, "run_dir": f"logs/{name}", "status": status, "search": "halving", "rung": rung,
-                "rung_epochs": [1, 3, 9], "epochs_trained": epochs, "promoted": promoted}
+        (d / "training_log.json").write_text(
+            json.dumps({"epochs": [{"epoch": e, "val_loss": 1.0 / e} for e in range(1, epochs + 1)]})
+        )
+        return {
+            "name": name,
+            "run_dir": f"logs/{name}",
+            "status": status,
+            "search": "halving",
+            "rung": rung,
+            "rung_epochs": [1, 3, 9],
+            "epochs_trained": epochs,
+            "promoted": promoted,
+        }
 
-    records = [run("a", 9, "completed", 2, True), run("b", 3, "stopped_early", 1, True),
-               run("c", 1, "stopped_early", 0, False), run("d", 1, "stopped_early", 0, False)]
+    records = [
+        run("a", 9, "completed", 2, True),
+        run("b", 3, "stopped_early", 1, True),
+        run("c", 1, "stopped_early", 0, False),
+        run("d", 1, "stopped_early", 0, False),
+    ]
     curves = rung_curves(records, tmp_path)
     assert len(curves) == 9 + 3 + 1 + 1
     assert set(curves[curves["reached_last"]]["name"]) == {"a"}
@@ -271,7 +306,8 @@ def test_rung_chart_and_compute_sentence(tmp_path):
     # 9 + 3 + 1 + 1 = 14 epochs of 4 x 9 = 36: 39%
     assert compute_sentence(records, manifest) == (
         "Successive halving trained 14 epochs over 4 configurations: 39% of the 36 epochs a full grid (4 x 9) "
-        "trains; 1 reached the last rung (9 epochs), 3 stopped early.")
+        "trains; 1 reached the last rung (9 epochs), 3 stopped early."
+    )
     grid = [{k: v for k, v in r.items() if k not in ("search", "rung", "rung_epochs", "promoted")} for r in records]
     assert compute_sentence(grid, None) is None and rung_chart(grid, tmp_path) is None
 
@@ -280,11 +316,42 @@ def test_rung_chart_and_compute_sentence(tmp_path):
 SWEEP = ["flows/sweep.py"]
 # 6 configurations; learning rate 1e-7 is planted: after one epoch its validation loss is the
 # untrained model's, clearly worse than 3e-3's, so halving must never promote it
-HALVING = ["--datasets", "turbofan", "--models", "gru_basic", "--learning-rates", "1e-7", "3e-3",
-           "--batch-sizes", "32", "64", "128", "--data-source", "synthetic", "--max-units", "12",
-           "--window-stride", "8", "--lookback-window", "32", "--pred-horizon", "16", "--num-epochs", "3",
-           "--patience", "10", "--search", "halving", "--min-epochs", "1", "--reduction-factor", "3",
-           "--n-workers", "1", "--no-analysis"]
+HALVING = [
+    "--datasets",
+    "turbofan",
+    "--models",
+    "gru_basic",
+    "--learning-rates",
+    "1e-7",
+    "3e-3",
+    "--batch-sizes",
+    "32",
+    "64",
+    "128",
+    "--data-source",
+    "synthetic",
+    "--max-units",
+    "12",
+    "--window-stride",
+    "8",
+    "--lookback-window",
+    "32",
+    "--pred-horizon",
+    "16",
+    "--num-epochs",
+    "3",
+    "--patience",
+    "10",
+    "--search",
+    "halving",
+    "--min-epochs",
+    "1",
+    "--reduction-factor",
+    "3",
+    "--n-workers",
+    "1",
+    "--no-analysis",
+]
 
 
 def _events(out):
@@ -331,7 +398,7 @@ def test_killed_halving_sweep_resumes_to_the_same_decisions(tmp_path, prefect_se
     before = _events(out)
     run_cli(args, check=True, timeout=600)
     events = _events(out)
-    assert events[:len(before)] == before  # append-only
+    assert events[: len(before)] == before  # append-only
     results = [(e["id"], e["rung"]) for e in events if e["event"] == "result"]
     assert len(results) == len(set(results))  # no rung trained twice
     header, ids = events[0], events[0]["ids"]
@@ -366,13 +433,29 @@ def test_killed_tpe_sweep_resumes_the_same_study(tmp_path, prefect_server):
     from tests.test_reliability import process_group
 
     out = tmp_path / "tpe"
-    args = [*SWEEP, *HALVING[:HALVING.index("--search")], "--search", "tpe", "--n-trials", "4", "--min-epochs", "1",
-            "--n-workers", "1", "--no-analysis", "--output-dir", str(out)]
+    args = [
+        *SWEEP,
+        *HALVING[: HALVING.index("--search")],
+        "--search",
+        "tpe",
+        "--n-trials",
+        "4",
+        "--min-epochs",
+        "1",
+        "--n-workers",
+        "1",
+        "--no-analysis",
+        "--output-dir",
+        str(out),
+    ]
     study_file = out / "optuna_study.db"
 
     def finished_trials() -> list:
-        return [t for t in optuna.load_study(study_name="ddrsa-tpe", storage=f"sqlite:///{study_file}").trials
-                if t.state.is_finished()]
+        return [
+            t
+            for t in optuna.load_study(study_name="ddrsa-tpe", storage=f"sqlite:///{study_file}").trials
+            if t.state.is_finished()
+        ]
 
     def any_trial_told() -> bool:
         """Read-only SQL on the study file: opening it with Optuna while the sweep creates it
@@ -383,8 +466,12 @@ def test_killed_tpe_sweep_resumes_the_same_study(tmp_path, prefect_server):
             return False
         try:
             with contextlib.closing(sqlite3.connect(f"file:{study_file}?mode=ro", uri=True)) as db:
-                return db.execute("SELECT count(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED', 'FAIL')"
-                                  ).fetchone()[0] >= 1
+                return (
+                    db.execute("SELECT count(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED', 'FAIL')").fetchone()[
+                        0
+                    ]
+                    >= 1
+                )
         except sqlite3.Error:  # tables not created yet
             return False
 
@@ -407,15 +494,18 @@ def test_killed_tpe_sweep_resumes_the_same_study(tmp_path, prefect_server):
     assert any(r["status"] == "completed" for r in records)
 
 
-@pytest.mark.parametrize("flags, needle", [
-    (["--search", "halving", "--reduction-factor", "1"], "--reduction-factor"),
-    (["--search", "halving", "--min-epochs", "5"], "--min-epochs"),
-    (["--search", "tpe", "--n-trials", "0"], "--n-trials"),
-    (["--search", "tpe"], "--n-trials"),
-    (["--search", "tpe", "--n-trials", "3", "--learning-rates", "1e-3"], "two or more values"),
-    (["--search", "best"], "--search"),
-    (["--search", "halving", "--fuse", "on"], "--fuse on fuses grid sweeps only"),
-])
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--search", "halving", "--reduction-factor", "1"], "--reduction-factor"),
+        (["--search", "halving", "--min-epochs", "5"], "--min-epochs"),
+        (["--search", "tpe", "--n-trials", "0"], "--n-trials"),
+        (["--search", "tpe"], "--n-trials"),
+        (["--search", "tpe", "--n-trials", "3", "--learning-rates", "1e-3"], "two or more values"),
+        (["--search", "best"], "--search"),
+        (["--search", "halving", "--fuse", "on"], "--fuse on fuses grid sweeps only"),
+    ],
+)
 def test_bad_search_input(tmp_path, flags, needle):
     from tests.conftest import assert_one_line_error, run_cli
 

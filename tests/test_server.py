@@ -1,18 +1,23 @@
 """The Prefect server a sweep starts for itself: its own database in the output folder."""
+
 from __future__ import annotations
 
 import re
 import socket
 import sqlite3
-from pathlib import Path
 
 import pytest
 
 from flows.server import SERVER_HOME, database_url, describe_database
 from tests.conftest import TINY, read_results, run_cli
 
-DB_VARS = ("PREFECT_API_URL", "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL",
-           "PREFECT_SERVER_DATABASE_DRIVER", "PREFECT_PROFILES_PATH")
+DB_VARS = (
+    "PREFECT_API_URL",
+    "PREFECT_API_DATABASE_CONNECTION_URL",
+    "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+    "PREFECT_SERVER_DATABASE_DRIVER",
+    "PREFECT_PROFILES_PATH",
+)
 
 
 def test_database_url_is_the_output_folder_unless_one_is_configured(tmp_path):
@@ -21,12 +26,17 @@ def test_database_url_is_the_output_folder_unless_one_is_configured(tmp_path):
     home = tmp_path / "user-home" / ".prefect"
     out_home = tmp_path / "out" / SERVER_HOME
     ours = f"sqlite+aiosqlite:///{out_home.resolve()}/prefect.db"
-    with temporary_settings(updates={PREFECT_HOME: str(home)},
-                            restore_defaults={PREFECT_SERVER_DATABASE_CONNECTION_URL}):
+    with temporary_settings(
+        updates={PREFECT_HOME: str(home)}, restore_defaults={PREFECT_SERVER_DATABASE_CONNECTION_URL}
+    ):
         assert database_url(out_home) == ours  # Prefect's default (PREFECT_HOME/prefect.db): never used
     # the default spelled out by hand is still the user's own database: redirected as well
-    with temporary_settings(updates={PREFECT_HOME: str(home),
-                                     PREFECT_SERVER_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{home}/prefect.db"}):
+    with temporary_settings(
+        updates={
+            PREFECT_HOME: str(home),
+            PREFECT_SERVER_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{home}/prefect.db",
+        }
+    ):
         assert database_url(out_home) == ours
     chosen = "postgresql+asyncpg://prefect:s3cret@127.0.0.1:5432/prefect"
     with temporary_settings(updates={PREFECT_HOME: str(home), PREFECT_SERVER_DATABASE_CONNECTION_URL: chosen}):
@@ -47,9 +57,27 @@ def test_sweep_without_api_url_keeps_its_database_in_the_output_folder(tmp_path,
     for name in DB_VARS:  # run_cli starts from os.environ: drop the session server's URL there
         monkeypatch.delenv(name, raising=False)
     env = dict(HOME=str(home), PREFECT_HOME=str(prefect_home))
-    proc = run_cli(["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "--batch-sizes", "32",
-                    *TINY, "--num-epochs", "1", "--n-workers", "1", "--no-analysis", "--output-dir", str(out)],
-                   env=env, timeout=400)
+    proc = run_cli(
+        [
+            "flows/sweep.py",
+            "--datasets",
+            "turbofan",
+            "--models",
+            "paper",
+            "--batch-sizes",
+            "32",
+            *TINY,
+            "--num-epochs",
+            "1",
+            "--n-workers",
+            "1",
+            "--no-analysis",
+            "--output-dir",
+            str(out),
+        ],
+        env=env,
+        timeout=400,
+    )
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
     [record] = read_results(out)
     assert record["status"] == "completed"
@@ -59,8 +87,9 @@ def test_sweep_without_api_url_keeps_its_database_in_the_output_folder(tmp_path,
     assert db.is_file()
     assert not (prefect_home / "prefect.db").exists() and not (home / ".prefect" / "prefect.db").exists()
     with sqlite3.connect(db) as con:  # read the file itself: the server is stopped
-        flow_runs = con.execute("SELECT f.name, r.state_type FROM flow_run r JOIN flow f ON f.id = r.flow_id"
-                                ).fetchall()
+        flow_runs = con.execute(
+            "SELECT f.name, r.state_type FROM flow_run r JOIN flow f ON f.id = r.flow_id"
+        ).fetchall()
         task_runs = {name for (name,) in con.execute("SELECT name FROM task_run")}
     assert flow_runs == [("ddrsa-sweep", "COMPLETED")]
     assert record["name"] in task_runs

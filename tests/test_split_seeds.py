@@ -1,5 +1,6 @@
 """`--split-seeds`: the sweep repeats the held-out split; the analysis pools the splits as repeats of a
 configuration and draws test units within each split."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,10 @@ def test_split_seeds_repeat_the_grid_per_split():
     assert len({p.experiment_id for p in planned}) == 6
     # the default keeps one split, and the ids of earlier sweeps
     assert [p.experiment_id for p in expand(base)] == [p.experiment_id for p in planned[:2]]
-    assert expand(base)[0].experiment_id == ExperimentConfig(dataset="turbofan", model="lstm_basic", seed=1,
-                                                             batch_size=128).experiment_id()
+    assert (
+        expand(base)[0].experiment_id
+        == ExperimentConfig(dataset="turbofan", model="lstm_basic", seed=1, batch_size=128).experiment_id()
+    )
     assert "split_seeds" not in base.grid() and spec.grid()["split_seeds"] == [0, 1, 2]
     with pytest.raises(ValueError):
         SweepSpec(split_seeds=[])
@@ -63,7 +66,7 @@ def test_analysis_pools_splits_and_draws_units_within_each(tmp_path):
     rng = np.random.default_rng(0)
     recs, sums = [], {}
     for split in (0, 1):
-        units = np.repeat(np.arange(10) + 100 * split, 5)   # different held-out units per split
+        units = np.repeat(np.arange(10) + 100 * split, 5)  # different held-out units per split
         for seed in (0, 1):
             i = len(recs)
             pred = _pred(rng, units, 3.0)
@@ -72,13 +75,38 @@ def test_analysis_pools_splits_and_draws_units_within_each(tmp_path):
             save_predictions(tmp_path / run, pred)
             sums.setdefault(("held-out", split), []).append(unit_sums(pred, TEST_RMSE))
             rmse = unit_sums(pred, TEST_RMSE).rmse()
-            recs.append({"experiment_id": f"{i:012x}", "index": i, "name": f"n{i}", "dataset": "azure_pm",
-                         "subset": "FD001", "model": "gru_basic", "batch_size": 128, "learning_rate": 0.001,
-                         "lambda_param": 0.75, "nasa_weight": 0.1, "dropout": 0.1, "seed": seed, "split_seed": split,
-                         "num_epochs": 1, "status": "completed", "run_dir": run, "test_split": "held-out",
-                         "metrics": {"rul_rmse": rmse, "rul_mae": rmse, "concordance_index": 0.8, "nasa_score": 1.0,
-                                     "val_rul_rmse": 1.0, "val_rul_mae": 1.0, "val_concordance_index": 0.8,
-                                     "val_nasa_score": 1.0, "val_loss": 1.0}})
+            recs.append(
+                {
+                    "experiment_id": f"{i:012x}",
+                    "index": i,
+                    "name": f"n{i}",
+                    "dataset": "azure_pm",
+                    "subset": "FD001",
+                    "model": "gru_basic",
+                    "batch_size": 128,
+                    "learning_rate": 0.001,
+                    "lambda_param": 0.75,
+                    "nasa_weight": 0.1,
+                    "dropout": 0.1,
+                    "seed": seed,
+                    "split_seed": split,
+                    "num_epochs": 1,
+                    "status": "completed",
+                    "run_dir": run,
+                    "test_split": "held-out",
+                    "metrics": {
+                        "rul_rmse": rmse,
+                        "rul_mae": rmse,
+                        "concordance_index": 0.8,
+                        "nasa_score": 1.0,
+                        "val_rul_rmse": 1.0,
+                        "val_rul_mae": 1.0,
+                        "val_concordance_index": 0.8,
+                        "val_nasa_score": 1.0,
+                        "val_loss": 1.0,
+                    },
+                }
+            )
     (tmp_path / "all_results.json").write_text(json.dumps(recs))
     res = run_analysis(tmp_path, charts=False)
     assert len(res.leaderboard) == 1 and res.leaderboard.iloc[0]["n_seeds"] == 4

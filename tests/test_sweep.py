@@ -5,6 +5,7 @@ packing-ignored`): each experiment asks a whole GPU whatever --gpus-per-experime
 train at once on 2 workers. Not yet seen caught: on 2026-12-08 the machine was so loaded (load
 average ~16 on 2 cores) that this test's first sweep lost its Dask scheduler, with and without the
 bug, and main's version of the test hit pytest's 600-s timeout."""
+
 from __future__ import annotations
 
 import collections
@@ -25,8 +26,12 @@ def assert_one_at_a_time_per_worker(records: list[dict], per_worker: int) -> Non
     """No worker had more than `per_worker` experiments between started_at and finished_at at
     one instant (a safety bound: what its GPU=1 resource allows, whatever the timing)."""
     for worker in {r["worker"] for r in records}:
-        events = sorted((dt.datetime.fromisoformat(r[k]), step) for r in records if r["worker"] == worker
-                        for k, step in (("started_at", 1), ("finished_at", -1)))
+        events = sorted(
+            (dt.datetime.fromisoformat(r[k]), step)
+            for r in records
+            if r["worker"] == worker
+            for k, step in (("started_at", 1), ("finished_at", -1))
+        )
         running = 0
         for _, step in events:
             running += step
@@ -67,15 +72,16 @@ def test_quick_default_only_without_training_flags():
     quick = spec_for([])
     assert (quick.num_epochs, quick.window_stride) == (2, 32) and quick.size() == 12
     assert spec_for(["--data-source", "synthetic", "--no-amp"]).window_stride == 32  # how, not what
-    chosen = spec_for(["--models", "lstm_basic", "--num-epochs", "50"])   # no thinned data by surprise
+    chosen = spec_for(["--models", "lstm_basic", "--num-epochs", "50"])  # no thinned data by surprise
     assert (chosen.num_epochs, chosen.window_stride, chosen.models) == (50, 1, ["lstm_basic"])
     assert spec_for(["--preset", "default", "--models", "paper"]).window_stride == 32
 
 
 @pytest.mark.slow
 def test_dry_run_prints_grid_and_trains_nothing(tmp_path):
-    proc = run_cli(["flows/sweep.py", "--preset", "batch-study", "--dry-run", "--output-dir", str(tmp_path / "o")],
-                   check=True)
+    proc = run_cli(
+        ["flows/sweep.py", "--preset", "batch-study", "--dry-run", "--output-dir", str(tmp_path / "o")], check=True
+    )
     assert proc.stdout.strip().endswith("60 experiments")
     assert not (tmp_path / "o").exists()
     import torch
@@ -100,18 +106,58 @@ def dask_cluster(prefect_server, tmp_path_factory):
     address = f"tcp://127.0.0.1:{port}"
     faults = tmp_path_factory.mktemp("faults")
     release, attempts = faults / "release", faults / "attempts.jsonl"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DDRSA_TORCH_THREADS": "1",
-           "DASK_LOGGING__DISTRIBUTED": "warning", "DDRSA_INJECT_FAULT": f"hang:_s{PACKED_SEED}:*",
-           "DDRSA_FAULT_RELEASE": str(release), "DDRSA_FAULT_HANG_S": "300", "DDRSA_ATTEMPT_LOG": str(attempts)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DDRSA_TORCH_THREADS": "1",
+        "DASK_LOGGING__DISTRIBUTED": "warning",
+        "DDRSA_INJECT_FAULT": f"hang:_s{PACKED_SEED}:*",
+        "DDRSA_FAULT_RELEASE": str(release),
+        "DDRSA_FAULT_HANG_S": "300",
+        "DDRSA_ATTEMPT_LOG": str(attempts),
+    }
     bindir = os.path.dirname(sys.executable)
-    procs = [subprocess.Popen([f"{bindir}/dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", "127.0.0.1:0"], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs = [
+        subprocess.Popen(
+            [
+                f"{bindir}/dask",
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dashboard-address",
+                "127.0.0.1:0",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     for i in range(2):  # a worker retries until the scheduler listens, and the Client below waits for both
-        procs.append(subprocess.Popen([f"{bindir}/dask", "worker", address, "--resources", "GPU=1",
-                                       "--nthreads", "2", "--host", "127.0.0.1", "--no-dashboard",
-                                       "--name", f"ext{i}"], env=env, cwd=ROOT,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    f"{bindir}/dask",
+                    "worker",
+                    address,
+                    "--resources",
+                    "GPU=1",
+                    "--nthreads",
+                    "2",
+                    "--host",
+                    "127.0.0.1",
+                    "--no-dashboard",
+                    "--name",
+                    f"ext{i}",
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     with Client(address, timeout=60) as client:
         client.wait_for_workers(2, timeout=120)
     yield address, release, attempts
@@ -128,8 +174,20 @@ def test_external_cluster_resource_limits_and_rerun(tmp_path, dask_cluster):
 
     address, release, attempts = dask_cluster
     out = tmp_path / "whole"
-    grid = ["--datasets", "turbofan", "--models", "paper", "gru_basic", "--batch-sizes", "32", "64", *TINY,
-            "--no-analysis", "--scheduler-address", address]
+    grid = [
+        "--datasets",
+        "turbofan",
+        "--models",
+        "paper",
+        "gru_basic",
+        "--batch-sizes",
+        "32",
+        "64",
+        *TINY,
+        "--no-analysis",
+        "--scheduler-address",
+        address,
+    ]
     run_cli(["flows/sweep.py", *grid, "--output-dir", str(out)], check=True)
     first = {r["experiment_id"]: r for r in read_results(out)}
     assert len(first) == 4 and all(r["status"] == "completed" for r in first.values())
@@ -150,10 +208,33 @@ def test_external_cluster_resource_limits_and_rerun(tmp_path, dask_cluster):
     packed = tmp_path / "packed"
     with open(tmp_path / "packed.log", "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "gru_basic",
-             "lstm_basic", "--batch-sizes", "32", "64", *TINY, "--seeds", PACKED_SEED, "--no-analysis",
-             "--scheduler-address", address, "--gpus-per-experiment", "0.5", "--output-dir", str(packed)],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "flows/sweep.py",
+                "--datasets",
+                "turbofan",
+                "--models",
+                "paper",
+                "gru_basic",
+                "lstm_basic",
+                "--batch-sizes",
+                "32",
+                "64",
+                *TINY,
+                "--seeds",
+                PACKED_SEED,
+                "--no-analysis",
+                "--scheduler-address",
+                address,
+                "--gpus-per-experiment",
+                "0.5",
+                "--output-dir",
+                str(packed),
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
         def held():  # the workers log every attempt; the fault holds the seed-7 ones until released
             return [e for e in read_attempt_log(attempts) if e["name"].endswith(f"_s{PACKED_SEED}")]
@@ -186,10 +267,28 @@ def test_retry_failure_and_divergence_are_recorded(tmp_path):
     from flows.tasks import RETRIES, RETRY_DELAY_S
 
     out, attempt_log = tmp_path / "faults", tmp_path / "attempts.jsonl"
-    proc = run_cli(["flows/sweep.py", "--datasets", "turbofan", "--models", "paper", "gru_basic", "lstm_basic",
-                    *TINY, "--n-workers", "1", "--gpus-per-experiment", "0.5", "--output-dir", str(out)],
-                   env={"DDRSA_INJECT_FAULT": "raise:gru_basic:1,raise:lstm_basic:*,nan:paper:*",
-                        "DDRSA_ATTEMPT_LOG": str(attempt_log)})
+    proc = run_cli(
+        [
+            "flows/sweep.py",
+            "--datasets",
+            "turbofan",
+            "--models",
+            "paper",
+            "gru_basic",
+            "lstm_basic",
+            *TINY,
+            "--n-workers",
+            "1",
+            "--gpus-per-experiment",
+            "0.5",
+            "--output-dir",
+            str(out),
+        ],
+        env={
+            "DDRSA_INJECT_FAULT": "raise:gru_basic:1,raise:lstm_basic:*,nan:paper:*",
+            "DDRSA_ATTEMPT_LOG": str(attempt_log),
+        },
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     records = {r["model"]: r for r in read_results(out)}
     assert records["gru_basic"]["status"] == "completed" and records["gru_basic"]["attempts"] == 2
@@ -227,6 +326,11 @@ def test_subsets_multiply_turbofan_only_and_as_dict():
     assert sorted(p.config.subset for p in turbofan) == ["FD001"] * per_point + ["FD003"] * per_point
     assert [p.index for p in planned] == list(range(len(planned)))
     d = planned[1].as_dict()
-    assert d == {"index": 1, "experiment_id": planned[1].experiment_id, "name": planned[1].name,
-                 "run_dir": planned[1].run_dir, "config": planned[1].config.model_dump(mode="json")}
+    assert d == {
+        "index": 1,
+        "experiment_id": planned[1].experiment_id,
+        "name": planned[1].name,
+        "run_dir": planned[1].run_dir,
+        "config": planned[1].config.model_dump(mode="json"),
+    }
     assert d["config"]["seed"] in (1, 2) and d["run_dir"].endswith("_id1")

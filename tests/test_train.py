@@ -3,6 +3,7 @@
 Bugs tried (`python benchmarks/mutation.py NAME` puts each into a temporary copy; the claiming
 test fails with it and passes without): resume-ignores-checkpoint (the trainer starts from epoch
 1 instead of its checkpoint: test_interrupted_run_resumes_from_last_checkpoint)."""
+
 from __future__ import annotations
 
 import json
@@ -16,18 +17,51 @@ import torch
 
 from tests.conftest import ROOT, assert_one_line_error, run_cli
 
-TINY_RUN = ["--data-source", "synthetic", "--max-units", "12", "--window-stride", "8",
-            "--lookback-window", "32", "--pred-horizon", "16"]
-METRIC_KEYS = {"rul_mae", "rul_rmse", "concordance_index", "nasa_score", "nasa_score_mean",
-               "integrated_brier_score", "n_test_units", "n_test_windows", "data_source"}
+TINY_RUN = [
+    "--data-source",
+    "synthetic",
+    "--max-units",
+    "12",
+    "--window-stride",
+    "8",
+    "--lookback-window",
+    "32",
+    "--pred-horizon",
+    "16",
+]
+METRIC_KEYS = {
+    "rul_mae",
+    "rul_rmse",
+    "concordance_index",
+    "nasa_score",
+    "nasa_score_mean",
+    "integrated_brier_score",
+    "n_test_units",
+    "n_test_windows",
+    "data_source",
+}
 
 
 def test_single_run_writes_every_output(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli(["-m", "ddrsa.train", "--dataset", "turbofan", "--model", "gru_basic", "--num-epochs", "2",
-                    *TINY_RUN, "--output-dir", str(out), "--create-visualization"], check=True)
-    for name in ("config.json", "training_log.json", "checkpoint_best.pt", "checkpoint_last.pt",
-                 "test_metrics.json"):
+    proc = run_cli(
+        [
+            "-m",
+            "ddrsa.train",
+            "--dataset",
+            "turbofan",
+            "--model",
+            "gru_basic",
+            "--num-epochs",
+            "2",
+            *TINY_RUN,
+            "--output-dir",
+            str(out),
+            "--create-visualization",
+        ],
+        check=True,
+    )
+    for name in ("config.json", "training_log.json", "checkpoint_best.pt", "checkpoint_last.pt", "test_metrics.json"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "test_metrics.json").read_text())
     assert METRIC_KEYS <= set(metrics)
@@ -44,9 +78,14 @@ def test_single_run_writes_every_output(tmp_path):
     ckpt = torch.load(out / "checkpoint_last.pt", weights_only=True)
     assert {"model", "optimizer", "scheduler", "epoch", "best_score", "config"} <= set(ckpt)
     assert ckpt["config"]["model"] == "gru_basic"
-    run_cli(["-m", "reports.run_charts", str(out)], check=True)   # the charts, from the run folder
-    for chart in ("loss_curves", "predicted_vs_true", "hazard_survival",
-                  "intervention_trade_off", "unit_timelines"):  # the last two: reports/policy_charts.py
+    run_cli(["-m", "reports.run_charts", str(out)], check=True)  # the charts, from the run folder
+    for chart in (
+        "loss_curves",
+        "predicted_vs_true",
+        "hazard_survival",
+        "intervention_trade_off",
+        "unit_timelines",
+    ):  # the last two: reports/policy_charts.py
         png = out / "plots" / f"{chart}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000
         assert (out / "plots" / f"{chart}.html").is_file()
@@ -55,8 +94,22 @@ def test_single_run_writes_every_output(tmp_path):
 
 def test_azure_single_run(tmp_path):
     out = tmp_path / "azure"
-    run_cli(["-m", "ddrsa.train", "--dataset", "azure_pm", "--model", "lstm_basic", "--num-epochs", "1",
-             *TINY_RUN, "--output-dir", str(out)], check=True)
+    run_cli(
+        [
+            "-m",
+            "ddrsa.train",
+            "--dataset",
+            "azure_pm",
+            "--model",
+            "lstm_basic",
+            "--num-epochs",
+            "1",
+            *TINY_RUN,
+            "--output-dir",
+            str(out),
+        ],
+        check=True,
+    )
     metrics = json.loads((out / "test_metrics.json").read_text())
     assert "benchmark_rmse" not in metrics and metrics["n_test_windows"] > 0
 
@@ -64,9 +117,27 @@ def test_azure_single_run(tmp_path):
 @pytest.mark.realdata
 def test_single_run_on_real_fd001(tmp_path):
     out = tmp_path / "fd001"
-    run_cli(["-m", "ddrsa.train", "--dataset", "turbofan", "--subset", "FD001", "--model", "paper",
-             "--num-epochs", "1", "--data-source", "real", "--window-stride", "16", "--output-dir", str(out)],
-            check=True)
+    run_cli(
+        [
+            "-m",
+            "ddrsa.train",
+            "--dataset",
+            "turbofan",
+            "--subset",
+            "FD001",
+            "--model",
+            "paper",
+            "--num-epochs",
+            "1",
+            "--data-source",
+            "real",
+            "--window-stride",
+            "16",
+            "--output-dir",
+            str(out),
+        ],
+        check=True,
+    )
     metrics = json.loads((out / "test_metrics.json").read_text())
     assert metrics["data_source"] == "real"
     assert metrics["benchmark_n_units"] == 100  # one window per test_FD001 unit, truth from RUL_FD001.txt
@@ -75,9 +146,28 @@ def test_single_run_on_real_fd001(tmp_path):
 
 def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
     out = tmp_path / "resume"
-    args = [sys.executable, "-m", "ddrsa.train", "--model", "paper", "--num-epochs", "8", "--patience", "50",
-            "--data-source", "synthetic", "--max-units", "12", "--lookback-window", "32",
-            "--pred-horizon", "16", "--output-dir", str(out), "--quiet"]
+    args = [
+        sys.executable,
+        "-m",
+        "ddrsa.train",
+        "--model",
+        "paper",
+        "--num-epochs",
+        "8",
+        "--patience",
+        "50",
+        "--data-source",
+        "synthetic",
+        "--max-units",
+        "12",
+        "--lookback-window",
+        "32",
+        "--pred-horizon",
+        "16",
+        "--output-dir",
+        str(out),
+        "--quiet",
+    ]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     epochs = 0
@@ -108,17 +198,20 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
     assert log["epochs"][:killed_at] == kept
 
 
-@pytest.mark.parametrize("flags,needle", [
-    (["--model", "nope"], "unknown model"),
-    (["--model", "../../etc"], "unknown model"),
-    (["--learning-rate", "-0.1"], "learning_rate"),
-    (["--batch-size", "0"], "batch_size"),
-    (["--batch-size", "1.5"], "batch-size"),
-    (["--lambda-param", "1.5"], "lambda_param"),
-    (["--dropout", "1.0"], "dropout"),
-    (["--dataset", "mars"], "dataset"),
-    (["--subset", "FD009"], "subset"),
-])
+@pytest.mark.parametrize(
+    "flags,needle",
+    [
+        (["--model", "nope"], "unknown model"),
+        (["--model", "../../etc"], "unknown model"),
+        (["--learning-rate", "-0.1"], "learning_rate"),
+        (["--batch-size", "0"], "batch_size"),
+        (["--batch-size", "1.5"], "batch-size"),
+        (["--lambda-param", "1.5"], "lambda_param"),
+        (["--dropout", "1.0"], "dropout"),
+        (["--dataset", "mars"], "dataset"),
+        (["--subset", "FD009"], "subset"),
+    ],
+)
 def test_bad_input_one_line_error_and_no_run_folder(tmp_path, flags, needle):
     out = tmp_path / "never"
     proc = run_cli(["-m", "ddrsa.train", *flags, "--output-dir", str(out)])
@@ -128,8 +221,10 @@ def test_bad_input_one_line_error_and_no_run_folder(tmp_path, flags, needle):
 
 def test_missing_real_data_names_the_file(tmp_path):
     out = tmp_path / "never"
-    proc = run_cli(["-m", "ddrsa.train", "--data-source", "real", "--output-dir", str(out)],
-                   env={"DDRSA_DATA_DIR": str(tmp_path / "empty")})
+    proc = run_cli(
+        ["-m", "ddrsa.train", "--data-source", "real", "--output-dir", str(out)],
+        env={"DDRSA_DATA_DIR": str(tmp_path / "empty")},
+    )
     assert_one_line_error(proc, "train_FD001")
     assert not out.exists()
 
@@ -151,7 +246,9 @@ def test_truncated_data_file_is_a_clear_error(tmp_path):
         text = train.read_text()
     train.write_text(text.rstrip("\n").rsplit(" ", 5)[0] + "\n")  # cut the last line short
     out = tmp_path / "never"
-    proc = run_cli(["-m", "ddrsa.train", "--data-source", "real", "--output-dir", str(out)],
-                   env={"DDRSA_DATA_DIR": str(tmp_path / "data")})
+    proc = run_cli(
+        ["-m", "ddrsa.train", "--data-source", "real", "--output-dir", str(out)],
+        env={"DDRSA_DATA_DIR": str(tmp_path / "data")},
+    )
     assert_one_line_error(proc, "train_FD001")
     assert not out.exists()

@@ -1,4 +1,5 @@
 """`python -m ddrsa.train` flags derive from ExperimentConfig: every field a flag, its description as help."""
+
 from __future__ import annotations
 
 from pydantic import Field
@@ -25,9 +26,24 @@ def test_every_config_field_is_a_flag_with_its_description():
 def test_defaults_are_the_config_defaults_and_flags_reach_the_config():
     args = build_parser().parse_args(["--output-dir", "x"])
     assert config_from_args(args) == ExperimentConfig()
-    args = build_parser().parse_args(["--output-dir", "x", "--weight-decay", "0.01", "--grad-clip", "2",
-                                      "--val-fraction", "0.2", "--test-fraction", "0.25",
-                                      "--test-split", "official", "--no-amp", "--compile"])
+    args = build_parser().parse_args(
+        [
+            "--output-dir",
+            "x",
+            "--weight-decay",
+            "0.01",
+            "--grad-clip",
+            "2",
+            "--val-fraction",
+            "0.2",
+            "--test-fraction",
+            "0.25",
+            "--test-split",
+            "official",
+            "--no-amp",
+            "--compile",
+        ]
+    )
     cfg = config_from_args(args)
     assert (cfg.weight_decay, cfg.grad_clip, cfg.val_fraction, cfg.test_fraction) == (0.01, 2.0, 0.2, 0.25)
     assert cfg.test_split == "official" and cfg.amp is False and cfg.compile is True

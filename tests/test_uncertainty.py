@@ -1,5 +1,6 @@
 """reports/uncertainty.py: the bootstrap resamples units (not windows), pinned to ddrsa.metrics and
 to a brute-force loop over resamples."""
+
 from __future__ import annotations
 
 import time
@@ -23,14 +24,20 @@ def fake_testset(rng: np.random.Generator, n_units: int = 12, horizon: int = 20,
             ev.append(horizon - 1 if l >= horizon else l)
             cens.append(l >= horizon)
             target.append(min(l, horizon))
-    return {"test_event_index": np.array(ev), "test_censored": np.array(cens), "test_unit": np.array(units),
-            "benchmark_rul": rng.integers(1, 200, n_units).astype(float),
-            "benchmark_unit": np.arange(n_units) + unit_offset, "_target": np.array(target, float),
-            "_horizon": horizon}
+    return {
+        "test_event_index": np.array(ev),
+        "test_censored": np.array(cens),
+        "test_unit": np.array(units),
+        "benchmark_rul": rng.integers(1, 200, n_units).astype(float),
+        "benchmark_unit": np.arange(n_units) + unit_offset,
+        "_target": np.array(target, float),
+        "_horizon": horizon,
+    }
 
 
 def fake_run(rng: np.random.Generator, truth: dict, bias: float = 0.0, noise: float = 3.0, bench: bool = True) -> dict:
     """One run's predictions on `truth`: logistic S(k) curves whose expected time is near the truth + bias."""
+
     def curves(target, length):
         return 1.0 / (1.0 + np.exp(np.arange(length)[None, :] - target[:, None]))
 
@@ -45,8 +52,9 @@ def fake_run(rng: np.random.Generator, truth: dict, bias: float = 0.0, noise: fl
     return pred
 
 
-def fake_predictions(rng: np.random.Generator, n_units: int = 12, bias: float = 0.0, noise: float = 3.0,
-                     bench: bool = True) -> dict:
+def fake_predictions(
+    rng: np.random.Generator, n_units: int = 12, bias: float = 0.0, noise: float = 3.0, bench: bool = True
+) -> dict:
     return fake_run(rng, fake_testset(rng, n_units), bias, noise, bench)
 
 
@@ -81,8 +89,8 @@ def test_resampling_is_over_units_not_windows():
     win_dup = bootstrap_interval({0: [unit_sums(p, TEST_RMSE, level="window") for p in dup]})
     assert win.value == pytest.approx(win_dup.value)
     width, width_dup = win.high - win.low, win_dup.high - win_dup.low
-    assert width_dup < 0.85 * width          # ~1/sqrt(2) narrower
-    assert unit.high - unit.low > width     # windows of one unit are not independent evidence
+    assert width_dup < 0.85 * width  # ~1/sqrt(2) narrower
+    assert unit.high - unit.low > width  # windows of one unit are not independent evidence
 
 
 def _gather(p: dict, drawn: np.ndarray, prefix: str) -> dict:
@@ -107,8 +115,9 @@ def _brute_force(models: list[dict], n_resamples: int, seed: int, metric: str) -
                 for p in m[s]:
                     g = _gather(p, units[idx[b]], prefix)
                     if metric == TEST_RMSE:
-                        v = evaluate(g["test_survival"], g["test_event_index"], g["test_censored"],
-                                     g["test_unit"])["rul_rmse"]
+                        v = evaluate(g["test_survival"], g["test_event_index"], g["test_censored"], g["test_unit"])[
+                            "rul_rmse"
+                        ]
                     else:
                         v = benchmark_metrics(g["benchmark_survival"], g["benchmark_rul"])["benchmark_rmse"]
                     out[i, b] += v / n_runs[i]
@@ -127,7 +136,7 @@ def test_paired_bootstrap_matches_a_brute_force_loop(metric):
     sums = [{s: [unit_sums(p, metric) for p in m[s]] for s in m} for m in (a, b)]
     paired = paired_bootstrap(sums[0], sums[1], n_resamples=B, seed=seed)
     diff = brute[0] - brute[1]
-    undefined = ~np.isfinite(diff)       # a resample that drew no unit with an event in the horizon
+    undefined = ~np.isfinite(diff)  # a resample that drew no unit with an event in the horizon
     assert paired.n_undefined == undefined.sum()
     diff = diff[~undefined]
     assert paired.low == pytest.approx(np.quantile(diff, 0.025), rel=1e-9, abs=1e-9)
@@ -144,8 +153,11 @@ def test_paired_bootstrap_matches_a_brute_force_loop(metric):
 def test_paired_sign_and_share_follow_the_better_model():
     rng = np.random.default_rng(4)
     good = fake_predictions(rng, 30, noise=1.0)
-    bad = dict(good, test_survival=np.clip(good["test_survival"] * 0.6, 0, 1),
-               benchmark_survival=np.clip(good["benchmark_survival"] * 0.6, 0, 1))
+    bad = dict(
+        good,
+        test_survival=np.clip(good["test_survival"] * 0.6, 0, 1),
+        benchmark_survival=np.clip(good["benchmark_survival"] * 0.6, 0, 1),
+    )
     g, b = {0: [unit_sums(good, BENCHMARK_RMSE)]}, {0: [unit_sums(bad, BENCHMARK_RMSE)]}
     p = paired_bootstrap(g, b)
     assert p.difference < 0 and p.high < 0 and p.share_better > 0.99

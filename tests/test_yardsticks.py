@@ -1,6 +1,7 @@
 """The verdict's yardsticks end to end through `reports.report.run_analysis`: baselines are marked rows,
 never the winner; the headline and the benchmark line name the better of winner and best baseline
 with the paired difference's sign right; intervals over test units appear next to those over seeds."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,13 @@ def truth_set(rng: np.random.Generator, n_units: int = 40) -> dict:
             units.append(u)
             ev.append(HORIZON - 1 if l >= HORIZON else l)
             cens.append(l >= HORIZON)
-    return {"test_event_index": np.array(ev), "test_censored": np.array(cens), "test_unit": np.array(units),
-            "benchmark_rul": rng.integers(5, 200, n_units).astype(float), "benchmark_unit": np.arange(n_units)}
+    return {
+        "test_event_index": np.array(ev),
+        "test_censored": np.array(cens),
+        "test_unit": np.array(units),
+        "benchmark_rul": rng.integers(5, 200, n_units).astype(float),
+        "benchmark_unit": np.arange(n_units),
+    }
 
 
 def curves(target: np.ndarray) -> np.ndarray:
@@ -46,8 +52,11 @@ def predictions(rng: np.random.Generator, truth: dict, noise: float, bench: bool
     pred["test_survival"] = curves(np.clip(t + rng.normal(0, noise, len(t)), 1, HORIZON - 1))
     if bench:
         tb = np.minimum(truth["benchmark_rul"], 125)
-        pred.update(benchmark_survival=curves(np.clip(tb + rng.normal(0, noise, len(tb)), 1, 125)),
-                    benchmark_rul=truth["benchmark_rul"], benchmark_unit=truth["benchmark_unit"])
+        pred.update(
+            benchmark_survival=curves(np.clip(tb + rng.normal(0, noise, len(tb)), 1, 125)),
+            benchmark_rul=truth["benchmark_rul"],
+            benchmark_unit=truth["benchmark_unit"],
+        )
     return pred
 
 
@@ -56,26 +65,64 @@ def record(index: int, model: str, lr: float, seed: int, pred: dict, val_rmse: f
     m = evaluate(pred["test_survival"], pred["test_event_index"], pred["test_censored"], pred["test_unit"])
     if "benchmark_survival" in pred:
         m.update(benchmark_metrics(pred["benchmark_survival"], pred["benchmark_rul"]))
-    m.update(val_loss=1.0, val_rul_rmse=val_rmse, val_rul_mae=val_rmse, val_concordance_index=0.9,
-             val_nasa_score=10.0, data_source="synthetic")
+    m.update(
+        val_loss=1.0,
+        val_rul_rmse=val_rmse,
+        val_rul_mae=val_rmse,
+        val_concordance_index=0.9,
+        val_nasa_score=10.0,
+        data_source="synthetic",
+    )
     leaf = f"bs64_lr{lr:g}_lam0.75_nasa0_drop0.1_id{index}"
-    return {"experiment_id": f"{index:012x}", "index": index, "name": f"turbofan/{model}/{leaf}_s{seed}",
-            "dataset": "turbofan", "subset": "FD001", "model": model, "batch_size": 64, "learning_rate": lr,
-            "lambda_param": 0.75, "nasa_weight": 0.0, "dropout": 0.1, "seed": seed, "num_epochs": 5,
-            "status": "completed", "metrics": m, "train_seconds": 1.0, "epochs_trained": 5, "best_epoch": 5,
-            "diverged_epoch": None, "attempts": 1, "error": None, "run_dir": f"logs/turbofan/{model}/{leaf}",
-            "data_source": "synthetic", "test_split": split, "finished_at": "2026-01-01T00:00:00+00:00"}
+    return {
+        "experiment_id": f"{index:012x}",
+        "index": index,
+        "name": f"turbofan/{model}/{leaf}_s{seed}",
+        "dataset": "turbofan",
+        "subset": "FD001",
+        "model": model,
+        "batch_size": 64,
+        "learning_rate": lr,
+        "lambda_param": 0.75,
+        "nasa_weight": 0.0,
+        "dropout": 0.1,
+        "seed": seed,
+        "num_epochs": 5,
+        "status": "completed",
+        "metrics": m,
+        "train_seconds": 1.0,
+        "epochs_trained": 5,
+        "best_epoch": 5,
+        "diverged_epoch": None,
+        "attempts": 1,
+        "error": None,
+        "run_dir": f"logs/turbofan/{model}/{leaf}",
+        "data_source": "synthetic",
+        "test_split": split,
+        "finished_at": "2026-01-01T00:00:00+00:00",
+    }
 
 
-def sweep_folder(root: Path, gbm_noise: float, paper_noise: float, split: str = "official", bench: bool = True,
-                 write_predictions: bool = True, extra_configs: int = 0) -> list[dict]:
+def sweep_folder(
+    root: Path,
+    gbm_noise: float,
+    paper_noise: float,
+    split: str = "official",
+    bench: bool = True,
+    write_predictions: bool = True,
+    extra_configs: int = 0,
+) -> list[dict]:
     """paper at lr 0.01 (the validation winner) and 0.003 (runner-up), gbm and km baselines, 2 seeds
     each, one test set. gbm gets the BEST validation RMSE, so a ranking that let a baseline win
     would crown it."""
     rng = np.random.default_rng(11)
     truth = truth_set(rng)
-    plan = [("paper", 0.01, paper_noise, 10.0), ("paper", 0.003, paper_noise * 1.5, 11.0),
-            ("gbm", 0.001, gbm_noise, 5.0), ("km", 0.001, 40.0, 30.0)]
+    plan = [
+        ("paper", 0.01, paper_noise, 10.0),
+        ("paper", 0.003, paper_noise * 1.5, 11.0),
+        ("gbm", 0.001, gbm_noise, 5.0),
+        ("km", 0.001, 40.0, 30.0),
+    ]
     plan += [("paper", 0.02 + 0.01 * i, paper_noise * 2, 20.0 + i) for i in range(extra_configs)]
     recs = []
     for model, lr, noise, val in plan:
@@ -94,7 +141,7 @@ def test_gbm_better_is_said_with_a_positive_difference(tmp_path):
     sweep_folder(tmp_path, gbm_noise=2.0, paper_noise=14.0)
     res = run_analysis(tmp_path, charts=False)
     line = next(x for x in res.benchmark if x.startswith("benchmark FD001"))
-    assert "; paper lr 0.01," in line                      # the DDRSA winner, never the baseline
+    assert "; paper lr 0.01," in line  # the DDRSA winner, never the baseline
     vs = line.split("vs best baseline gbm (baseline): ")[1]
     diff = float(vs.split("difference ")[1].split(" ")[0])
     assert diff > 0 and "gbm (baseline) is better" in vs and "paper better in 0% of resamples" in vs
@@ -112,7 +159,7 @@ def test_gbm_better_is_said_with_a_positive_difference(tmp_path):
     assert bench["benchmark_rmse_units_low"].notna().all()
     from reports.benchmark import BASELINE_KIND, THIS_PROJECT, comparison_frame, load_literature
 
-    comp = comparison_frame(bench, load_literature())                 # the literature chart's data
+    comp = comparison_frame(bench, load_literature())  # the literature chart's data
     ours = comp[comp["kind"].isin([THIS_PROJECT, BASELINE_KIND])].set_index("method")
     assert list(ours["kind"]) == [THIS_PROJECT, BASELINE_KIND, BASELINE_KIND]
     assert ours.loc["baseline: gbm", "rmse_unit_low"] < ours.loc["baseline: gbm", "rmse"]
@@ -128,8 +175,12 @@ def test_ddrsa_better_is_said_with_a_negative_difference(tmp_path):
     assert diff < 0 and "paper is better" in vs.split("; vs runner-up")[0]
     assert "paper better in 100% of resamples" in vs
     # the printed difference is the mean-over-seeds difference of the recorded benchmark RMSEs
-    mean = {m: np.mean([r["metrics"]["benchmark_rmse"] for r in recs if r["model"] == m and
-                        r["learning_rate"] in (0.01, 0.001)]) for m in ("paper", "gbm")}
+    mean = {
+        m: np.mean(
+            [r["metrics"]["benchmark_rmse"] for r in recs if r["model"] == m and r["learning_rate"] in (0.01, 0.001)]
+        )
+        for m in ("paper", "gbm")
+    }
     assert diff == pytest.approx(mean["paper"] - mean["gbm"], abs=0.006)
     assert "vs runner-up paper (learning_rate 0.003)" in line
     assert "paper is better" in headline_markdown(res)
@@ -174,12 +225,21 @@ def test_headline_difference_is_the_paired_bootstrap_of_the_two_configurations(t
     row = best[(best["model"] == "paper") & (best["criterion"] == "RMSE")].iloc[0]
 
     def runs(model, lr):
-        return {("official", 0): [unit_sums(load_predictions(tmp_path / r["run_dir"]), BENCHMARK_RMSE)
-                                  for r in recs if r["model"] == model and r["learning_rate"] == lr]}
+        return {
+            ("official", 0): [
+                unit_sums(load_predictions(tmp_path / r["run_dir"]), BENCHMARK_RMSE)
+                for r in recs
+                if r["model"] == model and r["learning_rate"] == lr
+            ]
+        }
 
     p = paired_bootstrap(runs("paper", 0.01), runs("gbm", 0.001))
-    assert (row["vs_best_baseline_diff"], row["vs_best_baseline_low"], row["vs_best_baseline_high"],
-            row["vs_best_baseline_share_better"]) == pytest.approx((p.difference, p.low, p.high, p.share_better))
+    assert (
+        row["vs_best_baseline_diff"],
+        row["vs_best_baseline_low"],
+        row["vs_best_baseline_high"],
+        row["vs_best_baseline_share_better"],
+    ) == pytest.approx((p.difference, p.low, p.high, p.share_better))
     assert not math.isnan(p.low) and TEST_RMSE != row["vs_best_baseline_metric"]
 
 
@@ -210,12 +270,12 @@ def test_leaderboard_marks_baselines_and_shows_them_in_the_top_view(tmp_path):
             "(() => { const h = [...document.querySelectorAll('#leaderboard thead tr:first-child th')]"
             ".map(th => th.dataset.field); return [...document.querySelectorAll('#leaderboard tbody tr.lb-row')]"
             ".map(tr => { const o = {cls: tr.className}; h.forEach((f, i) => { if (f) o[f] = tr.children[i]"
-            ".textContent; }); return o; }); })()")
+            ".textContent; }); return o; }); })()"
+        )
         assert browser.errors == []
     base = [r for r in rows if r["kind"] == "baseline"]
-    assert len(rows) == 12 and sorted(r["model"] for r in base) == ["gbm", "km"]      # 10 + both baselines
-    assert all("lb-baseline" in r["cls"] and r["rank"] == "" and r["rul_rmse_units_low"].startswith("[")
-               for r in base)
+    assert len(rows) == 12 and sorted(r["model"] for r in base) == ["gbm", "km"]  # 10 + both baselines
+    assert all("lb-baseline" in r["cls"] and r["rank"] == "" and r["rul_rmse_units_low"].startswith("[") for r in base)
     assert rows[0]["rank"] == "1" and rows[0]["model"] == "paper" and rows[0]["rul_rmse_units_low"].startswith("[")
 
 

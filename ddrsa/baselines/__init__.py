@@ -5,6 +5,7 @@ gbm: gradient-boosted trees on window summaries; cox: penalised Cox PH on the sa
 km: Kaplan-Meier lifetimes conditioned on the window's age (the floor). `ddrsa.trainer.train`
 hands a baseline's config to `fit_baseline`.
 """
+
 from .run import BASELINES, fit_baseline
 
 __all__ = ["BASELINES", "fit_baseline"]

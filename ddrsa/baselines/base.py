@@ -1,4 +1,5 @@
 """What every baseline model offers `fit_baseline` (ddrsa/baselines/run.py)."""
+
 from __future__ import annotations
 
 from typing import Protocol

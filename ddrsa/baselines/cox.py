@@ -7,6 +7,7 @@ min(c, L - 1) + 1 (beyond the horizon nothing is read). Summary columns constant
 windows are dropped. lifelines standardises the columns; the ridge penalty is PENALIZER. The curve
 of a window is `predict_survival_function` at times 1..L: a real survival curve over the horizon.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,10 +46,16 @@ class CoxBaseline:
     def survival(self, windows) -> np.ndarray:
         times = np.arange(1, self.horizon + 1, dtype=np.float64)
         df = self.frame(windows)
-        parts = [self.model.predict_survival_function(df.iloc[s:s + PREDICT_CHUNK], times=times).to_numpy().T
-                 for s in range(0, len(df), PREDICT_CHUNK)]
+        parts = [
+            self.model.predict_survival_function(df.iloc[s : s + PREDICT_CHUNK], times=times).to_numpy().T
+            for s in range(0, len(df), PREDICT_CHUNK)
+        ]
         return np.concatenate(parts) if parts else np.zeros((0, self.horizon))
 
     def details(self) -> dict:
-        return {"penalizer": PENALIZER, "columns": len(self.columns), "training_rows": self.n_rows,
-                "log_likelihood": float(self.model.log_likelihood_)}
+        return {
+            "penalizer": PENALIZER,
+            "columns": len(self.columns),
+            "training_rows": self.n_rows,
+            "log_likelihood": float(self.model.log_likelihood_),
+        }

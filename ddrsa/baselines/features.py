@@ -5,6 +5,7 @@ least-squares slope (per step) over the window's valid steps, then the number of
 (min(step + 1, K)). `window_ages(windows)` -> int64 (N,): steps since the unit's last renewal.
 `lifetimes(windows)` -> the renewal segments the training windows show (for Kaplan-Meier).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +15,7 @@ CHUNK = 2048  # windows summarised at once: CHUNK * K * F float32 (FD004, K 128:
 
 def summary_names(feature_names: list[str]) -> list[str]:
     """Column names of `window_summaries`: <f>_mean, <f>_last, <f>_slope per feature, valid_length."""
-    return ([f"{f}_{s}" for s in ("mean", "last", "slope") for f in feature_names] + ["valid_length"])
+    return [f"{f}_{s}" for s in ("mean", "last", "slope") for f in feature_names] + ["valid_length"]
 
 
 def window_summaries(windows) -> np.ndarray:
@@ -27,14 +28,14 @@ def window_summaries(windows) -> np.ndarray:
     for start in range(0, n, CHUNK):
         x, mask = windows.batch(np.arange(start, min(n, start + CHUNK)))
         x, m = x.astype(np.float64), mask.astype(np.float64)
-        cnt = m.sum(1)                                                   # (B,) >= 1
-        mean_t = (m * t).sum(1) / cnt                                    # (B,)
-        mean_x = (m[:, :, None] * x).sum(1) / cnt[:, None]               # (B, F)
-        dt = (t[None, :] - mean_t[:, None]) * m                          # (B, K), 0 on padding
-        sxx = (dt ** 2).sum(1)                                           # (B,)
-        sxy = (dt[:, :, None] * (x - mean_x[:, None, :])).sum(1)         # (B, F)
+        cnt = m.sum(1)  # (B,) >= 1
+        mean_t = (m * t).sum(1) / cnt  # (B,)
+        mean_x = (m[:, :, None] * x).sum(1) / cnt[:, None]  # (B, F)
+        dt = (t[None, :] - mean_t[:, None]) * m  # (B, K), 0 on padding
+        sxx = (dt**2).sum(1)  # (B,)
+        sxy = (dt[:, :, None] * (x - mean_x[:, None, :])).sum(1)  # (B, F)
         slope = np.divide(sxy, sxx[:, None], out=np.zeros_like(sxy), where=sxx[:, None] > 0)
-        out[start:start + len(x)] = np.concatenate([mean_x, x[:, -1, :], slope, cnt[:, None]], axis=1)
+        out[start : start + len(x)] = np.concatenate([mean_x, x[:, -1, :], slope, cnt[:, None]], axis=1)
     return out
 
 
@@ -58,7 +59,7 @@ def window_ages(windows) -> np.ndarray:
     age = step + 1
     for u, events in _event_steps(windows).items():
         idx = np.flatnonzero(unit == u)
-        prev = np.searchsorted(events, step[idx], side="left") - 1     # last event step < step
+        prev = np.searchsorted(events, step[idx], side="left") - 1  # last event step < step
         has = prev >= 0
         age[idx[has]] = step[idx[has]] - events[prev[has]]
     return age

@@ -9,6 +9,7 @@ only stop the boosting early. Its survival curve is the step function at the pre
 S(k) = clip(p - k, 0, 1), p clipped to [0, L], so that sum_k S(k) = p exactly and every metric
 (RMSE, C-index, Brier, AUC) reads p through the same code as a DDRSA curve.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,8 +44,12 @@ class GradientBoostingBaseline:
         y, ok = capped_target(train, self.horizon)
         y_val, ok_val = capped_target(val, self.horizon)
         self.model = HistGradientBoostingRegressor(
-            max_iter=MAX_ITER, learning_rate=LEARNING_RATE, early_stopping=True, n_iter_no_change=PATIENCE,
-            random_state=self.seed % 2**32)
+            max_iter=MAX_ITER,
+            learning_rate=LEARNING_RATE,
+            early_stopping=True,
+            n_iter_no_change=PATIENCE,
+            random_state=self.seed % 2**32,
+        )
         self.model.fit(window_summaries(train)[ok], y[ok], X_val=window_summaries(val)[ok_val], y_val=y_val[ok_val])
         self.n_rows = int(ok.sum())
         return self
@@ -57,5 +62,9 @@ class GradientBoostingBaseline:
         return step_survival(self.predict(windows), self.horizon)
 
     def details(self) -> dict:
-        return {"iterations": int(self.model.n_iter_), "max_iter": MAX_ITER, "learning_rate": LEARNING_RATE,
-                "training_rows": self.n_rows}
+        return {
+            "iterations": int(self.model.n_iter_),
+            "max_iter": MAX_ITER,
+            "learning_rate": LEARNING_RATE,
+            "training_rows": self.n_rows,
+        }

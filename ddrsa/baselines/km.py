@@ -7,6 +7,7 @@ the probability of outliving lag k given alive at the window's last step, where 
 at lag 0 (D = a). Where S_KM(a - 1) = 0 (the window is older than every training life ended by an
 event) the curve is 0: failure expected now. No sensor is read.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,11 +36,14 @@ class KaplanMeierBaseline:
 
     def survival(self, windows) -> np.ndarray:
         age = window_ages(windows)
-        grid = self.survival_at(np.arange(int(age.max(initial=1)) + self.horizon))   # S_KM(0..)
-        ahead = grid[age[:, None] + np.arange(self.horizon)[None, :]]                 # S_KM(a + k)
-        alive = grid[age - 1][:, None]                                                # S_KM(a - 1)
+        grid = self.survival_at(np.arange(int(age.max(initial=1)) + self.horizon))  # S_KM(0..)
+        ahead = grid[age[:, None] + np.arange(self.horizon)[None, :]]  # S_KM(a + k)
+        alive = grid[age - 1][:, None]  # S_KM(a - 1)
         return np.divide(ahead, alive, out=np.zeros_like(ahead), where=alive > 0)
 
     def details(self) -> dict:
-        return {"lifetimes": self.n_lifetimes, "events": self.n_events,
-                "median_lifetime": float(self.kmf.median_survival_time_)}
+        return {
+            "lifetimes": self.n_lifetimes,
+            "events": self.n_events,
+            "median_lifetime": float(self.kmf.median_survival_time_),
+        }

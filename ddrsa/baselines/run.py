@@ -6,6 +6,7 @@ validation and benchmark metrics through ddrsa/evaluation.py `scores_on_test` /
 `scores_on_validation`, the DDRSA run's code), test_predictions.npz; no checkpoint. `val_loss` is
 null (there is no DDRSA objective). A finished folder is not refit: its files are read back.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,8 +33,7 @@ from .cox import CoxBaseline
 from .gbm import GradientBoostingBaseline
 from .km import KaplanMeierBaseline
 
-BASELINES: dict[str, type[Baseline]] = {"gbm": GradientBoostingBaseline, "cox": CoxBaseline,
-                                         "km": KaplanMeierBaseline}
+BASELINES: dict[str, type[Baseline]] = {"gbm": GradientBoostingBaseline, "cox": CoxBaseline, "km": KaplanMeierBaseline}
 LOG, METRICS = "training_log.json", "test_metrics.json"
 
 
@@ -48,23 +48,43 @@ def _threads(settings: Settings):
 
 def _result(status: RunStatus, metrics: dict, seconds: float, data, predictions: dict | None = None) -> TrainResult:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return TrainResult(status=status, metrics=metrics, train_seconds=seconds, epochs_trained=0, best_epoch=None,
-                       diverged_epoch=1 if status == "diverged" else None, device="cpu", data_source=data.data_source,
-                       data_version=data.data_version, peak_rss_mb=rss_mb, peak_gpu_mb=None, predictions=predictions)
+    return TrainResult(
+        status=status,
+        metrics=metrics,
+        train_seconds=seconds,
+        epochs_trained=0,
+        best_epoch=None,
+        diverged_epoch=1 if status == "diverged" else None,
+        device="cpu",
+        data_source=data.data_source,
+        data_version=data.data_version,
+        peak_rss_mb=rss_mb,
+        peak_gpu_mb=None,
+        predictions=predictions,
+    )
 
 
 def finished(run_dir: Path, data, return_predictions: bool) -> TrainResult | None:
     """The TrainResult of a completed baseline folder (read back, not refit), None when not completed."""
     log, metrics = read_json(run_dir / LOG), read_json(run_dir / METRICS)
-    if not (isinstance(log, dict) and log.get("status") == "completed" and isinstance(metrics, dict)
-            and (run_dir / FILE_NAME).exists()):
+    if not (
+        isinstance(log, dict)
+        and log.get("status") == "completed"
+        and isinstance(metrics, dict)
+        and (run_dir / FILE_NAME).exists()
+    ):
         return None
     preds = load_predictions(run_dir) if return_predictions else None
     return _result("completed", metrics, float(metrics.get("train_seconds") or 0.0), data, predictions=preds)
 
 
-def fit_baseline(config: ExperimentConfig, run_dir: str | Path, settings: Settings | None = None,
-                 return_predictions: bool = False, inject_nan: bool = False) -> TrainResult:
+def fit_baseline(
+    config: ExperimentConfig,
+    run_dir: str | Path,
+    settings: Settings | None = None,
+    return_predictions: bool = False,
+    inject_nan: bool = False,
+) -> TrainResult:
     """Fit baseline `config.model` on the training units into `run_dir` and score it.
 
     Status `completed`, or `diverged` when a predicted curve is not finite (`inject_nan` poisons the
@@ -80,8 +100,9 @@ def fit_baseline(config: ExperimentConfig, run_dir: str | Path, settings: Settin
             return done
         write_config(run_dir, config)
         for name, windows in (("training", data.train), ("validation", data.val)):
-            check_labels(windows.event_index, windows.censored, config.pred_horizon,
-                         where=f"{config.dataset} {name} windows")
+            check_labels(
+                windows.event_index, windows.censored, config.pred_horizon, where=f"{config.dataset} {name} windows"
+            )
         if len(data.train) == 0 or len(data.val) == 0:
             raise DDRSAError("no training or validation windows: too few units for the split")
         with _threads(settings):
@@ -91,8 +112,14 @@ def fit_baseline(config: ExperimentConfig, run_dir: str | Path, settings: Settin
             test = model.survival(data.test) * (np.nan if inject_nan else 1.0)
             bench = model.survival(data.benchmark) if data.benchmark is not None and len(data.benchmark) else None
             val = model.survival(data.val)
-        log: dict = {"epochs": [], "best_epoch": None, "best_val_loss": None, "stopped_early": False,
-               "diverged_epoch": None, "baseline": {"model": config.model, "fit_seconds": seconds, **model.details()}}
+        log: dict = {
+            "epochs": [],
+            "best_epoch": None,
+            "best_val_loss": None,
+            "stopped_early": False,
+            "diverged_epoch": None,
+            "baseline": {"model": config.model, "fit_seconds": seconds, **model.details()},
+        }
         if not all(np.isfinite(s).all() for s in (test, val) + ((bench,) if bench is not None else ())):
             write_json(run_dir / LOG, {**log, "status": "diverged", "diverged_epoch": 1})
             return _result("diverged", {}, seconds, data)

@@ -1,4 +1,5 @@
 """Data layer: `load_dataset(config, settings) -> PreparedData` of `SurvivalWindows` (docs/CONTRACTS.md)."""
+
 from .loader import clear_cache, load_dataset
 from .windows import PreparedData, SurvivalWindows, make_windows
 

@@ -2,6 +2,7 @@
 
 Prints what a sweep would use of a fleet table (docs/DATA.md); bad input: one line on stderr, exit 2.
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,8 +25,7 @@ def add_column_arguments(p) -> None:
 
 
 def column_flags(args) -> dict:
-    return {k: getattr(args, k) for k in ("unit_column", "time_column", "event_column", "time_step",
-                                          "max_categories")}
+    return {k: getattr(args, k) for k in ("unit_column", "time_column", "event_column", "time_step", "max_categories")}
 
 
 def main(argv=None) -> int:

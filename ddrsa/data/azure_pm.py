@@ -25,6 +25,7 @@ lag-0 window) end at the event hour (inclusive). Those hours count in no step.
 Labels at step j: l = f - j with f the next event step >= j (0 at the event step),
 censored = l >= pred_horizon; after the machine's last event: censored, l = rul = S - 1 - j.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,7 +44,7 @@ ERRORS = [f"error{i}" for i in range(1, 6)]
 COMPS = [f"comp{i}" for i in range(1, 5)]
 MODELS = [f"model{i}" for i in range(1, 5)]
 REAL_SIGNAL_NAMES = ERRORS + [f"days_since_{c}" for c in COMPS] + MODELS + ["age"]
-FEATURE_NAMES = TELEMETRY + REAL_SIGNAL_NAMES          # with telemetry
+FEATURE_NAMES = TELEMETRY + REAL_SIGNAL_NAMES  # with telemetry
 _HOUR = pd.Timedelta(hours=1)
 
 
@@ -61,9 +62,16 @@ def observation_period(tables: dict) -> tuple[pd.Timestamp, pd.Timestamp]:
     return pd.Timestamp(times.min()).floor("h"), pd.Timestamp(times.max())
 
 
-def machine_steps(err: pd.DataFrame, maint: pd.DataFrame, fail: pd.DataFrame, machine: pd.Series, dh: int,
-                  maint_origin: pd.Timestamp, tel: pd.DataFrame | None = None,
-                  period: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def machine_steps(
+    err: pd.DataFrame,
+    maint: pd.DataFrame,
+    fail: pd.DataFrame,
+    machine: pd.Series,
+    dh: int,
+    maint_origin: pd.Timestamp,
+    tel: pd.DataFrame | None = None,
+    period: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """One machine -> (features float64 (S, F), sorted distinct event steps int64 (E,)).
 
     tel: that machine's telemetry rows (F = 18) or None (F = 14; then `period` = (t0, last hour)
@@ -76,17 +84,20 @@ def machine_steps(err: pd.DataFrame, maint: pd.DataFrame, fail: pd.DataFrame, ma
         t0, last = period
     else:
         raise ValueError("machine_steps needs telemetry or an observation period")
-    hours_of = (lambda dt: ((pd.to_datetime(pd.Series(dt)) - t0) // _HOUR).to_numpy().astype(np.int64))
+    hours_of = lambda dt: ((pd.to_datetime(pd.Series(dt)) - t0) // _HOUR).to_numpy().astype(np.int64)
     n_steps = int(hours_of([last])[0]) // dh + 1
     # events: distinct failure times (several components at one time = one event)
     ev_hours = np.unique(hours_of(fail["datetime"].unique()))
     inside = (ev_hours >= 0) & (ev_hours < n_steps * dh)
     if (~inside).any():
-        log.warning("machine %s: %d failure(s) outside the observation range ignored",
-                    machine["machineID"], int((~inside).sum()))
+        log.warning(
+            "machine %s: %d failure(s) outside the observation range ignored",
+            machine["machineID"],
+            int((~inside).sum()),
+        )
     ev_hours = ev_hours[inside]
     event_steps = np.unique(ev_hours // dh)
-    cutoff = np.full(n_steps, np.iinfo(np.int64).max)                # last hour kept in each step
+    cutoff = np.full(n_steps, np.iinfo(np.int64).max)  # last hour kept in each step
     np.minimum.at(cutoff, ev_hours // dh, ev_hours)
 
     def keep(hours: np.ndarray) -> np.ndarray:
@@ -99,8 +110,15 @@ def machine_steps(err: pd.DataFrame, maint: pd.DataFrame, fail: pd.DataFrame, ma
     if tel is not None:
         th = hours_of(tel["datetime"])
         ok = keep(th)
-        agg = (pd.DataFrame(tel[TELEMETRY].to_numpy()[ok], columns=TELEMETRY).assign(step=th[ok] // dh)
-               .groupby("step").mean().reindex(range(n_steps)).ffill().bfill())
+        agg = (
+            pd.DataFrame(tel[TELEMETRY].to_numpy()[ok], columns=TELEMETRY)
+            .assign(step=th[ok] // dh)
+            .groupby("step")
+            .mean()
+            .reindex(range(n_steps))
+            .ffill()
+            .bfill()
+        )
         x[:, [col[c] for c in TELEMETRY]] = agg.to_numpy()
     if len(err):
         eh = hours_of(err["datetime"])
@@ -111,8 +129,9 @@ def machine_steps(err: pd.DataFrame, maint: pd.DataFrame, fail: pd.DataFrame, ma
     for comp in COMPS:
         mt = np.sort(maint.loc[maint["comp"] == comp, "datetime"].to_numpy())
         k = np.searchsorted(mt, starts, side="left") - 1
-        last_rep = np.where(k >= 0, mt[np.maximum(k, 0)] if len(mt) else maint_origin.to_datetime64(),
-                            maint_origin.to_datetime64())
+        last_rep = np.where(
+            k >= 0, mt[np.maximum(k, 0)] if len(mt) else maint_origin.to_datetime64(), maint_origin.to_datetime64()
+        )
         x[:, col[f"days_since_{comp}"]] = (starts - last_rep) / np.timedelta64(1, "D")
     model = str(machine["model"])
     if model in MODELS:
@@ -134,9 +153,18 @@ def azure_labels(n_steps: int, event_steps: np.ndarray, pred_horizon: int):
     return ev, (~has) | (ev >= pred_horizon), ev.astype(np.float32)
 
 
-def prepare_azure(tables: dict, lookback: int, pred_horizon: int, split_seed: int, test_fraction: float,
-                  val_fraction: float, downsample_hours: int = 15, window_stride: int = 1,
-                  max_units: int | None = None, age_input: bool = False) -> dict:
+def prepare_azure(
+    tables: dict,
+    lookback: int,
+    pred_horizon: int,
+    split_seed: int,
+    test_fraction: float,
+    val_fraction: float,
+    downsample_hours: int = 15,
+    window_stride: int = 1,
+    max_units: int | None = None,
+    age_input: bool = False,
+) -> dict:
     """tables: errors/maint/failures/machines DataFrames and optionally telemetry (key absent or None
     when there is none) -> dict of windows + metadata. Machines are split (by `split_seed`) before
     scaling; the min/max scaler is fit on the train machines' steps only."""
@@ -150,16 +178,26 @@ def prepare_azure(tables: dict, lookback: int, pred_horizon: int, split_seed: in
     kinds = ("errors", "maint", "failures") + (("telemetry",) if tel is not None else ())
     groups = {k: dict(tuple(tables[k].groupby("machineID"))) for k in kinds}
     empty = {k: tables[k].iloc[:0] for k in kinds}
-    origin = pd.Timestamp(tables["maint"]["datetime"].min()) if len(tables["maint"]) else (
-        pd.Timestamp(tel["datetime"].min()) if tel is not None else observation_period(tables)[0])
+    origin = (
+        pd.Timestamp(tables["maint"]["datetime"].min())
+        if len(tables["maint"])
+        else (pd.Timestamp(tel["datetime"].min()) if tel is not None else observation_period(tables)[0])
+    )
     period = None if tel is not None else observation_period(tables)
     feats, events = {}, {}
     for _, m in machines[machines.machineID.isin(ids)].iterrows():
         mid = int(m["machineID"])
         g = {k: groups[k].get(mid, empty[k]) for k in kinds}
         feats[mid], events[mid] = machine_steps(
-            g["errors"], g["maint"], g["failures"], m, downsample_hours, origin,
-            tel=g["telemetry"].sort_values("datetime") if tel is not None else None, period=period)
+            g["errors"],
+            g["maint"],
+            g["failures"],
+            m,
+            downsample_hours,
+            origin,
+            tel=g["telemetry"].sort_values("datetime") if tel is not None else None,
+            period=period,
+        )
         if age_input:
             feats[mid] = np.column_stack([feats[mid], np.arange(len(feats[mid]), dtype=np.float64)])
     split = split_units(ids, test_fraction, val_fraction, split_seed)
@@ -168,13 +206,24 @@ def prepare_azure(tables: dict, lookback: int, pred_horizon: int, split_seed: in
     span = np.where(hi > lo, hi - lo, 1.0)
     names = feature_names(tel is not None) + (["record_steps"] if age_input else [])
     fail = tables["failures"]
-    out = {"feature_names": names, "split_units": split,
-           "n_event_steps": int(sum(len(e) for e in events.values())),
-           "n_events": int(fail[fail.machineID.isin(ids)][["machineID", "datetime"]].drop_duplicates().shape[0])}
+    out = {
+        "feature_names": names,
+        "split_units": split,
+        "n_event_steps": int(sum(len(e) for e in events.values())),
+        "n_events": int(fail[fail.machineID.isin(ids)][["machineID", "datetime"]].drop_duplicates().shape[0]),
+    }
     for part, us in split.items():
         xs = [(2.0 * (feats[m] - lo) / span - 1.0).astype(np.float32) for m in us]
         labels = [azure_labels(len(feats[m]), events[m], pred_horizon) for m in us]
-        out[part] = make_windows(list(us), xs, [a for a, _, _ in labels], [b for _, b, _ in labels],
-                                 [c for _, _, c in labels], lookback, window_stride, feature_names=names)
+        out[part] = make_windows(
+            list(us),
+            xs,
+            [a for a, _, _ in labels],
+            [b for _, b, _ in labels],
+            [c for _, _, c in labels],
+            lookback,
+            window_stride,
+            feature_names=names,
+        )
     out["benchmark"] = None
     return out

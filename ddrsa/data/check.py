@@ -6,6 +6,7 @@ Suggested sizes (a starting point, not a tuned value):
                  data holds both event windows and windows censored at the horizon);
   lookback     = the largest power of two <= the median steps per unit, in [8, 128].
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,15 +39,24 @@ def summarize(path, columns: FleetColumns | None = None) -> dict:
     censored = int(sum(1 for s, e in zip(table.steps, table.event_steps) if not len(e) or e[-1] < len(s) - 1))
     seg = failed_segment_lengths(table.event_steps)
     dropped = dict(table.dropped, **{c: "constant on the training units" for c in scaler.dropped})
-    return {"name": table.name, "version": table.version, "rows": table.n_rows, "units": len(table.unit_ids),
-            "segments": n_fail + censored, "failures": n_fail, "censored_segments": censored,
-            "steps_per_unit": (int(lengths.min()), float(np.median(lengths)), int(lengths.max())),
-            "failed_segment_median": float(np.median(seg)),
-            "covariates_kept": scaler.feature_names, "covariates_dropped": dropped,
-            "categories": table.categories, "missing_share": table.missing_share,
-            "split_units": {k: len(v) for k, v in split.items()},
-            "pred_horizon": _pow2_floor(float(np.median(seg)), 8, 256),
-            "lookback_window": _pow2_floor(float(np.median(lengths)), 8, 128)}
+    return {
+        "name": table.name,
+        "version": table.version,
+        "rows": table.n_rows,
+        "units": len(table.unit_ids),
+        "segments": n_fail + censored,
+        "failures": n_fail,
+        "censored_segments": censored,
+        "steps_per_unit": (int(lengths.min()), float(np.median(lengths)), int(lengths.max())),
+        "failed_segment_median": float(np.median(seg)),
+        "covariates_kept": scaler.feature_names,
+        "covariates_dropped": dropped,
+        "categories": table.categories,
+        "missing_share": table.missing_share,
+        "split_units": {k: len(v) for k, v in split.items()},
+        "pred_horizon": _pow2_floor(float(np.median(seg)), 8, 256),
+        "lookback_window": _pow2_floor(float(np.median(lengths)), 8, 128),
+    }
 
 
 def format_summary(s: dict) -> str:
@@ -64,7 +74,9 @@ def format_summary(s: dict) -> str:
     ]
     if cats:
         lines.append(f"one-hot encoded: {cats}")
-    lines += [f"missing values: {s['missing_share']:.2%} of the kept covariate cells (imputed: last observed "
-              "value of the unit, else the training units' median)",
-              f"suggested: --pred-horizon {s['pred_horizon']} --lookback-window {s['lookback_window']}"]
+    lines += [
+        f"missing values: {s['missing_share']:.2%} of the kept covariate cells (imputed: last observed "
+        "value of the unit, else the training units' median)",
+        f"suggested: --pred-horizon {s['pred_horizon']} --lookback-window {s['lookback_window']}",
+    ]
     return "\n".join(lines)

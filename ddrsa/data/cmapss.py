@@ -24,6 +24,7 @@ Test split (`test_split`):
             labelled with its true RUL: l = RUL_i + (T_i - t) at cycle t of a unit last seen at T_i
             (the RUL file gives l at T_i; the unit keeps running after its last observed cycle).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,8 +53,11 @@ def split_units(units: np.ndarray, test_fraction: float, val_fraction: float, se
     perm = np.random.default_rng(seed).permutation(units)
     n_test = 0 if test_fraction == 0 else min(max(1, int(round(test_fraction * n))), n - 2)
     n_val = min(max(1, int(round(val_fraction * (n - n_test)))), n - n_test - 1)
-    return {"test": np.sort(perm[:n_test]), "val": np.sort(perm[n_test:n_test + n_val]),
-            "train": np.sort(perm[n_test + n_val:])}
+    return {
+        "test": np.sort(perm[:n_test]),
+        "val": np.sort(perm[n_test : n_test + n_val]),
+        "train": np.sort(perm[n_test + n_val :]),
+    }
 
 
 def check_table(arr: np.ndarray, path) -> None:
@@ -81,16 +85,15 @@ class CmapssPreprocessor:
         idx = np.full(len(rows), -1)
         for i, k in enumerate(self.cond_keys):
             idx[(keys == k).all(1)] = i
-        if (idx < 0).any():     # unseen condition: nearest known one
+        if (idx < 0).any():  # unseen condition: nearest known one
             miss = idx < 0
             d = ((keys[miss, None, :] - self.cond_keys[None]) ** 2).sum(-1)
             idx[miss] = d.argmin(1)
         return idx
 
-    def fit(self, rows: np.ndarray) -> "CmapssPreprocessor":
+    def fit(self, rows: np.ndarray) -> CmapssPreprocessor:
         sens = rows[:, 5:]
-        self.cond_keys = (np.unique(condition_keys(rows[:, 2:5]), axis=0) if self.multi
-                          else np.zeros((1, 3)))
+        self.cond_keys = np.unique(condition_keys(rows[:, 2:5]), axis=0) if self.multi else np.zeros((1, 3))
         cond = self._cond(rows) if self.multi else np.zeros(len(rows), int)
         self.mu = np.stack([sens[cond == c].mean(0) for c in range(len(self.cond_keys))])
         self.sd = np.stack([sens[cond == c].std(0) for c in range(len(self.cond_keys))])
@@ -124,10 +127,21 @@ def _per_unit(rows: np.ndarray, feats: np.ndarray, units: np.ndarray):
     return [feats[a:b] for a, b in zip(*bounds)]
 
 
-def prepare_cmapss(train_rows: np.ndarray, test_rows: np.ndarray | None, rul: np.ndarray | None,
-                   subset: str, lookback: int, pred_horizon: int, split_seed: int, test_fraction: float,
-                   val_fraction: float, window_stride: int = 1, max_units: int | None = None,
-                   test_split: str = "held-out", age_input: bool = False) -> dict:
+def prepare_cmapss(
+    train_rows: np.ndarray,
+    test_rows: np.ndarray | None,
+    rul: np.ndarray | None,
+    subset: str,
+    lookback: int,
+    pred_horizon: int,
+    split_seed: int,
+    test_fraction: float,
+    val_fraction: float,
+    window_stride: int = 1,
+    max_units: int | None = None,
+    test_split: str = "held-out",
+    age_input: bool = False,
+) -> dict:
     """Raw float (n, 26) training/test rows + RUL (n_test_units,) -> dict of windows and metadata.
 
     test_split "official": `test` = the official test units (see the module docstring); their ids
@@ -142,16 +156,22 @@ def prepare_cmapss(train_rows: np.ndarray, test_rows: np.ndarray | None, rul: np
     split = split_units(units, 0.0 if official else test_fraction, val_fraction, split_seed)
     pre = CmapssPreprocessor(subset, age_input).fit(train_rows[np.isin(train_rows[:, 0], split["train"])])
     feats = pre.transform(train_rows)
-    out = {"feature_names": pre.feature_names, "split_units": split,
-           "n_conditions": len(pre.cond_keys)}
+    out = {"feature_names": pre.feature_names, "split_units": split, "n_conditions": len(pre.cond_keys)}
     for part, us in split.items():
         if official and part == "test":
             continue
         per = _per_unit(train_rows, feats, us)
         labels = [run_to_failure_labels(len(f), pred_horizon) for f in per]
-        out[part] = make_windows(list(us), per, [a for a, _, _ in labels], [b for _, b, _ in labels],
-                                 [c for _, _, c in labels], lookback, window_stride,
-                                 feature_names=pre.feature_names)
+        out[part] = make_windows(
+            list(us),
+            per,
+            [a for a, _, _ in labels],
+            [b for _, b, _ in labels],
+            [c for _, _, c in labels],
+            lookback,
+            window_stride,
+            feature_names=pre.feature_names,
+        )
     out["benchmark"] = None
     if test_rows is not None and rul is not None:
         tunits = np.unique(test_rows[:, 0].astype(np.int64))
@@ -161,12 +181,25 @@ def prepare_cmapss(train_rows: np.ndarray, test_rows: np.ndarray | None, rul: np
         r = np.asarray(rul, np.int64)
         if official:
             ev = [v + np.arange(len(f) - 1, -1, -1, dtype=np.int64) for f, v in zip(per, r)]
-            out["test"] = make_windows(list(tunits), per, ev, [e >= pred_horizon for e in ev],
-                                       [e.astype(np.float32) for e in ev], lookback, window_stride,
-                                       feature_names=pre.feature_names)
+            out["test"] = make_windows(
+                list(tunits),
+                per,
+                ev,
+                [e >= pred_horizon for e in ev],
+                [e.astype(np.float32) for e in ev],
+                lookback,
+                window_stride,
+                feature_names=pre.feature_names,
+            )
             split["test"] = tunits
-        out["benchmark"] = make_windows(list(tunits), per, [np.full(len(f), v) for f, v in zip(per, r)],
-                                        [np.full(len(f), v >= pred_horizon) for f, v in zip(per, r)],
-                                        [np.full(len(f), float(v)) for f, v in zip(per, r)],
-                                        lookback, last_only=True, feature_names=pre.feature_names)
+        out["benchmark"] = make_windows(
+            list(tunits),
+            per,
+            [np.full(len(f), v) for f, v in zip(per, r)],
+            [np.full(len(f), v >= pred_horizon) for f, v in zip(per, r)],
+            [np.full(len(f), float(v)) for f, v in zip(per, r)],
+            lookback,
+            last_only=True,
+            feature_names=pre.feature_names,
+        )
     return out

@@ -12,6 +12,7 @@ Same steps as the built-in loaders (`cmapss`, `azure_pm`):
   - windows: `make_windows` over each unit's whole history (a window may reach back past an
     earlier failure, as Azure PM machines' do).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -67,8 +68,13 @@ class FleetScaler:
         return [c for j, c in enumerate(self.covariates) if j not in set(self.keep.tolist())]
 
     def to_dict(self) -> dict:
-        return {"covariates": self.covariates, "keep": self.keep.tolist(), "median": self.median.tolist(),
-                "lo": self.lo.tolist(), "hi": self.hi.tolist()}
+        return {
+            "covariates": self.covariates,
+            "keep": self.keep.tolist(),
+            "median": self.median.tolist(),
+            "lo": self.lo.tolist(),
+            "hi": self.hi.tolist(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> FleetScaler:
@@ -78,8 +84,9 @@ class FleetScaler:
         return s
 
 
-def split_fleet(table: FleetTable, split_seed: int, test_fraction: float, val_fraction: float,
-                max_units: int | None = None) -> dict:
+def split_fleet(
+    table: FleetTable, split_seed: int, test_fraction: float, val_fraction: float, max_units: int | None = None
+) -> dict:
     """{"train","val","test"} unit ids (int64 arrays); DataError when a split would be empty of units
     or the training units hold no failure."""
     ids = table.unit_ids if max_units is None else np.sort(table.unit_ids)[:max_units]
@@ -88,13 +95,23 @@ def split_fleet(table: FleetTable, split_seed: int, test_fraction: float, val_fr
     split = split_units(ids, test_fraction, val_fraction, split_seed)
     pos = {u: i for i, u in enumerate(table.unit_ids.tolist())}
     if not any(len(table.event_steps[pos[u]]) for u in split["train"].tolist()):
-        raise DataError(f"{table.name}: no failure in the {len(split['train'])} training units "
-                        f"(split_seed {split_seed}); more units with failures are needed")
+        raise DataError(
+            f"{table.name}: no failure in the {len(split['train'])} training units "
+            f"(split_seed {split_seed}); more units with failures are needed"
+        )
     return split
 
 
-def prepare_fleet(table: FleetTable, lookback: int, pred_horizon: int, split_seed: int, test_fraction: float,
-                  val_fraction: float, window_stride: int = 1, max_units: int | None = None) -> dict:
+def prepare_fleet(
+    table: FleetTable,
+    lookback: int,
+    pred_horizon: int,
+    split_seed: int,
+    test_fraction: float,
+    val_fraction: float,
+    window_stride: int = 1,
+    max_units: int | None = None,
+) -> dict:
     """FleetTable -> dict of windows and metadata, like `prepare_cmapss`/`prepare_azure`, plus the
     fitted `scaler`."""
     split = split_fleet(table, split_seed, test_fraction, val_fraction, max_units)
@@ -106,6 +123,14 @@ def prepare_fleet(table: FleetTable, lookback: int, pred_horizon: int, split_see
         idx = [pos[u] for u in us.tolist()]
         xs = [scaler.transform(table.steps[i]) for i in idx]
         labels = [azure_labels(len(table.steps[i]), table.event_steps[i], pred_horizon) for i in idx]
-        out[part] = make_windows(list(us), xs, [a for a, _, _ in labels], [b for _, b, _ in labels],
-                                 [c for _, _, c in labels], lookback, window_stride, feature_names=names)
+        out[part] = make_windows(
+            list(us),
+            xs,
+            [a for a, _, _ in labels],
+            [b for _, b, _ in labels],
+            [c for _, _, c in labels],
+            lookback,
+            window_stride,
+            feature_names=names,
+        )
     return out

@@ -19,6 +19,7 @@ Rules (the numbers are the constants below):
     MAX_MISSING_SHARE of the steps is an error. The rest are imputed by `ddrsa.data.fleet` (last
     observed value of the unit, else the training units' median).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,7 +37,7 @@ from .io import read_bytes
 
 MAX_CATEGORIES = 20
 MAX_MISSING_SHARE = 0.5
-MAX_GRID_GROWTH = 10      # step grid at most this many times the rows (a too small time_step)
+MAX_GRID_GROWTH = 10  # step grid at most this many times the rows (a too small time_step)
 YAML_KEYS = ("unit_column", "time_column", "event_column", "time_step", "max_categories")
 
 
@@ -87,17 +88,17 @@ class FleetTable:
     covariates (NaN = missing), `event_steps[u]` int64 sorted steps holding a failure."""
 
     name: str
-    version: str                      # 16 hex of sha256 over the file bytes and the column settings
-    unit_ids: np.ndarray              # int64 (U,): the unit labels when they are integers, else 1..U
-    unit_labels: list                 # (U,) the labels as written in the file
-    last_time: list                   # (U,) the time value of each unit's last row, as in the file
-    steps: list                       # U x float64 (T_u, C)
-    event_steps: list                 # U x int64 (E_u,)
-    covariates: list[str]             # C encoded covariate names (`col` or `col=value`)
-    categories: dict = field(default_factory=dict)   # categorical column -> sorted values
-    dropped: dict = field(default_factory=dict)      # covariate -> reason ("all missing")
+    version: str  # 16 hex of sha256 over the file bytes and the column settings
+    unit_ids: np.ndarray  # int64 (U,): the unit labels when they are integers, else 1..U
+    unit_labels: list  # (U,) the labels as written in the file
+    last_time: list  # (U,) the time value of each unit's last row, as in the file
+    steps: list  # U x float64 (T_u, C)
+    event_steps: list  # U x int64 (E_u,)
+    covariates: list[str]  # C encoded covariate names (`col` or `col=value`)
+    categories: dict = field(default_factory=dict)  # categorical column -> sorted values
+    dropped: dict = field(default_factory=dict)  # covariate -> reason ("all missing")
     n_rows: int = 0
-    missing_share: float = 0.0        # share of missing cells among the kept covariates on the grid
+    missing_share: float = 0.0  # share of missing cells among the kept covariates on the grid
 
 
 def _read_frame(path: Path) -> tuple[pd.DataFrame, bytes]:
@@ -132,8 +133,10 @@ def _step_index(path: Path, df: pd.DataFrame, cols: FleetColumns, order_in_unit)
         bad = num.isna() | (num != num.round())
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{path}: row {i + 1}, column {cols.time_column}: '{t.iloc[i]}' is not an integer "
-                            "step (timestamps need a time_step, e.g. --time-step 1h)")
+            raise DataError(
+                f"{path}: row {i + 1}, column {cols.time_column}: '{t.iloc[i]}' is not an integer "
+                "step (timestamps need a time_step, e.g. --time-step 1h)"
+            )
         steps = num.to_numpy(np.int64)
         return steps - order_in_unit(steps).transform("min").to_numpy(np.int64)
     try:
@@ -150,8 +153,9 @@ def _step_index(path: Path, df: pd.DataFrame, cols: FleetColumns, order_in_unit)
     return ((ts - t0) // step).to_numpy(np.int64)
 
 
-def _encode(path: Path, df: pd.DataFrame, names: list[str], limit: int,
-            categories: dict | None) -> tuple[pd.DataFrame, dict]:
+def _encode(
+    path: Path, df: pd.DataFrame, names: list[str], limit: int, categories: dict | None
+) -> tuple[pd.DataFrame, dict]:
     """Covariate columns -> numeric frame (categoricals one-hot) and {column: sorted values}.
     `categories` (from a model package) fixes the encoding instead of reading it from the data."""
     out, cats = {}, {}
@@ -167,24 +171,30 @@ def _encode(path: Path, df: pd.DataFrame, names: list[str], limit: int,
         text = col.astype(str).str.strip().where(col.notna())
         values = sorted(text.dropna().unique()) if known is None else list(known)
         if known is None and len(values) > limit:
+            assert num is not None  # computed whenever no known categories are given
             bad = num.isna() & col.notna()
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{path}: covariate {c!r} is not numeric (row {i + 1}: '{col.iloc[i]}') and has "
-                            f"{len(values)} distinct values, more than the one-hot limit {limit} "
-                            "(max_categories)")
+            raise DataError(
+                f"{path}: covariate {c!r} is not numeric (row {i + 1}: '{col.iloc[i]}') and has "
+                f"{len(values)} distinct values, more than the one-hot limit {limit} "
+                "(max_categories)"
+            )
         if known is not None:
             unseen = sorted(set(text.dropna().unique()) - set(known))
             if unseen:
-                raise DataError(f"{path}: covariates do not match the package: {c!r} has value(s) "
-                                f"{', '.join(map(repr, unseen[:3]))} it was not trained on (known: {', '.join(known)})")
+                raise DataError(
+                    f"{path}: covariates do not match the package: {c!r} has value(s) "
+                    f"{', '.join(map(repr, unseen[:3]))} it was not trained on (known: {', '.join(known)})"
+                )
         cats[c] = values
         for v in values:
             out[f"{c}={v}"] = (text == v).astype(float).where(text.notna())
     return pd.DataFrame(out, index=df.index), cats
 
 
-def read_fleet(path, columns: FleetColumns | None = None, *, categories: dict | None = None,
-               require_failure: bool = True) -> FleetTable:
+def read_fleet(
+    path, columns: FleetColumns | None = None, *, categories: dict | None = None, require_failure: bool = True
+) -> FleetTable:
     """Read and validate the table at `path` (see the module docstring). `require_failure` False
     (scoring) accepts a table without any failure; `categories` fixes the one-hot encoding."""
     path = Path(path)
@@ -196,9 +206,11 @@ def read_fleet(path, columns: FleetColumns | None = None, *, categories: dict | 
     required = [cols.unit_column, cols.time_column, cols.event_column]
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise DataError(f"{path}: missing required column(s) {', '.join(missing)} (found: "
-                        f"{', '.join(df.columns[:12])}{', ...' if len(df.columns) > 12 else ''}; "
-                        "name them with --unit-column/--time-column/--event-column or a YAML next to the file)")
+        raise DataError(
+            f"{path}: missing required column(s) {', '.join(missing)} (found: "
+            f"{', '.join(df.columns[:12])}{', ...' if len(df.columns) > 12 else ''}; "
+            "name them with --unit-column/--time-column/--event-column or a YAML next to the file)"
+        )
     for c in required:
         if df[c].isna().any():
             i = int(np.flatnonzero(df[c].isna().to_numpy())[0])
@@ -207,38 +219,47 @@ def read_fleet(path, columns: FleetColumns | None = None, *, categories: dict | 
     bad = ~ev.isin([0, 1])
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{path}: row {i + 1}, column {cols.event_column}: '{df[cols.event_column].iloc[i]}' "
-                        "is not 0 or 1 (1 on the step a failure happened)")
+        raise DataError(
+            f"{path}: row {i + 1}, column {cols.event_column}: '{df[cols.event_column].iloc[i]}' "
+            "is not 0 or 1 (1 on the step a failure happened)"
+        )
     unit = df[cols.unit_column]
-    by_unit = (lambda s: pd.Series(s, index=df.index).groupby(unit.to_numpy(), sort=False))
+    by_unit = lambda s: pd.Series(s, index=df.index).groupby(unit.to_numpy(), sort=False)
     dup = df.duplicated([cols.unit_column, cols.time_column])
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
-        raise DataError(f"{path}: row {i + 1}: duplicate (unit, time) = ('{unit.iloc[i]}', "
-                        f"'{df[cols.time_column].iloc[i]}')")
+        raise DataError(
+            f"{path}: row {i + 1}: duplicate (unit, time) = ('{unit.iloc[i]}', '{df[cols.time_column].iloc[i]}')"
+        )
     step = _step_index(path, df, cols, by_unit)
     # time must increase within each unit in file order (rows of different units may interleave)
     back = by_unit(step).diff().to_numpy() < 0
     if back.any():
         i = int(np.flatnonzero(back)[0])
-        raise DataError(f"{path}: row {i + 1}: time goes backwards inside unit '{unit.iloc[i]}' "
-                        f"('{df[cols.time_column].iloc[i]}' after a later time)")
+        raise DataError(
+            f"{path}: row {i + 1}: time goes backwards inside unit '{unit.iloc[i]}' "
+            f"('{df[cols.time_column].iloc[i]}' after a later time)"
+        )
     names = [c for c in df.columns if c not in required]
     enc, cats = _encode(path, df, names, cols.max_categories, categories)
-    version = hashlib.sha256(hashlib.sha256(raw).digest() + repr(sorted(cols.as_dict().items())).encode()
-                             ).hexdigest()[:16]
+    version = hashlib.sha256(hashlib.sha256(raw).digest() + repr(sorted(cols.as_dict().items())).encode()).hexdigest()[
+        :16
+    ]
     return _assemble(path, df, cols, unit, step, ev.to_numpy().astype(bool), enc, cats, version, require_failure)
 
 
 def _assemble(path, df, cols, unit, step, event, enc, cats, version, require_failure) -> FleetTable:
     """Per-unit step grids, missing-value checks and the unit ids."""
     if require_failure and not event.any():
-        raise DataError(f"{path}: no failure at all (column {cols.event_column} is never 1): nothing to learn "
-                        "time to failure from")
+        raise DataError(
+            f"{path}: no failure at all (column {cols.event_column} is never 1): nothing to learn time to failure from"
+        )
     n_grid = int(pd.Series(step).groupby(unit.to_numpy(), sort=False).max().sum()) + unit.nunique()
     if n_grid > MAX_GRID_GROWTH * len(df):
-        raise DataError(f"{path}: the step grid would hold {n_grid} steps for {len(df)} rows: time_step "
-                        f"{cols.time_step or 1} is too small for these times")
+        raise DataError(
+            f"{path}: the step grid would hold {n_grid} steps for {len(df)} rows: time_step "
+            f"{cols.time_step or 1} is too small for these times"
+        )
     labels = list(pd.unique(unit))
     try:
         as_int = [int(u) for u in labels]
@@ -253,15 +274,24 @@ def _assemble(path, df, cols, unit, step, event, enc, cats, version, require_fai
     steps, event_steps, last_time = [], [], []
     last_row = df.groupby(cols.unit_column, sort=False)[cols.time_column].last()
     for lab in labels:
-        g = grouped[lab].drop(columns="_unit").groupby("_step").mean()   # rows in one step averaged
+        g = grouped[lab].drop(columns="_unit").groupby("_step").mean()  # rows in one step averaged
         n = int(g.index.max()) + 1
         g = g.reindex(range(n))
         steps.append(g[list(enc.columns)].to_numpy(np.float64))
         event_steps.append(np.flatnonzero(g["_event"].fillna(0).to_numpy() > 0).astype(np.int64))
         last_time.append(last_row[lab])
-    table = FleetTable(name=dataset_name(str(path)), version=version, unit_ids=ids, unit_labels=labels,
-                       last_time=last_time, steps=steps, event_steps=event_steps,
-                       covariates=list(enc.columns), categories=cats, n_rows=len(df))
+    table = FleetTable(
+        name=dataset_name(str(path)),
+        version=version,
+        unit_ids=ids,
+        unit_labels=labels,
+        last_time=last_time,
+        steps=steps,
+        event_steps=event_steps,
+        covariates=list(enc.columns),
+        categories=cats,
+        n_rows=len(df),
+    )
     return _check_missing(path, table)
 
 
@@ -274,8 +304,10 @@ def _check_missing(path, table: FleetTable) -> FleetTable:
         if share[j] == 1.0:
             table.dropped[name] = "all missing"
         elif share[j] > MAX_MISSING_SHARE:
-            raise DataError(f"{path}: covariate {name!r} is missing or infinite on {share[j]:.0%} of the steps "
-                            f"(limit {MAX_MISSING_SHARE:.0%}); fill it or drop the column")
+            raise DataError(
+                f"{path}: covariate {name!r} is missing or infinite on {share[j]:.0%} of the steps "
+                f"(limit {MAX_MISSING_SHARE:.0%}); fill it or drop the column"
+            )
         else:
             keep.append(j)
     if not keep:

@@ -1,4 +1,5 @@
 """Reading raw data files (plain or .gz) with one-line `DataError`s naming file and line."""
+
 from __future__ import annotations
 
 import gzip
@@ -46,8 +47,7 @@ def parse_whitespace_table(text: bytes, ncols: int, path) -> np.ndarray:
         for i, ln in enumerate(lines, 1):
             nf = len(ln.split())
             if nf and nf != ncols:
-                last = " (truncated last line?)" if i == len(lines) or not any(
-                    x.strip() for x in lines[i:]) else ""
+                last = " (truncated last line?)" if i == len(lines) or not any(x.strip() for x in lines[i:]) else ""
                 raise DataError(f"{path}: line {i} has {nf} fields, expected {ncols}{last}")
     try:
         arr = np.array(tokens, dtype=np.float64)
@@ -75,8 +75,9 @@ def read_csv_table(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     Returns only those columns, converted. DataError naming file, column and line on problems."""
     raw = read_bytes(path)
     try:
-        df = pd.read_csv(io.BytesIO(raw), skipinitialspace=True, keep_default_na=False, na_values=[""],
-                         low_memory=False)
+        df = pd.read_csv(
+            io.BytesIO(raw), skipinitialspace=True, keep_default_na=False, na_values=[""], low_memory=False
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: malformed CSV: {msg}") from None
@@ -102,8 +103,11 @@ def read_csv_table(path: Path, columns: dict[str, str]) -> pd.DataFrame:
             i = int(np.flatnonzero(bad.to_numpy())[0])
             v = col_vals.iloc[i]
             kind_word = "date" if kind == "datetime" else "numeric"
-            what = ("missing value (truncated line?)" if pd.isna(v) or str(v).strip() == ""
-                    else f"non-{kind_word} value {str(v).strip()!r}")
+            what = (
+                "missing value (truncated line?)"
+                if pd.isna(v) or str(v).strip() == ""
+                else f"non-{kind_word} value {str(v).strip()!r}"
+            )
             raise DataError(f"{path}: line {i + 2}, column {col}: {what}")
         if kind == "int":
             if not (conv == conv.round()).all():

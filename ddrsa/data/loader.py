@@ -14,6 +14,7 @@ for a table: its bytes and column settings).
 Results are cached in-process (lru_cache) keyed on the data fields of the config plus the settings'
 data_dir/data_source; the returned arrays are read-only and shared, copy before modifying.
 """
+
 from __future__ import annotations
 
 import functools
@@ -44,8 +45,14 @@ AZURE_SCHEMAS = {
     "maint": {"datetime": "datetime", "machineID": "int", "comp": "str"},
     "failures": {"datetime": "datetime", "machineID": "int", "failure": "str"},
     "machines": {"machineID": "int", "model": "str", "age": "float"},
-    "telemetry": {"datetime": "datetime", "machineID": "int", "volt": "float", "rotate": "float",
-                  "pressure": "float", "vibration": "float"},
+    "telemetry": {
+        "datetime": "datetime",
+        "machineID": "int",
+        "volt": "float",
+        "rotate": "float",
+        "pressure": "float",
+        "vibration": "float",
+    },
 }
 
 
@@ -57,8 +64,10 @@ def _hash(*parts: bytes) -> str:
 
 
 def _warn_synthetic(what: str, folder: Path, note: str = "") -> str:
-    return (f"SYNTHETIC DATA: {what} not found in {folder};{note} results are not comparable with "
-            f"published numbers (set DDRSA_DATA_DIR or data_source=real)")
+    return (
+        f"SYNTHETIC DATA: {what} not found in {folder};{note} results are not comparable with "
+        f"published numbers (set DDRSA_DATA_DIR or data_source=real)"
+    )
 
 
 # ---------------------------------------------------------------------------------- C-MAPSS
@@ -96,17 +105,34 @@ def _load_cmapss(cfg: DataConfig, source: str, data_dir: Path) -> PreparedData:
         used, version = "real", _hash(*raws)
     else:
         if source == "auto":
-            warning = _warn_synthetic(f"C-MAPSS files for {cfg.subset} (train_/test_/RUL_{cfg.subset}.txt[.gz])", folder)
+            warning = _warn_synthetic(
+                f"C-MAPSS files for {cfg.subset} (train_/test_/RUL_{cfg.subset}.txt[.gz])", folder
+            )
         params: dict = dict(SYNTH_CMAPSS, subset=cfg.subset)
         tr, te, ru = synthetic.make_synthetic_cmapss(**params)
         train, test, rul = tr.to_numpy(float), te.to_numpy(float), ru["rul"].to_numpy(float)
         used, version = "synthetic", _hash(json.dumps(["make_synthetic_cmapss", params], sort_keys=True).encode())
-    out = prepare_cmapss(train, test, rul, cfg.subset, cfg.lookback_window, cfg.pred_horizon, cfg.split_seed,
-                         cfg.test_fraction, cfg.val_fraction, cfg.window_stride, cfg.max_units,
-                         test_split=cfg.test_split, age_input=cfg.age_input)
-    info = {"split_units": {k: v.tolist() for k, v in out["split_units"].items()},
-            "n_conditions": out["n_conditions"], "files": [str(p) for p in paths if p is not None],
-            "warning": warning}
+    out = prepare_cmapss(
+        train,
+        test,
+        rul,
+        cfg.subset,
+        cfg.lookback_window,
+        cfg.pred_horizon,
+        cfg.split_seed,
+        cfg.test_fraction,
+        cfg.val_fraction,
+        cfg.window_stride,
+        cfg.max_units,
+        test_split=cfg.test_split,
+        age_input=cfg.age_input,
+    )
+    info = {
+        "split_units": {k: v.tolist() for k, v in out["split_units"].items()},
+        "n_conditions": out["n_conditions"],
+        "files": [str(p) for p in paths if p is not None],
+        "warning": warning,
+    }
     return _prepared(out, used, version, info)
 
 
@@ -132,8 +158,11 @@ def _load_azure(cfg: DataConfig, source: str, data_dir: Path) -> PreparedData:
             raws.append(raw)
             used = "real"
         else:
-            log.info("PdM_telemetry.csv(.gz) not in %s: Azure PM on the real non-telemetry signals only "
-                     "(errors, time since maintenance, model, age)", folder)
+            log.info(
+                "PdM_telemetry.csv(.gz) not in %s: Azure PM on the real non-telemetry signals only "
+                "(errors, time since maintenance, model, age)",
+                folder,
+            )
             used = "real-no-telemetry"
         version = _hash(*raws)
     else:
@@ -142,11 +171,24 @@ def _load_azure(cfg: DataConfig, source: str, data_dir: Path) -> PreparedData:
         tables = synthetic.make_synthetic_azure(**SYNTH_AZURE)
         used = "synthetic"
         version = _hash(json.dumps(["make_synthetic_azure", SYNTH_AZURE], sort_keys=True).encode())
-    out = prepare_azure(tables, cfg.lookback_window, cfg.pred_horizon, cfg.split_seed, cfg.test_fraction,
-                        cfg.val_fraction, cfg.downsample_hours, cfg.window_stride, cfg.max_units,
-                        age_input=cfg.age_input)
-    info = {"split_units": {k: v.tolist() for k, v in out["split_units"].items()},
-            "n_events": out["n_events"], "n_event_steps": out["n_event_steps"], "warning": warning}
+    out = prepare_azure(
+        tables,
+        cfg.lookback_window,
+        cfg.pred_horizon,
+        cfg.split_seed,
+        cfg.test_fraction,
+        cfg.val_fraction,
+        cfg.downsample_hours,
+        cfg.window_stride,
+        cfg.max_units,
+        age_input=cfg.age_input,
+    )
+    info = {
+        "split_units": {k: v.tolist() for k, v in out["split_units"].items()},
+        "n_events": out["n_events"],
+        "n_event_steps": out["n_event_steps"],
+        "warning": warning,
+    }
     return _prepared(out, used, version, info)
 
 
@@ -155,20 +197,43 @@ def _load_fleet(cfg: DataConfig, source: str, data_dir: Path) -> PreparedData:
     """A user's table (docs/DATA.md): always the file itself, whatever the data source setting."""
     path = Path(cfg.dataset)
     table = read_fleet(path, columns_for(path))
-    out = prepare_fleet(table, cfg.lookback_window, cfg.pred_horizon, cfg.split_seed, cfg.test_fraction,
-                        cfg.val_fraction, cfg.window_stride, cfg.max_units)
-    info = {"split_units": {k: v.tolist() for k, v in out["split_units"].items()}, "files": [str(path)],
-            "n_events": int(sum(len(e) for e in table.event_steps)), "warning": None,
-            "scaler": out["scaler"].to_dict(), "categories": table.categories,
-            "columns": columns_for(path).as_dict(), "dropped": dict(table.dropped, **{
-                c: "constant or missing on the training units" for c in out["scaler"].dropped})}
+    out = prepare_fleet(
+        table,
+        cfg.lookback_window,
+        cfg.pred_horizon,
+        cfg.split_seed,
+        cfg.test_fraction,
+        cfg.val_fraction,
+        cfg.window_stride,
+        cfg.max_units,
+    )
+    info = {
+        "split_units": {k: v.tolist() for k, v in out["split_units"].items()},
+        "files": [str(path)],
+        "n_events": int(sum(len(e) for e in table.event_steps)),
+        "warning": None,
+        "scaler": out["scaler"].to_dict(),
+        "categories": table.categories,
+        "columns": columns_for(path).as_dict(),
+        "dropped": dict(
+            table.dropped, **{c: "constant or missing on the training units" for c in out["scaler"].dropped}
+        ),
+    }
     return _prepared(out, "real", table.version, info)
 
 
 def _prepared(out: dict, used: str, version: str, info: dict) -> PreparedData:
-    return PreparedData(train=out["train"], val=out["val"], test=out["test"], benchmark=out["benchmark"],
-                        feature_names=out["feature_names"], data_source=used, data_version=version,
-                        n_units={k: len(out["split_units"][k]) for k in ("train", "val", "test")}, info=info)
+    return PreparedData(
+        train=out["train"],
+        val=out["val"],
+        test=out["test"],
+        benchmark=out["benchmark"],
+        feature_names=out["feature_names"],
+        data_source=used,
+        data_version=version,
+        n_units={k: len(out["split_units"][k]) for k in ("train", "val", "test")},
+        info=info,
+    )
 
 
 # ---------------------------------------------------------------------------------- entry point
@@ -182,8 +247,7 @@ def _fingerprint(folder: Path) -> tuple:
 @functools.lru_cache(maxsize=8)
 def _load_cached(cfg_json: str, data_dir: str, source: str, fingerprint: tuple) -> PreparedData:
     cfg = DataConfig.model_validate_json(cfg_json)
-    loader = (_load_fleet if is_table_path(cfg.dataset) else
-              _load_cmapss if cfg.dataset == "turbofan" else _load_azure)
+    loader = _load_fleet if is_table_path(cfg.dataset) else _load_cmapss if cfg.dataset == "turbofan" else _load_azure
     return loader(cfg, source, Path(data_dir))
 
 
@@ -197,13 +261,15 @@ def load_dataset(config, settings: Settings | None = None) -> PreparedData:
     source = cfg.data_source or settings.data_source
     data_dir = Path(settings.data_dir).resolve()
     if is_table_path(cfg.dataset):
-        fp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (str(p),)
-                   for p in (Path(cfg.dataset), yaml_path(cfg.dataset)))
+        fp = tuple(
+            (str(p), p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (str(p),)
+            for p in (Path(cfg.dataset), yaml_path(cfg.dataset))
+        )
     else:
         sub = data_dir / ("cmapss" if cfg.dataset == "turbofan" else "azure_pm")
         fp = () if source == "synthetic" else _fingerprint(sub)
     data = _load_cached(cfg.model_dump_json(), str(data_dir), source, fp)
-    if data.info.get("warning"):     # every call, also on cache hits
+    if data.info.get("warning"):  # every call, also on cache hits
         warnings.warn(data.info["warning"], UserWarning, stacklevel=2)
         log.warning(data.info["warning"])
     return data

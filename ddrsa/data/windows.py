@@ -5,6 +5,7 @@ Storage is compact: every unit's covariates are stored once in a flat float32 ar
 row `end[i]`. `x` (N, K, F) is built on demand (it can be large: FD004 at K=128 is ~0.6 GB
 dense), so trainers should prefer `batch(idx)` or `row_index(idx)` + `data`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -48,8 +49,22 @@ class SurvivalWindows:
     lookback: int
     feature_names: list = field(default_factory=list)
 
-    def __init__(self, x=None, mask=None, event_index=None, censored=None, rul=None, unit=None, *,
-                 data=None, valid=None, end=None, lookback=None, feature_names=None, step=None):
+    def __init__(
+        self,
+        x=None,
+        mask=None,
+        event_index=None,
+        censored=None,
+        rul=None,
+        unit=None,
+        *,
+        data=None,
+        valid=None,
+        end=None,
+        lookback=None,
+        feature_names=None,
+        step=None,
+    ):
         """Either dense `x` (N, K, F) + `mask` (N, K) as in the contract, or flat storage
         `data`/`valid`/`end`/`lookback` (used by `make_windows`)."""
         if x is not None:
@@ -80,8 +95,10 @@ class SurvivalWindows:
         return len(self.end)
 
     def __repr__(self) -> str:
-        return (f"SurvivalWindows(n={len(self)}, K={self.lookback}, F={self.n_features}, "
-                f"units={len(np.unique(self.unit))}, censored={int(self.censored.sum())})")
+        return (
+            f"SurvivalWindows(n={len(self)}, K={self.lookback}, F={self.n_features}, "
+            f"units={len(np.unique(self.unit))}, censored={int(self.censored.sum())})"
+        )
 
     @property
     def n_features(self) -> int:
@@ -113,20 +130,36 @@ class SurvivalWindows:
         """Bytes `x` would take dense (N*K*F*4)."""
         return len(self) * self.lookback * self.n_features * 4
 
-    def subset(self, idx) -> "SurvivalWindows":
+    def subset(self, idx) -> SurvivalWindows:
         """Windows `idx` (int indices or bool mask); shares the flat storage."""
         idx = np.asarray(idx)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
-        return SurvivalWindows(event_index=self.event_index[idx], censored=self.censored[idx],
-                               rul=self.rul[idx], unit=self.unit[idx], data=self.data, valid=self.valid,
-                               end=self.end[idx], lookback=self.lookback, feature_names=self.feature_names,
-                               step=self.step[idx])
+        return SurvivalWindows(
+            event_index=self.event_index[idx],
+            censored=self.censored[idx],
+            rul=self.rul[idx],
+            unit=self.unit[idx],
+            data=self.data,
+            valid=self.valid,
+            end=self.end[idx],
+            lookback=self.lookback,
+            feature_names=self.feature_names,
+            step=self.step[idx],
+        )
 
 
-def make_windows(units: list, features: list, event_index: list, censored: list, rul: list,
-                 lookback: int, stride: int = 1, last_only: bool = False,
-                 feature_names=None) -> SurvivalWindows:
+def make_windows(
+    units: list,
+    features: list,
+    event_index: list,
+    censored: list,
+    rul: list,
+    lookback: int,
+    stride: int = 1,
+    last_only: bool = False,
+    feature_names=None,
+) -> SurvivalWindows:
     """Windows ending at every step of every unit.
 
     units: unit ids; features[u]: float (T_u, F) covariates in time order; event_index[u] int (T_u,),
@@ -148,16 +181,26 @@ def make_windows(units: list, features: list, event_index: list, censored: list,
         valids += [np.zeros(k - 1, bool), np.ones(t, bool)]
         steps = np.array([t - 1]) if last_only else np.arange(t - 1, -1, -int(stride))[::-1]
         ends.append(offset + (k - 1) + steps)
-        ev.append(np.asarray(e)[steps]); ce.append(np.asarray(c)[steps]); ru.append(np.asarray(r)[steps])
+        ev.append(np.asarray(e)[steps])
+        ce.append(np.asarray(c)[steps])
+        ru.append(np.asarray(r)[steps])
         un.append(np.full(len(steps), uid, np.int64))
         st.append(steps)
         offset += k - 1 + t
-    cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+    cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
     data = np.concatenate(blocks) if blocks else np.zeros((0, n_feat), np.float32)
-    return SurvivalWindows(event_index=cat(ev, np.int64), censored=cat(ce, bool), rul=cat(ru, np.float32),
-                           unit=cat(un, np.int64), data=data, valid=cat(valids, bool),
-                           end=cat(ends, np.int64), lookback=k, feature_names=feature_names,
-                           step=cat(st, np.int64))
+    return SurvivalWindows(
+        event_index=cat(ev, np.int64),
+        censored=cat(ce, bool),
+        rul=cat(ru, np.float32),
+        unit=cat(un, np.int64),
+        data=data,
+        valid=cat(valids, bool),
+        end=cat(ends, np.int64),
+        lookback=k,
+        feature_names=feature_names,
+        step=cat(st, np.int64),
+    )
 
 
 def run_to_failure_labels(t: int, pred_horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

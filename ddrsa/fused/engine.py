@@ -19,6 +19,7 @@ weight per member (its leading member axis).
 Time and memory per member: `seconds` of an epoch = the fused training time / active members +
 the member's own validation time; peak_gpu_mb = the group's peak / members (an even share).
 """
+
 from __future__ import annotations
 
 import math
@@ -82,8 +83,14 @@ def check_group(configs: list[ExperimentConfig]) -> None:
         raise DDRSAError(f"model {configs[0].model} (compile={configs[0].compile}) cannot be fused")
 
 
-def train_group(configs: list[ExperimentConfig], run_dirs: list[str | Path], settings: Settings | None = None,
-                inject_nan: set[int] | None = None, on_epoch=None, recurrence: str | None = None) -> list[TrainResult]:
+def train_group(
+    configs: list[ExperimentConfig],
+    run_dirs: list[str | Path],
+    settings: Settings | None = None,
+    inject_nan: set[int] | None = None,
+    on_epoch=None,
+    recurrence: str | None = None,
+) -> list[TrainResult]:
     """Train `configs` (one fused group, see `group_key`) into `run_dirs`, resuming each member from
     its checkpoint_last.pt. Returns one TrainResult per member, in order. `on_epoch(i, entry)` is
     called after member i's epoch (progress display). `inject_nan` holds member indices whose
@@ -101,8 +108,9 @@ def train_group(configs: list[ExperimentConfig], run_dirs: list[str | Path], set
         return _train_group_locked(configs, dirs, settings, data, inject_nan or set(), on_epoch, recurrence)
 
 
-def new_member(config: ExperimentConfig, run_dir: Path, n_features: int, steps_per_epoch: int,
-               device: torch.device) -> RunState:
+def new_member(
+    config: ExperimentConfig, run_dir: Path, n_features: int, steps_per_epoch: int, device: torch.device
+) -> RunState:
     """Member `config`'s run state in `run_dir` (config.json written), as the separate trainer builds it."""
     write_config(run_dir, config)
     return new_run_state(config, run_dir, n_features, steps_per_epoch, device)
@@ -144,8 +152,10 @@ class MemberStack:
         self.max_norm = members[0].config.grad_clip
         cfgs = [m.config for m in members]
         # one lambda and NASA weight per member; lambda in float64 so 1 - lambda rounds as the float form's
-        self.loss_fn = DDRSALoss(torch.tensor([c.lambda_param for c in cfgs], dtype=torch.float64, device=device),
-                                 torch.tensor([c.nasa_weight for c in cfgs], dtype=torch.float32, device=device))
+        self.loss_fn = DDRSALoss(
+            torch.tensor([c.lambda_param for c in cfgs], dtype=torch.float64, device=device),
+            torch.tensor([c.nasa_weight for c in cfgs], dtype=torch.float32, device=device),
+        )
         self.drop = StackedDropout([c.dropout for c in cfgs], [m.gens.dropout for m in members], device)
 
     @property
@@ -165,10 +175,10 @@ class MemberStack:
         total = torch.linalg.vector_norm(g, 2, dim=1, keepdim=True)
         g.mul_(torch.clamp(self.max_norm / (total + 1e-6), max=1.0))
         self.steps = [s + 1 for s in self.steps]
-        neg_step = torch.tensor([[-lr / (1 - BETA1 ** s)] for lr, s in zip(self.lrs, self.steps)],
-                                dtype=torch.float32, device=g.device)
-        bc2_sqrt = torch.tensor([[(1 - BETA2 ** s) ** 0.5] for s in self.steps], dtype=torch.float32,
-                                device=g.device)
+        neg_step = torch.tensor(
+            [[-lr / (1 - BETA1**s)] for lr, s in zip(self.lrs, self.steps)], dtype=torch.float32, device=g.device
+        )
+        bc2_sqrt = torch.tensor([[(1 - BETA2**s) ** 0.5] for s in self.steps], dtype=torch.float32, device=g.device)
         if self.weight_decay != 0:
             g = g.add(p, alpha=self.weight_decay)
         self.exp_avg.lerp_(g, 1 - BETA1)
@@ -189,8 +199,10 @@ class MemberStack:
     @torch.no_grad()
     def write_back(self) -> None:
         a = len(self.members)
-        views = [(n, b.view(a, *shape)) for n, b, shape in
-                 zip(self.names, self.flat.detach().split(self.sizes, 1), self.shapes)]
+        views = [
+            (n, b.view(a, *shape))
+            for n, b, shape in zip(self.names, self.flat.detach().split(self.sizes, 1), self.shapes)
+        ]
         m1 = [b.view(a, *shape) for b, shape in zip(self.exp_avg.split(self.sizes, 1), self.shapes)]
         m2 = [b.view(a, *shape) for b, shape in zip(self.exp_avg_sq.split(self.sizes, 1), self.shapes)]
         for i, member in enumerate(self.members):
@@ -199,18 +211,21 @@ class MemberStack:
                 named[n].copy_(v[i])
                 member.optimizer.state[named[n]] = {
                     "step": torch.tensor(float(self.steps[i]), dtype=torch.float32),
-                    "exp_avg": e1[i].clone(), "exp_avg_sq": e2[i].clone()}
+                    "exp_avg": e1[i].clone(),
+                    "exp_avg_sq": e2[i].clone(),
+                }
 
 
 def _fused_epoch(stack: MemberStack, spec: dict, split: Split, epoch: int, device: torch.device) -> torch.Tensor:
     """One epoch of training steps for the stacked members; returns the summed losses (A,)."""
     members = stack.members
     config = members[0].config
-    orders = torch.stack([torch.randperm(len(split), generator=m.gens.reseed_shuffle(m.config.seed, epoch))
-                          for m in members]).to(device)
+    orders = torch.stack(
+        [torch.randperm(len(split), generator=m.gens.reseed_shuffle(m.config.seed, epoch)) for m in members]
+    ).to(device)
     total = torch.zeros(len(members), device=device)
     for start in range(0, len(split), config.batch_size):
-        idx = orders[:, start:start + config.batch_size]
+        idx = orders[:, start : start + config.batch_size]
         total += fused_step(stack, spec, split, idx, device) * idx.shape[1]
     return total
 
@@ -230,8 +245,9 @@ def fused_step(stack: MemberStack, spec: dict, split: Split, idx: torch.Tensor, 
     return loss.detach()
 
 
-def _train_group_locked(configs, dirs, settings: Settings, data, inject_nan: set[int], on_epoch,
-                        recurrence: str | None) -> list[TrainResult]:
+def _train_group_locked(
+    configs, dirs, settings: Settings, data, inject_nan: set[int], on_epoch, recurrence: str | None
+) -> list[TrainResult]:
     device = resolve_device(settings)
     if device.type == "cuda" and configs[0].amp and not torch.cuda.is_bf16_supported():
         raise DDRSAError("fused training needs bf16 autocast on CUDA (or --no-amp): this GPU has fp16 only")
@@ -244,8 +260,7 @@ def _train_group_locked(configs, dirs, settings: Settings, data, inject_nan: set
         torch.cuda.reset_peak_memory_stats(device)
     first = configs[0]
     for name, windows in (("training", data.train), ("validation", data.val)):
-        check_labels(windows.event_index, windows.censored, first.pred_horizon,
-                     where=f"{first.dataset} {name} windows")
+        check_labels(windows.event_index, windows.censored, first.pred_horizon, where=f"{first.dataset} {name} windows")
     train_split = Split.from_windows(data.train, device)
     val_split = Split.from_windows(data.val, device)
     if len(train_split) == 0 or len(val_split) == 0:

@@ -3,6 +3,7 @@
 Pure functions of the planned experiments (dicts as `PlannedExperiment.as_dict()`), the `fuse`
 choice and the device type; flows/sweep.py submits each group as one Prefect task.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,9 @@ def group_name(config: ExperimentConfig, n: int) -> str:
     return f"{head}/{config.model}/bs{config.batch_size} x{n}"
 
 
-def plan_groups(items: list[dict], fuse: str, device_type: str,
-                max_fused: int | None = None) -> tuple[list[dict], list[dict]]:
+def plan_groups(
+    items: list[dict], fuse: str, device_type: str, max_fused: int | None = None
+) -> tuple[list[dict], list[dict]]:
     """(groups, singles). A group is {"name", "experiment_id": "fused-<first member's id>", "members":
     [items]} of 2 or more fusable experiments with one group key, at most `max_fused` (default
     `default_max_fused`) per group, split evenly; everything else (baselines among them: they are
@@ -81,30 +83,39 @@ def plan_groups(items: list[dict], fuse: str, device_type: str,
         n_groups = math.ceil(len(members) / cap)
         size = math.ceil(len(members) / n_groups)
         for start in range(0, len(members), size):
-            chunk = members[start:start + size]
+            chunk = members[start : start + size]
             if len(chunk) < 2:
                 singles.extend(chunk)
                 continue
-            groups.append({"name": group_name(config, len(chunk)),
-                           "experiment_id": "fused-" + chunk[0]["experiment_id"], "members": chunk})
+            groups.append(
+                {
+                    "name": group_name(config, len(chunk)),
+                    "experiment_id": "fused-" + chunk[0]["experiment_id"],
+                    "members": chunk,
+                }
+            )
     return groups, singles
 
 
 def describe(groups: list[dict], singles: list[dict]) -> list[str]:
     """Dry-run lines: one per group (with its member indices), then why the rest run alone."""
-    lines = [f"  fused  {g['name']}: experiments {' '.join(str(m['index']) for m in g['members'])}"
-             for g in groups]
+    lines = [f"  fused  {g['name']}: experiments {' '.join(str(m['index']) for m in g['members'])}" for g in groups]
     baselines = [s for s in singles if is_baseline(s["config"]["model"])]
     if baselines:
         models = sorted({s["config"]["model"] for s in baselines})
-        lines.append(f"  baselines: {len(baselines)} experiment(s) of {', '.join(models)} (fitted, not trained: "
-                     "one per dataset, subset and seed, never fused)")
-    alone = [s for s in singles
-             if not fusable(ExperimentConfig(**s["config"])) and not is_baseline(s["config"]["model"])]
+        lines.append(
+            f"  baselines: {len(baselines)} experiment(s) of {', '.join(models)} (fitted, not trained: "
+            "one per dataset, subset and seed, never fused)"
+        )
+    alone = [
+        s for s in singles if not fusable(ExperimentConfig(**s["config"])) and not is_baseline(s["config"]["model"])
+    ]
     if alone:
         models = sorted({s["config"]["model"] for s in alone})
-        lines.append(f"  unfused: {len(alone)} experiment(s) of {', '.join(models)} (ProbSparse models and "
-                     "--compile train separately)")
+        lines.append(
+            f"  unfused: {len(alone)} experiment(s) of {', '.join(models)} (ProbSparse models and "
+            "--compile train separately)"
+        )
     rest = len(singles) - len(alone) - len(baselines)
     if rest:
         lines.append(f"  unfused: {rest} experiment(s) without a partner in their group")

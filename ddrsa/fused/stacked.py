@@ -32,6 +32,7 @@ member draws exactly the masks of its separate run.
 
 Shapes: x (M, B, K, F) float, mask (M, B, K) bool -> logits (M, B, L).
 """
+
 from __future__ import annotations
 
 import functools
@@ -62,8 +63,12 @@ class StackedDropout:
         key = (shape, x.dtype, x.device)
         if key not in self._ones:  # members without dropout: one cached all-ones mask
             self._ones[key] = torch.ones(shape, dtype=x.dtype, device=x.device)
-        masks = [torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - p, generator=g)
-                 if p > 0 else self._ones[key] for p, g in zip(self.ps, self.gens)]
+        masks = [
+            torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - p, generator=g)
+            if p > 0
+            else self._ones[key]
+            for p, g in zip(self.ps, self.gens)
+        ]
         return x * torch.stack(masks) * self.scale.to(x.dtype).view(-1, *([1] * len(shape)))
 
 
@@ -92,8 +97,9 @@ def default_recurrence(device: torch.device) -> str:
     return "blockdiag" if device.type == "cuda" else "bmm"
 
 
-def stacked_rnn(cell: str, params: dict, prefix: str, x: Tensor, hx=None, recurrence: str = "blockdiag",
-                steps: int | None = None) -> Tensor:
+def stacked_rnn(
+    cell: str, params: dict, prefix: str, x: Tensor, hx=None, recurrence: str = "blockdiag", steps: int | None = None
+) -> Tensor:
     """One RNN layer for M members. x (M, B, T, I), or (M, B, I) fed at each of `steps` time steps
     (the decoder's constant input); hx (M, B, H) or (h, c) for an LSTM, or None.
     Returns the output sequence (M, B, T, H) in float32 (autocast off, like `run_rnn`)."""
@@ -107,8 +113,12 @@ def stacked_rnn(cell: str, params: dict, prefix: str, x: Tensor, hx=None, recurr
     m, b, t, i = x.shape
     w_ih, w_hh = params[prefix + "weight_ih_l0"], params[prefix + "weight_hh_l0"]
     h = w_hh.shape[-1]
-    flat = [block_diagonal(w_ih, gates), block_diagonal(w_hh, gates),
-            block_bias(params[prefix + "bias_ih_l0"], gates), block_bias(params[prefix + "bias_hh_l0"], gates)]
+    flat = [
+        block_diagonal(w_ih, gates),
+        block_diagonal(w_hh, gates),
+        block_bias(params[prefix + "bias_ih_l0"], gates),
+        block_bias(params[prefix + "bias_hh_l0"], gates),
+    ]
     with torch.autocast(device_type=x.device.type, enabled=False):
         inp = x.float().permute(1, 2, 0, 3).reshape(b, t, m * i)
 
@@ -135,9 +145,9 @@ def _rnn_steps(cell: str, params: dict, prefix: str, x: Tensor, hx, steps: int |
     h_size = w_hh.shape[-1]
     with torch.autocast(device_type=x.device.type, enabled=False):
         x = x.float()
-        whh_t = w_hh.float().transpose(1, 2)                           # (M, H, G*H)
-        bias = b_ih + b_hh if cell == "lstm" else b_ih                 # GRU: b_hn stays inside r * (.)
-        proj = batched_linear(x, w_ih.float(), bias.float())           # (M, B, T, G*H) or (M, B, G*H)
+        whh_t = w_hh.float().transpose(1, 2)  # (M, H, G*H)
+        bias = b_ih + b_hh if cell == "lstm" else b_ih  # GRU: b_hn stays inside r * (.)
+        proj = batched_linear(x, w_ih.float(), bias.float())  # (M, B, T, G*H) or (M, B, G*H)
         if steps is None:  # unbind, not a slice per step: a slice's backward fills a zero
             steps = x.shape[2]  # tensor of the whole sequence's size for every step
             per_step: tuple[Tensor, ...] | list[Tensor] = proj.unbind(2)
@@ -151,19 +161,19 @@ def _rnn_steps(cell: str, params: dict, prefix: str, x: Tensor, hx, steps: int |
         outs = []
         for t in range(steps):
             if cell == "lstm":
-                gates = torch.baddbmm(per_step[t], h, whh_t)                  # (M, B, 4H): i, f, g, o
+                gates = torch.baddbmm(per_step[t], h, whh_t)  # (M, B, 4H): i, f, g, o
                 sig = torch.sigmoid(gates)
-                i, f, o = sig[..., :h_size], sig[..., h_size:2 * h_size], sig[..., 3 * h_size:]
-                g = torch.tanh(gates[..., 2 * h_size:3 * h_size])
+                i, f, o = sig[..., :h_size], sig[..., h_size : 2 * h_size], sig[..., 3 * h_size :]
+                g = torch.tanh(gates[..., 2 * h_size : 3 * h_size])
                 c = torch.addcmul(f * c, i, g)
                 h = o * torch.tanh(c)
             else:
-                hh = torch.baddbmm(b_hh, h, whh_t)                      # (M, B, 3H): r, z, n
+                hh = torch.baddbmm(b_hh, h, whh_t)  # (M, B, 3H): r, z, n
                 xt = per_step[t]
-                rz = torch.sigmoid(xt[..., :2 * h_size] + hh[..., :2 * h_size])
+                rz = torch.sigmoid(xt[..., : 2 * h_size] + hh[..., : 2 * h_size])
                 r, z = rz[..., :h_size], rz[..., h_size:]
-                n = torch.tanh(torch.addcmul(xt[..., 2 * h_size:], r, hh[..., 2 * h_size:]))
-                h = torch.addcmul(n, z, h - n)                          # (1 - z) * n + z * h
+                n = torch.tanh(torch.addcmul(xt[..., 2 * h_size :], r, hh[..., 2 * h_size :]))
+                h = torch.addcmul(n, z, h - n)  # (1 - z) * n + z * h
             outs.append(h)
         return torch.stack(outs, dim=2)
 
@@ -187,8 +197,15 @@ def stacked_layer_norm(params: dict, prefix: str, x: Tensor, eps: float = 1e-5) 
     return y * params[prefix + "weight"].view(shape) + params[prefix + "bias"].view(shape)
 
 
-def stacked_forward(spec: dict, params: dict, x: Tensor, mask: Tensor, drop: StackedDropout,
-                    pred_horizon: int, recurrence: str = "blockdiag") -> Tensor:
+def stacked_forward(
+    spec: dict,
+    params: dict,
+    x: Tensor,
+    mask: Tensor,
+    drop: StackedDropout,
+    pred_horizon: int,
+    recurrence: str = "blockdiag",
+) -> Tensor:
     """The model's forward for M members (same operations, same dropout sites in the same order):
     RNNSurvival for spec kind "rnn", TransformerSurvival for kind "transformer"
     (ddrsa/fused/engine.py `fused_spec`), then the HazardDecoder."""
@@ -203,7 +220,7 @@ def _rnn_encode(spec: dict, params: dict, x: Tensor, mask: Tensor, drop: Stacked
     """RNNSurvival.encode for M members: (M, B, K, F) -> z (M, B, H)."""
     cell = spec["cell"]
     maskf = mask.unsqueeze(-1).to(x.dtype)
-    xin = torch.cat([x * maskf, maskf], dim=-1)                     # (M, B, K, F+1)
+    xin = torch.cat([x * maskf, maskf], dim=-1)  # (M, B, K, F+1)
     if spec["deep"]:
         h = stacked_linear(params, "in_proj.", xin)
         for i in range(spec["layers"]):
@@ -251,7 +268,7 @@ def _stacked_attention(params: dict, prefix: str, x: Tensor, pad: Tensor, heads:
     m, b, t, e = x.shape
     d = e // heads
     qkv = batched_linear(x, params[prefix + "in_proj_weight"], params[prefix + "in_proj_bias"])
-    q, k, v = qkv.view(m, b, t, 3, heads, d).permute(3, 0, 1, 4, 2, 5)   # each (M, B, heads, T, d)
+    q, k, v = qkv.view(m, b, t, 3, heads, d).permute(3, 0, 1, 4, 2, 5)  # each (M, B, heads, T, d)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d) + pad[:, :, None, None, :]
     out = (drop(torch.softmax(scores, dim=-1)) @ v).transpose(2, 3).reshape(m, b, t, e)
     return stacked_linear(params, prefix + "out_proj.", out)
@@ -262,7 +279,7 @@ def _decode(spec: dict, params: dict, z: Tensor, drop: StackedDropout, pred_hori
     cell, layers, hd = spec["cell"], spec["dec_layers"], spec["dec_hidden"]
     m, b = z.shape[:2]
     steps: int | None
-    out, steps = drop(z), pred_horizon                              # (M, B, In), fed at every step
+    out, steps = drop(z), pred_horizon  # (M, B, In), fed at every step
     states = stacked_linear(params, "decoder.init_proj.", z).view(m, b, -1, layers, hd)
     for i in range(layers):
         if i:

@@ -4,6 +4,7 @@ The decoder is the DRSA part of DDRSA: an RNN fed the encoder state Z_j at each 
 future steps (its initial hidden state is also a projection of Z_j), followed by a Linear layer
 that emits one hazard logit per step: logits (B, L_max), h(k) = sigmoid(logit_k).
 """
+
 from __future__ import annotations
 
 import math
@@ -52,8 +53,9 @@ class HazardDecoder(nn.Module):
     but drawn from the run's own generator instead of the global RNG).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int, pred_horizon: int,
-                 dropout: float, cell: str = "lstm") -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int, pred_horizon: int, dropout: float, cell: str = "lstm"
+    ) -> None:
         super().__init__()
         if cell not in ("lstm", "gru"):
             raise ValueError(f"unknown decoder cell {cell!r}")
@@ -64,8 +66,9 @@ class HazardDecoder(nn.Module):
         n_states = 2 if cell == "lstm" else 1
         self.init_proj = nn.Linear(input_size, n_states * num_layers * hidden_size)
         rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
-        self.rnns = nn.ModuleList(rnn_cls(input_size if i == 0 else hidden_size, hidden_size, batch_first=True)
-                                  for i in range(num_layers))
+        self.rnns = nn.ModuleList(
+            rnn_cls(input_size if i == 0 else hidden_size, hidden_size, batch_first=True) for i in range(num_layers)
+        )
         for rnn in self.rnns:
             init_rnn_(rnn)  # type: ignore[arg-type]  # nn.LSTM or nn.GRU
         self.in_drop = SeededDropout(dropout)
@@ -88,9 +91,9 @@ class HazardDecoder(nn.Module):
                 out = self.layer_drop(out)
             hx: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
             if self.cell == "lstm":
-                hx = (torch.tanh(states[0, i:i + 1]).contiguous(), states[1, i:i + 1].contiguous())
+                hx = (torch.tanh(states[0, i : i + 1]).contiguous(), states[1, i : i + 1].contiguous())
             else:
-                hx = torch.tanh(states[0, i:i + 1]).contiguous()
+                hx = torch.tanh(states[0, i : i + 1]).contiguous()
             out = run_rnn(rnn, out, hx)  # type: ignore[arg-type]  # nn.LSTM or nn.GRU
         # float32 logits even under autocast: the survival loss sums log(1 - h) over L_max steps
         return self.head(self.out_drop(out)).squeeze(-1).float()
@@ -99,8 +102,7 @@ class HazardDecoder(nn.Module):
 def sinusoidal_positions(length: int, d_model: int, device=None) -> torch.Tensor:
     """(length, d_model) fixed sinusoidal position encoding (Vaswani et al. 2017)."""
     pos = torch.arange(length, dtype=torch.float32, device=device).unsqueeze(1)
-    div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32, device=device)
-                    * (-math.log(10000.0) / d_model))
+    div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / d_model))
     pe = torch.zeros(length, d_model, device=device)
     pe[:, 0::2] = torch.sin(pos * div)
     pe[:, 1::2] = torch.cos(pos * div[: d_model // 2])

@@ -22,6 +22,7 @@ convolution (so padding values never leak into real positions), and the mask is 
 same way (a pooled position is real if any of its inputs is). LayerNorm replaces Informer's
 BatchNorm, whose batch statistics would mix in the padding.
 """
+
 from __future__ import annotations
 
 import math
@@ -66,29 +67,30 @@ class ProbSparseSelfAttention(nn.Module):
         # sparsity measurement on U sampled keys per query (float32; padding excluded)
         n_sample = _n_top(length, self.factor)
         n_top = _n_top(length, self.factor)
-        idx = self._sample_index(length, n_sample, x.device)                       # (L, U)
+        idx = self._sample_index(length, n_sample, x.device)  # (L, U)
         sampled = scores.float().gather(-1, idx.expand(batch, self.heads, length, n_sample))
-        key_real = mask[:, idx].unsqueeze(1)                                       # (B,1,L,U)
+        key_real = mask[:, idx].unsqueeze(1)  # (B,1,L,U)
         neg32 = torch.finfo(torch.float32).min
         s_max = sampled.masked_fill(~key_real, neg32).amax(-1)
         n_real = key_real.sum(-1)
         s_mean = sampled.masked_fill(~key_real, 0.0).sum(-1) / n_real.clamp(min=1)
-        usable = (n_real > 0) & mask.unsqueeze(1)                                  # real query, >=1 real key
+        usable = (n_real > 0) & mask.unsqueeze(1)  # real query, >=1 real key
         measure = torch.where(usable, s_max - torch.where(usable, s_mean, 0.0), neg32)
-        top = measure.topk(n_top, dim=-1).indices                                  # (B,H,u)
+        top = measure.topk(n_top, dim=-1).indices  # (B,H,u)
 
         # full masked attention for the selected queries
         rows = scores.gather(2, top.unsqueeze(-1).expand(batch, self.heads, n_top, length))
         rows = rows.masked_fill(~mask[:, None, None, :], torch.finfo(rows.dtype).min)
         attn = self.attn_drop(torch.softmax(rows.float(), dim=-1)).to(v.dtype)
-        top_out = torch.matmul(attn, v)                                            # (B,H,u,D)
+        top_out = torch.matmul(attn, v)  # (B,H,u,D)
 
         # lazy queries: mean of V over the real positions
         real = mask[:, None, :, None].to(v.dtype)
-        v_mean = (v * real).sum(2) / real.sum(2).clamp(min=1)                     # (B,H,D)
+        v_mean = (v * real).sum(2) / real.sum(2).clamp(min=1)  # (B,H,D)
         context = v_mean.unsqueeze(2).expand(batch, self.heads, length, self.d_head)
-        context = context.scatter(2, top.unsqueeze(-1).expand(batch, self.heads, n_top, self.d_head),
-                                  top_out.to(context.dtype))
+        context = context.scatter(
+            2, top.unsqueeze(-1).expand(batch, self.heads, n_top, self.d_head), top_out.to(context.dtype)
+        )
         return self.out(context.transpose(1, 2).reshape(batch, length, d_model))
 
 
@@ -125,9 +127,20 @@ class DistilLayer(nn.Module):
 
 
 class ProbSparseSurvival(nn.Module):
-    def __init__(self, n_features: int, pred_horizon: int, dropout: float, *, d_model: int,
-                 layers: int, heads: int, ff: int, dec_hidden: int, dec_layers: int,
-                 max_len: int = 512) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        pred_horizon: int,
+        dropout: float,
+        *,
+        d_model: int,
+        layers: int,
+        heads: int,
+        ff: int,
+        dec_hidden: int,
+        dec_layers: int,
+        max_len: int = 512,
+    ) -> None:
         super().__init__()
         self.in_proj = nn.Linear(n_features, d_model)
         self.pos = PositionalEncoding(d_model, max_len)

@@ -1,4 +1,5 @@
 """Name -> architecture table and `build_model`."""
+
 from __future__ import annotations
 
 import torch
@@ -20,8 +21,14 @@ _RNN_SPECS = {
     "paper": dict(cell="lstm", hidden=16, layers=1, deep=False, dec_hidden=16, dec_layers=1, z_norm=False),
 }
 _ATTENTION_SPECS = {
-    "transformer_basic": (TransformerSurvival, dict(d_model=64, layers=2, heads=4, ff=128, dec_hidden=64, dec_layers=1)),
-    "transformer_deep": (TransformerSurvival, dict(d_model=128, layers=4, heads=8, ff=256, dec_hidden=128, dec_layers=2)),
+    "transformer_basic": (
+        TransformerSurvival,
+        dict(d_model=64, layers=2, heads=4, ff=128, dec_hidden=64, dec_layers=1),
+    ),
+    "transformer_deep": (
+        TransformerSurvival,
+        dict(d_model=128, layers=4, heads=8, ff=256, dec_hidden=128, dec_layers=2),
+    ),
     "probsparse_basic": (ProbSparseSurvival, dict(d_model=64, layers=2, heads=4, ff=128, dec_hidden=32, dec_layers=1)),
     "probsparse_deep": (ProbSparseSurvival, dict(d_model=128, layers=3, heads=8, ff=256, dec_hidden=128, dec_layers=2)),
 }
@@ -33,8 +40,14 @@ def uses_attention(name: str) -> bool:
     return name.startswith(("transformer_", "probsparse_"))
 
 
-def build_model(name: str, n_features: int, pred_horizon: int, dropout: float,
-                lookback_window: int | None = None, generator: torch.Generator | None = None) -> nn.Module:
+def build_model(
+    name: str,
+    n_features: int,
+    pred_horizon: int,
+    dropout: float,
+    lookback_window: int | None = None,
+    generator: torch.Generator | None = None,
+) -> nn.Module:
     """A fresh model; forward(x (B, K, F) float, mask (B, K) bool) -> logits (B, pred_horizon).
 
     With `generator`, every parameter is drawn from it alone (`reset_parameters_`), not from the
@@ -45,8 +58,7 @@ def build_model(name: str, n_features: int, pred_horizon: int, dropout: float,
     return model
 
 
-def _build(name: str, n_features: int, pred_horizon: int, dropout: float,
-           lookback_window: int | None) -> nn.Module:
+def _build(name: str, n_features: int, pred_horizon: int, dropout: float, lookback_window: int | None) -> nn.Module:
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
     if n_features < 1 or pred_horizon < 1:
@@ -54,8 +66,7 @@ def _build(name: str, n_features: int, pred_horizon: int, dropout: float,
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1) (got {dropout})")
     if name in _RNN_SPECS:
-        return RNNSurvival(n_features=n_features, pred_horizon=pred_horizon, dropout=dropout,
-                           **_RNN_SPECS[name])  # type: ignore[arg-type]
+        return RNNSurvival(n_features=n_features, pred_horizon=pred_horizon, dropout=dropout, **_RNN_SPECS[name])  # type: ignore[arg-type]
     cls, spec = _ATTENTION_SPECS[name]
     max_len = max(512, lookback_window or 0)
     return cls(n_features, pred_horizon, dropout, max_len=max_len, **spec)

@@ -8,14 +8,14 @@ dominating, the padded steps are forced to zero (whatever the caller put there) 
 appended as an extra input channel, so the network can tell "padding" from "a real reading of 0"
 and count how long the real history is.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from .decoder import HazardDecoder, masked_inputs, run_rnn
-from .seeding import init_rnn_
-from .seeding import SeededDropout
+from .seeding import SeededDropout, init_rnn_
 
 
 class ResidualRNNBlock(nn.Module):
@@ -42,9 +42,20 @@ class RNNSurvival(nn.Module):
     Z = LayerNorm(last output) (`z_norm`), then dropout, then the decoder.
     """
 
-    def __init__(self, cell: str, n_features: int, pred_horizon: int, dropout: float, *,
-                 hidden: int, layers: int, deep: bool, dec_hidden: int, dec_layers: int,
-                 z_norm: bool = True) -> None:
+    def __init__(
+        self,
+        cell: str,
+        n_features: int,
+        pred_horizon: int,
+        dropout: float,
+        *,
+        hidden: int,
+        layers: int,
+        deep: bool,
+        dec_hidden: int,
+        dec_layers: int,
+        z_norm: bool = True,
+    ) -> None:
         super().__init__()
         self.cell = cell
         self.deep = deep

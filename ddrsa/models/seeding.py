@@ -14,6 +14,7 @@ exactly what its separate run draws.
   (PyTorch defaults for Linear/Conv1d/MultiheadAttention, `init_rnn_` for LSTM/GRU, constants for
   norms), then runs each module's `post_init_()` (constant biases such as the hazard head's).
 """
+
 from __future__ import annotations
 
 import math
@@ -61,16 +62,39 @@ class SeededMultiheadAttention(nn.MultiheadAttention):
         super().__init__(embed_dim, num_heads, dropout=dropout, batch_first=True, **kwargs)
         self.generator: torch.Generator | None = None
 
-    def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
-                average_attn_weights=True, is_causal=False):
+    def forward(
+        self,
+        query,
+        key,
+        value,
+        key_padding_mask=None,
+        need_weights=True,
+        attn_mask=None,
+        average_attn_weights=True,
+        is_causal=False,
+    ):
         if not (self.training and self.dropout > 0.0 and self.generator is not None):
-            return super().forward(query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights,
-                                   attn_mask=attn_mask, average_attn_weights=average_attn_weights,
-                                   is_causal=is_causal)
+            return super().forward(
+                query,
+                key,
+                value,
+                key_padding_mask=key_padding_mask,
+                need_weights=need_weights,
+                attn_mask=attn_mask,
+                average_attn_weights=average_attn_weights,
+                is_causal=is_causal,
+            )
         if attn_mask is not None or is_causal or not self._qkv_same_embed_dim:
             raise NotImplementedError("SeededMultiheadAttention: key padding masks only, packed projections")
-        return self.attend(query, key, value, key_padding_mask, need_weights, average_attn_weights,
-                           lambda w: dropout_with(w, self.dropout, self.generator))
+        return self.attend(
+            query,
+            key,
+            value,
+            key_padding_mask,
+            need_weights,
+            average_attn_weights,
+            lambda w: dropout_with(w, self.dropout, self.generator),
+        )
 
     def attend(self, query, key, value, key_padding_mask, need_weights, average_attn_weights, drop):
         """Scaled dot-product attention with `drop` applied to the (batch, heads, T, S) weights.
@@ -132,7 +156,7 @@ def init_rnn_(rnn: nn.RNNBase, generator: torch.Generator | None = None) -> None
             nn.init.zeros_(param)
             if isinstance(rnn, nn.LSTM) and name.startswith("bias_ih"):
                 hidden = param.shape[0] // 4
-                param.data[hidden:2 * hidden].fill_(1.0)  # forget gate (gate order i, f, g, o)
+                param.data[hidden : 2 * hidden].fill_(1.0)  # forget gate (gate order i, f, g, o)
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@ whole real history; a final LayerNorm, dropout, then a GRU hazard decoder.
 The encoder layers' dropouts are SeededDropout and their self-attention a SeededMultiheadAttention
 (attention-weight dropout included): every draw comes from the run's own generator.
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,20 +18,31 @@ from .seeding import SeededDropout, SeededMultiheadAttention
 
 
 class TransformerSurvival(nn.Module):
-    def __init__(self, n_features: int, pred_horizon: int, dropout: float, *, d_model: int,
-                 layers: int, heads: int, ff: int, dec_hidden: int, dec_layers: int,
-                 max_len: int = 512) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        pred_horizon: int,
+        dropout: float,
+        *,
+        d_model: int,
+        layers: int,
+        heads: int,
+        ff: int,
+        dec_hidden: int,
+        dec_layers: int,
+        max_len: int = 512,
+    ) -> None:
         super().__init__()
         self.in_proj = nn.Linear(n_features, d_model)
         self.pos = PositionalEncoding(d_model, max_len)
         self.emb_drop = SeededDropout(dropout)
-        layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=ff, dropout=dropout,
-                                           activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d_model, heads, dim_feedforward=ff, dropout=dropout, activation="gelu", batch_first=True, norm_first=True
+        )
         for attr in ("dropout", "dropout1", "dropout2"):  # the run's own generator, not the global RNG
             setattr(layer, attr, SeededDropout(dropout))
         layer.self_attn = SeededMultiheadAttention(d_model, heads, dropout=dropout)
-        self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(d_model),
-                                             enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
         self.z_drop = SeededDropout(dropout)
         self.decoder = HazardDecoder(d_model, dec_hidden, dec_layers, pred_horizon, dropout, cell="gru")
 

@@ -18,6 +18,7 @@ Events (all JSON-able):
         `final`: the run cannot go on (completed by early stopping or the last rung, diverged or
         failed); `val_loss` None counts as worst.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,9 +56,9 @@ class Asha:
     rungs: list[int]
     eta: int
     started: list[str] = field(default_factory=list)
-    target: dict[str, int] = field(default_factory=dict)       # id -> rung it is training towards
+    target: dict[str, int] = field(default_factory=dict)  # id -> rung it is training towards
     results: list[dict[str, dict]] = field(default_factory=list)  # rung -> {id: result event}
-    promoted: list[set[str]] = field(default_factory=list)     # rung -> ids promoted out of it
+    promoted: list[set[str]] = field(default_factory=list)  # rung -> ids promoted out of it
 
     def __post_init__(self) -> None:
         self._order = {cid: i for i, cid in enumerate(self.ids)}
@@ -92,7 +93,7 @@ class Asha:
     def top(self, rung: int) -> list[str]:
         """The ids in the best floor(n / eta) of the n results at `rung`."""
         ranked = sorted(self.results[rung].values(), key=lambda e: (_loss(e["val_loss"]), self._order[e["id"]]))
-        return [e["id"] for e in ranked[:len(ranked) // self.eta]]
+        return [e["id"] for e in ranked[: len(ranked) // self.eta]]
 
     def next_job(self) -> dict | None:
         """The next decision (a start or promote event, not yet applied), or None when there is
@@ -100,8 +101,11 @@ class Asha:
         for rung in range(len(self.rungs) - 2, -1, -1):
             for cid in self.top(rung):
                 result = self.results[rung][cid]
-                if cid not in self.promoted[rung] and not result.get("final") and math.isfinite(
-                        _loss(result["val_loss"])):
+                if (
+                    cid not in self.promoted[rung]
+                    and not result.get("final")
+                    and math.isfinite(_loss(result["val_loss"]))
+                ):
                     return {"event": "promote", "id": cid, "rung": rung + 1}
         for cid in self.ids:
             if cid not in self.target:
@@ -127,8 +131,7 @@ class Asha:
         rung = int(last["rung"])
         promoted_ever = any(cid in p for p in self.promoted)
         stopped = not last.get("final") and rung < len(self.rungs) - 1
-        return {"rung": rung, "epochs": int(last["epochs"]), "promoted": promoted_ever,
-                "stopped_early": stopped}
+        return {"rung": rung, "epochs": int(last["epochs"]), "promoted": promoted_ever, "stopped_early": stopped}
 
     def total_epochs(self) -> int:
         """Epochs trained by the search so far (each configuration's last result)."""
@@ -137,8 +140,7 @@ class Asha:
 
 def result_event(cid: str, rung: int, epochs: int, val_loss: float | None, final: bool) -> dict:
     v = None if val_loss is None or not math.isfinite(float(val_loss)) else float(val_loss)
-    return {"event": "result", "id": cid, "rung": int(rung), "epochs": int(epochs), "val_loss": v,
-            "final": bool(final)}
+    return {"event": "result", "id": cid, "rung": int(rung), "epochs": int(epochs), "val_loss": v, "final": bool(final)}
 
 
 class DecisionLog:

@@ -1,4 +1,5 @@
 """The sweep's output folder: manifest, all_results.json (atomic), result records, lock."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -19,8 +20,18 @@ MANIFEST = "experiment_manifest.json"
 RESULTS = "all_results.json"
 JOURNAL = ".all_results.journal.jsonl"  # records not yet compacted into RESULTS
 LOCK = ".sweep.lock"
-HYPERPARAMETERS = ("dataset", "subset", "model", "batch_size", "learning_rate", "lambda_param",
-                   "nasa_weight", "dropout", "seed", "num_epochs")
+HYPERPARAMETERS = (
+    "dataset",
+    "subset",
+    "model",
+    "batch_size",
+    "learning_rate",
+    "lambda_param",
+    "nasa_weight",
+    "dropout",
+    "seed",
+    "num_epochs",
+)
 
 
 def now_iso() -> str:
@@ -68,27 +79,27 @@ class _RecordFields(TypedDict):
     nasa_weight: float
     dropout: float
     seed: int
-    split_seed: int          # which units were held out (--split-seeds)
-    age_input: bool          # engine age fed as an input channel (--age-input)
+    split_seed: int  # which units were held out (--split-seeds)
+    age_input: bool  # engine age fed as an input channel (--age-input)
     num_epochs: int
-    is_baseline: bool        # model in BASELINE_MODELS: a yardstick, never the best DDRSA configuration
+    is_baseline: bool  # model in BASELINE_MODELS: a yardstick, never the best DDRSA configuration
     status: Status
-    metrics: dict            # test_metrics.json (docs/CONTRACTS.md) when completed, else {}
+    metrics: dict  # test_metrics.json (docs/CONTRACTS.md) when completed, else {}
     train_seconds: float
     epochs_trained: int
     best_epoch: int | None
     diverged_epoch: int | None
     resumed_from_epoch: int
-    worker: str | None       # Dask worker name (gpu0, cpu1), None outside a worker
+    worker: str | None  # Dask worker name (gpu0, cpu1), None outside a worker
     device: str
     attempts: int
     error: str | None
-    run_dir: str             # relative to the output folder
+    run_dir: str  # relative to the output folder
     data_source: str | None
     test_split: str
     peak_rss_mb: float | None
     peak_gpu_mb: float | None
-    started_at: str | None   # ISO 8601 UTC
+    started_at: str | None  # ISO 8601 UTC
     finished_at: str
 
 
@@ -106,37 +117,46 @@ class ResultRecord(_RecordFields, total=False):
     trial: int
 
 
-def make_record(planned: dict, *, status: Status, result: dict | None = None, worker: str | None = None,
-                attempts: int = 1, error: str | None = None, started_at: str | None = None) -> ResultRecord:
+def make_record(
+    planned: dict,
+    *,
+    status: Status,
+    result: dict | None = None,
+    worker: str | None = None,
+    attempts: int = 1,
+    error: str | None = None,
+    started_at: str | None = None,
+) -> ResultRecord:
     """A result record as in docs/CONTRACTS.md from a planned experiment and a TrainResult dict."""
     result = result or {}
     config = planned["config"]
-    record = {"experiment_id": planned["experiment_id"], "index": planned["index"],
-              "name": planned["name"]}
+    record = {"experiment_id": planned["experiment_id"], "index": planned["index"], "name": planned["name"]}
     record.update({key: config[key] for key in HYPERPARAMETERS})
     record["is_baseline"] = is_baseline(config["model"])  # a yardstick: never the best DDRSA configuration
-    record.update({
-        "status": status,
-        "metrics": result.get("metrics", {}) if status == COMPLETED else {},
-        "train_seconds": result.get("train_seconds", 0.0),
-        "epochs_trained": result.get("epochs_trained", 0),
-        "best_epoch": result.get("best_epoch"),
-        "diverged_epoch": result.get("diverged_epoch"),
-        "resumed_from_epoch": result.get("resumed_from_epoch", 0),
-        "worker": worker,
-        "device": result.get("device", "unknown"),
-        "attempts": attempts,
-        "error": error,
-        "run_dir": planned["run_dir"],
-        "data_source": result.get("data_source"),
-        "test_split": config.get("test_split", "held-out"),
-        "split_seed": config.get("split_seed", 0),  # which units were held out (--split-seeds)
-        "age_input": bool(config.get("age_input", False)),
-        "peak_rss_mb": result.get("peak_rss_mb"),
-        "peak_gpu_mb": result.get("peak_gpu_mb"),
-        "started_at": started_at,
-        "finished_at": now_iso(),
-    })
+    record.update(
+        {
+            "status": status,
+            "metrics": result.get("metrics", {}) if status == COMPLETED else {},
+            "train_seconds": result.get("train_seconds", 0.0),
+            "epochs_trained": result.get("epochs_trained", 0),
+            "best_epoch": result.get("best_epoch"),
+            "diverged_epoch": result.get("diverged_epoch"),
+            "resumed_from_epoch": result.get("resumed_from_epoch", 0),
+            "worker": worker,
+            "device": result.get("device", "unknown"),
+            "attempts": attempts,
+            "error": error,
+            "run_dir": planned["run_dir"],
+            "data_source": result.get("data_source"),
+            "test_split": config.get("test_split", "held-out"),
+            "split_seed": config.get("split_seed", 0),  # which units were held out (--split-seeds)
+            "age_input": bool(config.get("age_input", False)),
+            "peak_rss_mb": result.get("peak_rss_mb"),
+            "peak_gpu_mb": result.get("peak_gpu_mb"),
+            "started_at": started_at,
+            "finished_at": now_iso(),
+        }
+    )
     return cast(ResultRecord, record)
 
 
@@ -194,14 +214,32 @@ class ResultsStore:
         return list(self._records.values())
 
 
-def write_manifest(output_dir: Path, *, grid: dict, planned: list[dict], code_version: str,
-                   data_versions: dict, started_at: str, finished_at: str | None = None,
-                   extra: dict | None = None) -> None:
-    write_json(Path(output_dir) / MANIFEST, {
-        "created_at": started_at, "started_at": started_at, "finished_at": finished_at,
-        "grid": grid, "code_version": code_version, "data_versions": data_versions,
-        "n_experiments": len(planned), "seeds": grid.get("seeds"), **(extra or {}),
-        "experiments": planned})
+def write_manifest(
+    output_dir: Path,
+    *,
+    grid: dict,
+    planned: list[dict],
+    code_version: str,
+    data_versions: dict,
+    started_at: str,
+    finished_at: str | None = None,
+    extra: dict | None = None,
+) -> None:
+    write_json(
+        Path(output_dir) / MANIFEST,
+        {
+            "created_at": started_at,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "grid": grid,
+            "code_version": code_version,
+            "data_versions": data_versions,
+            "n_experiments": len(planned),
+            "seeds": grid.get("seeds"),
+            **(extra or {}),
+            "experiments": planned,
+        },
+    )
 
 
 class SweepLock:
@@ -211,7 +249,7 @@ class SweepLock:
         self.path = Path(output_dir) / LOCK
         self._fh: TextIO | None = None
 
-    def __enter__(self) -> "SweepLock":
+    def __enter__(self) -> SweepLock:
         self._fh = fh = open(self.path, "a+")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -219,8 +257,9 @@ class SweepLock:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()
-            raise DDRSAError(f"another sweep ({holder}) is writing to {self.path.parent}; "
-                             "wait for it or use another --output-dir") from None
+            raise DDRSAError(
+                f"another sweep ({holder}) is writing to {self.path.parent}; wait for it or use another --output-dir"
+            ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} since {now_iso()}")

@@ -1,4 +1,5 @@
 """`SweepSpec`: a validated sweep request, and its expansion into experiment configs."""
+
 from __future__ import annotations
 
 import itertools
@@ -7,8 +8,17 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ddrsa.config import (ALL_MODELS, BASELINE_MODELS, DATASETS, DEFAULT_MODELS, MODEL_NAMES, SUBSETS,
-                          ExperimentConfig, check_dataset, is_baseline)
+from ddrsa.config import (
+    ALL_MODELS,
+    BASELINE_MODELS,
+    DATASETS,
+    DEFAULT_MODELS,
+    MODEL_NAMES,
+    SUBSETS,
+    ExperimentConfig,
+    check_dataset,
+    is_baseline,
+)
 from ddrsa.errors import DDRSAError
 from ddrsa.policy import DEFAULT_MISS_RATE
 
@@ -52,66 +62,93 @@ class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     datasets: list[str] = Field(
-        default_factory=lambda: list(DATASETS), description="data sets: turbofan (C-MAPSS), azure_pm and/or "
-                                                            "paths of fleet tables (docs/DATA.md)")
-    models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS),
-                              description="architectures, from: " + " ".join(MODEL_NAMES) + "; baselines "
-                                          "(one run per dataset, subset and seed; training flags do not "
-                                          "multiply them): " + " ".join(BASELINE_MODELS))
+        default_factory=lambda: list(DATASETS),
+        description="data sets: turbofan (C-MAPSS), azure_pm and/or paths of fleet tables (docs/DATA.md)",
+    )
+    models: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_MODELS),
+        description="architectures, from: " + " ".join(MODEL_NAMES) + "; baselines "
+        "(one run per dataset, subset and seed; training flags do not "
+        "multiply them): " + " ".join(BASELINE_MODELS),
+    )
     # the element types are built at import (_item): mypy cannot read them as types
     batch_sizes: list[BatchSize] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: [128], description="batch sizes")
+        default_factory=lambda: [128], description="batch sizes"
+    )
     learning_rates: list[LearningRate] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: [1e-3], description="Adam learning rates")
+        default_factory=lambda: [1e-3], description="Adam learning rates"
+    )
     lambda_params: list[LambdaParam] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: [0.75], description="DDRSA loss lambda, each in [0, 1]")
+        default_factory=lambda: [0.75], description="DDRSA loss lambda, each in [0, 1]"
+    )
     nasa_weights: list[NasaWeight] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: [0.1], description="NASA auxiliary loss weights (>= 0)")
+        default_factory=lambda: [0.1], description="NASA auxiliary loss weights (>= 0)"
+    )
     dropout_rates: list[Dropout] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: [0.1], description="dropout rates, each in [0, 1)")
+        default_factory=lambda: [0.1], description="dropout rates, each in [0, 1)"
+    )
     seeds: list[int] = Field(default_factory=lambda: [42], description="repeats of every configuration (seeds)")
     num_epochs: int = Field(100, ge=1, le=100_000, description="maximum training epochs per experiment")
     patience: int = Field(10, ge=1, description="early-stopping patience (epochs without validation improvement)")
     subset: Subset = Field("FD001", description="C-MAPSS subset FD001-FD004 (turbofan)")
     subsets: list[Subset] | None = Field(
-        None, description="several C-MAPSS subsets: an outer grid axis for turbofan (replaces subset)")
+        None, description="several C-MAPSS subsets: an outer grid axis for turbofan (replaces subset)"
+    )
     split_seeds: list[int] = Field(
-        default_factory=lambda: [0], min_length=1,
+        default_factory=lambda: [0],
+        min_length=1,
         description="seeds of the unit split (ExperimentConfig.split_seed): several repeat the grid once per "
         "split (outermost axis), so the held-out protocol shows the spread due to which units were held out; "
-        "with --test-split official the official test units stay fixed (only the validation units change)")
+        "with --test-split official the official test units stay fixed (only the validation units change)",
+    )
     test_split: Literal["held-out", "official"] = Field(
-        "held-out", description="held-out: a share of the units tests; official: the C-MAPSS test_FD00x "
-                                "units scored against RUL_FD00x.txt")
+        "held-out",
+        description="held-out: a share of the units tests; official: the C-MAPSS test_FD00x "
+        "units scored against RUL_FD00x.txt",
+    )
     lookback_window: int = Field(128, ge=1, le=4096, description="K, history steps the encoder reads")
     pred_horizon: int = Field(64, ge=2, le=1024, description="L_max, future steps with a hazard each")
     max_units: int | None = Field(None, ge=3, description="use only this many units/machines (quick looks)")
     age_input: bool = Field(False, description=ExperimentConfig.model_fields["age_input"].description)
     window_stride: int = Field(1, ge=1, description="keep every n-th training window (1 = all)")
     data_source: Literal["auto", "real", "synthetic"] | None = Field(
-        None, description="real data, synthetic data, or auto (real when present)",
-        json_schema_extra={"run_only": True})
-    refit: bool = Field(False, description="after the analysis, refit each data set's winner on training + "
-                                           "validation units for its best epoch count and write a model package "
-                                           "OUTPUT_DIR/packages/<data set>/ (ddrsa/refit.py)",
-                        json_schema_extra={"run_only": True})
-    amp: bool = Field(True, description="mixed precision on GPU (--no-amp turns it off)",
-                      json_schema_extra={"run_only": True})
-    compile: bool = Field(False, description="torch.compile each model (off by default)",
-                          json_schema_extra={"run_only": True})
-    deterministic: bool = Field(False, description="deterministic kernels and cuDNN settings "
-                                                   "(reproducible, slower on GPU)",
-                                json_schema_extra={"run_only": True})
-    miss_rate: float = Field(DEFAULT_MISS_RATE, gt=0, lt=1,
-                             description="target miss rate alpha of the intervention criterion: the OTI "
-                                         "cost whose validation miss rate is closest to it is each run's "
-                                         "operating point, ranked on validation mean time left "
-                                         "(ddrsa/policy.py)", json_schema_extra={"run_only": True})
+        None, description="real data, synthetic data, or auto (real when present)", json_schema_extra={"run_only": True}
+    )
+    refit: bool = Field(
+        False,
+        description="after the analysis, refit each data set's winner on training + "
+        "validation units for its best epoch count and write a model package "
+        "OUTPUT_DIR/packages/<data set>/ (ddrsa/refit.py)",
+        json_schema_extra={"run_only": True},
+    )
+    amp: bool = Field(
+        True, description="mixed precision on GPU (--no-amp turns it off)", json_schema_extra={"run_only": True}
+    )
+    compile: bool = Field(
+        False, description="torch.compile each model (off by default)", json_schema_extra={"run_only": True}
+    )
+    deterministic: bool = Field(
+        False,
+        description="deterministic kernels and cuDNN settings (reproducible, slower on GPU)",
+        json_schema_extra={"run_only": True},
+    )
+    miss_rate: float = Field(
+        DEFAULT_MISS_RATE,
+        gt=0,
+        lt=1,
+        description="target miss rate alpha of the intervention criterion: the OTI "
+        "cost whose validation miss rate is closest to it is each run's "
+        "operating point, ranked on validation mean time left "
+        "(ddrsa/policy.py)",
+        json_schema_extra={"run_only": True},
+    )
     search_objective: Literal["val_loss", "intervention"] = Field(
-        "val_loss", description="what halving/tpe rank on at each rung: the validation loss, or the "
-                                "intervention criterion (validation mean time left at the OTI cost whose "
-                                "validation miss rate is closest to --miss-rate; lower is better)",
-        json_schema_extra={"run_only": True})
+        "val_loss",
+        description="what halving/tpe rank on at each rung: the validation loss, or the "
+        "intervention criterion (validation mean time left at the OTI cost whose "
+        "validation miss rate is closest to --miss-rate; lower is better)",
+        json_schema_extra={"run_only": True},
+    )
 
     @field_validator("datasets")
     @classmethod
@@ -127,7 +164,7 @@ class SweepSpec(BaseModel):
         return models
 
     @model_validator(mode="after")
-    def _non_empty(self) -> "SweepSpec":
+    def _non_empty(self) -> SweepSpec:
         for axis in GRID_AXES:
             if not getattr(self, axis):
                 raise ValueError(f"{axis} is empty: the grid would have no experiment")
@@ -169,8 +206,13 @@ class PlannedExperiment:
     run_dir: str
 
     def as_dict(self) -> dict:
-        return {"index": self.index, "experiment_id": self.experiment_id, "name": self.name,
-                "run_dir": self.run_dir, "config": self.config.model_dump(mode="json")}
+        return {
+            "index": self.index,
+            "experiment_id": self.experiment_id,
+            "name": self.name,
+            "run_dir": self.run_dir,
+            "config": self.config.model_dump(mode="json"),
+        }
 
 
 def expand(spec: SweepSpec) -> list[PlannedExperiment]:
@@ -181,8 +223,11 @@ def expand(spec: SweepSpec) -> list[PlannedExperiment]:
     per dataset, subset, split seed and seed (and the fixed lookback and horizon)."""
     grid = {axis: values for axis, values in spec.grid().items() if axis in GRID_AXES}
     # every non-grid field that ExperimentConfig also has goes to each experiment as is
-    fixed = {name: getattr(spec, name) for name in SweepSpec.model_fields
-             if name not in GRID_AXES and name != "subset" and name in ExperimentConfig.model_fields}
+    fixed = {
+        name: getattr(spec, name)
+        for name in SweepSpec.model_fields
+        if name not in GRID_AXES and name != "subset" and name in ExperimentConfig.model_fields
+    }
     planned: list[PlannedExperiment] = []
     points = []  # (split seed, subset, grid values): split seeds, then C-MAPSS subsets (turbofan only) outermost
     for split_seed, subset in itertools.product(dict.fromkeys(spec.split_seeds), spec.subset_list()):
@@ -197,10 +242,15 @@ def expand(spec: SweepSpec) -> list[PlannedExperiment]:
             continue
         seen.add(config.experiment_id())
         index = len(planned)
-        planned.append(PlannedExperiment(index=index, config=config,
-                                         experiment_id=config.experiment_id(),
-                                         name=config.display_name(),
-                                         run_dir=config.run_dir_name(index)))
+        planned.append(
+            PlannedExperiment(
+                index=index,
+                config=config,
+                experiment_id=config.experiment_id(),
+                name=config.display_name(),
+                run_dir=config.run_dir_name(index),
+            )
+        )
     if not planned:
         raise DDRSAError("the grid is empty")
     return planned

@@ -14,6 +14,7 @@ committed transaction, so a SIGKILL loses nothing told) under the name `ddrsa-tp
 same command again loads it and goes on. Pruning is Optuna's `SuccessiveHalvingPruner` with the
 same rungs as `--search halving` (min_resource = --min-epochs, reduction_factor = eta).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,13 @@ def search_space(spec: SweepSpec) -> dict[str, dict]:
         if len(values) == 1:
             space[axis] = {"kind": "fixed", "values": values}
         elif len(values) == 2 and axis != "models":
-            space[axis] = {"kind": "range", "low": min(values), "high": max(values), "log": axis in LOG_AXES,
-                           "int": axis in INT_AXES}
+            space[axis] = {
+                "kind": "range",
+                "low": min(values),
+                "high": max(values),
+                "log": axis in LOG_AXES,
+                "int": axis in INT_AXES,
+            }
         else:
             space[axis] = {"kind": "categorical", "values": values}
     return space
@@ -60,8 +66,14 @@ def describe_space(space: dict[str, dict]) -> str:
     return "; ".join(parts)
 
 
-def check_search(spec: SweepSpec, search: str, min_epochs: int | None, reduction_factor: int,
-                 n_trials: int | None, fuse: str = "auto") -> None:
+def check_search(
+    spec: SweepSpec,
+    search: str,
+    min_epochs: int | None,
+    reduction_factor: int,
+    n_trials: int | None,
+    fuse: str = "auto",
+) -> None:
     """Refuse a search request that cannot run (DDRSAError, one line for the command line)."""
     if search not in SEARCHES:
         raise DDRSAError(f"--search must be one of {', '.join(SEARCHES)}, got {search!r}")
@@ -69,24 +81,30 @@ def check_search(spec: SweepSpec, search: str, min_epochs: int | None, reduction
         return
     baselines = [m for m in spec.models if is_baseline(m)]
     if baselines:
-        raise DDRSAError(f"--search {search} ranks DDRSA validation losses over epochs; the baselines "
-                         f"({' '.join(baselines)}) are fitted once: run them with --search grid")
+        raise DDRSAError(
+            f"--search {search} ranks DDRSA validation losses over epochs; the baselines "
+            f"({' '.join(baselines)}) are fitted once: run them with --search grid"
+        )
     if fuse == "on":  # rungs and trials are one task per experiment (flows/search.py)
-        raise DDRSAError(f"--fuse on fuses grid sweeps only; --search {search} trains each experiment on its own "
-                         "(drop --fuse on)")
+        raise DDRSAError(
+            f"--fuse on fuses grid sweeps only; --search {search} trains each experiment on its own (drop --fuse on)"
+        )
     if reduction_factor < 2:
         raise DDRSAError(f"--reduction-factor must be at least 2, got {reduction_factor}")
     if min_epochs is not None and not 1 <= min_epochs <= spec.num_epochs:
         raise DDRSAError(f"--min-epochs must be between 1 and --num-epochs ({spec.num_epochs}), got {min_epochs}")
     if len(spec.grid()["datasets"]) > 1 or len(spec.subset_list()) > 1:
-        raise DDRSAError(f"--search {search} ranks validation losses of one data set: give one dataset "
-                         "(and one C-MAPSS subset)")
+        raise DDRSAError(
+            f"--search {search} ranks validation losses of one data set: give one dataset (and one C-MAPSS subset)"
+        )
     if search == "tpe":
         if n_trials is None or n_trials < 1:
             raise DDRSAError(f"--search tpe needs --n-trials N with N >= 1, got {n_trials}")
         if all(s["kind"] == "fixed" for s in search_space(spec).values()):
-            raise DDRSAError("--search tpe needs a grid flag with two or more values to search "
-                             f"({', '.join('--' + a.replace('_', '-') for a in SEARCHED_AXES)})")
+            raise DDRSAError(
+                "--search tpe needs a grid flag with two or more values to search "
+                f"({', '.join('--' + a.replace('_', '-') for a in SEARCHED_AXES)})"
+            )
 
 
 def default_min_epochs(num_epochs: int, eta: int) -> int:
@@ -135,8 +153,14 @@ def open_study(output_dir: str | Path, rungs: list[int], eta: int, seed: int):
 
     for attempt in range(5):
         try:
-            return optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner,
-                                       direction="minimize", load_if_exists=True)
+            return optuna.create_study(
+                study_name=STUDY_NAME,
+                storage=storage,
+                sampler=sampler,
+                pruner=pruner,
+                direction="minimize",
+                load_if_exists=True,
+            )
         except sqlalchemy.exc.IntegrityError:
             # another process (optuna-dashboard, a script reading the study) set up the same new
             # database file at the same moment and stamped its schema version first: load it now
