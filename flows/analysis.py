@@ -21,6 +21,7 @@ if __package__ in (None, ""):  # run as a script: repo root importable; a slow t
 
 from prefect import flow, get_run_logger  # noqa: E402
 
+from flows.artifact_images import embedded_png  # noqa: E402
 from flows.run_ops import analysis_run_name  # noqa: E402
 
 KEY_PREFIX = "ddrsa"
@@ -54,40 +55,6 @@ def _table(df) -> list[dict]:
     from reports.tables import nan_to_none
 
     return nan_to_none(df.to_dict(orient="records"))
-
-
-def _png_width(data: bytes) -> int | None:
-    """Pixel width from a PNG's IHDR chunk (None if not a PNG)."""
-    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
-        return None
-    return int.from_bytes(data[16:20], "big")
-
-
-def small_png(data: bytes) -> bytes:
-    """The PNG re-encoded with a 256-colour palette, same pixels size (a chart: ~8x smaller, e.g.
-    385 -> 45 kB; it is stored in the server's database with every run); as is without Pillow."""
-    import io
-
-    try:
-        from PIL import Image
-    except ImportError:
-        return data
-    with Image.open(io.BytesIO(data)) as image:
-        out = io.BytesIO()
-        image.convert("RGB").quantize(256).save(out, "PNG", optimize=True)
-    return out.getvalue() if out.tell() < len(data) else data
-
-
-def embedded_png(path: Path, alt: str, scale: int = 2) -> str:
-    """An <img> with the PNG inline as a data: URI, shown at 1/`scale` of its pixel width (the
-    charts are drawn at scale 2). The Prefect UI renders it inside a markdown artifact (a file://
-    link it does not follow, and image artifacts print the whole URL under the image)."""
-    import base64
-
-    data = small_png(Path(path).read_bytes())
-    width = _png_width(data)
-    size = f' width="{width // scale}"' if width else ""
-    return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}"{size}>'
 
 
 # the chart drawn for a hyperparameter that varies in the grid (reports/report.py build_charts)

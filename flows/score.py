@@ -24,7 +24,8 @@ if __package__ in (None, ""):  # run as a script: repo root importable; a slow t
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.analysis import artifact_key, embedded_png
+from flows.analysis import artifact_key
+from flows.artifact_images import embedded_png
 
 
 def score_run_name() -> str:

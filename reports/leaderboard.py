@@ -77,7 +77,7 @@ COLUMNS = [
     ("n_seeds", "seeds", "num"),
     ("rank_value", "ranked on: validation RMSE", "num"),
     ("rul_rmse", "test RMSE [95% over seeds]", "ci"),
-    ("rul_rmse_units_low", "test RMSE: 95% over test units (bootstrap, seed-averaged)", "units"),
+    ("rul_rmse_units_low", "test RMSE, 95% over test units", "units"),
     ("rul_mae", "test MAE [95% over seeds]", "ci"),
     ("concordance_index", "test C-index [95% over seeds]", "ci"),
     ("nasa_score", "test NASA score [95% over seeds]", "ci"),
@@ -236,7 +236,7 @@ def decoded_rows(data: dict) -> list[dict]:
 
 CSS = (
     ".lb-controls{margin:0.5em 0}.lb-controls label{margin-right:1em}#leaderboard th{cursor:pointer;"
-    "user-select:none;white-space:nowrap}#leaderboard th[aria-sort=ascending]::after{content:' \\25B2'}"
+    "user-select:none;white-space:normal;max-width:9em}#leaderboard th[aria-sort=ascending]::after{content:' \\25B2'}"
     "#leaderboard th[aria-sort=descending]::after{content:' \\25BC'}#leaderboard tr.lb-filters th{cursor:auto;"
     "background:#f6f6f6}#leaderboard tr.lb-filters input{width:6em;font-size:11px}#leaderboard tbody tr.lb-row"
     "{cursor:pointer}#leaderboard tbody tr.lb-row:hover{background:#f0f6ff}#leaderboard tr.lb-selected"

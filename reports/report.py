@@ -560,9 +560,14 @@ LEADERBOARD_MORE = ("subset", "rul_mae", "nasa_score", "data_source")  # behind 
 
 
 def leaderboard_hidden(board: pd.DataFrame) -> list[str]:
-    """Leaderboard fields shown only with 'show every column': the constant hyperparameters and
+    """Leaderboard fields shown only with 'show every column': the constant hyperparameters, the
+    kind when no baseline ran, the interval over test units when no run stored predictions, and
     LEADERBOARD_MORE (a column that varies stays, the subset when several ran)."""
     hidden = [hp for hp in HYPERPARAMETERS if hp in board and board[hp].nunique(dropna=True) <= 1]
+    if "kind" in board and board["kind"].nunique() <= 1:  # no baseline ran: every row is DDRSA
+        hidden.append("kind")
+    if "rul_rmse_units_low" in board and board["rul_rmse_units_low"].isna().all():  # no predictions stored
+        hidden.append("rul_rmse_units_low")
     return hidden + [f for f in LEADERBOARD_MORE if not (f == "subset" and board[f].nunique() > 1)]
 
 

@@ -65,20 +65,28 @@ class UnitSums:
         return float(np.sqrt(self.sse.sum() / total)) if total else math.nan
 
 
+def _point_estimate(predictions: dict, prefix: str) -> np.ndarray:
+    """E[min(T, L)] per window: the stored `<prefix>_expected_time` (computed from the full-precision
+    curve, the value the run's metrics used) where the file has it, else rebuilt from the curve."""
+    stored = predictions.get(f"{prefix}_expected_time")
+    if stored is not None:
+        return np.asarray(stored, dtype=np.float64)
+    return expected_time(predictions[f"{prefix}_survival"])
+
+
 def window_errors(predictions: dict, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(unit ids (N,), squared errors (N,), scored (N,) bool) per window of a run's predictions
     (`ddrsa.run_predictions` keys) for `metric` in UNIT_METRICS; None when the predictions do not
     hold what the metric needs (no benchmark windows)."""
     if metric == TEST_RMSE:
-        survival = predictions["test_survival"]
-        predicted = expected_time(survival)  # E[min(T, L)], steps
+        predicted = _point_estimate(predictions, "test")  # E[min(T, L)], steps
         truth = np.asarray(predictions["test_event_index"], dtype=np.float64)
         scored = ~np.asarray(predictions["test_censored"], dtype=bool)  # event in the horizon
         units = np.asarray(predictions["test_unit"])
     elif metric == BENCHMARK_RMSE:
         if "benchmark_survival" not in predictions:
             return None
-        predicted = np.minimum(expected_time(predictions["benchmark_survival"]), BENCHMARK_RUL_CAP)
+        predicted = np.minimum(_point_estimate(predictions, "benchmark"), BENCHMARK_RUL_CAP)
         truth = np.minimum(np.asarray(predictions["benchmark_rul"], dtype=np.float64), BENCHMARK_RUL_CAP)
         scored = np.ones(len(truth), dtype=bool)
         units = np.asarray(predictions["benchmark_unit"])

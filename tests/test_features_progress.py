@@ -89,7 +89,9 @@ def test_progress_artifact_moves_during_the_sweep_and_reaches_100(tmp_path, pref
                     seen.append((art.data, art.description))
             # mid-sweep: one of two done, the sweep's flow run still running
             assert art.key.startswith("ddrsa-sweep-progress") and art.type == "progress"
-            assert art.data == 50.0 and art.description == "1 completed, 0 failed, 0 diverged of 2"
+            assert art.data == 50.0 and art.description.startswith(
+                "1 of 2 done: 1 completed (0 cached), 0 failed, 0 diverged; 1 remaining, about "
+            )
             assert client.read_flow_run(flow_run.id).state.is_running()
             assert proc.poll() is None
             release.touch()
@@ -97,7 +99,10 @@ def test_progress_artifact_moves_during_the_sweep_and_reaches_100(tmp_path, pref
             assert proc.returncode == 0, (tmp_path / "sweep.log").read_text()[-3000:]
             final = _progress(client, flow_run.id)
             assert final.id == art.id  # one artifact, updated in place
-            assert final.data == 100.0 and final.description == "2 completed, 0 failed, 0 diverged of 2"
+            assert (
+                final.data == 100.0
+                and final.description == "2 of 2 done: 2 completed (0 cached), 0 failed, 0 diverged; finished"
+            )
             assert client.read_flow_run(flow_run.id).state.is_completed()
     finally:
         if proc.poll() is None:

@@ -117,7 +117,9 @@ def test_launcher_run_cache_invalidation_fresh_and_analysis_cli(tmp_path, prefec
     loss1 = _log(out, first["turbofan"])["epochs"][0]["train_loss"]
     progress = _progress_artifact(out.resolve())
     assert progress.type == "progress" and progress.data == 100.0
-    assert progress.description == "2 completed, 0 failed, 0 diverged of 2"
+    assert progress.description.startswith("2 of 2 done: 2 completed (") and progress.description.endswith(
+        "0 failed, 0 diverged; finished"
+    )
 
     # 2. a changed data file retrains the experiments that read it; the unchanged azure_pm is cached
     synthetic.write_synthetic_cmapss(data / "cmapss", "FD001", n_units=12, seed=1)

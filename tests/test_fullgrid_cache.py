@@ -83,7 +83,8 @@ def test_rerun_of_finished_sweep_submits_nothing_and_new_data_retrains(tmp_path,
     summary, task_runs, progress = _sweep(out)
     assert (summary["completed"], summary["cached"], summary["failed"]) == (2, 2, 0)
     assert task_runs == []
-    assert progress.data == 100.0 and progress.description == "2 completed, 0 failed, 0 diverged of 2"
+    assert progress.data == 100.0
+    assert progress.description == "2 of 2 done: 2 completed (2 cached), 0 failed, 0 diverged; finished"
     assert (out / "all_results.json").read_bytes() == results_bytes
     assert {r["experiment_id"]: r for r in read_results(out)} == first
 

@@ -572,7 +572,7 @@ def test_search_objective_intervention_ranks_paused_and_finished_runs_on_validat
     from ddrsa.settings import Settings
     from ddrsa.sweep.spec import SweepSpec
     from ddrsa.trainer import train
-    from flows.search import objective
+    from flows.halving import objective
 
     config = ExperimentConfig(
         dataset="azure_pm",

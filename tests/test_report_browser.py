@@ -113,6 +113,10 @@ def test_leaderboard_filters_and_row_opens_its_command(page):
     from reports.tables import retrain_command
 
     browser, res, shots = page
+    # the row click talks to the parallel-coordinates chart: draw every chart first (under xdist
+    # this test may run before the one that does)
+    browser.evaluate("window.ddrsaRenderAll()")
+    browser.evaluate(WAIT_CHARTS, await_promise=True, timeout=120)
     browser.evaluate(
         "(() => { const s = document.getElementById('lb-dataset'); s.value = 'azure_pm';"
         " s.dispatchEvent(new Event('input')); })()"

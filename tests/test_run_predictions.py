@@ -27,6 +27,7 @@ from ddrsa.run_predictions import (
     EXTRA_KEYS,
     FILE_NAME,
     KEYS,
+    POLICY_KEYS,
     load_predictions,
     save_predictions,
 )
@@ -53,7 +54,7 @@ def _check_folder(run_dir, config) -> dict:
     path = run_dir / FILE_NAME
     assert path.is_file() and path.stat().st_size < SIZE_BOUND, path
     preds = load_predictions(run_dir)
-    assert set(KEYS + EXTRA_KEYS + BENCHMARK_KEYS + BENCHMARK_EXTRA_KEYS) == set(preds)
+    assert set(KEYS + EXTRA_KEYS + BENCHMARK_KEYS + BENCHMARK_EXTRA_KEYS + POLICY_KEYS) == set(preds)
     np.testing.assert_array_equal(preds["test_unit"], data.test.unit)
     np.testing.assert_array_equal(preds["test_event_index"], data.test.event_index)
     np.testing.assert_array_equal(preds["test_censored"], data.test.censored)

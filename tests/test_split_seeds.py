@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ddrsa.config import ExperimentConfig
+from ddrsa.metrics import expected_time
 from ddrsa.run_predictions import save_predictions
 from ddrsa.sweep.results import make_record
 from ddrsa.sweep.spec import SweepSpec, expand
@@ -57,7 +58,14 @@ def _pred(rng, units, noise):
     ev = rng.integers(0, 15, n)
     target = np.clip(ev + rng.normal(0, noise, n), 0.5, 19.5)
     surv = 1.0 / (1.0 + np.exp(np.arange(20)[None, :] - target[:, None]))
-    return {"test_survival": surv, "test_event_index": ev, "test_censored": np.zeros(n, bool), "test_unit": units}
+    # as every run writes it: the curve (stored float16) and its E[min(T, L)] from the float64 curve
+    return {
+        "test_survival": surv,
+        "test_expected_time": expected_time(surv),
+        "test_event_index": ev,
+        "test_censored": np.zeros(n, bool),
+        "test_unit": units,
+    }
 
 
 def test_analysis_pools_splits_and_draws_units_within_each(tmp_path):
