@@ -65,13 +65,14 @@ PRESETS: dict[str, dict] = {
         "re-draw only the validation units; the spread over test units is the report's bootstrap.",
         # the paper's 16-unit LSTM, two learning rates; NASA weight 0 (0.1 was worse on validation in
         # an earlier run: BENCHMARKS.md section 7). lstm_basic (64 units) costs 4.4x per epoch on CPU.
+        # The yardsticks gbm, cox, km (issue 25) run once per subset and seed beside it (seconds each).
         "spec": dict(
             datasets=["turbofan"],
             subsets=["FD001", "FD002", "FD003", "FD004"],
             test_split="official",
             lookback_window=30,
             pred_horizon=125,
-            models=["paper"],
+            models=["paper", "gbm", "cox", "km"],
             batch_sizes=[64],
             learning_rates=[0.01, 0.003],
             lambda_params=[0.75],
