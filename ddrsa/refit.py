@@ -27,7 +27,7 @@ import torch
 from ddrsa.atomic import read_json
 from ddrsa.config import BASELINE_MODELS, ExperimentConfig, dataset_name
 from ddrsa.data import SurvivalWindows, load_dataset
-from ddrsa.device import Split, autocast, resolve_device
+from ddrsa.device import Split, resolve_device
 from ddrsa.errors import DDRSAError
 from ddrsa.losses import DDRSALoss, check_labels
 from ddrsa.metrics import VALIDATION_KEYS
@@ -35,7 +35,7 @@ from ddrsa.models import build_model, set_generator
 from ddrsa.package import write_package
 from ddrsa.schedule import make_scheduler, steps_per_batch
 from ddrsa.settings import Settings, get_settings
-from ddrsa.trainer import experiment_generators, seed_everything
+from ddrsa.trainer import experiment_generators, seed_everything, train_epoch
 from ddrsa.version import code_version
 
 log = logging.getLogger("ddrsa.refit")
@@ -91,25 +91,9 @@ def fit_epochs(
         if not per_step and learning_rates and epoch <= len(learning_rates):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rates[epoch - 1]
-        model.train()
-        order = torch.randperm(len(split), generator=gens.reseed_shuffle(config.seed, epoch)).to(device)
-        total = torch.zeros((), device=device)
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            x, mask = split.batch(idx)
-            with autocast(device, config.amp):
-                logits = model(x, mask)
-            loss = loss_fn(logits.float(), split.event_index[idx], split.censored[idx])
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            if per_step:
-                scheduler.step()
-            total += loss.detach() * len(idx)
-        train_loss = float(total) / len(split)
+        train_loss = train_epoch(
+            model, model, split, optimizer, scheduler, loss_fn, scaler, gens, config, epoch, device
+        )
         if not math.isfinite(train_loss):
             raise DDRSAError(f"refit of {config.display_name()} diverged at epoch {epoch}")
         log.info("refit %s epoch %d/%d train %.4f", config.display_name(), epoch, epochs, train_loss)

@@ -169,7 +169,6 @@ def _train_locked(
     run = new_run_state(config, run_dir, train_split.n_features, steps_per_epoch, device)
     model, optimizer, scheduler, loss_fn, gens = run.model, run.optimizer, run.scheduler, run.loss_fn, run.gens
     step_model = torch.compile(model) if config.compile else model
-    per_step_schedule = steps_per_batch(scheduler)
     use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     if run.resumed_from:
@@ -181,27 +180,11 @@ def _train_locked(
         if not run.wants(epoch):
             break
         t0 = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(train_split), generator=gens.reseed_shuffle(config.seed, epoch)).to(device)
-        total = torch.zeros((), device=device)
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            x, mask = train_split.batch(idx)
-            with autocast(device, config.amp):
-                logits = step_model(x, mask)
-            loss = loss_fn(logits.float(), train_split.event_index[idx], train_split.censored[idx])
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            if per_step_schedule:
-                scheduler.step()
-            total += loss.detach() * len(idx)
+        train_loss = train_epoch(
+            step_model, model, train_split, optimizer, scheduler, loss_fn, scaler, gens, config, epoch, device
+        )
         if inject_nan and epoch == run.resumed_from + 1:
-            total = total * float("nan")
-        train_loss = float(total) / len(train_split)
+            train_loss = float("nan")
         run.end_epoch(epoch, train_loss, val_split, device, time.perf_counter() - t0)
         entry = run.history[-1]
         if run.status == DIVERGED:
@@ -226,3 +209,42 @@ def _train_locked(
     return run.finish(
         data, val_split, device, session_seconds=time.perf_counter() - t_start, return_predictions=return_predictions
     )
+
+
+def train_epoch(
+    step_model,
+    model,
+    split: Split,
+    optimizer,
+    scheduler,
+    loss_fn,
+    scaler,
+    gens,
+    config: ExperimentConfig,
+    epoch: int,
+    device: torch.device,
+) -> float:
+    """One epoch over `split` in the experiment's seeded shuffle order (the one training step of the
+    trainer and of a refit): forward through `step_model` (the model, or its torch.compile), the
+    DDRSA loss, clipped backward, optimizer (and per-step scheduler) step. Returns the mean loss per
+    window."""
+    per_step_schedule = steps_per_batch(scheduler)
+    model.train()
+    order = torch.randperm(len(split), generator=gens.reseed_shuffle(config.seed, epoch)).to(device)
+    total = torch.zeros((), device=device)
+    for start in range(0, len(order), config.batch_size):
+        idx = order[start : start + config.batch_size]
+        x, mask = split.batch(idx)
+        with autocast(device, config.amp):
+            logits = step_model(x, mask)
+        loss = loss_fn(logits.float(), split.event_index[idx], split.censored[idx])
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        if per_step_schedule:
+            scheduler.step()
+        total += loss.detach() * len(idx)
+    return float(total) / len(split)
